@@ -1,0 +1,1 @@
+"""Export, bundles, the standalone runtime, the command line and benchmarks."""

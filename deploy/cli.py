@@ -1,0 +1,53 @@
+"""The ``neurohand`` command: a thin dispatcher over subcommands that live in their own packages.
+
+Each package exposes ``register(subparsers)`` in its ``cli`` module; handlers import their heavy
+dependencies only when run, so ``neurohand run`` on the device never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+# Modules whose ``register(subparsers)`` adds subcommands, in help order.
+COMMAND_MODULES = (
+    "deploy.demo",
+    "firmware_bridge.cli",
+    "calibration.cli",
+    "deploy.bench",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the full argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="neurohand",
+        description="Real-time neural decoder for a prosthetic hand.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the ``neurohand`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rc = args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print("neurohand {}: error: {}".format(args.command, msg), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("neurohand {}: interrupted".format(args.command), file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

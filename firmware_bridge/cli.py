@@ -1,0 +1,51 @@
+"""Subcommands of the firmware bridge: ``neurohand simulate``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def register(sub: "argparse._SubParsersAction") -> None:
+    """Add this package's subcommands."""
+    p = sub.add_parser(
+        "simulate",
+        help="simulate a patient's nerve recordings during a cued finger protocol",
+        description="Write a simulated session (median/ulnar intrafascicular recordings, glove positions, "
+        "labels, cues). With --days N > 1, writes one file per day: OUT_day1.h5 .. OUT_dayN.h5.",
+    )
+    p.add_argument("--out", required=True, help="session file to write (.h5)")
+    p.add_argument("--minutes", type=float, default=5.0, help="length of each session (default 5)")
+    p.add_argument("--channels", type=int, default=16, help="recording sites, half per nerve (default 16)")
+    p.add_argument("--fs-hz", type=float, default=10000.0, help="sample rate (default 10000)")
+    p.add_argument("--mains-hz", type=float, default=50.0, choices=[50.0, 60.0], help="mains frequency")
+    p.add_argument("--days", type=int, default=1, help="consecutive days to simulate (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="the patient (default 0)")
+    p.set_defaults(func=_simulate)
+
+
+def day_paths(out: str, days: int) -> list:
+    """Output file of each simulated day."""
+    if days == 1:
+        return [out]
+    stem, ext = os.path.splitext(out)
+    return ["{}_day{}{}".format(stem, d, ext or ".h5") for d in range(1, days + 1)]
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from decoder.recording import write_recording
+
+    from .nerve_simulator import SimulatorConfig, simulate_recording
+
+    if args.days < 1:
+        raise ValueError("Invalid value for '--days': expected an integer >= 1, got {}".format(args.days))
+    for day, path in enumerate(day_paths(args.out, args.days), start=1):
+        cfg = SimulatorConfig(minutes=args.minutes, n_channels=args.channels, fs_hz=args.fs_hz,
+                              mains_hz=args.mains_hz, day=day, seed=args.seed)
+        rec = simulate_recording(cfg)
+        d = os.path.dirname(os.path.abspath(path))
+        os.makedirs(d, exist_ok=True)
+        write_recording(rec, path)
+        print("wrote {}: {} channels x {:.1f} s at {:g} Hz, day {}, {} cues".format(
+            path, rec.n_channels, rec.duration_s, rec.fs_hz, day, len(rec.cues)))
+    return 0

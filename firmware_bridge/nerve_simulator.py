@@ -1,0 +1,401 @@
+"""A synthetic patient: intrafascicular median/ulnar nerve recordings during a cued finger protocol.
+
+Model
+-----
+*Kinematics.* The patient follows a cue protocol (:data:`MOVEMENTS`: each finger flexed and released, four
+grips, rest between). Each repetition is the movement list in a random order. A trial is rest
+(``rest_s``, uniform 1.5-2.5 s), the cue, a reaction delay (0.15-0.35 s), a minimum-jerk flexion (0.4-0.7 s)
+to a target scaled by a per-trial amplitude (0.6-1.0), a hold (1.0-1.6 s) and a minimum-jerk release.
+Fingers not asked to move follow the moving ones through enslavement (neighbours 15-35 %, as measured in
+Zatsiorsky et al. 2000), plus 8-12 Hz physiological tremor and glove noise (about 0.005). Positions are
+sampled at ``glove_fs_hz`` like a data glove; 0 is open, 1 fully flexed.
+
+*Units.* Each nerve (median: the first half of the channels, ulnar: the second half) carries
+``units_per_nerve`` motor units. A unit's primary finger follows the nerve's innervation (median: thumb,
+index, middle, part of ring; ulnar: ring, little, thumb adduction) with random secondary weights on the
+others. 75 % are flexor units, driven by their fingers' position and flexion velocity; 25 % are extensor units,
+driven by release velocity. The firing rate is a sigmoid of the drive with a per-unit recruitment threshold
+(low-threshold units first), from a spontaneous 1-8 spikes/s up to 40-120 spikes/s: nonlinear in position and
+velocity. Spikes are an inhomogeneous Bernoulli process in 1 ms bins with sub-millisecond jitter.
+
+*Electrodes.* Units and active sites lie in the nerve's cross-section (unit disk); a unit's amplitude on a
+site is its own amplitude (log-normal, median 35 uV) times ``exp(-distance / 0.35)``, so each channel mixes a
+few large units tuned to different fingers with many small ones. Spike waveforms are biphasic with 0.3-0.9 ms
+duration and a per-unit polarity.
+
+*Noise and interference.* White thermal noise of ``noise_uv`` RMS, a slow 1/f-like background below 100 Hz,
+mains at ``mains_hz`` with its 3rd harmonic (5-30 uV per channel, slowly modulated), and motion artefacts
+(about ``artefacts_per_min`` per minute: 2-8 Hz damped transients of 100-600 uV shared across channels).
+
+*Days.* ``day`` 1 is the calibration day. Each later day multiplies channel gains by a log-normal step
+(sigma 0.12), loses about 10 % of units and gains as many new ones, jitters every amplitude (sigma 0.1,
+electrode micro-motion) and raises the noise floor by 5 %. The same ``seed`` always gives the same patient;
+day ``k`` is reached through days ``1..k-1``.
+
+Nothing here is tuned to make a decoder look good; the real data sets are the judge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Tuple
+
+import numpy as np
+from scipy import signal as sps
+
+from decoder.recording import CUE_DTYPE, Recording
+from decoder.validation import check_int, check_positive
+
+# (name, target flexion per finger: thumb, index, middle, ring, little)
+MOVEMENTS: Tuple[Tuple[str, Tuple[float, ...]], ...] = (
+    ("thumb_flexion", (1.0, 0.0, 0.0, 0.0, 0.0)),
+    ("index_flexion", (0.0, 1.0, 0.0, 0.0, 0.0)),
+    ("middle_flexion", (0.0, 0.0, 1.0, 0.0, 0.0)),
+    ("ring_flexion", (0.0, 0.0, 0.0, 1.0, 0.0)),
+    ("little_flexion", (0.0, 0.0, 0.0, 0.0, 1.0)),
+    ("power_grip", (0.8, 1.0, 1.0, 1.0, 1.0)),
+    ("pinch", (0.7, 0.7, 0.0, 0.0, 0.0)),
+    ("tripod", (0.7, 0.7, 0.7, 0.0, 0.0)),
+    ("point", (0.7, 0.0, 1.0, 1.0, 1.0)),
+)
+CLASS_NAMES = ("rest",) + tuple(m[0] for m in MOVEMENTS)
+# Enslavement: row = moving finger, column = finger dragged along.
+_ENSLAVE = np.array(
+    [
+        [0.0, 0.10, 0.05, 0.03, 0.02],
+        [0.10, 0.0, 0.30, 0.15, 0.08],
+        [0.05, 0.20, 0.0, 0.35, 0.15],
+        [0.03, 0.12, 0.30, 0.0, 0.40],
+        [0.02, 0.06, 0.15, 0.35, 0.0],
+    ]
+)
+# Probability of each primary finger for units of each nerve.
+_INNERVATION = {
+    "median": np.array([0.35, 0.30, 0.25, 0.10, 0.0]),
+    "ulnar": np.array([0.20, 0.0, 0.0, 0.35, 0.45]),
+}
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """Parameters of a simulated session.
+
+    Parameters
+    ----------
+    minutes : float
+        Length of the session.
+    n_channels : int
+        Recording sites; the first half on the median nerve, the rest on the ulnar (at least 2).
+    fs_hz : float
+        Sample rate of the neural signals.
+    glove_fs_hz : float
+        Sample rate of the finger positions.
+    mains_hz : float
+        Mains frequency (50 or 60).
+    units_per_nerve : int
+        Motor units per nerve in reach of the electrodes.
+    noise_uv : float
+        RMS of the white thermal noise, microvolts.
+    artefacts_per_min : float
+        Mean rate of motion artefacts.
+    day : int
+        Day of the session (1 = calibration day); later days drift.
+    seed : int
+        Identifies the patient; everything is deterministic for a seed.
+    """
+
+    minutes: float = 5.0
+    n_channels: int = 16
+    fs_hz: float = 10000.0
+    glove_fs_hz: float = 100.0
+    mains_hz: float = 50.0
+    units_per_nerve: int = 40
+    noise_uv: float = 4.0
+    artefacts_per_min: float = 2.0
+    day: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_positive("minutes", self.minutes)
+        check_int("n_channels", self.n_channels, minimum=2)
+        check_positive("fs_hz", self.fs_hz)
+        if self.fs_hz < 2000:
+            raise ValueError("Invalid value for 'fs_hz': nerve spikes need at least 2000 Hz, got {}".format(
+                self.fs_hz))
+        check_positive("glove_fs_hz", self.glove_fs_hz)
+        check_positive("mains_hz", self.mains_hz)
+        check_int("units_per_nerve", self.units_per_nerve, minimum=1)
+        check_positive("noise_uv", self.noise_uv, allow_zero=True)
+        check_positive("artefacts_per_min", self.artefacts_per_min, allow_zero=True)
+        check_int("day", self.day, minimum=1)
+        check_int("seed", self.seed, minimum=0)
+
+
+# ---------------------------------------------------------------------- kinematics
+def _min_jerk(n: int) -> np.ndarray:
+    s = np.linspace(0.0, 1.0, n)
+    return 10 * s**3 - 15 * s**4 + 6 * s**5
+
+
+def simulate_protocol(minutes: float, glove_fs_hz: float, rng: np.random.Generator) -> Dict[str, np.ndarray]:
+    """Finger trajectories, labels, repetitions and cues of a cued protocol at the glove rate.
+
+    Returns
+    -------
+    dict
+        ``positions`` (n, 5) in 0..1, ``labels`` (n,), ``repetitions`` (n,), ``cues`` list of
+        (glove_sample, label, duration_glove_samples, name).
+    """
+    n_total = int(round(minutes * 60 * glove_fs_hz))
+    fs = glove_fs_hz
+    target = np.zeros((n_total, 5))
+    labels = np.zeros(n_total, np.int16)
+    reps = np.zeros(n_total, np.int16)
+    cues: List[Tuple[int, int, int, str]] = []
+    t = 0
+    rep = 0
+    while t < n_total:
+        rep += 1
+        for m in rng.permutation(len(MOVEMENTS)):
+            name, tgt = MOVEMENTS[m]
+            rest = int(rng.uniform(1.5, 2.5) * fs)
+            react = int(rng.uniform(0.15, 0.35) * fs)
+            up = max(2, int(rng.uniform(0.4, 0.7) * fs))
+            hold = int(rng.uniform(1.0, 1.6) * fs)
+            down = max(2, int(rng.uniform(0.4, 0.7) * fs))
+            amp = rng.uniform(0.6, 1.0)
+            cue_t = t + rest
+            if cue_t >= n_total:
+                t = n_total
+                break
+            on = cue_t + react
+            vec = np.asarray(tgt) * amp
+            # Enslaved fingers follow the moving ones.
+            vec = np.clip(vec + (vec @ _ENSLAVE) * rng.uniform(0.7, 1.3, 5), 0.0, 1.0)
+            prof = np.concatenate([_min_jerk(up), np.ones(hold), 1.0 - _min_jerk(down)])
+            end = min(on + len(prof), n_total)
+            if on < n_total:
+                target[on:end] = prof[: end - on, None] * vec[None, :]
+                labels[on:end] = m + 1
+            reps[t:end] = rep
+            cues.append((cue_t, m + 1, react + up + hold, name))
+            t = end
+            if t >= n_total:
+                break
+    # Tremor (8-12 Hz) and glove noise.
+    tt = np.arange(n_total) / fs
+    tremor = np.zeros((n_total, 5))
+    for j in range(5):
+        f0 = rng.uniform(8.0, 12.0)
+        tremor[:, j] = 0.004 * np.sin(2 * np.pi * f0 * tt + rng.uniform(0, 2 * np.pi))
+    pos = np.clip(target * (1 + tremor * 5) + tremor + rng.normal(0, 0.005, target.shape), 0.0, 1.0)
+    return {"positions": pos.astype(np.float32), "labels": labels, "repetitions": reps, "cues": cues}
+
+
+# ---------------------------------------------------------------------- patient and days
+@dataclass
+class _Patient:
+    nerve: np.ndarray  # (U,) 0 median, 1 ulnar
+    weights: np.ndarray  # (U, 5) finger tuning
+    extensor: np.ndarray  # (U,) bool
+    threshold: np.ndarray  # (U,)
+    slope: np.ndarray  # (U,)
+    base_rate: np.ndarray  # (U,)
+    max_rate: np.ndarray  # (U,)
+    vel_gain: np.ndarray  # (U,)
+    template: np.ndarray  # (U,) index into templates
+    polarity: np.ndarray  # (U,) +1/-1
+    amplitude: np.ndarray  # (C, U) microvolts on each channel (0 for other nerve)
+    gain: np.ndarray  # (C,)
+    mains_amp: np.ndarray  # (C,)
+    noise_scale: float
+
+
+def _new_units(n: int, nerve_of: np.ndarray, rng: np.random.Generator) -> Dict[str, np.ndarray]:
+    weights = np.zeros((n, 5))
+    for i in range(n):
+        p = _INNERVATION["median" if nerve_of[i] == 0 else "ulnar"]
+        primary = rng.choice(5, p=p)
+        weights[i] = rng.uniform(0.0, 0.3, 5) * (rng.uniform(size=5) < 0.4)
+        weights[i, primary] = 1.0
+    return {
+        "weights": weights,
+        "extensor": rng.uniform(size=n) < 0.25,
+        "threshold": rng.uniform(0.05, 0.6, n),
+        "slope": rng.uniform(6.0, 14.0, n),
+        "base_rate": rng.uniform(1.0, 8.0, n),
+        "max_rate": rng.uniform(40.0, 120.0, n),
+        "vel_gain": rng.uniform(0.1, 0.4, n),
+        "template": rng.integers(0, 3, n),
+        "polarity": rng.choice([-1.0, 1.0], n),
+        "xy": _disk_points(n, rng),
+        "strength": rng.lognormal(np.log(35.0), 0.5, n),
+    }
+
+
+def _disk_points(n: int, rng: np.random.Generator) -> np.ndarray:
+    r = np.sqrt(rng.uniform(size=n))
+    a = rng.uniform(0, 2 * np.pi, n)
+    return np.stack([r * np.cos(a), r * np.sin(a)], axis=1)
+
+
+def _amplitudes(units: Dict[str, np.ndarray], nerve_of: np.ndarray, site_xy: np.ndarray,
+                site_nerve: np.ndarray) -> np.ndarray:
+    d = np.linalg.norm(site_xy[:, None, :] - units["xy"][None, :, :], axis=-1)
+    amp = units["strength"][None, :] * np.exp(-d / 0.35)
+    amp[site_nerve[:, None] != nerve_of[None, :]] = 0.0
+    return amp
+
+
+def make_patient(config: SimulatorConfig) -> _Patient:
+    """Build the simulated patient of ``config.seed`` as on ``config.day``."""
+    rng = np.random.default_rng(config.seed)
+    C, per = config.n_channels, config.units_per_nerve
+    site_nerve = (np.arange(C) >= C // 2).astype(int)
+    site_xy = _disk_points(C, rng) * 0.8
+    nerve_of = np.repeat([0, 1], per)
+    units = _new_units(2 * per, nerve_of, rng)
+    amp = _amplitudes(units, nerve_of, site_xy, site_nerve)
+    gain = np.ones(C)
+    mains = rng.uniform(5.0, 30.0, C)
+    noise_scale = 1.0
+    for day in range(2, config.day + 1):
+        drng = np.random.default_rng([config.seed, day])
+        gain = gain * drng.lognormal(0.0, 0.12, C)
+        lost = drng.uniform(size=2 * per) < 0.10
+        if lost.any():
+            fresh = _new_units(int(lost.sum()), nerve_of[lost], drng)
+            for k, v in fresh.items():
+                units[k] = units[k].copy()
+                units[k][lost] = v
+            amp = _amplitudes(units, nerve_of, site_xy, site_nerve)
+        amp = amp * drng.lognormal(0.0, 0.10, amp.shape)
+        noise_scale *= 1.05
+        mains = mains * drng.lognormal(0.0, 0.2, C)
+    return _Patient(
+        nerve=nerve_of, weights=units["weights"], extensor=units["extensor"], threshold=units["threshold"],
+        slope=units["slope"], base_rate=units["base_rate"], max_rate=units["max_rate"],
+        vel_gain=units["vel_gain"], template=units["template"], polarity=units["polarity"], amplitude=amp,
+        gain=gain, mains_amp=mains, noise_scale=noise_scale,
+    )
+
+
+def _templates(fs_hz: float) -> List[np.ndarray]:
+    """Three biphasic spike shapes (0.3, 0.55, 0.9 ms), unit peak amplitude."""
+    out = []
+    for dur_ms in (0.3, 0.55, 0.9):
+        n = max(4, int(round(3 * dur_ms * fs_hz / 1000.0)))
+        t = np.linspace(-1.5, 1.5, n)
+        w = -t * np.exp(-(t**2) * 2.0)  # derivative-of-Gaussian: a biphasic spike
+        out.append(w / np.max(np.abs(w)))
+    return out
+
+
+def unit_rates(patient: _Patient, positions: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Compute the firing rate of every unit (spikes/s) for finger positions sampled at ``fs_hz``.
+
+    Returns
+    -------
+    np.ndarray, shape (n, n_units)
+    """
+    vel = np.gradient(positions, axis=0) * fs_hz  # positions per second
+    pos_drive = positions @ patient.weights.T / patient.weights.sum(axis=1)
+    vel_drive = vel @ patient.weights.T / patient.weights.sum(axis=1)
+    flex = pos_drive + patient.vel_gain * np.maximum(vel_drive, 0.0)
+    ext = patient.vel_gain * 2.5 * np.maximum(-vel_drive, 0.0) + 0.15 * (1.0 - pos_drive)
+    drive = np.where(patient.extensor[None, :], ext, flex)
+    sig = 1.0 / (1.0 + np.exp(-patient.slope * (drive - patient.threshold)))
+    return patient.base_rate + (patient.max_rate - patient.base_rate) * sig
+
+
+def simulate_recording(config: SimulatorConfig) -> Recording:
+    """Simulate one session of the patient ``config.seed`` on ``config.day``.
+
+    Returns
+    -------
+    Recording
+        ``signals`` (n, n_channels) float32 in microvolts at ``fs_hz``, ``positions`` at ``glove_fs_hz``,
+        per-sample labels and repetitions, cue events, ``signal_kind='nerve'``.
+    """
+    patient = make_patient(config)
+    rng = np.random.default_rng([config.seed, config.day, 1])
+    proto = simulate_protocol(config.minutes, config.glove_fs_hz, rng)
+    fs = config.fs_hz
+    n_glove = len(proto["positions"])
+    n = int(round(n_glove / config.glove_fs_hz * fs))
+    glove_index = np.minimum(np.round(np.arange(n_glove) * fs / config.glove_fs_hz).astype(np.int64), n - 1)
+    # Rates on a 1 ms grid.
+    bin_hz = 1000.0
+    n_bins = int(np.ceil(n / fs * bin_hz))
+    tb = np.arange(n_bins) / bin_hz
+    tg = np.arange(n_glove) / config.glove_fs_hz
+    pos_b = np.stack([np.interp(tb, tg, proto["positions"][:, j]) for j in range(5)], axis=1)
+    rates = unit_rates(patient, pos_b, bin_hz)  # (n_bins, U)
+    fired = rng.uniform(size=rates.shape) < rates / bin_hz
+    b_idx, u_idx = np.nonzero(fired)
+    spike_sample = np.minimum(((b_idx + rng.uniform(size=len(b_idx))) * fs / bin_hz).astype(np.int64), n - 1)
+    templates = _templates(fs)
+    C = config.n_channels
+    out = np.empty((n, C), dtype=np.float32)
+    t = np.arange(n) / fs
+    # Slow background (1/f-like, below 100 Hz) and motion artefacts, shared structure across channels.
+    sos_bg = sps.butter(2, 100.0, btype="lowpass", output="sos", fs=fs)
+    n_art = rng.poisson(config.artefacts_per_min * config.minutes)
+    art_t = rng.uniform(0, n / fs, n_art)
+    art_shape = np.zeros(n)
+    for a_t in art_t:
+        f0, tau, a0 = rng.uniform(2, 8), rng.uniform(0.1, 0.3), rng.uniform(100, 600) * rng.choice([-1, 1])
+        i0 = int(a_t * fs)
+        k = min(n - i0, int(5 * tau * fs))
+        tt = np.arange(k) / fs
+        art_shape[i0:i0 + k] += a0 * np.exp(-tt / tau) * np.sin(2 * np.pi * f0 * tt)
+    art_gain = rng.uniform(0.3, 1.0, C)
+    mains_phase = rng.uniform(0, 2 * np.pi, C)
+    mod = 1.0 + 0.2 * np.sin(2 * np.pi * 0.05 * t + rng.uniform(0, 2 * np.pi))
+    for c in range(C):
+        x = rng.normal(0.0, config.noise_uv * patient.noise_scale, n)
+        x += 3.0 * sps.sosfilt(sos_bg, rng.normal(0.0, 8.0, n))
+        amp_c = patient.amplitude[c, u_idx] * patient.polarity[u_idx]
+        for k, tpl in enumerate(templates):
+            sel = (patient.template[u_idx] == k) & (amp_c != 0)
+            if not sel.any():
+                continue
+            imp = np.bincount(spike_sample[sel], weights=amp_c[sel], minlength=n)
+            x += sps.oaconvolve(imp, tpl, mode="full")[:n]
+        x += patient.mains_amp[c] * mod * (
+            np.sin(2 * np.pi * config.mains_hz * t + mains_phase[c])
+            + 0.3 * np.sin(2 * np.pi * 3 * config.mains_hz * t + 2 * mains_phase[c]))
+        x += art_gain[c] * art_shape
+        out[:, c] = (x * patient.gain[c]).astype(np.float32)
+    # Per-sample labels and repetitions from the glove-rate ones (zero-order hold).
+    g_of_s = np.minimum((np.arange(n) * config.glove_fs_hz / fs).astype(np.int64), n_glove - 1)
+    cues = np.array(
+        [(glove_index[min(g, n_glove - 1)], lab, int(d * fs / config.glove_fs_hz), name.encode())
+         for g, lab, d, name in proto["cues"]],
+        dtype=CUE_DTYPE,
+    ) if proto["cues"] else np.zeros(0, CUE_DTYPE)
+    half = C // 2
+    names = ["median{}".format(i) for i in range(half)] + ["ulnar{}".format(i) for i in range(C - half)]
+    return Recording(
+        signals=out,
+        fs_hz=fs,
+        signal_kind="nerve",
+        channel_names=tuple(names),
+        units="uV",
+        positions=proto["positions"],
+        position_index=glove_index,
+        labels=proto["labels"][g_of_s],
+        class_names=CLASS_NAMES,
+        repetitions=proto["repetitions"][g_of_s],
+        cues=cues,
+        metadata={
+            "patient_id": "sim-{}".format(config.seed),
+            "session_id": "sim-{}-day{}".format(config.seed, config.day),
+            "device": "neurohand nerve simulator ({} sites, median/ulnar)".format(C),
+            "source": "simulator",
+            "notes": "seed={} day={} minutes={} fs_hz={} mains_hz={}".format(
+                config.seed, config.day, config.minutes, fs, config.mains_hz),
+            "simulator_day": str(config.day),
+            "mains_hz": "{:g}".format(config.mains_hz),
+        },
+    )

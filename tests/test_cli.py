@@ -1,0 +1,92 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from decoder.recording import read_recording
+from deploy.cli import main
+
+
+def test_simulate_and_inspect(tmp_path, capsys):
+    out = str(tmp_path / "p.h5")
+    assert main(["simulate", "--out", out, "--minutes", "0.05", "--channels", "4", "--fs-hz", "4000",
+                 "--seed", "2"]) == 0
+    rec = read_recording(out)
+    assert rec.n_channels == 4 and rec.fs_hz == 4000.0 and rec.duration_s == pytest.approx(3.0)
+    capsys.readouterr()
+    assert main(["inspect", out, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["channels"] == 4 and summary["patient_id"] == "sim-2"
+
+
+def test_simulate_days_writes_one_file_per_day(tmp_path):
+    out = str(tmp_path / "p.h5")
+    assert main(["simulate", "--out", out, "--minutes", "0.03", "--channels", "4", "--fs-hz", "4000",
+                 "--days", "2"]) == 0
+    d1, d2 = read_recording(str(tmp_path / "p_day1.h5")), read_recording(str(tmp_path / "p_day2.h5"))
+    assert d1.metadata["simulator_day"] == "1" and d2.metadata["simulator_day"] == "2"
+    assert not np.array_equal(d1.signals, d2.signals)
+
+
+def test_bad_arguments_give_clear_errors(tmp_path, capsys):
+    assert main(["simulate", "--out", str(tmp_path / "x.h5"), "--fs-hz", "500", "--minutes", "0.01"]) == 2
+    assert "Invalid value for 'fs_hz'" in capsys.readouterr().err
+    assert main(["import", "ninapro", str(tmp_path / "missing.mat"), "--out", str(tmp_path / "y.h5")]) == 2
+    assert "No NinaPro file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["import", "ninapro", "x.mat", "--out", "y.h5", "--reps", "a-b", "--bogus"])
+
+
+def test_import_ninapro_cli(ninapro_file, tmp_path):
+    out = str(tmp_path / "train.h5")
+    assert main(["import", "ninapro", ninapro_file, "--out", out, "--reps", "1-7"]) == 0
+    rec = read_recording(out)
+    assert set(np.unique(rec.repetitions)) == set(range(1, 8)) and rec.has_positions
+
+
+def test_import_3dc_cli(threedc_dir, tmp_path):
+    out = str(tmp_path / "p2.h5")
+    assert main(["import", "3dc", os.path.join(threedc_dir, "Participant2", "test"), "--out", out]) == 0
+    assert read_recording(out).n_channels == 10
+
+
+def test_import_csv_cli(tmp_path, rng):
+    path = tmp_path / "a.csv"
+    np.savetxt(path, np.column_stack([rng.normal(size=(100, 2)), np.arange(100) % 2]), delimiter=",")
+    out = str(tmp_path / "a.h5")
+    assert main(["import", "csv", str(path), "--out", out, "--fs-hz", "250", "--signal-columns", "0-1",
+                 "--label-column", "2", "--class-names", "rest,fist"]) == 0
+    rec = read_recording(out)
+    assert rec.class_names == ("rest", "fist") and rec.fs_hz == 250.0
+
+
+def test_bench_features_json_shape(capsys):
+    assert main(["bench", "features", "--json", "--seconds", "0.2", "--runs", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["benchmark"] == "features"
+    rows = {(r["channels"], r["fs_hz"]) for r in out["results"]}
+    assert rows == {(16, 30000), (16, 10000)}
+    for r in out["results"]:
+        assert r["realtime_factor"] > 0 and r["samples_per_s"] > 0
+
+
+def test_demo_runs(tmp_path, capsys):
+    assert main(["demo", "--out-dir", str(tmp_path), "--minutes", "0.2"]) == 0
+    text = capsys.readouterr().out
+    assert "online == offline" in text and "yes" in text
+    assert os.path.exists(tmp_path / "patient_seed0_day1.h5")
+
+
+def test_console_script_is_installed():
+    exe = os.path.join(os.path.dirname(sys.executable), "neurohand")
+    exe = exe if os.path.exists(exe) else shutil.which("neurohand")
+    if exe is None:
+        pytest.skip("the neurohand console script is not on PATH (project not pip-installed)")
+    r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0
+    for cmd in ("demo", "simulate", "import", "inspect", "bench"):
+        assert cmd in r.stdout
