@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "deploy.demo",
     "firmware_bridge.cli",
     "calibration.cli",
+    "training.cli",
     "deploy.bench",
 )
 
@@ -42,6 +43,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print("neurohand {}: error: {}".format(args.command, msg), file=sys.stderr)
+        return 2
+    except ImportError as e:
+        print("neurohand {}: error: {} is not installed; this command needs the clinic extras: "
+              "pip install 'neurohand[train]'".format(args.command, getattr(e, "name", None) or e), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("neurohand {}: interrupted".format(args.command), file=sys.stderr)

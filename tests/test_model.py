@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+import torch
+
+from training.model import ModelConfig, RecurrentDecoder, predict_sequences
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_step_by_step_equals_sequence(cell, layers):
+    torch.manual_seed(0)
+    m = RecurrentDecoder(ModelConfig(n_features=7, n_classes=4, cell=cell, hidden=16, layers=layers, projection=8))
+    m.set_normalisation(np.full(7, 0.5), np.full(7, 2.0))
+    m.eval()
+    x = torch.randn(1, 60, 7)
+    with torch.no_grad():
+        pos_seq, log_seq, _ = m(x)
+        state = m.initial_state(1)
+        steps_p, steps_l = [], []
+        for t in range(60):
+            p, logit, state = m.step(x[:, t], state)
+            steps_p.append(p)
+            steps_l.append(logit)
+    torch.testing.assert_close(torch.stack(steps_p, 1), pos_seq, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(torch.stack(steps_l, 1), log_seq, rtol=1e-5, atol=1e-6)
+    assert pos_seq.min() >= 0 and pos_seq.max() <= 1
+
+
+def test_causal_future_frames_do_not_change_the_past():
+    torch.manual_seed(0)
+    m = RecurrentDecoder(ModelConfig(n_features=5, n_classes=3, hidden=12))
+    m.eval()
+    x = torch.randn(1, 40, 5)
+    y = x.clone()
+    y[:, 25:] += 10.0
+    with torch.no_grad():
+        a, _, _ = m(x)
+        b, _, _ = m(y)
+    torch.testing.assert_close(a[:, :25], b[:, :25])
+    assert not torch.allclose(a[:, 25:], b[:, 25:])
+
+
+def test_predict_sequences_resets_state_between_segments():
+    torch.manual_seed(0)
+    m = RecurrentDecoder(ModelConfig(n_features=3, n_classes=2, hidden=8))
+    x = np.random.default_rng(0).normal(size=(30, 3)).astype(np.float32)
+    pos, prob = predict_sequences(m, x, [slice(0, 10), slice(10, 30)])
+    alone, _ = predict_sequences(m, x[10:], [slice(0, 20)])
+    np.testing.assert_allclose(pos[10:], alone, rtol=1e-5)
+    np.testing.assert_allclose(prob.sum(1), 1.0, rtol=1e-5)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="Invalid value for 'cell'"):
+        ModelConfig(n_features=3, cell="rnn")
+    with pytest.raises(ValueError, match="dropout"):
+        ModelConfig(n_features=3, dropout=1.0)

@@ -1,0 +1,169 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from decoder.recording import Recording, write_recording
+from deploy.cli import main
+from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+from training.data import TrainingDataError, build_frames, validation_split
+from training.evaluate import evaluate
+from training.train import TrainConfig, load_model_dir, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = TrainConfig(hidden=16, layers=1, epochs=3, seq_len=40, burn_in=5, batch_size=8, max_steps_per_epoch=4,
+                   patience=5)
+
+
+@pytest.fixture(scope="module")
+def sim_train():
+    return simulate_recording(SimulatorConfig(minutes=1.6, n_channels=6, fs_hz=4000.0, seed=7))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, sim_train):
+    d = str(tmp_path_factory.mktemp("model"))
+    res = train([sim_train], d, config=FAST, progress=False, log=lambda m: None)
+    return d, res
+
+
+def test_train_writes_a_model_folder_without_pickle(trained):
+    d, res = trained
+    assert sorted(os.listdir(d)) == ["baselines.npz", "model.json", "model.safetensors"]
+    meta = json.load(open(os.path.join(d, "model.json")))
+    assert meta["format"] == "neurohand-model" and meta["model_config"]["cell"] == "gru"
+    assert meta["n_channels"] == 6 and meta["fs_hz"] == 4000.0
+    assert len(meta["history"]) == res.epochs_run >= 1
+    assert set(meta["baselines"]) == {"wiener", "kalman", "lda"}
+    with open(os.path.join(d, "model.safetensors"), "rb") as f:
+        assert b"\x80\x04" not in f.read(64)  # not a pickle stream
+    model, meta2 = load_model_dir(d)
+    assert model.config.n_features == len(meta2["normalisation"]["mean"])
+    np.testing.assert_allclose(model.feature_mean.numpy(), meta2["normalisation"]["mean"], rtol=1e-6)
+
+
+def test_training_is_reproducible_for_a_seed(tmp_path, sim_train):
+    a = train([sim_train], str(tmp_path / "a"), config=FAST, progress=False, fit_classic=False, log=lambda m: None)
+    b = train([sim_train], str(tmp_path / "b"), config=FAST, progress=False, fit_classic=False, log=lambda m: None)
+    ma, _ = load_model_dir(a.model_dir)
+    mb, _ = load_model_dir(b.model_dir)
+    for (k, va), (_, vb) in zip(ma.state_dict().items(), mb.state_dict().items()):
+        torch.testing.assert_close(va, vb, msg=k)
+
+
+def test_ctrl_c_keeps_the_best_checkpoint(tmp_path, sim_train, monkeypatch):
+    import training.train as tt
+
+    calls = {"n": 0}
+    real = tt.evaluate_frames
+
+    def eval_then_interrupt(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(tt, "evaluate_frames", eval_then_interrupt)
+    res = train([sim_train], str(tmp_path / "m"), config=FAST, progress=False, fit_classic=False,
+                log=lambda m: None)
+    assert res.interrupted and res.best_epoch == 1
+    meta = json.load(open(tmp_path / "m" / "model.json"))
+    assert meta["interrupted"] is True and meta["best_epoch"] == 1
+
+
+def test_bad_training_input_says_what_to_do(tmp_path, sim_train, rng):
+    unlabeled = Recording(signals=rng.normal(size=(40000, 6)), fs_hz=4000.0)
+    with pytest.raises(TrainingDataError, match="No usable labels"):
+        train([unlabeled], str(tmp_path / "x"), config=FAST, progress=False)
+    other = simulate_recording(SimulatorConfig(minutes=0.2, n_channels=4, fs_hz=4000.0, seed=1))
+    with pytest.raises(TrainingDataError, match="has 4 channels but recording 0 has 6"):
+        train([sim_train, other], str(tmp_path / "x"), config=FAST, progress=False)
+    one_rep = simulate_recording(SimulatorConfig(minutes=0.3, n_channels=6, fs_hz=4000.0, seed=1))
+    with pytest.raises(TrainingDataError, match="Too little data for a validation split"):
+        train([one_rep], str(tmp_path / "x"), config=FAST, progress=False)
+
+
+def test_validation_split_is_by_repetition(sim_train):
+    from decoder.features import config_for_recording
+
+    frames = build_frames([sim_train], config_for_recording(sim_train))
+    tr, val, reps = validation_split(frames)
+    assert reps == [max(np.unique(frames.repetitions))]
+    assert not set(np.unique(tr.repetitions)) & set(reps)
+    assert len(tr) + len(val) == len(frames)
+
+
+def test_evaluate_reports_every_decoder(trained, tmp_path):
+    d, _ = trained
+    test = simulate_recording(SimulatorConfig(minutes=0.5, n_channels=6, fs_hz=4000.0, seed=7, day=1))
+    out = evaluate(d, [test], report_dir=str(tmp_path / "rep"))
+    assert set(out["decoders"]) == {"gru", "wiener", "kalman", "lda"}
+    keys = {"r2_mean", "r2_per_finger", "pearson_r_mean", "rmse_mean", "accuracy", "macro_f1", "delay_ms"}
+    for r in out["decoders"].values():
+        assert keys <= set(r)
+    assert out["decoders"]["lda"]["r2_mean"] is None and out["decoders"]["wiener"]["accuracy"] is None
+    for f in ("report.html", "traces.png", "r2_per_finger.png", "confusion_gru.png", "training_curves.png"):
+        assert os.path.getsize(tmp_path / "rep" / f) > 0
+    html = open(tmp_path / "rep" / "report.html").read()
+    assert "http" not in html.replace("http-equiv", "")  # self-contained, opens offline
+
+
+def test_evaluate_refuses_a_mismatched_recording(trained, rng):
+    d, _ = trained
+    wrong = Recording(signals=rng.normal(size=(4000, 5)), fs_hz=4000.0)
+    with pytest.raises(TrainingDataError, match="has 5 channels; the model expects 6"):
+        evaluate(d, [wrong])
+
+
+def test_train_and_evaluate_cli_json(tmp_path, sim_train, capsys):
+    path = str(tmp_path / "s.h5")
+    write_recording(sim_train, path)
+    model = str(tmp_path / "m")
+    assert main(["train", path, "--out", model, "--epochs", "1", "--hidden", "8", "--layers", "1",
+                 "--seq-len", "40", "--model", "lstm", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", model, path, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["decoders"]) == {"lstm", "wiener", "kalman", "lda"}
+    r = out["decoders"]["lstm"]
+    assert isinstance(r["r2_mean"], float) and len(r["r2_per_finger"]) == 5
+    assert isinstance(r["accuracy"], float) and isinstance(r["delay_ms"], float)
+
+
+def test_torchrun_two_process_gloo(tmp_path, sim_train):
+    """DistributedDataParallel on CPU: the same command, two processes, gloo backend."""
+    path = str(tmp_path / "s.h5")
+    write_recording(sim_train, path)
+    model = str(tmp_path / "ddp")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+           "-m", "deploy.cli", "train", path, "--out", model, "--epochs", "2", "--hidden", "8", "--layers", "1",
+           "--seq-len", "40", "--quiet", "--no-baselines", "--device", "cpu"]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 processes" in r.stderr
+    meta = json.load(open(os.path.join(model, "model.json")))
+    assert meta["epochs_run"] >= 1
+
+
+def test_gain_augmentation_matches_recomputed_features(rng):
+    """Scaling a channel's raw signal by g equals applying the gain law to its features."""
+    from decoder.features import FeatureConfig, FeatureExtractor
+    from decoder.filters import FilterConfig
+    from training.augment import apply_gains, gain_law
+
+    cfg = FeatureConfig(filters=FilterConfig(bandpass_hz=(20.0, 200.0)), window_ms=100.0, hop_ms=20.0,
+                        features=("mav", "rms", "wl", "logvar", "log_bandpower"), bands_hz=((20.0, 100.0),),
+                        log_floor=1e-12)
+    x = rng.normal(size=(2000, 3))
+    g = np.array([0.5, 1.0, 2.0])
+    ex = FeatureExtractor(cfg, fs_hz=1000.0, n_channels=3)
+    base, scaled = ex.transform(x), ex.transform(x * g)
+    law = tuple(torch.as_tensor(a) for a in gain_law(cfg, 3))
+    law = (law[0], law[1].float(), law[2].float())
+    got = apply_gains(torch.as_tensor(base)[None], torch.as_tensor(np.log(g), dtype=torch.float32)[None], law)[0]
+    np.testing.assert_allclose(got.numpy(), scaled, rtol=1e-3, atol=1e-3)

@@ -1,0 +1,289 @@
+"""Classic decoders trained on exactly the same frames and splits as the recurrent decoder.
+
+- **Wiener filter**: ridge regression (scikit-learn) over causally lagged feature frames; the number of lags,
+  their spacing and the ridge strength are tuned on the validation split.
+- **Kalman filter** (Wu et al. 2003): state = finger positions (and velocities) with linear dynamics, observation =
+  the features (PCA-reduced) as a linear function of the state; parameters by least squares, filtering in numpy.
+  Tuned on validation: velocities in the state or not, the PCA dimension, and a scale on the process noise
+  (smoothness against responsiveness).
+- **LDA** for the class head (scikit-learn, shrinkage tuned on validation) on the current frame.
+
+Every fitted decoder is saved as plain arrays (``.npz``, no pickle) and predicts from those arrays alone.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from .data import FrameSet
+from .metrics import r2_per_finger
+
+# (number of lags, spacing in frames)
+LAG_GRID: Tuple[Tuple[int, int], ...] = ((1, 1), (3, 2), (5, 2), (5, 5), (10, 3), (10, 5), (20, 5), (20, 10))
+ALPHA_GRID: Tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3)
+PCA_GRID: Tuple[int, ...] = (5, 10, 20, 40, 80)
+PROCESS_NOISE_GRID: Tuple[float, ...] = (0.01, 0.1, 1.0)
+SHRINK_GRID: Tuple[object, ...] = ("auto", 0.01, 0.1, 0.5)
+
+
+def lagged(features: np.ndarray, slices: Sequence[slice], n_lags: int, spacing: int) -> np.ndarray:
+    """Causal lag stack: row t holds frames t, t - spacing, ..., within its segment (zeros before its start).
+
+    Returns
+    -------
+    np.ndarray, shape (n, n_features * n_lags)
+    """
+    n, F = features.shape
+    out = np.zeros((n, F * n_lags), np.float32)
+    for s in slices:
+        x = features[s]
+        for k in range(n_lags):
+            d = k * spacing
+            if d < len(x):
+                out[s.start + d:s.stop, k * F:(k + 1) * F] = x[: len(x) - d]
+    return out
+
+
+def _standardise(train: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    mean = train.mean(axis=0)
+    std = train.std(axis=0)
+    return mean, np.where(std > 1e-9, std, 1.0)
+
+
+class WienerDecoder:
+    """Ridge regression over lagged frames; parameters are arrays."""
+
+    name = "wiener"
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray, coef: np.ndarray, intercept: np.ndarray,
+                 n_lags: int, spacing: int, alpha: float) -> None:
+        self.mean, self.std, self.coef, self.intercept = mean, std, coef, intercept
+        self.n_lags, self.spacing, self.alpha = int(n_lags), int(spacing), float(alpha)
+
+    @classmethod
+    def fit(cls, train: FrameSet, val: FrameSet) -> "WienerDecoder":
+        """Tune lags and ridge strength on ``val``, then refit on ``train``."""
+        import warnings
+
+        from scipy.linalg import LinAlgWarning
+        from sklearn.linear_model import Ridge
+
+        mean, std = _standardise(train.features)
+        zt = (train.features - mean) / std
+        zv = (val.features - mean) / std
+        best = (-np.inf, None)
+        for n_lags, spacing in LAG_GRID:
+            Xt = lagged(zt, train.segment_slices(), n_lags, spacing)
+            Xv = lagged(zv, val.segment_slices(), n_lags, spacing)
+            for alpha in ALPHA_GRID:
+                with warnings.catch_warnings():  # the weakest ridge strengths may be ill-conditioned: scored anyway
+                    warnings.simplefilter("ignore", LinAlgWarning)
+                    m = Ridge(alpha=alpha * Xt.shape[1]).fit(Xt, train.positions)
+                score = float(np.mean(r2_per_finger(val.positions, np.clip(m.predict(Xv), 0, 1))))
+                if score > best[0]:
+                    best = (score, (n_lags, spacing, alpha, m))
+        n_lags, spacing, alpha, m = best[1]
+        return cls(mean, std, m.coef_.astype(np.float32), m.intercept_.astype(np.float32), n_lags, spacing, alpha)
+
+    def predict(self, frames: FrameSet) -> np.ndarray:
+        """Positions, shape (n, 5), clipped to 0..1."""
+        z = (frames.features - self.mean) / self.std
+        X = lagged(z.astype(np.float32), frames.segment_slices(), self.n_lags, self.spacing)
+        return np.clip(X @ self.coef.T + self.intercept, 0.0, 1.0)
+
+    def to_arrays(self) -> Dict[str, np.ndarray]:
+        """Parameters as named arrays."""
+        return {"mean": self.mean, "std": self.std, "coef": self.coef, "intercept": self.intercept,
+                "n_lags": np.array(self.n_lags), "spacing": np.array(self.spacing), "alpha": np.array(self.alpha)}
+
+    @classmethod
+    def from_arrays(cls, a: Dict[str, np.ndarray]) -> "WienerDecoder":
+        """Inverse of :meth:`to_arrays`."""
+        return cls(a["mean"], a["std"], a["coef"], a["intercept"], int(a["n_lags"]), int(a["spacing"]),
+                   float(a["alpha"]))
+
+    def describe(self) -> str:
+        """Chosen hyper-parameters."""
+        return "ridge over {} lags every {} frames, alpha {:g}".format(self.n_lags, self.spacing, self.alpha)
+
+
+class KalmanDecoder:
+    """Linear-Gaussian state-space decoder (Wu et al. 2003) over PCA-reduced features."""
+
+    name = "kalman"
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray, pca: np.ndarray, A: np.ndarray, W: np.ndarray,
+                 H: np.ndarray, Q: np.ndarray, x0: np.ndarray, P0: np.ndarray) -> None:
+        self.mean, self.std, self.pca = mean, std, pca
+        self.A, self.W, self.H, self.Q, self.x0, self.P0 = A, W, H, Q, x0, P0
+
+    @staticmethod
+    def _states(pos: np.ndarray, slices: Sequence[slice], velocity: bool) -> Tuple[np.ndarray, np.ndarray]:
+        """State [pos, (vel,) 1] per frame and a mask of frames that have a predecessor in the segment."""
+        vel = np.zeros_like(pos)
+        has_prev = np.zeros(len(pos), bool)
+        for s in slices:
+            vel[s.start + 1:s.stop] = pos[s.start + 1:s.stop] - pos[s.start:s.stop - 1]
+            has_prev[s.start + 1:s.stop] = True
+        cols = [pos, vel] if velocity else [pos]
+        return np.hstack(cols + [np.ones((len(pos), 1))]), has_prev
+
+    @classmethod
+    def _fit_with(cls, train: FrameSet, mean, std, k: int, velocity: bool, w_scale: float) -> "KalmanDecoder":
+        z = (train.features - mean) / std
+        _, _, vt = np.linalg.svd(z[:: max(1, len(z) // 20000)], full_matrices=False)
+        pca = vt[:k].T.astype(np.float64)  # (F, k)
+        obs = z @ pca
+        X, has_prev = cls._states(train.positions.astype(np.float64), train.segment_slices(), velocity)
+        cur, prev = X[has_prev], X[np.flatnonzero(has_prev) - 1]
+        A = np.linalg.lstsq(prev, cur, rcond=None)[0].T
+        A[-1] = 0.0
+        A[-1, -1] = 1.0  # the constant stays constant
+        res = cur - prev @ A.T
+        W = w_scale * np.cov(res[:, :-1].T) + 1e-9 * np.eye(X.shape[1] - 1)
+        W = np.pad(W, ((0, 1), (0, 1)))
+        H = np.linalg.lstsq(X, obs, rcond=None)[0].T  # (k, state)
+        Q = np.cov((obs - X @ H.T).T).reshape(k, k) + 1e-6 * np.eye(k)
+        x0 = X.mean(axis=0)
+        P0 = np.pad(np.cov(X[:, :-1].T), ((0, 1), (0, 1)))
+        return cls(mean, std, pca, A, W, H, Q, x0, P0)
+
+    @classmethod
+    def fit(cls, train: FrameSet, val: FrameSet) -> "KalmanDecoder":
+        """Tune the state, PCA dimension and process-noise scale on ``val``."""
+        mean, std = _standardise(train.features)
+        best = (-np.inf, None)
+        dims = sorted({min(k, train.n_features) for k in PCA_GRID})
+        for velocity in (False, True):
+            for k in dims:
+                for w_scale in PROCESS_NOISE_GRID:
+                    m = cls._fit_with(train, mean, std, k, velocity, w_scale)
+                    score = float(np.mean(r2_per_finger(val.positions, m.predict(val))))
+                    if score > best[0]:
+                        best = (score, m)
+        return best[1]
+
+    def predict(self, frames: FrameSet) -> np.ndarray:
+        """Return filtered positions, shape (n, 5), clipped to 0..1; the filter restarts at each segment."""
+        obs = ((frames.features - self.mean) / self.std) @ self.pca
+        out = np.zeros((len(obs), 5))
+        A, W, H, Q = self.A, self.W, self.H, self.Q
+        eye = np.eye(len(self.x0))
+        for s in frames.segment_slices():
+            x, P = self.x0.copy(), self.P0.copy()
+            for t in range(s.start, s.stop):
+                x = A @ x
+                P = A @ P @ A.T + W
+                S = H @ P @ H.T + Q
+                K = np.linalg.solve(S, H @ P).T
+                x = x + K @ (obs[t] - H @ x)
+                P = (eye - K @ H) @ P
+                out[t] = x[:5]
+        return np.clip(out, 0.0, 1.0)
+
+    def to_arrays(self) -> Dict[str, np.ndarray]:
+        """Parameters as named arrays."""
+        return {k: getattr(self, k) for k in ("mean", "std", "pca", "A", "W", "H", "Q", "x0", "P0")}
+
+    @classmethod
+    def from_arrays(cls, a: Dict[str, np.ndarray]) -> "KalmanDecoder":
+        """Inverse of :meth:`to_arrays`."""
+        return cls(*(a[k] for k in ("mean", "std", "pca", "A", "W", "H", "Q", "x0", "P0")))
+
+    def describe(self) -> str:
+        """Chosen hyper-parameters."""
+        state = "5 positions + 5 velocities" if len(self.x0) > 6 else "5 positions"
+        return "Kalman filter, state = {}, {} PCA observations".format(state, self.pca.shape[1])
+
+
+class LdaDecoder:
+    """Linear discriminant analysis on the current frame; decision = argmax(z @ coef.T + intercept)."""
+
+    name = "lda"
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray, coef: np.ndarray, intercept: np.ndarray,
+                 classes: np.ndarray, shrinkage: str) -> None:
+        self.mean, self.std, self.coef, self.intercept, self.classes = mean, std, coef, intercept, classes
+        self.shrinkage = str(shrinkage)
+
+    @classmethod
+    def fit(cls, train: FrameSet, val: FrameSet) -> "LdaDecoder":
+        """Tune the shrinkage on ``val``."""
+        from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+        mean, std = _standardise(train.features)
+        zt, zv = (train.features - mean) / std, (val.features - mean) / std
+        best = (-np.inf, None)
+        for shrink in SHRINK_GRID:
+            m = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=shrink).fit(zt, train.labels)
+            acc = float(np.mean(m.predict(zv) == val.labels))
+            if acc > best[0]:
+                best = (acc, (shrink, m))
+        shrink, m = best[1]
+        coef, intercept = m.coef_, m.intercept_
+        if len(m.classes_) == 2:  # binary LDA has one discriminant; make it two columns
+            coef = np.vstack([-coef, coef]) / 2
+            intercept = np.array([-intercept[0], intercept[0]]) / 2
+        return cls(mean, std, coef.astype(np.float64), intercept.astype(np.float64), m.classes_.astype(np.int64),
+                   str(shrink))
+
+    def predict(self, frames: FrameSet) -> np.ndarray:
+        """Class per frame, shape (n,)."""
+        z = (frames.features - self.mean) / self.std
+        return self.classes[np.argmax(z @ self.coef.T + self.intercept, axis=1)]
+
+    def to_arrays(self) -> Dict[str, np.ndarray]:
+        """Parameters as named arrays."""
+        return {"mean": self.mean, "std": self.std, "coef": self.coef, "intercept": self.intercept,
+                "classes": self.classes, "shrinkage": np.array(self.shrinkage)}
+
+    @classmethod
+    def from_arrays(cls, a: Dict[str, np.ndarray]) -> "LdaDecoder":
+        """Inverse of :meth:`to_arrays`."""
+        return cls(a["mean"], a["std"], a["coef"], a["intercept"], a["classes"], str(a["shrinkage"]))
+
+    def describe(self) -> str:
+        """Chosen hyper-parameters."""
+        return "LDA on the current frame, shrinkage {}".format(self.shrinkage)
+
+
+BASELINES = {"wiener": WienerDecoder, "kalman": KalmanDecoder, "lda": LdaDecoder}
+
+
+def fit_baselines(train: FrameSet, val: FrameSet) -> Dict[str, object]:
+    """Fit every baseline the labels allow: Wiener and Kalman with positions, LDA with classes."""
+    out: Dict[str, object] = {}
+    if train.positions is not None:
+        out["wiener"] = WienerDecoder.fit(train, val)
+        out["kalman"] = KalmanDecoder.fit(train, val)
+    if train.labels is not None and len(np.unique(train.labels)) > 1:
+        out["lda"] = LdaDecoder.fit(train, val)
+    return out
+
+
+def save_baselines(path: str, baselines: Dict[str, object]) -> None:
+    """Write all baselines to one ``.npz`` (keys ``<name>/<array>``)."""
+    arrays = {}
+    for name, b in baselines.items():
+        for k, v in b.to_arrays().items():
+            arrays["{}/{}".format(name, k)] = np.asarray(v)
+    np.savez(path, **arrays)
+
+
+def load_baselines(path: str) -> Dict[str, object]:
+    """Read what :func:`save_baselines` wrote (``allow_pickle=False``)."""
+    grouped: Dict[str, Dict[str, np.ndarray]] = {}
+    with np.load(path, allow_pickle=False) as z:
+        for key in z.files:
+            name, arr = key.split("/", 1)
+            grouped.setdefault(name, {})[arr] = z[key]
+    return {name: BASELINES[name].from_arrays(a) for name, a in grouped.items()}
+
+
+def baseline_names(baselines: Dict[str, object]) -> List[str]:
+    """Names in report order."""
+    return [n for n in ("wiener", "kalman", "lda") if n in baselines]
+
+

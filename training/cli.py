@@ -1,0 +1,81 @@
+"""Subcommands of the training package: ``neurohand train`` and ``neurohand evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub: "argparse._SubParsersAction") -> None:
+    """Add ``train`` and ``evaluate``."""
+    p = sub.add_parser("train", help="train the recurrent decoder and the classic baselines",
+                       description="Train a recurrent decoder on session files (validation: the last "
+                       "repetitions of the training data) and fit Wiener, Kalman and LDA on the same frames. "
+                       "Runs single-process, or under torchrun for DistributedDataParallel.")
+    p.add_argument("sessions", nargs="+", help="training session files (.h5)")
+    p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("--model", choices=["gru", "lstm"], default=None, help="recurrent cell (default gru)")
+    p.add_argument("--hidden", type=int, default=None, help="state size (default 128)")
+    p.add_argument("--layers", type=int, default=None, help="recurrent layers (default 2)")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 30)")
+    p.add_argument("--seq-len", type=int, default=None, help="frames per training window (default 200)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--no-baselines", action="store_true", help="skip the classic baselines")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a model folder and its baselines on test sessions")
+    e.add_argument("model_dir")
+    e.add_argument("sessions", nargs="+", help="test session files (.h5)")
+    e.add_argument("--report", default=None, help="folder for report.html and plots")
+    e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    e.set_defaults(func=_evaluate)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from decoder.recording import read_recording
+
+    from .train import TrainConfig, train, with_overrides
+
+    cfg = with_overrides(TrainConfig(), cell=args.model, hidden=args.hidden, layers=args.layers,
+                         epochs=args.epochs, seq_len=args.seq_len, device=args.device, seed=args.seed)
+    recs = [read_recording(s) for s in args.sessions]
+    res = train(recs, args.out, config=cfg, progress=not args.quiet, fit_classic=not args.no_baselines,
+                log=lambda m: print(m, file=sys.stderr) if m else None, source_files=args.sessions)
+    vm = res.val_metrics
+    print("wrote {} (best epoch {} of {}{}); validation: {}".format(
+        args.out, res.best_epoch, res.epochs_run, ", interrupted" if res.interrupted else "",
+        ", ".join("{} {:.3f}".format(k, vm[k]) for k in ("r2_mean", "accuracy") if vm.get(k) is not None)))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from decoder.recording import read_recording
+
+    from .evaluate import evaluate
+
+    recs = [read_recording(s) for s in args.sessions]
+    out = evaluate(args.model_dir, recs, report_dir=args.report,
+                   title="neurohand evaluation: {} on {}".format(args.model_dir, ", ".join(args.sessions)))
+    if args.json:
+        slim = {"decoders": {n: {k: v for k, v in r.items() if k != "confusion_matrix"}
+                             for n, r in out["decoders"].items()},
+                "test_frames": out["test_frames"], "report": out["report"]}
+        print(json.dumps(slim))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="test frames: {}".format(out["test_frames"]))
+    cols = ["r2_mean", "pearson_r_mean", "rmse_mean", "delay_ms", "accuracy", "macro_f1"]
+    t.add_column("decoder")
+    for c in cols:
+        t.add_column(c, justify="right")
+    for name, r in out["decoders"].items():
+        t.add_row(name, *["-" if r.get(c) is None else "{:.3f}".format(r[c]) for c in cols])
+    Console().print(t)
+    if out["report"]:
+        print("report: {}".format(out["report"]))
+    return 0

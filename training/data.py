@@ -1,0 +1,171 @@
+"""Feature frames and targets from recordings, and the validation split by repetition.
+
+Frames come from :func:`decoder.features.frames_for_config`, the device's own code, so a model is trained on
+exactly the features it sees live. Each frame's targets are taken at its last sample (causal alignment).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from decoder.features import FeatureConfig, FeatureExtractor, frames_for_config
+from decoder.recording import Recording
+
+
+class TrainingDataError(ValueError):
+    """The recordings cannot be used for training as given; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class FrameSet:
+    """Feature frames with their targets.
+
+    Attributes
+    ----------
+    features : np.ndarray, shape (n_frames, n_features), float32
+        Raw (not normalised) features.
+    positions : np.ndarray, shape (n_frames, 5), float32, or None
+    labels : np.ndarray, shape (n_frames,), int64, or None
+    repetitions : np.ndarray, shape (n_frames,), int64 (0 where unknown)
+    segment : np.ndarray, shape (n_frames,), int64
+        Continuous stretch each frame belongs to; the recurrent state restarts at each new segment.
+    hop_ms : float
+    class_names : tuple of str
+    """
+
+    features: np.ndarray
+    positions: Optional[np.ndarray]
+    labels: Optional[np.ndarray]
+    repetitions: np.ndarray
+    segment: np.ndarray
+    hop_ms: float
+    class_names: Tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(len(self.features))
+
+    @property
+    def n_features(self) -> int:
+        """Length of a frame."""
+        return int(self.features.shape[1])
+
+    def subset(self, mask: np.ndarray) -> "FrameSet":
+        """Frames where ``mask`` is true (segments stay labelled by their ids)."""
+        m = np.asarray(mask, bool)
+        return replace(
+            self,
+            features=self.features[m],
+            positions=None if self.positions is None else self.positions[m],
+            labels=None if self.labels is None else self.labels[m],
+            repetitions=self.repetitions[m],
+            segment=self.segment[m],
+        )
+
+    def segment_slices(self) -> List[slice]:
+        """Contiguous runs of equal ``segment`` id, in order."""
+        if len(self) == 0:
+            return []
+        cut = np.flatnonzero(np.diff(self.segment) != 0) + 1
+        bounds = np.concatenate([[0], cut, [len(self)]])
+        return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def check_compatible(recordings: Sequence[Recording]) -> None:
+    """Raise :class:`TrainingDataError` unless all recordings share channels, rate, kind and classes."""
+    if not recordings:
+        raise TrainingDataError("No recordings given; pass at least one session file")
+    first = recordings[0]
+    for i, r in enumerate(recordings[1:], start=1):
+        if r.n_channels != first.n_channels:
+            raise TrainingDataError(
+                "Recording {} has {} channels but recording 0 has {}; train on sessions recorded with the same "
+                "electrode layout".format(i, r.n_channels, first.n_channels))
+        if r.fs_hz != first.fs_hz:
+            raise TrainingDataError("Recording {} is sampled at {} Hz but recording 0 at {} Hz".format(
+                i, r.fs_hz, first.fs_hz))
+        if r.signal_kind != first.signal_kind:
+            raise TrainingDataError("Recording {} is '{}' but recording 0 is '{}'".format(
+                i, r.signal_kind, first.signal_kind))
+        if r.has_labels and first.has_labels and r.class_names != first.class_names:
+            raise TrainingDataError("Recording {} has classes {} but recording 0 has {}".format(
+                i, list(r.class_names), list(first.class_names)))
+
+
+def build_frames(recordings: Sequence[Recording], config: FeatureConfig) -> FrameSet:
+    """Frames and targets of one or more compatible recordings.
+
+    Raises
+    ------
+    TrainingDataError
+        Mismatched recordings, or no usable labels (neither finger positions nor movement classes).
+    """
+    check_compatible(recordings)
+    has_pos = all(r.has_positions for r in recordings)
+    has_lab = all(r.has_labels and len(r.class_names) > 1 for r in recordings)
+    if not has_pos and not has_lab:
+        raise TrainingDataError(
+            "No usable labels: the recordings have neither finger positions (a data glove or cue trajectory) "
+            "nor movement classes. Record with --labels glove:PORT or cue, or import labels with the data")
+    feats, pos, lab, reps, segs = [], [], [], [], []
+    seg_offset = 0
+    for r in recordings:
+        x, ends = frames_for_config(config, r.signals, r.fs_hz, segment_starts=r.segment_starts)
+        if len(x) == 0:
+            continue
+        feats.append(x)
+        if has_pos:
+            pos.append(r.positions_at(ends))
+        if has_lab:
+            lab.append(r.labels[ends].astype(np.int64))
+        reps.append(r.repetitions[ends].astype(np.int64) if r.repetitions is not None else np.zeros(len(x), np.int64))
+        seg = np.searchsorted(r.segment_starts, ends, side="right") - 1
+        segs.append(seg + seg_offset)
+        seg_offset += len(r.segment_starts)
+    if not feats:
+        win = FeatureExtractor(config, fs_hz=recordings[0].fs_hz, n_channels=recordings[0].n_channels).window_samples
+        raise TrainingDataError("The recordings are shorter than one feature window ({} samples)".format(win))
+    return FrameSet(
+        features=np.concatenate(feats),
+        positions=np.concatenate(pos) if has_pos else None,
+        labels=np.concatenate(lab) if has_lab else None,
+        repetitions=np.concatenate(reps),
+        segment=np.concatenate(segs),
+        hop_ms=float(config.hop_ms),
+        class_names=tuple(recordings[0].class_names) if has_lab else ("rest",),
+    )
+
+
+def validation_split(frames: FrameSet, *, fraction: float = 0.15) -> Tuple[FrameSet, FrameSet, List[int]]:
+    """Hold out the last repetitions (about ``fraction`` of them, at least one) for validation.
+
+    Returns
+    -------
+    train, val : FrameSet
+    val_repetitions : list of int
+
+    Raises
+    ------
+    TrainingDataError
+        Fewer than two repetitions: there is nothing to validate on without touching the test set.
+    """
+    reps = sorted(int(r) for r in np.unique(frames.repetitions) if r > 0)
+    if len(reps) < 2:
+        raise TrainingDataError(
+            "Too little data for a validation split: found {} repetition(s) ({}); record at least 2 repetitions "
+            "of the protocol (3 or more recommended), or import the repetition column".format(len(reps), reps))
+    n_val = max(1, int(round(fraction * len(reps))))
+    val_reps = reps[-n_val:]
+    is_val = np.isin(frames.repetitions, val_reps)
+    train, val = frames.subset(~is_val), frames.subset(is_val)
+    return train, val, val_reps
+
+
+def normalisation(features: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation (floored), float32, shape (n_features,) each."""
+    mean = features.mean(axis=0).astype(np.float32)
+    std = features.std(axis=0).astype(np.float32)
+    std = np.maximum(std, 1e-6 * np.maximum(np.abs(mean), 1.0)).astype(np.float32)
+    return mean, std

@@ -1,0 +1,99 @@
+"""Evaluate a trained model folder, and its classic baselines, on held-out recordings."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+
+from decoder.recording import Recording
+
+from .baselines import baseline_names, load_baselines
+from .data import TrainingDataError, build_frames
+from .metrics import classification_metrics, decoder_summary, regression_metrics
+from .model import predict_sequences
+from .train import feature_config_of, load_model_dir
+
+
+def check_contract(meta: Dict[str, Any], recordings: Sequence[Recording]) -> None:
+    """Refuse recordings whose rate, channel count or kind differ from what the model was trained on."""
+    for i, r in enumerate(recordings):
+        if r.n_channels != meta["n_channels"]:
+            raise TrainingDataError("Test recording {} has {} channels; the model expects {} ({})".format(
+                i, r.n_channels, meta["n_channels"], ", ".join(meta["channel_names"])))
+        if float(r.fs_hz) != float(meta["fs_hz"]):
+            raise TrainingDataError("Test recording {} is sampled at {} Hz; the model expects {} Hz".format(
+                i, r.fs_hz, meta["fs_hz"]))
+        if r.signal_kind != meta["signal_kind"]:
+            raise TrainingDataError("Test recording {} is '{}'; the model was trained on '{}'".format(
+                i, r.signal_kind, meta["signal_kind"]))
+        if r.has_labels and meta["model_config"]["n_classes"] > 1 and list(r.class_names) != meta["class_names"]:
+            raise TrainingDataError("Test recording {} has classes {}; the model knows {}".format(
+                i, list(r.class_names), meta["class_names"]))
+
+
+def evaluate(model_dir: str, recordings: Sequence[Recording], *, report_dir: Optional[str] = None,
+             title: str = "neurohand evaluation", notes: Sequence[str] = ()) -> Dict[str, Any]:
+    """Metrics of the recurrent decoder and every baseline on ``recordings``.
+
+    Returns
+    -------
+    dict
+        ``{"decoders": {name: {"r2_mean", "r2_per_finger", "pearson_r_mean", "rmse_mean", "accuracy",
+        "macro_f1", "delay_ms", "confusion_matrix"}}, "test_frames": int, "report": path or None}``.
+    """
+    model, meta = load_model_dir(model_dir)
+    check_contract(meta, recordings)
+    frames = build_frames(recordings, feature_config_of(meta))
+    cell = meta["model_config"]["cell"]
+    n_classes = meta["model_config"]["n_classes"]
+    pos, prob = predict_sequences(model, frames.features, frames.segment_slices())
+    decode_pos = frames.positions is not None and meta["model_config"]["positions"]
+    decode_cls = frames.labels is not None and n_classes > 1
+    results: Dict[str, Dict[str, Any]] = {}
+    predictions: Dict[str, np.ndarray] = {}
+    confusion: Dict[str, Any] = {}
+    reg = regression_metrics(frames.positions, pos, frames.hop_ms) if decode_pos else None
+    cls = classification_metrics(frames.labels, prob.argmax(1), n_classes) if decode_cls else None
+    results[cell] = decoder_summary(reg, cls)
+    if decode_pos:
+        predictions[cell] = pos
+    if decode_cls:
+        confusion[cell] = cls["confusion_matrix"]
+    descriptions = {cell: "{} {}x{}{}, best epoch {}".format(
+        cell.upper(), meta["model_config"]["layers"], meta["model_config"]["hidden"],
+        ", projection {}".format(meta["model_config"]["projection"]) if meta["model_config"]["projection"] else "",
+        meta.get("best_epoch"))}
+    bpath = os.path.join(model_dir, "baselines.npz")
+    if os.path.exists(bpath):
+        baselines = load_baselines(bpath)
+        for name in baseline_names(baselines):
+            b = baselines[name]
+            descriptions[name] = b.describe()
+            if name in ("wiener", "kalman"):
+                if not decode_pos:
+                    continue
+                p = b.predict(frames)
+                predictions[name] = p
+                results[name] = decoder_summary(regression_metrics(frames.positions, p, frames.hop_ms), None)
+            else:
+                if frames.labels is None:
+                    continue
+                c = classification_metrics(frames.labels, b.predict(frames), n_classes)
+                results[name] = decoder_summary(None, c)
+                confusion[name] = c["confusion_matrix"]
+    out: Dict[str, Any] = {"decoders": results, "test_frames": len(frames), "report": None}
+    if report_dir:
+        out["report"] = _write(report_dir, results, descriptions, frames, predictions, confusion, meta, title,
+                               notes)
+    return out
+
+
+def _write(report_dir, results, descriptions, frames, predictions, confusion, meta, title, notes):
+    from .report import write_report
+
+    return write_report(report_dir, results=results, descriptions=descriptions,
+                        truth=frames.positions if predictions else None, predictions=predictions,
+                        hop_ms=frames.hop_ms, confusion=confusion, class_names=meta["class_names"],
+                        history=meta.get("history", []), title=title, notes=notes)
