@@ -18,6 +18,8 @@ for ``i < 0`` is 0 (the filters start at rest):
 ``logvar``     ``log(var(x) + log_floor)`` (population variance)
 ``mean``       mean of ``x[i]`` (for envelope input)
 ``logmean``    ``log(max(mean, 0) + log_floor)`` (for envelope input)
+``log_mav``, ``log_wl``  ``log(mav + log_floor)``, ``log(wl + log_floor)``: amplitude on a log scale, where a
+               change of electrode gain is a shift
 ``log_bandpower``  for each band ``(lo, hi)`` in ``bands_hz``: ``log(P + log_floor)`` with ``P`` the power in
                ``lo <= f < hi`` of a Welch estimate over the window with segments of one hop (Hann window,
                constant detrend, no overlap), equal to ``scipy.signal.welch(x, fs, nperseg=hop,
@@ -37,7 +39,7 @@ import numpy as np
 from .filters import DTYPE, CausalFilterBank, FilterConfig
 from .validation import check_int, check_option, check_positive, check_signal
 
-FEATURES = ("mav", "rms", "wl", "zc", "ssc", "logvar", "mean", "logmean", "log_bandpower")
+FEATURES = ("mav", "rms", "wl", "zc", "ssc", "logvar", "mean", "logmean", "log_bandpower", "log_mav", "log_wl")
 SIGNAL_KINDS = ("nerve", "emg", "envelope")
 
 # Block statistics and which features need them.
@@ -50,6 +52,8 @@ _STATS_FOR = {
     "logvar": ("sum", "sq"),
     "mean": ("sum",),
     "logmean": ("sum",),
+    "log_mav": ("abs",),
+    "log_wl": ("wl",),
     "log_bandpower": ("bp",),
 }
 
@@ -195,7 +199,7 @@ def default_feature_config(signal_kind: str, *, mains_hz: float = 50.0, fs_hz: O
         )
     return FeatureConfig(
         filters=FilterConfig(),
-        window_ms=200.0,
+        window_ms=100.0,
         hop_ms=10.0,
         features=("mean", "logmean"),
         log_floor=1e-4,
@@ -442,6 +446,10 @@ class FeatureExtractor:
                 parts.append(np.sqrt(sums[:, idx["sq"]] / N))
             elif f == "wl":
                 parts.append(sums[:, idx["wl"]])
+            elif f == "log_mav":
+                parts.append(np.log(sums[:, idx["abs"]] / N + floor))
+            elif f == "log_wl":
+                parts.append(np.log(sums[:, idx["wl"]] + floor))
             elif f == "zc":
                 parts.append(sums[:, idx["zc"]])
             elif f == "ssc":

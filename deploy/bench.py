@@ -22,6 +22,17 @@ def register(sub: "argparse._SubParsersAction") -> None:
     f.add_argument("--seconds", type=float, default=5.0, help="signal length per run (default 5)")
     f.add_argument("--runs", type=int, default=5, help="runs per figure; the median is reported (default 5)")
     f.set_defaults(func=_bench_features)
+    d = bsub.add_parser("decoder", help="per-step latency of every available engine on a bundle")
+    d.add_argument("bundle_dir")
+    d.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    d.add_argument("--steps", type=int, default=5000, help="timed steps per engine (default 5000)")
+    d.set_defaults(func=_bench_decoder)
+    t = bsub.add_parser("train", help="wall time and peak memory to train the default model on a 10-minute "
+                        "simulated session")
+    t.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    t.add_argument("--minutes", type=float, default=10.0, help="simulated session length (default 10)")
+    t.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
+    t.set_defaults(func=_bench_train)
 
 
 def _single_thread() -> None:
@@ -90,5 +101,130 @@ def _bench_features(args: argparse.Namespace) -> int:
         t.add_row(str(r["channels"]), str(r["fs_hz"]), "{:.4f}".format(r["realtime_factor"]),
                   "{:.4f}".format(r["realtime_factor_100ms"]), "{:.4f}".format(r["realtime_factor_offline"]),
                   "{:,.0f}".format(r["samples_per_s"]))
+    Console().print(t)
+    return 0
+
+
+_TRAIN_CHILD = """
+import json, sys, time
+import torch
+torch.set_num_threads(int(sys.argv[3]))
+from decoder.recording import read_recording
+from training.train import TrainConfig, train
+rec = read_recording(sys.argv[1])
+t0 = time.perf_counter()
+res = train([rec], sys.argv[2], config=TrainConfig(device="cpu"), progress=False, log=lambda m: None)
+print(json.dumps({"wall_s": time.perf_counter() - t0, "val_r2": res.val_metrics.get("r2_mean"),
+                  "epochs": res.epochs_run, "refit_epochs": res.refit_epochs}))
+"""
+
+
+def bench_train(*, minutes: float = 10.0, threads: int = 2) -> Dict[str, Any]:
+    """Train the default model on a simulated session in a child process; its wall time and peak RSS.
+
+    Returns
+    -------
+    dict
+        ``{"benchmark": "train", "wall_s", "peak_rss_mb", "frames", "minutes", "threads", ...}``; ``wall_s`` is
+        the ``train()`` call (features, recurrent model with early stopping and refit, baselines).
+    """
+    import resource
+    import subprocess
+    import sys
+    import tempfile
+
+    from decoder.recording import write_recording
+    from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "session.h5")
+        rec = simulate_recording(SimulatorConfig(minutes=minutes, seed=0))
+        write_recording(rec, path)
+        del rec
+        t0 = time.perf_counter()
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        r = subprocess.run([sys.executable, "-c", _TRAIN_CHILD, path, os.path.join(tmp, "model"), str(threads)],
+                           capture_output=True, text=True, cwd=root, env=env)
+        process_wall = time.perf_counter() - t0
+        if r.returncode != 0:
+            raise RuntimeError("training child failed:\n" + r.stderr[-3000:])
+        child = json.loads(r.stdout.strip().splitlines()[-1])
+        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"benchmark": "train", "wall_s": child["wall_s"], "process_wall_s": process_wall,
+            "peak_rss_mb": peak_kb / 1024.0, "minutes": minutes, "threads": threads, "epochs": child["epochs"],
+            "refit_epochs": child["refit_epochs"], "val_r2": child["val_r2"]}
+
+
+def _bench_train(args: argparse.Namespace) -> int:
+    out = bench_train(minutes=args.minutes, threads=args.threads)
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="train the default model on a {:g}-minute simulated session, {} CPU threads".format(
+        args.minutes, args.threads))
+    for col in ("train() wall s", "process wall s", "peak RSS MB", "epochs (+ refit)", "validation R2"):
+        t.add_column(col, justify="right")
+    t.add_row("{:.1f}".format(out["wall_s"]), "{:.1f}".format(out["process_wall_s"]), "{:.0f}".format(
+        out["peak_rss_mb"]), "{} + {}".format(out["epochs"], out["refit_epochs"]), "{:.3f}".format(out["val_r2"]))
+    Console().print(t)
+    return 0
+
+
+def bench_decoder(bundle_dir: str, *, steps: int = 5000, warmup: int = 200) -> Dict[str, Any]:
+    """Per-step latency of each available engine, single thread, state carried, real-looking frames.
+
+    Returns
+    -------
+    dict
+        ``{"benchmark": "decoder", "engines": {name: {"median_us", "p99_us", "frames_per_s"}}, ...}``.
+    """
+    _single_thread()
+    import numpy as np
+
+    from decoder.bundle import Bundle
+    from decoder.engines import available_engines, create_engine
+
+    bundle = Bundle(bundle_dir)
+    mean = np.asarray(bundle.contract["normalisation"]["mean"], np.float32)
+    std = np.asarray(bundle.contract["normalisation"]["std"], np.float32)
+    frames = (mean + std * np.random.default_rng(0).normal(size=(steps + warmup, len(mean)))).astype(np.float32)
+    out: Dict[str, Any] = {}
+    for name in available_engines():
+        eng = create_engine(bundle, name)
+        state = eng.new_state()
+        times = np.empty(steps)
+        for i in range(warmup):
+            _, state = eng.step(state, frames[i])
+        clock = time.perf_counter_ns
+        for i in range(steps):
+            t0 = clock()
+            _, state = eng.step(state, frames[warmup + i])
+            times[i] = clock() - t0
+        us = times / 1000.0
+        out[name] = {"median_us": float(np.median(us)), "p99_us": float(np.percentile(us, 99)),
+                     "frames_per_s": float(1e6 / np.mean(us))}
+    m = bundle.contract["model"]
+    return {"benchmark": "decoder", "model": "{} {}x{}, {} features".format(
+        m["cell"], m["layers"], m["hidden"], m["n_features"]), "steps": steps, "engines": out}
+
+
+def _bench_decoder(args: argparse.Namespace) -> int:
+    out = bench_decoder(args.bundle_dir, steps=args.steps)
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="decoder step, {} ({} steps, one thread)".format(out["model"], out["steps"]))
+    for col in ("engine", "median us", "p99 us", "frames/s"):
+        t.add_column(col, justify="right")
+    for name, r in out["engines"].items():
+        t.add_row(name, "{:.1f}".format(r["median_us"]), "{:.1f}".format(r["p99_us"]),
+                  "{:,.0f}".format(r["frames_per_s"]))
     Console().print(t)
     return 0

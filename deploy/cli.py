@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "firmware_bridge.cli",
     "calibration.cli",
     "training.cli",
+    "deploy.export",
     "deploy.bench",
 )
 

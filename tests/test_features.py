@@ -13,7 +13,7 @@ from decoder.features import (
 )
 from decoder.filters import FilterConfig
 
-ALL_TIME = ("mav", "rms", "wl", "zc", "ssc", "logvar", "mean", "logmean", "log_bandpower")
+ALL_TIME = ("mav", "rms", "wl", "zc", "ssc", "logvar", "mean", "logmean", "log_bandpower", "log_mav", "log_wl")
 
 
 def reference_features(x, fs, cfg):
@@ -40,6 +40,10 @@ def reference_features(x, fs, cfg):
             elif f == "ssc":
                 s1, s2 = p1 - p2, p1 - w
                 row.append(np.sum((s1 * s2 > 0) & (np.maximum(np.abs(s1), np.abs(s2)) >= cfg.ssc_threshold), axis=0))
+            elif f == "log_mav":
+                row.append(np.log(np.mean(np.abs(w), axis=0) + cfg.log_floor))
+            elif f == "log_wl":
+                row.append(np.log(np.sum(np.abs(w - p1), axis=0) + cfg.log_floor))
             elif f == "logvar":
                 row.append(np.log(np.var(w, axis=0) + cfg.log_floor))
             elif f == "mean":
@@ -71,7 +75,7 @@ def test_golden_every_feature_matches_numpy_formula(rng, thr):
     np.testing.assert_allclose(got, ref, rtol=2e-5, atol=2e-5)
     assert len(ex.feature_names) == ex.n_features
     assert ex.feature_names[0] == "mav:ch0"
-    assert ex.feature_names[-1] == "log_bandpower_250-500Hz:ch2"
+    assert ex.feature_names[-1] == "log_wl:ch2"
 
 
 def test_known_values_on_fixed_data():

@@ -167,3 +167,17 @@ def test_gain_augmentation_matches_recomputed_features(rng):
     law = (law[0], law[1].float(), law[2].float())
     got = apply_gains(torch.as_tensor(base)[None], torch.as_tensor(np.log(g), dtype=torch.float32)[None], law)[0]
     np.testing.assert_allclose(got.numpy(), scaled, rtol=1e-3, atol=1e-3)
+
+
+def test_experiment_sim_runs_end_to_end(tmp_path):
+    from training import experiments
+
+    res = experiments.simulated(str(tmp_path), minutes=2.2, config=FAST)
+    assert res["experiment"] == "sim" and len(res["test_repetitions"]) == 2
+    assert {"gru", "wiener", "kalman", "lda"} == set(res["decoders"])
+    assert os.path.exists(res["report"])
+
+
+def test_experiment_cli_needs_the_data_folder(tmp_path, capsys):
+    assert main(["experiment", "ninapro", "--data", str(tmp_path / "nowhere")]) == 2
+    assert "No data folder" in capsys.readouterr().err

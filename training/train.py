@@ -63,8 +63,13 @@ class TrainConfig:
     gain_std : float
         Standard deviation of random per-channel log-gains applied to each training window
         (:mod:`training.augment`: electrode contact changes).
+    speed_std : float
+        Standard deviation of a random log time-scale per training window (movements made faster or slower;
+        frames and targets are resampled together). 0 disables it.
     class_weight : float
         Weight of the class cross-entropy against the position MSE.
+    label_smoothing : float
+        Label smoothing of the class cross-entropy.
     class_head_detached : bool
         With positions to decode, train the class head on the recurrent state without letting its gradient
         shape the core (measured on NinaPro: a shared gradient costs position R^2).
@@ -76,6 +81,8 @@ class TrainConfig:
     seed : int
     max_steps_per_epoch : int
         Cap on optimiser steps per epoch (keeps CPU training time bounded on long recordings).
+    min_steps_per_epoch : int
+        Floor on optimiser steps per epoch (short recordings still get enough updates).
     refit : bool
         After early stopping, retrain on training + validation data for the best number of epochs (the
         validation repetitions are data the final model should learn from; measured on NinaPro: one more
@@ -89,25 +96,29 @@ class TrainConfig:
     dropout: float = 0.2
     epochs: int = 30
     seq_len: int = 200
-    burn_in: int = 20
+    burn_in: int = 0
     batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    noise_std: float = 0.1
+    noise_std: float = 0.3
     gain_std: float = 0.2
+    speed_std: float = 0.0
     class_weight: float = 1.0
     class_head_detached: bool = True
+    label_smoothing: float = 0.1
     patience: int = 8
     val_fraction: float = 0.15
     device: str = "auto"
     seed: int = 0
     max_steps_per_epoch: int = 40
+    min_steps_per_epoch: int = 4
     refit: bool = True
 
     def __post_init__(self) -> None:
         check_option("cell", self.cell, ("gru", "lstm"))
         check_option("device", self.device, ("auto", "cpu", "cuda"))
-        for name in ("hidden", "layers", "epochs", "seq_len", "batch_size", "patience", "max_steps_per_epoch"):
+        for name in ("hidden", "layers", "epochs", "seq_len", "batch_size", "patience", "max_steps_per_epoch",
+                     "min_steps_per_epoch"):
             check_int(name, getattr(self, name), minimum=1)
         check_int("burn_in", self.burn_in, minimum=0)
         check_int("seed", self.seed, minimum=0)
@@ -116,7 +127,7 @@ class TrainConfig:
                 self.seq_len, self.burn_in))
         for name in ("lr", "val_fraction"):
             check_positive(name, getattr(self, name))
-        for name in ("weight_decay", "noise_std", "gain_std", "class_weight"):
+        for name in ("weight_decay", "noise_std", "gain_std", "speed_std", "class_weight", "label_smoothing"):
             check_positive(name, getattr(self, name), allow_zero=True)
 
 
@@ -222,9 +233,11 @@ def _fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], 
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     has_pos = train_f.positions is not None
     n_classes = model.config.n_classes
-    sampler = WindowSampler(train_f, config.seq_len, np_rng)
-    steps = int(min(config.max_steps_per_epoch,
-                    max(4, math.ceil(2 * len(train_f) / (config.batch_size * config.seq_len * env["world"])))))
+    max_speed = float(np.exp(2.5 * config.speed_std))
+    span = int(math.ceil(config.seq_len * max_speed)) + 1 if config.speed_std > 0 else config.seq_len
+    sampler = WindowSampler(train_f, span, np_rng)
+    per_epoch = math.ceil(2 * len(train_f) / (config.batch_size * config.seq_len * env["world"]))
+    steps = int(min(config.max_steps_per_epoch, max(config.min_steps_per_epoch, per_epoch)))
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps,
                                                 pct_start=0.2)
@@ -252,8 +265,16 @@ def _fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], 
             losses = []
             for _ in range(steps):
                 starts = torch.as_tensor(sampler.starts(config.batch_size), device=device)
-                idx = starts[:, None] + torch.arange(config.seq_len, device=device)[None, :]
-                x = x_all[idx]
+                t = torch.arange(config.seq_len, device=device, dtype=torch.float32)[None, :]
+                if config.speed_std > 0:
+                    speed = torch.exp(config.speed_std * torch.randn(config.batch_size, 1, device=device))
+                    t = t * speed.clamp(1.0 / max_speed, max_speed)
+                else:
+                    t = t.expand(config.batch_size, -1)
+                i0 = t.floor().long()
+                frac = (t - i0)[..., None]
+                idx = starts[:, None] + i0
+                x = x_all[idx] * (1 - frac) + x_all[idx + (frac[..., 0] > 0)] * frac
                 if config.gain_std > 0:
                     lg = config.gain_std * torch.randn(config.batch_size, n_channels, device=device)
                     x = apply_gains(x, lg, law)
@@ -264,11 +285,14 @@ def _fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], 
                 b = config.burn_in
                 loss = torch.zeros((), device=device)
                 if has_pos:
-                    loss = loss + torch.mean(finger_w * (pos[:, b:].float() - pos_all[idx][:, b:]) ** 2)
+                    target = pos_all[idx] * (1 - frac) + pos_all[idx + (frac[..., 0] > 0)] * frac
+                    loss = loss + torch.mean(finger_w * (pos[:, b:].float() - target[:, b:]) ** 2)
                 if lab_all is not None and n_classes > 1:
                     w = config.class_weight if has_pos else 1.0
                     loss = loss + w * nn.functional.cross_entropy(
-                        logits[:, b:].float().reshape(-1, n_classes), lab_all[idx][:, b:].reshape(-1))
+                        logits[:, b:].float().reshape(-1, n_classes),
+                        lab_all[idx + (frac[..., 0] >= 0.5)][:, b:].reshape(-1),
+                        label_smoothing=config.label_smoothing)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(opt)

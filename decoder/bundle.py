@@ -1,0 +1,162 @@
+"""The model bundle: one validated, self-describing folder that creates engines and feature extractors.
+
+Layout::
+
+    BUNDLE_DIR/
+        bundle.json     schema version, the contract, sha256 of every other file
+        model.onnx      one decoder step with explicit recurrent state (inputs features, h[, c]; outputs
+                        positions, class_logits, h_out[, c_out]); the contract is in its metadata too
+        weights.npz     the same weights as plain arrays, for the numpy engine
+        engine-*.plan   TensorRT engines built on the device (optional, keyed by GPU, TensorRT and model hash)
+
+The **contract** is what the model expects of its input and what it outputs: sample rate, channel count and names,
+signal kind, feature configuration, normalisation statistics, class names, recurrent cell and state shapes, model
+version and training metrics. :meth:`Bundle.check_source` refuses a signal source that does not match it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .features import FeatureConfig, FeatureExtractor
+
+SCHEMA_VERSION = 1
+BUNDLE_FILES = ("model.onnx", "weights.npz")
+
+
+class BundleError(ValueError):
+    """A bundle is missing, corrupted, from a newer schema, or does not fit the signal it is asked to decode."""
+
+
+def sha256_of(path: str) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Bundle:
+    """A loaded, validated bundle folder.
+
+    Parameters
+    ----------
+    path : str
+        The folder.
+
+    Raises
+    ------
+    BundleError
+        Missing ``bundle.json`` or files, a hash mismatch (corruption), or a newer schema.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = str(path)
+        meta_path = os.path.join(self.path, "bundle.json")
+        if not os.path.isfile(meta_path):
+            raise BundleError("{!r} is not a model bundle: bundle.json is missing (make one with "
+                              "'neurohand export MODEL_DIR --out BUNDLE_DIR')".format(self.path))
+        try:
+            with open(meta_path) as f:
+                meta = json.load(f)
+        except ValueError as e:
+            raise BundleError("{!r}: bundle.json is not valid JSON ({})".format(self.path, e)) from e
+        version = meta.get("schema_version")
+        if not isinstance(version, int):
+            raise BundleError("{!r}: bundle.json has no integer 'schema_version'".format(self.path))
+        if version > SCHEMA_VERSION:
+            raise BundleError("{!r} uses bundle schema {}, newer than this runtime reads ({}); update neurohand on "
+                              "the device".format(self.path, version, SCHEMA_VERSION))
+        for key in ("contract", "files"):
+            if key not in meta:
+                raise BundleError("{!r}: bundle.json is missing {!r}".format(self.path, key))
+        for name in BUNDLE_FILES:
+            if name not in meta["files"]:
+                raise BundleError("{!r}: bundle.json lists no hash for {!r}".format(self.path, name))
+        for name, expected in meta["files"].items():
+            fp = os.path.join(self.path, name)
+            if not os.path.isfile(fp):
+                raise BundleError("{!r}: file {!r} is missing".format(self.path, name))
+            got = sha256_of(fp)
+            if got != expected:
+                raise BundleError("{!r}: {!r} is corrupted (sha256 {}..., bundle.json says {}...); re-export or "
+                                  "copy the bundle again".format(self.path, name, got[:12], expected[:12]))
+        self.meta = meta
+        self.contract: Dict[str, Any] = meta["contract"]
+
+    # ------------------------------------------------------------------ contract
+    @property
+    def fs_hz(self) -> float:
+        """Sample rate the model expects."""
+        return float(self.contract["fs_hz"])
+
+    @property
+    def n_channels(self) -> int:
+        """Channel count the model expects."""
+        return int(self.contract["n_channels"])
+
+    @property
+    def class_names(self) -> List[str]:
+        """Class names (0 = rest)."""
+        return list(self.contract["class_names"])
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        """Feature configuration the model was trained with."""
+        return FeatureConfig.from_dict(self.contract["feature_config"])
+
+    @property
+    def model_hash(self) -> str:
+        """sha256 of ``model.onnx``."""
+        return str(self.meta["files"]["model.onnx"])
+
+    def file(self, name: str) -> str:
+        """Path of a file in the bundle."""
+        return os.path.join(self.path, name)
+
+    def check_source(self, *, fs_hz: float, n_channels: int, channel_names: Optional[Sequence[str]] = None) -> None:
+        """Refuse a signal source whose rate or channel count differs from the contract.
+
+        Raises
+        ------
+        BundleError
+            Naming what the model expects and what the source delivers.
+        """
+        if abs(float(fs_hz) - self.fs_hz) > 1e-6 * self.fs_hz:
+            raise BundleError("The source delivers {} Hz but the model in {!r} expects {} Hz".format(
+                fs_hz, self.path, self.fs_hz))
+        if int(n_channels) != self.n_channels:
+            raise BundleError("The source delivers {} channels but the model in {!r} expects {} ({})".format(
+                n_channels, self.path, self.n_channels, ", ".join(self.contract.get("channel_names", []))))
+        expected = self.contract.get("channel_names")
+        if channel_names is not None and expected and list(channel_names) != list(expected):
+            raise BundleError("The source's channels {} differ from the model's {}".format(
+                list(channel_names), list(expected)))
+
+    def feature_extractor(self) -> FeatureExtractor:
+        """Create a feature extractor with the bundle's configuration, rate and channel count."""
+        return FeatureExtractor(self.feature_config, fs_hz=self.fs_hz, n_channels=self.n_channels)
+
+    def weights(self) -> Dict[str, np.ndarray]:
+        """Load the plain-array weights (``allow_pickle=False``)."""
+        with np.load(self.file("weights.npz"), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+
+def write_bundle_json(path: str, contract: Dict[str, Any], files: Sequence[str]) -> None:
+    """Write ``bundle.json`` with the sha256 of each named file in the folder ``path``."""
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "contract": contract,
+        "files": {name: sha256_of(os.path.join(path, name)) for name in files},
+    }
+    tmp = os.path.join(path, "bundle.json.partial")
+    with open(tmp, "w") as f:
+        json.dump(meta, f, indent=1)
+    os.replace(tmp, os.path.join(path, "bundle.json"))

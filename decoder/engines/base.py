@@ -1,0 +1,28 @@
+"""What every engine returns from a step."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class StepOutput(NamedTuple):
+    """Outputs of one decoder step.
+
+    Attributes
+    ----------
+    positions : np.ndarray, shape (5,)
+        Finger positions in 0..1 (thumb, index, middle, ring, little).
+    class_logits : np.ndarray, shape (n_classes,)
+        Unnormalised class scores (0 = rest).
+    """
+
+    positions: np.ndarray
+    class_logits: np.ndarray
+
+    def class_probabilities(self) -> np.ndarray:
+        """Softmax of the logits, shape (n_classes,)."""
+        z = self.class_logits - np.max(self.class_logits)
+        e = np.exp(z)
+        return e / e.sum()

@@ -1,0 +1,65 @@
+"""The exported step graph on onnxruntime: CPU by default, CUDA or TensorRT providers when asked and present."""
+
+from __future__ import annotations
+
+from typing import Dict, Sequence, Tuple
+
+import numpy as np
+
+from ..bundle import Bundle
+from .base import StepOutput
+
+State = Dict[str, np.ndarray]
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+
+class OnnxRuntimeEngine:
+    """Decoder step with onnxruntime.
+
+    Parameters
+    ----------
+    bundle : Bundle
+    threads : int
+        Intra-op threads, pinned explicitly (default 1: one frame is far too small to split).
+    providers : sequence of {'cpu', 'cuda', 'tensorrt'}
+        Execution providers in order of preference; those not installed are skipped, CPU is always last.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, bundle: Bundle, *, threads: int = 1, providers: Sequence[str] = ("cpu",)) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        have = set(ort.get_available_providers())
+        chosen = [PROVIDERS[p] for p in providers if PROVIDERS.get(p) in have and p != "cpu"]
+        chosen.append("CPUExecutionProvider")
+        self.session = ort.InferenceSession(bundle.file("model.onnx"), sess_options=opts, providers=chosen)
+        self.providers = self.session.get_providers()
+        c = bundle.contract["model"]
+        self.cell = c["cell"]
+        self.layers, self.hidden = int(c["layers"]), int(c["hidden"])
+        self.n_features = int(c["n_features"])
+        self._outputs = ["positions", "class_logits", "h_out"] + (["c_out"] if self.cell == "lstm" else [])
+
+    def new_state(self) -> State:
+        """Zero state: ``h`` (layers, 1, hidden), plus ``c`` for an LSTM."""
+        s = {"h": np.zeros((self.layers, 1, self.hidden), np.float32)}
+        if self.cell == "lstm":
+            s["c"] = np.zeros((self.layers, 1, self.hidden), np.float32)
+        return s
+
+    def step(self, state: State, frame: np.ndarray) -> Tuple[StepOutput, State]:
+        """One frame of raw features, shape (n_features,) -> outputs and the new state."""
+        feeds = {"features": np.asarray(frame, np.float32).reshape(1, self.n_features), "h": state["h"]}
+        if self.cell == "lstm":
+            feeds["c"] = state["c"]
+        res = self.session.run(self._outputs, feeds)
+        new = {"h": res[2]}
+        if self.cell == "lstm":
+            new["c"] = res[3]
+        return StepOutput(res[0][0], res[1][0]), new

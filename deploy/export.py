@@ -1,0 +1,185 @@
+"""Export a trained model folder to a bundle: ONNX step graph with explicit state, plain-array weights, contract.
+
+The graph is exported with the TorchScript-based exporter (``dynamo=False``) at opset 13, which TensorRT 8.2
+(JetPack 4.6, the original Jetson Nano) accepts; the dynamo exporter writes GRU with the wrong
+``linear_before_reset`` and is silently wrong. ``onnx.checker`` runs on every export, and the exported graph is
+compared step by step with PyTorch before the bundle is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any, Dict
+
+import numpy as np
+
+from decoder.bundle import SCHEMA_VERSION, Bundle, write_bundle_json
+
+OPSET = 13
+
+
+def _step_module(model):
+    import torch
+
+    class Step(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, features, h, c=None):
+            state = h if c is None else (h, c)
+            pos, logits, new = self.m(features[:, None, :], state)
+            if c is None:
+                return pos[:, 0], logits[:, 0], new
+            return pos[:, 0], logits[:, 0], new[0], new[1]
+
+    return Step(model).eval()
+
+
+def contract_from(meta: Dict[str, Any], model_config: Dict[str, Any]) -> Dict[str, Any]:
+    """Build the bundle contract from a model folder's ``model.json``."""
+    vm = meta.get("val_metrics", {})
+    return {
+        "fs_hz": meta["fs_hz"],
+        "n_channels": meta["n_channels"],
+        "channel_names": meta["channel_names"],
+        "signal_kind": meta["signal_kind"],
+        "feature_config": meta["feature_config"],
+        "normalisation": meta["normalisation"],
+        "class_names": meta["class_names"],
+        "model": {**model_config, "state_shape": [model_config["layers"], 1, model_config["hidden"]]},
+        "model_version": meta.get("created", ""),
+        "training": {
+            "val_r2_mean": vm.get("r2_mean"),
+            "val_accuracy": vm.get("accuracy"),
+            "best_epoch": meta.get("best_epoch"),
+            "training_files": meta.get("training_files", []),
+            "torch_version": meta.get("torch_version"),
+        },
+    }
+
+
+def export_bundle(model_dir: str, out_dir: str, *, parity_frames: int = 200, tolerance: float = 1e-4) -> Bundle:
+    """Export ``model_dir`` (from ``neurohand train``) to the bundle folder ``out_dir``.
+
+    Raises
+    ------
+    RuntimeError
+        If the exported graph differs from PyTorch by more than ``tolerance`` over ``parity_frames`` random
+        frames with the state carried.
+    """
+    import onnx
+    import torch
+
+    from training.train import load_model_dir
+
+    model, meta = load_model_dir(model_dir)
+    cfg = model.config
+    os.makedirs(out_dir, exist_ok=True)
+    for name in ("bundle.json", "model.onnx", "weights.npz"):
+        if os.path.exists(os.path.join(out_dir, name)):
+            os.remove(os.path.join(out_dir, name))
+    for name in os.listdir(out_dir):  # engines built for an older model
+        if name.startswith("engine-") and name.endswith(".plan"):
+            os.remove(os.path.join(out_dir, name))
+    step = _step_module(model)
+    F, L, H = cfg.n_features, cfg.layers, cfg.hidden
+    x = torch.zeros(1, F)
+    h = torch.zeros(L, 1, H)
+    args = (x, h) if cfg.cell == "gru" else (x, h, torch.zeros(L, 1, H))
+    inputs = ["features", "h"] + (["c"] if cfg.cell == "lstm" else [])
+    outputs = ["positions", "class_logits", "h_out"] + (["c_out"] if cfg.cell == "lstm" else [])
+    onnx_path = os.path.join(out_dir, "model.onnx")
+    torch.onnx.export(step, args, onnx_path, input_names=inputs, output_names=outputs, opset_version=OPSET,
+                      dynamo=False, do_constant_folding=True)
+    proto = onnx.load(onnx_path)
+    onnx.checker.check_model(proto)
+    contract = contract_from(meta, cfg.to_dict())
+    del proto.metadata_props[:]
+    for key, value in (("neurohand_contract", json.dumps(contract)), ("neurohand_schema_version",
+                                                                       str(SCHEMA_VERSION))):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, onnx_path)
+    np.savez(os.path.join(out_dir, "weights.npz"), **numpy_weights(model))
+    write_bundle_json(out_dir, contract, ["model.onnx", "weights.npz"])
+    bundle = Bundle(out_dir)
+    err = parity_error(model, bundle, frames=parity_frames)
+    if err > tolerance:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise RuntimeError("Exported graph differs from PyTorch by {:.2e} (> {:.0e}); bundle not written".format(
+            err, tolerance))
+    return bundle
+
+
+def numpy_weights(model) -> Dict[str, np.ndarray]:
+    """Plain arrays for the numpy engine."""
+    sd = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    out = {"feature_mean": sd["feature_mean"], "feature_std": sd["feature_std"],
+           "position_weight": sd["position_head.weight"], "position_bias": sd["position_head.bias"],
+           "class_weight": sd["class_head.weight"], "class_bias": sd["class_head.bias"]}
+    if model.config.projection:
+        out["proj_weight"], out["proj_bias"] = sd["proj.0.weight"], sd["proj.0.bias"]
+    for k in range(model.config.layers):
+        for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            out["rnn_{}_l{}".format(kind, k)] = sd["rnn.{}_l{}".format(kind, k)]
+    return out
+
+
+def parity_error(model, bundle: Bundle, *, frames: int = 200, seed: int = 0) -> float:
+    """Largest absolute difference between PyTorch and onnxruntime over random frames, state carried."""
+    import torch
+
+    from decoder.engines import create_engine
+
+    rng = np.random.default_rng(seed)
+    mean = model.feature_mean.numpy()
+    std = model.feature_std.numpy()
+    xs = (mean + std * rng.normal(size=(frames, model.config.n_features))).astype(np.float32)
+    eng = create_engine(bundle, "onnxruntime")
+    state = eng.new_state()
+    with torch.no_grad():
+        pos_t, log_t, _ = model(torch.as_tensor(xs)[None])
+    worst = 0.0
+    for t in range(frames):
+        out, state = eng.step(state, xs[t])
+        worst = max(worst, float(np.max(np.abs(out.positions - pos_t[0, t].numpy()))),
+                    float(np.max(np.abs(out.class_logits - log_t[0, t].numpy()))))
+    return worst
+
+
+def register(sub) -> None:
+    """Add ``neurohand export`` and ``neurohand build-engine``."""
+    p = sub.add_parser("export", help="export a trained model folder to a bundle (ONNX step graph + weights)",
+                       description="Write BUNDLE_DIR with model.onnx (one step, explicit state, opset 13, "
+                       "TorchScript exporter), weights.npz and bundle.json (contract + sha256 of each file).")
+    p.add_argument("model_dir")
+    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.set_defaults(func=_export)
+    b = sub.add_parser("build-engine", help="build the TensorRT engine for a bundle on this device (Jetson)")
+    b.add_argument("bundle_dir")
+    b.add_argument("--fp16", action="store_true", help="build with FP16 kernels")
+    b.set_defaults(func=_build_engine)
+
+
+def _export(args) -> int:
+    b = export_bundle(args.model_dir, args.out)
+    m = b.contract["model"]
+    print("wrote {}: {} {}x{}, {} features, {} classes, {} ch at {:g} Hz; parity with PyTorch checked".format(
+        args.out, m["cell"].upper(), m["layers"], m["hidden"], m["n_features"], m["n_classes"], b.n_channels,
+        b.fs_hz))
+    return 0
+
+
+def _build_engine(args) -> int:
+    from decoder.engines.tensorrt_engine import build_engine, tensorrt_available
+
+    ok, why = tensorrt_available()
+    if not ok:
+        raise ValueError("TensorRT is not usable here: {}. Build on the Jetson (see the README's Jetson "
+                         "guide)".format(why))
+    path = build_engine(Bundle(args.bundle_dir), fp16=args.fp16)
+    print("wrote {}".format(path))
+    return 0

@@ -1,0 +1,156 @@
+import json
+import os
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from decoder.bundle import Bundle, BundleError
+from decoder.engines import available_engines, create_engine
+from decoder.engines.tensorrt_engine import tensorrt_available
+from deploy.export import OPSET, export_bundle
+from training.model import ModelConfig, RecurrentDecoder
+from training.train import TrainConfig, TrainResult, save_model_dir
+
+
+def make_model_dir(path, rec, frames, *, cell="gru", layers=2, hidden=32, projection=0, n_classes=13, seed=0):
+    from decoder.features import config_for_recording
+
+    torch.manual_seed(seed)
+    model = RecurrentDecoder(ModelConfig(n_features=frames.shape[1], n_classes=n_classes, cell=cell, hidden=hidden,
+                                         layers=layers, projection=projection))
+    model.set_normalisation(frames.mean(0), frames.std(0) + 1e-6)
+    # scale the recurrent weights up so the state actually carries information over many frames
+    with torch.no_grad():
+        for name, p in model.rnn.named_parameters():
+            if "weight_hh" in name:
+                p.mul_(3.0)
+    res = TrainResult(model_dir=path, best_epoch=1, epochs_run=1, interrupted=False, val_metrics={"r2_mean": 0.5})
+    save_model_dir(path, model, config_for_recording(rec), rec, TrainConfig(cell=cell), res, {}, [], [7])
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def ninapro_frames(ninapro_file):
+    from calibration.importers import import_ninapro
+    from decoder.features import config_for_recording
+    from training.data import build_frames
+
+    rec = import_ninapro(ninapro_file, reps=[8])
+    frames = build_frames([rec], config_for_recording(rec))
+    return rec, frames.features[:1200]
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_parity_torch_onnxruntime_numpy_on_real_data(tmp_path, ninapro_frames, cell, layers):
+    rec, x = ninapro_frames
+    assert len(x) >= 1000
+    model = make_model_dir(str(tmp_path / "m"), rec, x, cell=cell, layers=layers, projection=16 if layers == 2 else 0)
+    bundle = export_bundle(str(tmp_path / "m"), str(tmp_path / "b"))
+    with torch.no_grad():
+        pos_t, log_t, _ = model(torch.as_tensor(x)[None])
+    pos_t, log_t = pos_t[0].numpy(), log_t[0].numpy()
+    for kind in ("onnxruntime", "numpy"):
+        eng = create_engine(bundle, kind)
+        state = eng.new_state()
+        pos = np.zeros_like(pos_t)
+        logit = np.zeros_like(log_t)
+        for t in range(len(x)):
+            out, state = eng.step(state, x[t])
+            pos[t], logit[t] = out.positions, out.class_logits
+        assert np.max(np.abs(pos - pos_t)) <= 1e-4, kind
+        assert np.max(np.abs(logit - log_t)) <= 1e-4, kind
+    # the state matters: restarting from zero halfway changes the outputs
+    eng = create_engine(bundle, "numpy")
+    out_fresh, _ = eng.step(eng.new_state(), x[600])
+    assert np.max(np.abs(out_fresh.positions - pos_t[600])) > 1e-3
+
+
+def test_exported_graph_contract_and_gru_attributes(tmp_path, small_sim):
+    from decoder.features import config_for_recording
+    from training.data import build_frames
+
+    frames = build_frames([small_sim], config_for_recording(small_sim)).features
+    make_model_dir(str(tmp_path / "m"), small_sim, frames, n_classes=len(small_sim.class_names))
+    b = export_bundle(str(tmp_path / "m"), str(tmp_path / "b"))
+    proto = onnx.load(b.file("model.onnx"))
+    assert proto.opset_import[0].version == OPSET <= 13
+    assert [i.name for i in proto.graph.input] == ["features", "h"]
+    assert [o.name for o in proto.graph.output] == ["positions", "class_logits", "h_out"]
+    grus = [n for n in proto.graph.node if n.op_type == "GRU"]
+    assert grus and all(
+        any(a.name == "linear_before_reset" and a.i == 1 for a in n.attribute) for n in grus)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    contract = json.loads(meta["neurohand_contract"])
+    assert contract["fs_hz"] == small_sim.fs_hz and contract["n_channels"] == small_sim.n_channels
+    assert contract["class_names"] == list(small_sim.class_names)
+    assert len(contract["normalisation"]["mean"]) == frames.shape[1]
+    assert contract["feature_config"]["signal_kind"] == "nerve"
+    assert set(os.listdir(b.path)) == {"bundle.json", "model.onnx", "weights.npz"}
+
+
+def test_bundle_refuses_corruption_newer_schema_and_wrong_source(tmp_path, small_sim):
+    from decoder.features import config_for_recording
+    from training.data import build_frames
+
+    frames = build_frames([small_sim], config_for_recording(small_sim)).features
+    make_model_dir(str(tmp_path / "m"), small_sim, frames, n_classes=len(small_sim.class_names))
+    b = export_bundle(str(tmp_path / "m"), str(tmp_path / "b"))
+    with pytest.raises(BundleError, match="expects 5000.0 Hz"):
+        b.check_source(fs_hz=10000.0, n_channels=8)
+    with pytest.raises(BundleError, match="delivers 4 channels but the model .* expects 8"):
+        b.check_source(fs_hz=5000.0, n_channels=4)
+    b.check_source(fs_hz=5000.0, n_channels=8)
+    # corruption: flip one byte of the weights
+    w = tmp_path / "b" / "weights.npz"
+    data = bytearray(w.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    w.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="'weights.npz' is corrupted"):
+        Bundle(str(tmp_path / "b"))
+    # newer schema
+    b2 = export_bundle(str(tmp_path / "m"), str(tmp_path / "b2"))
+    meta = json.load(open(b2.file("bundle.json")))
+    meta["schema_version"] = 99
+    json.dump(meta, open(b2.file("bundle.json"), "w"))
+    with pytest.raises(BundleError, match="schema 99, newer than this runtime"):
+        Bundle(b2.path)
+    with pytest.raises(BundleError, match="bundle.json is missing"):
+        Bundle(str(tmp_path))
+
+
+def test_engine_auto_and_tensorrt_guard(tmp_path, small_sim):
+    from decoder.features import config_for_recording
+    from training.data import build_frames
+
+    frames = build_frames([small_sim], config_for_recording(small_sim)).features
+    make_model_dir(str(tmp_path / "m"), small_sim, frames, n_classes=len(small_sim.class_names))
+    b = export_bundle(str(tmp_path / "m"), str(tmp_path / "b"))
+    eng = create_engine(b, "auto")
+    assert eng.name == available_engines()[0]
+    with pytest.raises(ValueError, match="Invalid value for 'engine'"):
+        create_engine(b, "cuda")
+    ok, why = tensorrt_available()
+    if not ok:
+        with pytest.raises(RuntimeError, match="TensorRT engine unavailable"):
+            create_engine(b, "tensorrt")
+
+
+def test_tensorrt_matches_numpy(tmp_path, small_sim):
+    ok, why = tensorrt_available()
+    if not ok:
+        pytest.skip("TensorRT cannot run here: " + why)
+    from decoder.features import config_for_recording
+    from training.data import build_frames
+
+    frames = build_frames([small_sim], config_for_recording(small_sim)).features
+    make_model_dir(str(tmp_path / "m"), small_sim, frames, n_classes=len(small_sim.class_names))
+    b = export_bundle(str(tmp_path / "m"), str(tmp_path / "b"))
+    trt_e, np_e = create_engine(b, "tensorrt"), create_engine(b, "numpy")
+    s1, s2 = trt_e.new_state(), np_e.new_state()
+    for t in range(300):
+        a, s1 = trt_e.step(s1, frames[t])
+        c, s2 = np_e.step(s2, frames[t])
+        assert np.max(np.abs(a.positions - c.positions)) < 1e-3

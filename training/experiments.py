@@ -1,0 +1,134 @@
+"""Reproducible experiments behind the README's results: ``neurohand experiment ninapro|3dc|sim``.
+
+Each runs the same commands a user would (import or simulate, train with the default settings, evaluate on the
+held-out part) and prints a table, and with ``--json`` one JSON object. Nothing here is tuned per data set beyond
+what ``neurohand train`` itself does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+
+from .evaluate import evaluate
+from .train import TrainConfig, train, with_overrides
+
+DEFAULT_CONFIG = TrainConfig()
+
+
+def _run(train_recs, test_recs, model_dir: str, config: TrainConfig, report_dir: str, title: str) -> Dict[str, Any]:
+    res = train(train_recs, model_dir, config=config, progress=False, log=lambda m: None)
+    out = evaluate(model_dir, test_recs, report_dir=report_dir, title=title)
+    out["train_wall_s"] = res.wall_s
+    out["best_epoch"] = res.best_epoch
+    return out
+
+
+def _mean_of(runs: Sequence[Dict[str, Any]], decoder: str, key: str):
+    vals = [r["decoders"][decoder][key] for r in runs if decoder in r["decoders"]
+            and r["decoders"][decoder].get(key) is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def ninapro(data_dir: str, out_dir: str, *, seeds: Sequence[int] = (0, 1, 2), config: TrainConfig = DEFAULT_CONFIG
+            ) -> Dict[str, Any]:
+    """NinaPro DB1 s2 e1: train on repetitions 1-7, test on 8-10, one run per seed."""
+    from calibration.importers import import_ninapro
+
+    path = os.path.join(data_dir, "ninapro_db1_s2_e1", "S2_A1_E1.mat")
+    train_rec = import_ninapro(path, reps=range(1, 8))
+    test_rec = import_ninapro(path, reps=[8, 9, 10])
+    runs = []
+    for seed in seeds:
+        d = os.path.join(out_dir, "ninapro_seed{}".format(seed))
+        runs.append(_run([train_rec], [test_rec], os.path.join(d, "model"), with_overrides(config, seed=seed),
+                         os.path.join(d, "report"), "NinaPro DB1 s2 e1, test repetitions 8-10, seed {}".format(seed)))
+    names = list(runs[0]["decoders"])
+    summary = {n: {k: _mean_of(runs, n, k) for k in ("r2_mean", "pearson_r_mean", "rmse_mean", "delay_ms",
+                                                     "accuracy", "macro_f1")} for n in names}
+    for n in names:
+        if summary[n]["r2_mean"] is not None:
+            summary[n]["r2_per_finger"] = [float(v) for v in np.mean(
+                [r["decoders"][n]["r2_per_finger"] for r in runs], axis=0)]
+            summary[n]["r2_by_seed"] = [r["decoders"][n]["r2_mean"] for r in runs]
+    return {"experiment": "ninapro", "seeds": list(seeds), "mean_over_seeds": summary,
+            "runs": [_slim(r) for r in runs]}
+
+
+def threedc(data_dir: str, out_dir: str, *, participants: Sequence[int] = (1, 2, 3, 4, 5),
+            config: TrainConfig = DEFAULT_CONFIG) -> Dict[str, Any]:
+    """3DC: per participant, train on ``train/``, test on ``test/``; window (frame) accuracy."""
+    from calibration.importers import import_3dc
+
+    rows = {}
+    for p in participants:
+        base = os.path.join(data_dir, "3dc_p1-5", "Participant{}".format(p))
+        d = os.path.join(out_dir, "3dc_p{}".format(p))
+        r = _run([import_3dc(os.path.join(base, "train"))], [import_3dc(os.path.join(base, "test"))],
+                 os.path.join(d, "model"), config, os.path.join(d, "report"), "3DC participant {}".format(p))
+        rows[p] = r
+    names = list(next(iter(rows.values()))["decoders"])
+    table = {str(p): {n: rows[p]["decoders"][n]["accuracy"] for n in names} for p in participants}
+    mean = {n: float(np.mean([table[str(p)][n] for p in participants])) for n in names}
+    return {"experiment": "3dc", "accuracy": table, "mean_accuracy": mean,
+            "runs": {str(p): _slim(r) for p, r in rows.items()}}
+
+
+def simulated(out_dir: str, *, minutes: float = 10.0, seed: int = 0, config: TrainConfig = DEFAULT_CONFIG
+              ) -> Dict[str, Any]:
+    """Run a simulated patient: the last two repetitions of a session are the test set."""
+    from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+
+    rec = simulate_recording(SimulatorConfig(minutes=minutes, seed=seed))
+    reps = sorted(int(r) for r in np.unique(rec.repetitions) if r > 0)
+    test_reps = reps[-2:]
+    train_rec = rec.select_samples(~np.isin(rec.repetitions, test_reps) & (rec.repetitions > 0))
+    test_rec = rec.select_samples(np.isin(rec.repetitions, test_reps))
+    d = os.path.join(out_dir, "sim_seed{}".format(seed))
+    r = _run([train_rec], [test_rec], os.path.join(d, "model"), config, os.path.join(d, "report"),
+             "Simulated patient {} ({} min), test repetitions {}".format(seed, minutes, test_reps))
+    return {"experiment": "sim", "test_repetitions": test_reps, **_slim(r)}
+
+
+def _slim(r: Dict[str, Any]) -> Dict[str, Any]:
+    return {"decoders": {n: {k: v for k, v in d.items() if k != "confusion_matrix"} for n, d in r["decoders"].items()},
+            "report": r.get("report"), "train_wall_s": r.get("train_wall_s"), "best_epoch": r.get("best_epoch")}
+
+
+def print_table(result: Dict[str, Any]) -> None:
+    """Human-readable table of an experiment's result."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if result["experiment"] == "3dc":
+        names = list(result["mean_accuracy"])
+        t = Table(title="3DC window accuracy (train on train/, test on test/)")
+        t.add_column("participant")
+        for n in names:
+            t.add_column(n, justify="right")
+        for p, row in result["accuracy"].items():
+            t.add_row(p, *["{:.3f}".format(row[n]) for n in names])
+        t.add_row("mean", *["{:.3f}".format(result["mean_accuracy"][n]) for n in names])
+        console.print(t)
+        return
+    decs = result["mean_over_seeds"] if result["experiment"] == "ninapro" else result["decoders"]
+    title = ("NinaPro DB1 s2 e1, test repetitions 8-10, mean over seeds {}".format(result["seeds"])
+             if result["experiment"] == "ninapro" else "Simulated patient, test repetitions {}".format(
+                 result["test_repetitions"]))
+    t = Table(title=title)
+    cols: List[str] = ["r2_mean", "pearson_r_mean", "rmse_mean", "delay_ms", "accuracy", "macro_f1"]
+    t.add_column("decoder")
+    for c in cols:
+        t.add_column(c, justify="right")
+    for n, d in decs.items():
+        t.add_row(n, *["-" if d.get(c) is None else "{:.3f}".format(d[c]) for c in cols])
+    console.print(t)
+
+
+def dump(result: Dict[str, Any]) -> str:
+    """JSON text of a result."""
+    return json.dumps(result)
