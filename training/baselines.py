@@ -1,6 +1,6 @@
 """Classic decoders trained on exactly the same frames and splits as the recurrent decoder.
 
-- **Wiener filter**: ridge regression (scikit-learn) over causally lagged feature frames; the number of lags,
+- **Wiener filter**: ridge regression over causally lagged feature frames; the number of lags,
   their spacing and the ridge strength are tuned on the validation split.
 - **Kalman filter** (Wu et al. 2003): state = finger positions (and velocities) with linear dynamics, observation =
   the features (PCA-reduced) as a linear function of the state; parameters by least squares, filtering in numpy.
@@ -13,6 +13,7 @@ Every fitted decoder is saved as plain arrays (``.npz``, no pickle) and predicts
 
 from __future__ import annotations
 
+import warnings
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -64,28 +65,39 @@ class WienerDecoder:
 
     @classmethod
     def fit(cls, train: FrameSet, val: FrameSet) -> "WienerDecoder":
-        """Tune lags and ridge strength on ``val``, then refit on ``train``."""
-        import warnings
+        """Tune lags and ridge strength on ``val``, then keep the best fit.
 
-        from scipy.linalg import LinAlgWarning
-        from sklearn.linear_model import Ridge
+        Ridge regression with an intercept (the same estimator as scikit-learn's ``Ridge``), solved from the Gram
+        matrix once per lag layout so that the whole strength grid costs one factorisation each.
+        """
+        from scipy.linalg import LinAlgError, LinAlgWarning, solve
 
         mean, std = _standardise(train.features)
-        zt = (train.features - mean) / std
-        zv = (val.features - mean) / std
+        zt = ((train.features - mean) / std).astype(np.float32)
+        zv = ((val.features - mean) / std).astype(np.float32)
+        y = train.positions.astype(np.float64)
         best = (-np.inf, None)
         for n_lags, spacing in LAG_GRID:
-            Xt = lagged(zt, train.segment_slices(), n_lags, spacing)
+            Xt = lagged(zt, train.segment_slices(), n_lags, spacing).astype(np.float64)
             Xv = lagged(zv, val.segment_slices(), n_lags, spacing)
+            x_mean, y_mean = Xt.mean(axis=0), y.mean(axis=0)
+            Xc = Xt - x_mean
+            gram = Xc.T @ Xc
+            rhs = Xc.T @ (y - y_mean)
             for alpha in ALPHA_GRID:
-                with warnings.catch_warnings():  # the weakest ridge strengths may be ill-conditioned: scored anyway
-                    warnings.simplefilter("ignore", LinAlgWarning)
-                    m = Ridge(alpha=alpha * Xt.shape[1]).fit(Xt, train.positions)
-                score = float(np.mean(r2_per_finger(val.positions, np.clip(m.predict(Xv), 0, 1))))
+                reg = gram + alpha * Xt.shape[1] * np.eye(len(gram))
+                try:
+                    with warnings.catch_warnings():  # the weakest strengths may be ill-conditioned: scored anyway
+                        warnings.simplefilter("ignore", LinAlgWarning)
+                        coef = solve(reg, rhs, assume_a="pos").T  # (5, n_inputs)
+                except LinAlgError:
+                    continue
+                intercept = y_mean - coef @ x_mean
+                score = float(np.mean(r2_per_finger(val.positions, np.clip(Xv @ coef.T + intercept, 0, 1))))
                 if score > best[0]:
-                    best = (score, (n_lags, spacing, alpha, m))
-        n_lags, spacing, alpha, m = best[1]
-        return cls(mean, std, m.coef_.astype(np.float32), m.intercept_.astype(np.float32), n_lags, spacing, alpha)
+                    best = (score, (n_lags, spacing, alpha, coef, intercept))
+        n_lags, spacing, alpha, coef, intercept = best[1]
+        return cls(mean, std, coef.astype(np.float32), intercept.astype(np.float32), n_lags, spacing, alpha)
 
     def predict(self, frames: FrameSet) -> np.ndarray:
         """Positions, shape (n, 5), clipped to 0..1."""
