@@ -52,6 +52,11 @@ def test_parity_torch_onnxruntime_numpy_on_real_data(tmp_path, ninapro_frames, c
     with torch.no_grad():
         pos_t, log_t, _ = model(torch.as_tensor(x)[None])
     pos_t, log_t = pos_t[0].numpy(), log_t[0].numpy()
+    # the training-time evaluation path (training.evaluate) sees the same frames the same way
+    from training.model import predict_sequences
+
+    pos_eval, prob_eval = predict_sequences(model, x, [slice(0, len(x))])
+    np.testing.assert_allclose(pos_eval, pos_t, atol=1e-6)
     for kind in ("onnxruntime", "numpy"):
         eng = create_engine(bundle, kind)
         state = eng.new_state()
