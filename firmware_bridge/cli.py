@@ -23,6 +23,12 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--seed", type=int, default=0, help="the patient (default 0)")
     p.set_defaults(func=_simulate)
 
+    h = sub.add_parser("sim-hand", help="run a simulated hand on a pseudo-terminal (prints its port)",
+                       description="Open a pseudo-terminal, print its path, and behave like the hand's firmware: "
+                       "protocol v1, speed-limited fingers, STATUS at 20 Hz, 200 ms watchdog to the safe posture.")
+    h.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
+    h.set_defaults(func=_sim_hand)
+
 
 def day_paths(out: str, days: int) -> list:
     """Output file of each simulated day."""
@@ -49,3 +55,9 @@ def _simulate(args: argparse.Namespace) -> int:
         print("wrote {}: {} channels x {:.1f} s at {:g} Hz, day {}, {} cues".format(
             path, rec.n_channels, rec.duration_s, rec.fs_hz, day, len(rec.cues)))
     return 0
+
+
+def _sim_hand(args: argparse.Namespace) -> int:
+    from .sim_hand import main_sim_hand
+
+    return main_sim_hand(args.seconds)

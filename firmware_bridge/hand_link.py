@@ -1,0 +1,137 @@
+"""The host's link to the hand: pyserial, HELLO, SET_POSITIONS, heartbeat, ESTOP, STATUS, reconnect with backoff.
+
+Writes never block the decoding loop for long (``write_timeout``); a failed write or a closed port marks the link
+down, and :meth:`HandLink.ensure_open` reopens it with exponential backoff (0.1 s doubling to 2 s). While the link
+is down the hand's own 200 ms watchdog has already put it in its safe posture.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import numpy as np
+
+from .protocol import Estop, Heartbeat, Hello, Role, SetPositions, Status, StreamParser, encode
+
+
+class HandLink:
+    """Serial link to the hand's motor controller.
+
+    Parameters
+    ----------
+    port : str
+        Serial device (``/dev/ttyACM0``, or the path ``neurohand sim-hand`` printed).
+    baud : int
+    safe_posture : array_like, shape (5,)
+        Positions in 0..1 sent by :meth:`safe`.
+    """
+
+    def __init__(self, port: str, *, baud: int = 921600, safe_posture=(0.1, 0.1, 0.1, 0.1, 0.1),
+                 backoff_s: float = 0.1, max_backoff_s: float = 2.0) -> None:
+        self.port_name = port
+        self.baud = baud
+        self.safe_posture = np.asarray(safe_posture, float)
+        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        self._backoff = backoff_s
+        self._next_try = 0.0
+        self._ser = None
+        self._seq = 0
+        self._t0 = time.monotonic()
+        self.parser = StreamParser()
+        self.last_status: Optional[Status] = None
+        self.last_status_time = 0.0
+        self.reconnects = 0
+        self.write_errors = 0
+        self.last_error: Optional[str] = None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the port is open."""
+        return self._ser is not None
+
+    def ensure_open(self) -> bool:
+        """Open the port if it is closed and the backoff allows; returns whether it is open."""
+        if self._ser is not None:
+            return True
+        now = time.monotonic()
+        if now < self._next_try:
+            return False
+        import serial
+
+        try:
+            self._ser = serial.Serial(self.port_name, self.baud, timeout=0, write_timeout=0.05)
+            self._backoff = self.backoff_s
+            self.reconnects += 1
+            self._write(Hello(Role.HOST, 0, name="neurohand"))
+            return self._ser is not None
+        except (serial.SerialException, OSError) as e:
+            self.last_error = "cannot open {}: {}".format(self.port_name, e)
+            self._next_try = now + self._backoff
+            self._backoff = min(self._backoff * 2, self.max_backoff_s)
+            return False
+
+    def _write(self, body) -> bool:
+        if self._ser is None:
+            return False
+        import serial
+
+        try:
+            self._ser.write(encode(body, self._seq))
+            self._seq = (self._seq + 1) & 0xFFFF
+            return True
+        except (serial.SerialException, serial.SerialTimeoutException, OSError) as e:
+            self.write_errors += 1
+            self.last_error = "write to {} failed: {}".format(self.port_name, e)
+            self.close()
+            self._next_try = time.monotonic() + self._backoff
+            return False
+
+    def send_positions(self, positions) -> bool:
+        """Command finger positions in 0..1 (clipped); False when the link is down."""
+        if not self.ensure_open():
+            return False
+        return self._write(SetPositions.from_unit(positions))
+
+    def heartbeat(self) -> bool:
+        """Tell the hand the host is alive without moving it."""
+        if not self.ensure_open():
+            return False
+        return self._write(Heartbeat(int((time.monotonic() - self._t0) * 1000)))
+
+    def safe(self) -> bool:
+        """Command the safe posture."""
+        return self.send_positions(self.safe_posture)
+
+    def estop(self, reason: int = 2) -> bool:
+        """Emergency stop: the hand holds its safe posture until a person restarts it."""
+        if not self.ensure_open():
+            return False
+        return self._write(Estop(reason))
+
+    def poll(self) -> Optional[Status]:
+        """Read what the hand sent (non-blocking); returns the latest STATUS."""
+        if self._ser is None:
+            return self.last_status
+        import serial
+
+        try:
+            data = self._ser.read(4096)
+        except (serial.SerialException, OSError) as e:
+            self.last_error = "read from {} failed: {}".format(self.port_name, e)
+            self.close()
+            return self.last_status
+        for msg in self.parser.feed(data):
+            if isinstance(msg.body, Status):
+                self.last_status = msg.body
+                self.last_status_time = time.monotonic()
+        return self.last_status
+
+    def close(self) -> None:
+        """Close the port (no safe posture is sent: use :meth:`safe` first)."""
+        if self._ser is not None:
+            try:
+                self._ser.close()
+            except Exception:  # noqa: BLE001 - closing a dead port
+                pass
+            self._ser = None

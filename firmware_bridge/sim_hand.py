@@ -1,0 +1,183 @@
+"""A simulated prosthetic hand behind a real pseudo-terminal, speaking the neurohand protocol like its firmware.
+
+It moves each finger toward its commanded position at a mechanical speed limit, reports STATUS at 20 Hz,
+answers HELLO, honours ESTOP, and on its own goes to its safe posture when no valid SET_POSITIONS or HEARTBEAT
+has arrived for ``watchdog_ms`` (200 ms), exactly as ``PROTOCOL.md`` requires of real firmware. The loop waits on
+``select`` with a timeout (no busy-waiting).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+import tty
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+
+from .protocol import Caps, Estop, Fault, HandState, Heartbeat, Hello, Role, SetPositions, Status, StreamParser, encode
+
+
+@dataclass(frozen=True)
+class SimHandConfig:
+    """Behaviour of the simulated hand.
+
+    Parameters
+    ----------
+    speed_per_s : float
+        Largest finger speed, in position units (0..1000) per second (1500: a full closure in 0.67 s).
+    watchdog_ms : float
+        Time without a valid command after which the hand goes to ``safe_posture`` on its own.
+    status_hz : float
+        STATUS messages per second.
+    safe_posture : tuple of 5 int
+        Positions (0..1000) held in the safe state: relaxed, slightly open.
+    tick_ms : float
+        Physics and I/O step.
+    """
+
+    speed_per_s: float = 1500.0
+    watchdog_ms: float = 200.0
+    status_hz: float = 20.0
+    safe_posture: Tuple[int, int, int, int, int] = (100, 100, 100, 100, 100)
+    tick_ms: float = 5.0
+
+
+class SimHand:
+    """Simulated hand firmware on the master side of a pseudo-terminal; ``port`` is the path to open."""
+
+    def __init__(self, config: SimHandConfig = SimHandConfig()) -> None:
+        self.config = config
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        tty.setraw(self._master)
+        self.port = os.ttyname(self._slave)
+        self.positions = np.array(config.safe_posture, dtype=float)
+        self.target = self.positions.copy()
+        self.state = HandState.SAFE
+        self.faults = Fault.WATCHDOG
+        self.parser = StreamParser()
+        self._seq = 0
+        self._last_cmd = -1e9
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._lock = threading.Lock()
+        self.commands_received = 0
+        self.history = []  # (time, positions, state) for tests and plots
+
+    # -- lifecycle
+    def start(self) -> "SimHand":
+        """Run the firmware loop in a background thread."""
+        self._thread = threading.Thread(target=self.run, name="sim-hand", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the loop and close the pseudo-terminal."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        for fd in (self._master, self._slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self) -> "SimHand":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- firmware
+    def _send(self, body) -> None:
+        try:
+            os.write(self._master, encode(body, self._seq))
+        except OSError:
+            pass  # nobody listening: a real UART would just drop it
+        self._seq = (self._seq + 1) & 0xFFFF
+
+    def _handle(self, msg, now: float) -> None:
+        body = msg.body
+        if isinstance(body, Hello):
+            self._send(Hello(Role.HAND, Caps.POSITIONS | Caps.STATUS | Caps.WATCHDOG | Caps.ESTOP, name="sim-hand"))
+        elif isinstance(body, Estop):
+            self.state = HandState.STOPPED
+            self.faults |= Fault.ESTOP
+            self.target = np.array(self.config.safe_posture, float)
+        elif self.state == HandState.STOPPED:
+            return  # only a person restarts a stopped hand
+        elif isinstance(body, SetPositions):
+            self.target = np.array(body.positions, float)
+            self._last_cmd = now
+            self.commands_received += 1
+        elif isinstance(body, Heartbeat):
+            self._last_cmd = now
+
+    def reset_estop(self) -> None:
+        """Press the reset button (a person's action): leave the stopped state."""
+        with self._lock:
+            self.state = HandState.SAFE
+            self.faults &= ~Fault.ESTOP
+
+    def run(self) -> None:
+        """Run the firmware loop (blocks until :meth:`stop`)."""
+        cfg = self.config
+        last = time.monotonic()
+        next_status = last
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select([self._master], [], [], cfg.tick_ms / 1000.0)
+            except (OSError, ValueError):
+                break
+            now = time.monotonic()
+            if ready:
+                try:
+                    data = os.read(self._master, 4096)
+                except OSError:
+                    data = b""
+                bad_before = self.parser.stats.frames_bad
+                with self._lock:
+                    for msg in self.parser.feed(data):
+                        self._handle(msg, now)
+                    if self.parser.stats.frames_bad > bad_before:
+                        self.faults |= Fault.BAD_FRAMES
+            with self._lock:
+                if self.state != HandState.STOPPED:
+                    if (now - self._last_cmd) * 1000.0 > cfg.watchdog_ms:
+                        self.state = HandState.SAFE
+                        self.faults |= Fault.WATCHDOG
+                        self.target = np.array(cfg.safe_posture, float)
+                    else:
+                        self.state = HandState.RUNNING
+                        self.faults &= ~Fault.WATCHDOG
+                step = cfg.speed_per_s * (now - last)
+                self.positions += np.clip(self.target - self.positions, -step, step)
+                self.history.append((now, self.positions.copy(), self.state))
+                if len(self.history) > 100000:
+                    del self.history[:50000]
+                if now >= next_status:
+                    self._send(Status(tuple(int(round(v)) for v in self.positions), self.faults, 7400, self.state))
+                    self.faults &= ~Fault.BAD_FRAMES
+                    next_status = now + 1.0 / cfg.status_hz
+            last = now
+
+
+def main_sim_hand(seconds: Optional[float] = None) -> int:
+    """``neurohand sim-hand``: print the port path and run until Ctrl-C (or ``seconds``)."""
+    hand = SimHand()
+    print(hand.port, flush=True)
+    hand.start()
+    try:
+        if seconds is None:
+            while True:
+                time.sleep(3600)
+        time.sleep(seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        hand.stop()
+    return 0
