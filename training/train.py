@@ -75,6 +75,8 @@ class TrainConfig:
         shape the core (measured on NinaPro: a shared gradient costs position R^2).
     patience : int
         Epochs without validation improvement before stopping early.
+    min_epochs : int
+        No early stop before this epoch (the one-cycle schedule is still near its peak learning rate).
     val_fraction : float
         Share of repetitions held out for validation (the last ones, at least one).
     device : {'auto', 'cpu', 'cuda'}
@@ -107,6 +109,7 @@ class TrainConfig:
     class_head_detached: bool = True
     label_smoothing: float = 0.1
     patience: int = 8
+    min_epochs: int = 15
     val_fraction: float = 0.15
     device: str = "auto"
     seed: int = 0
@@ -118,7 +121,7 @@ class TrainConfig:
         check_option("cell", self.cell, ("gru", "lstm"))
         check_option("device", self.device, ("auto", "cpu", "cuda"))
         for name in ("hidden", "layers", "epochs", "seq_len", "batch_size", "patience", "max_steps_per_epoch",
-                     "min_steps_per_epoch"):
+                     "min_steps_per_epoch", "min_epochs"):
             check_int(name, getattr(self, name), minimum=1)
         check_int("burn_in", self.burn_in, minimum=0)
         check_int("seed", self.seed, minimum=0)
@@ -239,7 +242,9 @@ def _fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], 
     per_epoch = math.ceil(2 * len(train_f) / (config.batch_size * config.seq_len * env["world"]))
     steps = int(min(config.max_steps_per_epoch, max(config.min_steps_per_epoch, per_epoch)))
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps,
+    last_epoch = config.epochs if stop_after is None else min(stop_after, config.epochs)
+    # one full one-cycle schedule over the epochs this run will do (the refit anneals within its shorter run)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=last_epoch * steps,
                                                 pct_start=0.2)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -258,7 +263,6 @@ def _fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], 
     history: List[Dict[str, float]] = []
     best = {"score": -np.inf, "state": None, "epoch": 0}
     bad_epochs, epoch, interrupted = 0, 0, False
-    last_epoch = config.epochs if stop_after is None else min(stop_after, config.epochs)
     try:
         for epoch in range(1, last_epoch + 1):
             net.train()
@@ -315,7 +319,7 @@ def _fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], 
                     bad_epochs = 0
                 else:
                     bad_epochs += 1
-                stop = bad_epochs >= config.patience
+                stop = bad_epochs >= config.patience and epoch >= config.min_epochs
                 bar.describe("epoch {}/{} loss {:.4f} val {} {:.3f}".format(
                     epoch, config.epochs, row["train_loss"], "R2" if has_pos else "acc", score))
             else:
