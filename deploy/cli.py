@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "calibration.cli",
     "training.cli",
     "deploy.export",
+    "deploy.runtime",
     "deploy.bench",
 )
 

@@ -1,0 +1,241 @@
+"""The standalone decoding loop: source -> filters -> features -> engine.step -> post-processing -> sink.
+
+One loop for every sink. It is paced by the source's blocking read. Any fault (a stalled source, NaN or saturated
+samples, a flat channel, an engine error, a lost hand link) puts the sink in its safe posture at once, is logged,
+and clears by itself when the cause does; the loop keeps running. Ctrl-C and SIGTERM send the safe posture before
+the port closes. Latency is measured per frame from the arrival of its last chunk to the return of the sink's write.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from decoder.bundle import Bundle
+from decoder.engines import create_engine
+from decoder.postprocess import PostConfig, PostProcessor
+from decoder.signal_quality import QualityConfig, QualityMonitor
+
+from .sources import SourceStalled
+
+RUNNING, SAFE, STOPPED = "running", "safe", "stopped"
+
+
+class NoneSink:
+    """Decode without moving anything."""
+
+    name = "none"
+
+    def write(self, command: np.ndarray) -> bool:
+        """Accept a command (5,) in 0..1."""
+        return True
+
+    def safe(self) -> bool:
+        """Nothing to make safe."""
+        return True
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+class HandSink:
+    """Finger commands to the hand over the firmware bridge's :class:`HandLink`."""
+
+    name = "hand"
+
+    def __init__(self, port: str) -> None:
+        from firmware_bridge.hand_link import HandLink
+
+        self.link = HandLink(port)
+
+    def write(self, command: np.ndarray) -> bool:
+        """Send a command; False when the link is down (it reconnects with backoff)."""
+        ok = self.link.send_positions(command)
+        self.link.poll()
+        return ok
+
+    def safe(self) -> bool:
+        """Send the safe posture."""
+        return self.link.safe()
+
+    def close(self) -> None:
+        """Safe posture, then close the port."""
+        self.link.safe()
+        self.link.close()
+
+
+@dataclass
+class RuntimeStats:
+    """What the loop measured."""
+
+    frames: int = 0
+    chunks: int = 0
+    latency_ms: List[float] = field(default_factory=list)
+    overruns: int = 0
+    faults: Dict[str, int] = field(default_factory=dict)
+    safe_events: List[Dict[str, Any]] = field(default_factory=list)
+    state: str = RUNNING
+
+    def summary(self) -> Dict[str, Any]:
+        """JSON-ready summary with latency percentiles."""
+        lat = np.asarray(self.latency_ms) if self.latency_ms else np.zeros(1)
+        return {"frames": self.frames, "chunks": self.chunks, "overruns": self.overruns, "faults": self.faults,
+                "latency_ms": {"median": float(np.median(lat)), "p99": float(np.percentile(lat, 99)),
+                               "max": float(lat.max())}, "state": self.state}
+
+
+class Runtime:
+    """The decoding loop over one bundle, one source and one sink."""
+
+    def __init__(self, bundle: Bundle, source, sink, *, engine: str = "auto", post: Optional[PostConfig] = None,
+                 quality: Optional[QualityConfig] = None, log=None, hop_budget_ms: Optional[float] = None,
+                 record_frames: bool = False) -> None:
+        post = post or PostConfig()
+        quality = quality or QualityConfig()
+        bundle.check_source(fs_hz=source.fs_hz, n_channels=source.n_channels)
+        self.bundle, self.source, self.sink = bundle, source, sink
+        self.engine = create_engine(bundle, engine)
+        self.extractor = bundle.feature_extractor()
+        self.post = PostProcessor(post, hop_ms=bundle.feature_config.hop_ms)
+        self.quality = QualityMonitor(quality, fs_hz=bundle.fs_hz, n_channels=bundle.n_channels)
+        self.log = log or (lambda m: None)
+        self.hop_budget_ms = hop_budget_ms or bundle.feature_config.hop_ms
+        self.stats = RuntimeStats()
+        self.frames: List[Dict[str, Any]] = []
+        self.record_frames = record_frames
+        self._stop = False
+        self.last_command: Optional[np.ndarray] = None
+        self.last_probabilities: Optional[np.ndarray] = None
+        self.reset_stream()
+
+    def reset_stream(self) -> None:
+        """Fresh feature, engine and post-processing state (after a fault, decoding restarts cleanly)."""
+        self.fstate = self.extractor.new_state()
+        self.estate = self.engine.new_state()
+        self.pstate = self.post.new_state()
+
+    def request_stop(self, *_: Any) -> None:
+        """Stop after the current chunk (signal handler)."""
+        self._stop = True
+
+    def _fault(self, kind: str, message: str) -> None:
+        self.stats.faults[kind] = self.stats.faults.get(kind, 0) + 1
+        if self.stats.state != SAFE:
+            self.sink.safe()
+            self.stats.state = SAFE
+            self.stats.safe_events.append({"time": time.monotonic(), "kind": kind, "message": message})
+            self.log("fault ({}): {}; hand to safe posture".format(kind, message))
+        self.reset_stream()
+
+    def _recover(self) -> None:
+        if self.stats.state == SAFE:
+            self.stats.state = RUNNING
+            self.log("fault cleared: decoding resumed")
+
+    def run(self, *, seconds: Optional[float] = None) -> RuntimeStats:
+        """Run until the source ends, ``seconds`` pass, or Ctrl-C/SIGTERM; the sink ends in its safe posture."""
+        old = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                old[sig] = signal.signal(sig, self.request_stop)
+            except ValueError:  # not the main thread
+                pass
+        t_end = None if seconds is None else time.monotonic() + seconds
+        try:
+            while not self._stop and (t_end is None or time.monotonic() < t_end):
+                try:
+                    chunk, arrival = self.source.read()
+                except StopIteration:
+                    break
+                except SourceStalled as e:
+                    self._fault("stall", str(e))
+                    continue
+                self.stats.chunks += 1
+                problems = self.quality.check(chunk)
+                if problems:
+                    self._fault("signal", "; ".join(problems))
+                    continue
+                try:
+                    frames, self.fstate = self.extractor.process(self.fstate, chunk)
+                    for f in frames:
+                        out, self.estate = self.engine.step(self.estate, f)
+                        prob = out.class_probabilities()
+                        cmd, self.pstate = self.post.step(self.pstate, out.positions, float(prob[0]))
+                        if self.stats.state == SAFE:
+                            # the cause cleared: resume only once a fresh window of clean samples has been decoded
+                            self._recover()
+                        ok = self.sink.write(cmd)
+                        done = time.monotonic()
+                        if not ok:
+                            self._fault("link", "hand link down")
+                        self.last_command, self.last_probabilities = cmd, prob
+                        lat = (done - arrival) * 1000.0
+                        self.stats.latency_ms.append(lat)
+                        if lat > self.hop_budget_ms:
+                            self.stats.overruns += 1
+                        self.stats.frames += 1
+                        if self.record_frames:
+                            self.frames.append({"t": done, "positions": out.positions.tolist(),
+                                                "command": cmd.tolist(), "latency_ms": lat})
+                except Exception as e:  # noqa: BLE001 - any engine/feature error: safe posture, keep running
+                    self._fault("engine", "{}: {}".format(type(e).__name__, e))
+        finally:
+            self.sink.safe()
+            self.sink.close()
+            self.stats.state = STOPPED if self._stop else self.stats.state
+            for sig, h in old.items():
+                signal.signal(sig, h)
+        return self.stats
+
+
+def write_log(path: str, stats: RuntimeStats, frames: List[Dict[str, Any]]) -> None:
+    """Write the run's statistics (and decoded frames, if recorded) as JSON lines."""
+    with open(path, "w") as f:
+        f.write(json.dumps({"summary": stats.summary(), "safe_events": stats.safe_events}) + "\n")
+        for fr in frames:
+            f.write(json.dumps(fr) + "\n")
+
+
+def register(sub) -> None:
+    """Add ``neurohand run``."""
+    p = sub.add_parser("run", help="the standalone decoding loop: source -> decoder -> hand",
+                       description="Decode a signal source with a bundle and drive the hand (or nothing).")
+    p.add_argument("--bundle", required=True, help="bundle folder from 'neurohand export'")
+    p.add_argument("--source", default="sim", help="sim | replay:FILE.h5 (default sim)")
+    p.add_argument("--hand", default="none", help="serial:PORT | none (default none)")
+    p.add_argument("--engine", default="auto", choices=["auto", "tensorrt", "onnxruntime", "numpy"])
+    p.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    p.add_argument("--fast", action="store_true", help="replay as fast as possible instead of in real time")
+    p.add_argument("--log", default=None, help="write statistics and every decoded frame as JSON lines")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    import sys
+
+    from .sources import open_source
+
+    bundle = Bundle(args.bundle)
+    hop_ms = bundle.feature_config.hop_ms
+    source = open_source(args.source, chunk_samples_for=lambda fs: max(1, int(round(fs * hop_ms / 1000.0))),
+                         fast=args.fast)
+    if args.hand == "none":
+        sink = NoneSink()
+    elif args.hand.startswith("serial:"):
+        sink = HandSink(args.hand.split(":", 1)[1])
+    else:
+        raise ValueError("Invalid value for '--hand': allowed 'serial:PORT', 'none', got {!r}".format(args.hand))
+    rt = Runtime(bundle, source, sink, engine=args.engine, log=lambda m: print(m, file=sys.stderr),
+                 record_frames=bool(args.log))
+    stats = rt.run(seconds=args.seconds)
+    if args.log:
+        write_log(args.log, stats, rt.frames)
+    s = stats.summary()
+    print("engine {}: {} frames, latency median {:.2f} ms, p99 {:.2f} ms, overruns {}, faults {}".format(
+        rt.engine.name, s["frames"], s["latency_ms"]["median"], s["latency_ms"]["p99"], s["overruns"], s["faults"]))
+    return 0

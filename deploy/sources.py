@@ -1,0 +1,97 @@
+"""Signal sources for the runtime: a blocking ``read()`` of the next chunk with its arrival time.
+
+``sim`` streams the simulated patient and ``replay:FILE.h5`` a recorded session, both paced in real time (the loop
+sleeps until each chunk is due, it never spins) or as fast as possible with ``fast=True``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional, Tuple
+
+import numpy as np
+
+from decoder.recording import Recording, read_recording
+
+
+class SourceStalled(Exception):
+    """No samples arrived within the source's timeout."""
+
+
+class RecordingSource:
+    """Stream a recording in chunks of ``chunk_samples``; ``fast`` skips the real-time pacing.
+
+    ``inject`` hooks let tests corrupt the stream: a callable ``(chunk_index, chunk) -> chunk or None`` where None
+    simulates a stall of ``stall_s`` seconds.
+    """
+
+    def __init__(self, recording: Recording, *, chunk_samples: int, fast: bool = False, loop: bool = False,
+                 inject=None, stall_s: float = 0.3) -> None:
+        self.recording = recording
+        self.fs_hz = recording.fs_hz
+        self.n_channels = recording.n_channels
+        self.channel_names = recording.channel_names
+        self.chunk = int(chunk_samples)
+        self.fast = fast
+        self.loop = loop
+        self.inject = inject
+        self.stall_s = stall_s
+        self._pos = 0
+        self._index = 0
+        self._t0: Optional[float] = None
+        self.finished = False
+
+    def read(self) -> Tuple[np.ndarray, float]:
+        """Block until the next chunk is due; return ``(chunk (n, n_channels) float32, arrival monotonic time)``.
+
+        Raises
+        ------
+        StopIteration
+            At the end of the recording (unless looping).
+        SourceStalled
+            When an injected stall hides the data.
+        """
+        n = self.recording.n_samples
+        if self._pos >= n:
+            if not self.loop:
+                self.finished = True
+                raise StopIteration
+            self._pos = 0
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+        a, b = self._pos, min(self._pos + self.chunk, n)
+        due = self._t0 + (self._index * self.chunk + (b - a)) / self.fs_hz
+        if not self.fast:
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        chunk = self.recording.signals[a:b]
+        self._pos = b
+        idx = self._index
+        self._index += 1
+        if self.inject is not None:
+            chunk = self.inject(idx, chunk)
+            if chunk is None:
+                if not self.fast:
+                    time.sleep(self.stall_s)
+                raise SourceStalled("no samples for {:.0f} ms".format(self.stall_s * 1000))
+        return np.asarray(chunk, np.float32), time.monotonic()
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def open_source(spec: str, *, chunk_samples_for, fast: bool = False, minutes: float = 2.0, seed: int = 0):
+    """Create a source from ``sim`` or ``replay:FILE.h5``.
+
+    ``chunk_samples_for(fs_hz)`` gives the chunk length (one hop) for the source's rate.
+    """
+    if spec == "sim":
+        from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+
+        rec = simulate_recording(SimulatorConfig(minutes=minutes, seed=seed))
+        return RecordingSource(rec, chunk_samples=chunk_samples_for(rec.fs_hz), fast=fast, loop=True)
+    if spec.startswith("replay:"):
+        rec = read_recording(spec.split(":", 1)[1])
+        return RecordingSource(rec, chunk_samples=chunk_samples_for(rec.fs_hz), fast=fast)
+    raise ValueError("Invalid value for '--source': allowed 'sim', 'replay:FILE.h5', got {!r}".format(spec))

@@ -1,0 +1,186 @@
+"""The runtime loop: replay -> decoder -> sinks, faults to the safe posture and back, over a real pty hand."""
+
+import time
+
+import numpy as np
+import pytest
+
+from decoder.bundle import Bundle
+from decoder.postprocess import PostConfig, PostProcessor
+from decoder.signal_quality import QualityConfig, QualityMonitor
+from deploy.export import export_bundle
+from deploy.runtime import SAFE, HandSink, NoneSink, Runtime
+from deploy.sources import RecordingSource
+from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+from firmware_bridge.protocol import HandState
+from firmware_bridge.sim_hand import SimHand
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return simulate_recording(SimulatorConfig(minutes=0.1, n_channels=4, fs_hz=4000.0, seed=2))
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, rec):
+    from decoder.features import config_for_recording
+    from tests.test_export_engines import make_model_dir
+    from training.data import build_frames
+
+    d = tmp_path_factory.mktemp("rt")
+    frames = build_frames([rec], config_for_recording(rec)).features
+    make_model_dir(str(d / "m"), rec, frames, n_classes=len(rec.class_names), hidden=16, layers=1)
+    export_bundle(str(d / "m"), str(d / "b"))
+    return Bundle(str(d / "b"))
+
+
+class RecordingSink(NoneSink):
+    def __init__(self):
+        self.commands, self.safe_calls = [], []
+
+    def write(self, command):
+        self.commands.append((time.monotonic(), np.array(command)))
+        return True
+
+    def safe(self):
+        self.safe_calls.append(time.monotonic())
+        return True
+
+
+def chunk(rec, bundle):
+    return int(rec.fs_hz * bundle.feature_config.hop_ms / 1000)
+
+
+def test_replay_decodes_every_frame(rec, bundle):
+    sink = RecordingSink()
+    rt = Runtime(bundle, RecordingSource(rec, chunk_samples=chunk(rec, bundle), fast=True), sink, engine="numpy")
+    stats = rt.run()
+    expected = len(bundle.feature_extractor().transform(rec.signals))
+    assert stats.frames == expected == len(sink.commands)
+    assert stats.state != SAFE and not stats.faults
+    s = stats.summary()
+    assert 0 < s["latency_ms"]["median"] <= s["latency_ms"]["p99"]
+    assert sink.safe_calls  # the loop always ends in the safe posture
+
+
+def test_runtime_refuses_a_mismatched_source(rec, bundle):
+    from decoder.bundle import BundleError
+
+    other = simulate_recording(SimulatorConfig(minutes=0.02, n_channels=6, fs_hz=4000.0, seed=2))
+    with pytest.raises(BundleError, match="expects 4"):
+        Runtime(bundle, RecordingSource(other, chunk_samples=40, fast=True), NoneSink())
+
+
+@pytest.mark.parametrize("fault", ["nan", "stall", "flat", "engine"])
+def test_faults_go_safe_within_100ms_and_recover(rec, bundle, fault, monkeypatch):
+    bad_chunks = set(range(150, 160))
+
+    def inject(i, x):
+        if i in bad_chunks:
+            if fault == "nan":
+                x = x.copy()
+                x[::3, 1] = np.nan
+                return x
+            if fault == "stall":
+                return None
+            if fault == "flat":
+                x = x.copy()
+                x[:, 2] = 0.0
+                return x
+        return x
+
+    n = chunk(rec, bundle)
+    src = RecordingSource(rec, chunk_samples=n, fast=False, inject=inject if fault != "engine" else None,
+                          stall_s=0.15)
+    sink = RecordingSink()
+    q = QualityConfig(flat_window_s=0.05) if fault == "flat" else QualityConfig()
+    rt = Runtime(bundle, src, sink, engine="numpy", quality=q)
+    if fault == "engine":
+        real = rt.engine.step
+        calls = {"n": 0}
+
+        def flaky(state, frame):
+            calls["n"] += 1
+            if 120 <= calls["n"] < 125:
+                raise RuntimeError("engine exploded")
+            return real(state, frame)
+
+        monkeypatch.setattr(rt.engine, "step", flaky)
+    if fault == "flat":
+        # make channel 2 flat for a long stretch so the flat detector's window fills
+        bad_chunks.update(range(150, 175))
+    t0 = time.monotonic()
+    stats = rt.run(seconds=3.5)
+    assert stats.safe_events, "no fault was detected"
+    ev = stats.safe_events[0]
+    kind = {"nan": "signal", "stall": "stall", "flat": "signal", "engine": "engine"}[fault]
+    assert ev["kind"] == kind
+    # the safe posture went out at once: before any later command, and within 100 ms of the fault
+    first_safe = min(t for t in sink.safe_calls if t >= t0)
+    assert first_safe - ev["time"] < 0.1
+    later = [t for t, _ in sink.commands if t > first_safe]
+    assert later, "decoding never resumed after the fault cleared"
+    assert stats.state == "running"  # the cause cleared and the loop resumed by itself
+
+
+def test_hand_follows_decoded_commands_over_a_pty(rec, bundle):
+    with SimHand() as hand:
+        sink = HandSink(hand.port)
+        rt = Runtime(bundle, RecordingSource(rec, chunk_samples=chunk(rec, bundle), fast=False), sink,
+                     engine="onnxruntime", post=PostConfig(rest_gate=1.0))
+        seen = []
+        orig_write = sink.write
+
+        def write(cmd):
+            ok = orig_write(cmd)
+            seen.append((time.monotonic(), np.array(cmd), hand.positions.copy()))
+            return ok
+
+        sink.write = write
+        rt.run(seconds=2.0)
+        assert len(seen) > 100
+        # after the first second, the hand is where the decoder told it to be (speed-limited, 1 frame behind)
+        errs = [np.abs(h / 1000.0 - c).max() for t, c, h in seen[100:]]
+        assert np.median(errs) < 0.05
+        time.sleep(0.05)
+        # the run ended with the safe posture, so the hand heads there
+        assert np.allclose(hand.target, 100)
+        assert hand.state in (HandState.RUNNING, HandState.SAFE)
+
+
+def test_stop_request_sends_safe_posture_first(rec, bundle):
+    sink = RecordingSink()
+    rt = Runtime(bundle, RecordingSource(rec, chunk_samples=chunk(rec, bundle), fast=False), sink, engine="numpy")
+    rt.request_stop()  # what SIGTERM and Ctrl-C do
+    stats = rt.run(seconds=2)
+    assert stats.state == "stopped" and sink.safe_calls and not sink.commands
+
+
+def test_postprocessing_physics():
+    post = PostProcessor(PostConfig(smoothing_ms=0.0, deadband=0.0, max_speed_per_s=1.0, rest_gate=0.9), hop_ms=10)
+    s = post.new_state()
+    cmd, s = post.step(s, np.zeros(5))
+    for _ in range(10):
+        cmd, s = post.step(s, np.ones(5))
+    np.testing.assert_allclose(cmd, 0.1, atol=1e-9)  # 1.0 per second for 100 ms
+    held, s = post.step(s, np.zeros(5), rest_probability=0.95)
+    np.testing.assert_allclose(held, cmd)  # confident rest: hold
+    smooth = PostProcessor(PostConfig(smoothing_ms=100.0, deadband=0.0, max_speed_per_s=100.0), hop_ms=10)
+    s = smooth.new_state()
+    smooth.step(s, np.zeros(5))
+    c, s = smooth.step(smooth.step(s, np.zeros(5))[1], np.ones(5))
+    np.testing.assert_allclose(c, 1 - np.exp(-0.1), rtol=1e-6)  # one exponential step of tau = 100 ms
+    with pytest.raises(ValueError, match="finger_min and finger_max"):
+        PostConfig(finger_min=(0.5,) * 5, finger_max=(0.4,) * 5)
+
+
+def test_quality_monitor_names_the_channel():
+    q = QualityMonitor(QualityConfig(saturation=100.0, flat_window_s=0.1), fs_hz=100.0, n_channels=3)
+    x = np.random.default_rng(0).normal(size=(20, 3))
+    x[:, 1] = 200.0
+    msgs = q.check(x)
+    assert any("saturated channel(s) 1" in m for m in msgs)
+    x[:, 1] = 0.0
+    x[:, 2] = np.nan
+    msgs = q.check(x)
+    assert any("NaN or inf samples on channel(s) 2" in m for m in msgs)
