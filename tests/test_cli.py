@@ -76,10 +76,10 @@ def test_bench_features_json_shape(capsys):
 
 def test_demo_runs(tmp_path, capsys):
     assert main(["demo", "--out-dir", str(tmp_path), "--minutes", "3.2", "--fs-hz", "4000", "--channels", "6",
-                 "--epochs", "2", "--hidden", "16"]) == 0
+                 "--epochs", "2", "--hidden", "16", "--live-seconds", "2"]) == 0
     text = capsys.readouterr().out
     assert "online == offline" in text and "yes" in text
-    assert "R2 mean (live path)" in text
+    assert "R2 mean (live path)" in text and "hand tracking" in text
     for f in ("patient_seed0_day1.h5", "model/model.json", "bundle/bundle.json", "report/report.html"):
         assert os.path.exists(tmp_path / f)
 
