@@ -126,9 +126,11 @@ class Runtime:
     def _fault(self, kind: str, message: str) -> None:
         self.stats.faults[kind] = self.stats.faults.get(kind, 0) + 1
         if self.stats.state != SAFE:
+            detected = time.monotonic()
             self.sink.safe()
             self.stats.state = SAFE
-            self.stats.safe_events.append({"time": time.monotonic(), "kind": kind, "message": message})
+            self.stats.safe_events.append({"time": detected, "safe_sent": time.monotonic(), "kind": kind,
+                                           "message": message})
             self.log("fault ({}): {}; hand to safe posture".format(kind, message))
         self.reset_stream()
 

@@ -12,10 +12,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from decoder.recording import Recording, read_recording
-
-
-class SourceStalled(Exception):
-    """No samples arrived within the source's timeout."""
+from firmware_bridge.interface_link import SourceStalled  # noqa: F401 - one exception for every source
 
 
 class RecordingSource:
@@ -82,7 +79,7 @@ class RecordingSource:
 
 
 def open_source(spec: str, *, chunk_samples_for, fast: bool = False, minutes: float = 2.0, seed: int = 0):
-    """Create a source from ``sim`` or ``replay:FILE.h5``.
+    """Create a source from ``sim``, ``replay:FILE.h5`` or ``serial:PORT`` (a neural interface).
 
     ``chunk_samples_for(fs_hz)`` gives the chunk length (one hop) for the source's rate.
     """
@@ -91,7 +88,12 @@ def open_source(spec: str, *, chunk_samples_for, fast: bool = False, minutes: fl
 
         rec = simulate_recording(SimulatorConfig(minutes=minutes, seed=seed))
         return RecordingSource(rec, chunk_samples=chunk_samples_for(rec.fs_hz), fast=fast, loop=True)
+    if spec.startswith("serial:"):
+        from firmware_bridge.interface_link import InterfaceSource
+
+        return InterfaceSource(spec.split(":", 1)[1])
     if spec.startswith("replay:"):
         rec = read_recording(spec.split(":", 1)[1])
         return RecordingSource(rec, chunk_samples=chunk_samples_for(rec.fs_hz), fast=fast)
-    raise ValueError("Invalid value for '--source': allowed 'sim', 'replay:FILE.h5', got {!r}".format(spec))
+    raise ValueError("Invalid value for '--source': allowed 'sim', 'replay:FILE.h5', 'serial:PORT', got {!r}".format(
+        spec))

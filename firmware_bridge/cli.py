@@ -29,6 +29,15 @@ def register(sub: "argparse._SubParsersAction") -> None:
     h.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
     h.set_defaults(func=_sim_hand)
 
+    i = sub.add_parser("sim-interface", help="stream the simulator or a recording as SAMPLES on a pseudo-terminal",
+                       description="Open a pseudo-terminal, print its path, send HELLO and then SAMPLES frames in "
+                       "real time, like a neural interface on USB serial.")
+    i.add_argument("--replay", default=None, help="session file to stream (default: the simulator)")
+    i.add_argument("--minutes", type=float, default=2.0, help="simulated length before looping (default 2)")
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
+    i.set_defaults(func=_sim_interface)
+
 
 def day_paths(out: str, days: int) -> list:
     """Output file of each simulated day."""
@@ -61,3 +70,25 @@ def _sim_hand(args: argparse.Namespace) -> int:
     from .sim_hand import main_sim_hand
 
     return main_sim_hand(args.seconds)
+
+
+def _sim_interface(args: argparse.Namespace) -> int:
+    import time
+
+    from decoder.recording import read_recording
+
+    from .nerve_simulator import SimulatorConfig, simulate_recording
+    from .sim_interface import SimInterface
+
+    rec = read_recording(args.replay) if args.replay else simulate_recording(
+        SimulatorConfig(minutes=args.minutes, seed=args.seed))
+    iface = SimInterface(rec)
+    print(iface.port, flush=True)
+    iface.start()
+    try:
+        time.sleep(args.seconds if args.seconds is not None else 1e9)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        iface.stop()
+    return 0
