@@ -9,7 +9,7 @@ import argparse
 import json
 import os
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -27,6 +27,11 @@ def register(sub: "argparse._SubParsersAction") -> None:
     d.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     d.add_argument("--steps", type=int, default=5000, help="timed steps per engine (default 5000)")
     d.set_defaults(func=_bench_decoder)
+    pl = bsub.add_parser("pipeline", help="latency, CPU and memory of the runtime replaying into a pty hand")
+    pl.add_argument("--bundle", default=None, help="bundle to use (default: make a small one from a simulation)")
+    pl.add_argument("--seconds", type=float, default=20.0, help="replay length (default 20)")
+    pl.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    pl.set_defaults(func=_bench_pipeline)
     t = bsub.add_parser("train", help="wall time and peak memory to train the default model on a 10-minute "
                         "simulated session")
     t.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -226,5 +231,101 @@ def _bench_decoder(args: argparse.Namespace) -> int:
     for name, r in out["engines"].items():
         t.add_row(name, "{:.1f}".format(r["median_us"]), "{:.1f}".format(r["p99_us"]),
                   "{:,.0f}".format(r["frames_per_s"]))
+    Console().print(t)
+    return 0
+
+
+_PIPELINE_CHILD = """
+import json, resource, sys, time
+from decoder.bundle import Bundle
+from decoder.recording import read_recording
+from deploy.runtime import HandSink, Runtime
+from deploy.sources import RecordingSource
+from firmware_bridge.sim_hand import SimHand
+bundle = Bundle(sys.argv[1])
+rec = read_recording(sys.argv[2])
+hop = int(round(rec.fs_hz * bundle.feature_config.hop_ms / 1000.0))
+with SimHand() as hand:
+    rt = Runtime(bundle, RecordingSource(rec, chunk_samples=hop, loop=True), HandSink(hand.port), engine="auto")
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.monotonic()
+    stats = rt.run(seconds=float(sys.argv[3]))
+    wall = time.monotonic() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+s = stats.summary()
+s["cpu_percent"] = 100.0 * ((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)) / wall
+s["peak_rss_mb"] = r1.ru_maxrss / 1024.0
+s["engine"] = rt.engine.name
+s["torch_imported"] = "torch" in sys.modules
+print(json.dumps(s))
+"""
+
+
+def bench_pipeline(*, bundle_dir: Optional[str] = None, seconds: float = 20.0) -> Dict[str, Any]:
+    """Replay a simulated session through the runtime into a simulated hand on a pty, in real time.
+
+    The runtime runs in its own process that imports no torch; its CPU time and peak resident memory are
+    measured there (the simulated hand's thread shares that process, so both are upper bounds).
+
+    Returns
+    -------
+    dict
+        ``{"benchmark": "pipeline", "latency_ms": {"median", "p99"}, "peak_rss_mb", "cpu_percent", "frames",
+        "overruns", ...}``.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    from decoder.recording import write_recording
+    from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rec = simulate_recording(SimulatorConfig(minutes=max(0.5, seconds / 60.0), seed=0))
+        session = os.path.join(tmp, "session.h5")
+        write_recording(rec, session)
+        if bundle_dir is None:
+            bundle_dir = _small_bundle(rec, tmp)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        r = subprocess.run([sys.executable, "-c", _PIPELINE_CHILD, bundle_dir, session, str(seconds)],
+                           capture_output=True, text=True, cwd=root)
+        if r.returncode != 0:
+            raise RuntimeError("pipeline child failed:\n" + r.stderr[-3000:])
+        child = json.loads(r.stdout.strip().splitlines()[-1])
+    return {"benchmark": "pipeline", "latency_ms": {"median": child["latency_ms"]["median"],
+                                                    "p99": child["latency_ms"]["p99"]},
+            "peak_rss_mb": child["peak_rss_mb"], "cpu_percent": child["cpu_percent"], "frames": child["frames"],
+            "overruns": child["overruns"], "engine": child["engine"], "torch_imported": child["torch_imported"],
+            "faults": child["faults"], "seconds": seconds}
+
+
+def _small_bundle(rec, tmp: str) -> str:
+    """Train a quick default-shaped model on the simulated session and export it (needs the train extras)."""
+    from deploy.export import export_bundle
+    from training.train import TrainConfig, train
+
+    model_dir = os.path.join(tmp, "model")
+    train([rec], model_dir, config=TrainConfig(epochs=2, device="cpu"), progress=False, fit_classic=False,
+          log=lambda m: None)
+    out = os.path.join(tmp, "bundle")
+    export_bundle(model_dir, out)
+    return out
+
+
+def _bench_pipeline(args: argparse.Namespace) -> int:
+    out = bench_pipeline(bundle_dir=args.bundle, seconds=args.seconds)
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="runtime pipeline: replay -> filters/features -> {} -> post -> pty hand, {:g} s real time".format(
+        out["engine"], out["seconds"]))
+    for col in ("frames", "latency median ms", "latency p99 ms", "overruns", "CPU %", "peak RSS MB", "torch loaded"):
+        t.add_column(col, justify="right")
+    t.add_row(str(out["frames"]), "{:.2f}".format(out["latency_ms"]["median"]), "{:.2f}".format(
+        out["latency_ms"]["p99"]), str(out["overruns"]), "{:.1f}".format(out["cpu_percent"]),
+        "{:.0f}".format(out["peak_rss_mb"]), str(out["torch_imported"]))
     Console().print(t)
     return 0
