@@ -12,13 +12,13 @@ import os
 import select
 import threading
 import time
-import tty
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
 
 from .protocol import Caps, Estop, Fault, HandState, Heartbeat, Hello, Role, SetPositions, Status, StreamParser, encode
+from .pty_device import PtyDevice
 
 
 @dataclass(frozen=True)
@@ -46,15 +46,14 @@ class SimHandConfig:
     tick_ms: float = 5.0
 
 
-class SimHand:
+class SimHand(PtyDevice):
     """Simulated hand firmware on the master side of a pseudo-terminal; ``port`` is the path to open."""
 
+    thread_name = "sim-hand"
+
     def __init__(self, config: SimHandConfig = SimHandConfig()) -> None:
+        super().__init__()
         self.config = config
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        tty.setraw(self._master)
-        self.port = os.ttyname(self._slave)
         self.positions = np.array(config.safe_posture, dtype=float)
         self.target = self.positions.copy()
         self.state = HandState.SAFE
@@ -62,42 +61,13 @@ class SimHand:
         self.parser = StreamParser()
         self._seq = 0
         self._last_cmd = -1e9
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
         self.commands_received = 0
         self.history = []  # (time, positions, state) for tests and plots
 
-    # -- lifecycle
-    def start(self) -> "SimHand":
-        """Run the firmware loop in a background thread."""
-        self._thread = threading.Thread(target=self.run, name="sim-hand", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop the loop and close the pseudo-terminal."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-        for fd in (self._master, self._slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-    def __enter__(self) -> "SimHand":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
     # -- firmware
     def _send(self, body) -> None:
-        try:
-            os.write(self._master, encode(body, self._seq))
-        except OSError:
-            pass  # nobody listening: a real UART would just drop it
+        self._write(encode(body, self._seq))
         self._seq = (self._seq + 1) & 0xFFFF
 
     def _handle(self, msg, now: float) -> None:

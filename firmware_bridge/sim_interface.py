@@ -10,17 +10,16 @@ import os
 import select
 import threading
 import time
-import tty
-from typing import Optional
 
 import numpy as np
 
 from decoder.recording import Recording
 
 from .protocol import Caps, Hello, Role, Samples, StreamParser, encode
+from .pty_device import PtyDevice
 
 
-class SimInterface:
+class SimInterface(PtyDevice):
     """Serve ``recording`` on a pseudo-terminal; ``port`` is the path the host opens.
 
     Parameters
@@ -36,28 +35,19 @@ class SimInterface:
         Flip a byte in every n-th frame (0: never), for fault tests.
     """
 
+    thread_name = "sim-interface"
+
     def __init__(self, recording: Recording, *, scale: float = 0.25, chunk_ms: float = 5.0, loop: bool = True,
                  corrupt_every: int = 0) -> None:
+        super().__init__()
         self.recording = recording
         self.scale = float(scale)
         self.chunk = max(1, int(round(recording.fs_hz * chunk_ms / 1000.0)))
         self.loop = loop
         self.corrupt_every = int(corrupt_every)
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        tty.setraw(self._master)
-        self.port = os.ttyname(self._slave)
-        self._stop = threading.Event()
         self._pause = threading.Event()
-        self._thread: Optional[threading.Thread] = None
         self.sent_samples = 0
         self._parser = StreamParser()
-
-    def start(self) -> "SimInterface":
-        """Stream in a background thread."""
-        self._thread = threading.Thread(target=self.run, name="sim-interface", daemon=True)
-        self._thread.start()
-        return self
 
     def pause(self, paused: bool = True) -> None:
         """Stop sending for a while (a stalled interface)."""
@@ -65,29 +55,6 @@ class SimInterface:
             self._pause.set()
         else:
             self._pause.clear()
-
-    def stop(self) -> None:
-        """Stop and close the pseudo-terminal."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-        for fd in (self._master, self._slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-    def __enter__(self) -> "SimInterface":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def _write(self, data: bytes) -> None:
-        try:
-            os.write(self._master, data)
-        except OSError:
-            pass
 
     def run(self) -> None:
         """Send HELLO, then SAMPLES at the recording's rate until stopped."""

@@ -26,3 +26,11 @@ class StepOutput(NamedTuple):
         z = self.class_logits - np.max(self.class_logits)
         e = np.exp(z)
         return e / e.sum()
+
+
+def zero_state(cell: str, layers: int, hidden: int):
+    """Zero recurrent state: ``{"h": (layers, 1, hidden)}``, plus ``"c"`` for an LSTM, float32."""
+    s = {"h": np.zeros((layers, 1, hidden), np.float32)}
+    if cell == "lstm":
+        s["c"] = np.zeros((layers, 1, hidden), np.float32)
+    return s

@@ -7,7 +7,7 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 
 from ..bundle import Bundle
-from .base import StepOutput
+from .base import StepOutput, zero_state
 
 State = Dict[str, np.ndarray]
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
@@ -48,10 +48,7 @@ class OnnxRuntimeEngine:
 
     def new_state(self) -> State:
         """Zero state: ``h`` (layers, 1, hidden), plus ``c`` for an LSTM."""
-        s = {"h": np.zeros((self.layers, 1, self.hidden), np.float32)}
-        if self.cell == "lstm":
-            s["c"] = np.zeros((self.layers, 1, self.hidden), np.float32)
-        return s
+        return zero_state(self.cell, self.layers, self.hidden)
 
     def step(self, state: State, frame: np.ndarray) -> Tuple[StepOutput, State]:
         """One frame of raw features, shape (n_features,) -> outputs and the new state."""
