@@ -94,8 +94,9 @@ class Runtime:
 
     def __init__(self, bundle: Bundle, source, sink, *, engine: str = "auto", post: Optional[PostConfig] = None,
                  quality: Optional[QualityConfig] = None, log=None, hop_budget_ms: Optional[float] = None,
-                 record_frames: bool = False) -> None:
+                 record_frames: bool = False, on_chunk=None) -> None:
         post = post or PostConfig()
+        self.on_chunk = on_chunk
         quality = quality or QualityConfig()
         bundle.check_source(fs_hz=source.fs_hz, n_channels=source.n_channels)
         self.bundle, self.source, self.sink = bundle, source, sink
@@ -158,6 +159,8 @@ class Runtime:
                     self._fault("stall", str(e))
                     continue
                 self.stats.chunks += 1
+                if self.on_chunk is not None:
+                    self.on_chunk(self, chunk)
                 problems = self.quality.check(chunk)
                 if problems:
                     self._fault("signal", "; ".join(problems))
@@ -214,6 +217,7 @@ def register(sub) -> None:
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
     p.add_argument("--fast", action="store_true", help="replay as fast as possible instead of in real time")
     p.add_argument("--log", default=None, help="write statistics and every decoded frame as JSON lines")
+    p.add_argument("--live", action="store_true", help="terminal view: fingers, class, signal levels, latency")
     p.set_defaults(func=_run)
 
 
@@ -232,9 +236,18 @@ def _run(args) -> int:
         sink = HandSink(args.hand.split(":", 1)[1])
     else:
         raise ValueError("Invalid value for '--hand': allowed 'serial:PORT', 'none', got {!r}".format(args.hand))
+    view = None
+    if args.live:
+        from .live_view import LiveView
+
+        view = LiveView(bundle.class_names)
     rt = Runtime(bundle, source, sink, engine=args.engine, log=lambda m: print(m, file=sys.stderr),
-                 record_frames=bool(args.log))
-    stats = rt.run(seconds=args.seconds)
+                 record_frames=bool(args.log), on_chunk=view.on_chunk if view else None)
+    if view:
+        with view:
+            stats = rt.run(seconds=args.seconds)
+    else:
+        stats = rt.run(seconds=args.seconds)
     if args.log:
         write_log(args.log, stats, rt.frames)
     s = stats.summary()

@@ -237,3 +237,22 @@ def test_interface_stall_goes_safe_and_recovers(rec, bundle):
     ev = [e for e in stats.safe_events if e["kind"] == "stall"][0]
     assert any(0 <= t - ev["time"] < 0.1 for t in sink.safe_calls)
     assert stats.state == "running" and any(t > ev["time"] + 0.3 for t, _ in sink.commands)
+
+
+def test_live_view_renders_to_a_captured_console(rec, bundle):
+    import io
+
+    from rich.console import Console
+
+    from deploy.live_view import LiveView
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=100)
+    view = LiveView(bundle.class_names, console=console, refresh_hz=1000)
+    rt = Runtime(bundle, RecordingSource(rec, chunk_samples=chunk(rec, bundle), fast=True), NoneSink(),
+                 engine="numpy", on_chunk=view.on_chunk)
+    with view:
+        rt.run()
+    text = buf.getvalue()
+    for word in ("thumb", "little", "latency", "median", "signal level", "ch3", "class"):
+        assert word in text
