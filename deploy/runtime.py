@@ -211,7 +211,7 @@ def register(sub) -> None:
     p = sub.add_parser("run", help="the standalone decoding loop: source -> decoder -> hand",
                        description="Decode a signal source with a bundle and drive the hand (or nothing).")
     p.add_argument("--bundle", required=True, help="bundle folder from 'neurohand export'")
-    p.add_argument("--source", default="sim", help="sim | replay:FILE.h5 (default sim)")
+    p.add_argument("--source", default="sim", help="sim | replay:FILE.h5 | serial:PORT | lsl:NAME (default sim)")
     p.add_argument("--hand", default="none", help="serial:PORT | none (default none)")
     p.add_argument("--engine", default="auto", choices=["auto", "tensorrt", "onnxruntime", "numpy"])
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")

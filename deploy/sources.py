@@ -79,7 +79,7 @@ class RecordingSource:
 
 
 def open_source(spec: str, *, chunk_samples_for, fast: bool = False, minutes: float = 2.0, seed: int = 0):
-    """Create a source from ``sim``, ``replay:FILE.h5`` or ``serial:PORT`` (a neural interface).
+    """Create a source from ``sim``, ``replay:FILE.h5``, ``serial:PORT`` (a neural interface) or ``lsl:NAME``.
 
     ``chunk_samples_for(fs_hz)`` gives the chunk length (one hop) for the source's rate.
     """
@@ -88,6 +88,10 @@ def open_source(spec: str, *, chunk_samples_for, fast: bool = False, minutes: fl
 
         rec = simulate_recording(SimulatorConfig(minutes=minutes, seed=seed))
         return RecordingSource(rec, chunk_samples=chunk_samples_for(rec.fs_hz), fast=fast, loop=True)
+    if spec.startswith("lsl:"):
+        from firmware_bridge.lsl_source import LslSource
+
+        return LslSource(spec.split(":", 1)[1])
     if spec.startswith("serial:"):
         from firmware_bridge.interface_link import InterfaceSource
 
@@ -95,5 +99,5 @@ def open_source(spec: str, *, chunk_samples_for, fast: bool = False, minutes: fl
     if spec.startswith("replay:"):
         rec = read_recording(spec.split(":", 1)[1])
         return RecordingSource(rec, chunk_samples=chunk_samples_for(rec.fs_hz), fast=fast)
-    raise ValueError("Invalid value for '--source': allowed 'sim', 'replay:FILE.h5', 'serial:PORT', got {!r}".format(
-        spec))
+    raise ValueError("Invalid value for '--source': allowed 'sim', 'replay:FILE.h5', 'serial:PORT', 'lsl:NAME', "
+                     "got {!r}".format(spec))

@@ -256,3 +256,40 @@ def test_live_view_renders_to_a_captured_console(rec, bundle):
     text = buf.getvalue()
     for word in ("thumb", "little", "latency", "median", "signal level", "ch3", "class"):
         assert word in text
+
+
+def test_lsl_source_against_a_real_outlet_on_loopback(rec, bundle):
+    pylsl = pytest.importorskip("pylsl", reason="pylsl (the lsl extra) is not installed")
+    import threading
+    import uuid
+
+    from firmware_bridge.lsl_source import LslSource
+
+    name = "neurohand-test-" + uuid.uuid4().hex[:8]
+    info = pylsl.StreamInfo(name, "ENG", rec.n_channels, rec.fs_hz, "float32", name)
+    outlet = pylsl.StreamOutlet(info, chunk_size=40)
+    stop = threading.Event()
+
+    def push():
+        hop = 40
+        t0 = time.monotonic()
+        for k, i in enumerate(range(0, rec.n_samples, hop)):
+            if stop.is_set():
+                return
+            outlet.push_chunk(rec.signals[i:i + hop].tolist())
+            delay = t0 + (k + 1) * hop / rec.fs_hz - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    th = threading.Thread(target=push, daemon=True)
+    th.start()
+    try:
+        src = LslSource(name)
+        assert src.fs_hz == rec.fs_hz and src.n_channels == rec.n_channels
+        sink = RecordingSink()
+        stats = Runtime(bundle, src, sink, engine="numpy").run(seconds=1.5)
+        src.close()
+    finally:
+        stop.set()
+        th.join(timeout=2)
+    assert stats.frames > 80 and not stats.faults.get("signal")
