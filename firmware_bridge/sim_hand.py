@@ -63,6 +63,7 @@ class SimHand(PtyDevice):
         self._last_cmd = -1e9
         self._lock = threading.Lock()
         self.commands_received = 0
+        self.last_command: Optional[Tuple[int, ...]] = None
         self.history = []  # (time, positions, state) for tests and plots
 
     # -- firmware
@@ -82,6 +83,7 @@ class SimHand(PtyDevice):
             return  # only a person restarts a stopped hand
         elif isinstance(body, SetPositions):
             self.target = np.array(body.positions, float)
+            self.last_command = tuple(body.positions)
             self._last_cmd = now
             self.commands_received += 1
         elif isinstance(body, Heartbeat):

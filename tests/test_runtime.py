@@ -293,3 +293,48 @@ def test_lsl_source_against_a_real_outlet_on_loopback(rec, bundle):
         stop.set()
         th.join(timeout=2)
     assert stats.frames > 80 and not stats.faults.get("signal")
+
+
+def test_sigterm_to_neurohand_run_sends_the_safe_posture(rec, bundle, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from decoder.recording import write_recording
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    session = str(tmp_path / "s.h5")
+    write_recording(rec, session)
+    with SimHand() as hand:
+        proc = subprocess.Popen([sys.executable, "-m", "deploy.cli", "run", "--bundle", bundle.path, "--source",
+                                 "replay:" + session, "--hand", "serial:" + hand.port, "--engine", "numpy"],
+                                cwd=root, env={**os.environ, "PYTHONPATH": root}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            wait = time.monotonic()
+            while hand.commands_received < 50 and time.monotonic() - wait < 30:
+                time.sleep(0.05)
+            assert hand.commands_received >= 50, "the runtime never drove the hand"
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, err
+        # the last command the runtime sent before closing the port was the safe posture (not the watchdog's doing)
+        assert hand.last_command == (100, 100, 100, 100, 100)
+        assert "frames" in out
+
+
+def test_hand_link_closed_and_reopened_mid_run(rec, bundle):
+    import threading
+
+    with SimHand() as hand:
+        sink = HandSink(hand.port)
+        rt = Runtime(bundle, RecordingSource(rec, chunk_samples=chunk(rec, bundle)), sink, engine="numpy",
+                     post=PostConfig(rest_gate=1.0))
+        threading.Timer(0.7, sink.link.close).start()  # the USB cable pulled and the port gone for a moment
+        rt.run(seconds=2.0)
+        assert sink.link.reconnects >= 2
+        assert hand.commands_received > 150  # commands kept flowing after the reconnect
