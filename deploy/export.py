@@ -22,19 +22,29 @@ OPSET = 13
 
 
 def _step_module(model):
+    """One decoder step as a module: the model's layers, laid out so the graph has no batch/time transposes."""
+    import copy
+
     import torch
 
     class Step(torch.nn.Module):
         def __init__(self, m):
             super().__init__()
             self.m = m
+            # the same weights in a sequence-first recurrent layer: a (1, 1, F) input needs no Transpose nodes
+            self.rnn = copy.deepcopy(m.rnn)
+            self.rnn.batch_first = False
 
         def forward(self, features, h, c=None):
+            m = self.m
+            z = m.proj((features - m.feature_mean) / m.feature_std)
             state = h if c is None else (h, c)
-            pos, logits, new = self.m(features[:, None, :], state)
+            out, new = self.rnn(z[None], state)
+            o = out[0]
+            pos, logits = torch.sigmoid(m.position_head(o)), m.class_head(o)
             if c is None:
-                return pos[:, 0], logits[:, 0], new
-            return pos[:, 0], logits[:, 0], new[0], new[1]
+                return pos, logits, new
+            return pos, logits, new[0], new[1]
 
     return Step(model).eval()
 

@@ -45,6 +45,8 @@ class OnnxRuntimeEngine:
         self.layers, self.hidden = int(c["layers"]), int(c["hidden"])
         self.n_features = int(c["n_features"])
         self._outputs = ["positions", "class_logits", "h_out"] + (["c_out"] if self.cell == "lstm" else [])
+        self._shape = (1, self.n_features)
+        self._run = self.session.run
 
     def new_state(self) -> State:
         """Zero state: ``h`` (layers, 1, hidden), plus ``c`` for an LSTM."""
@@ -52,11 +54,9 @@ class OnnxRuntimeEngine:
 
     def step(self, state: State, frame: np.ndarray) -> Tuple[StepOutput, State]:
         """One frame of raw features, shape (n_features,) -> outputs and the new state."""
-        feeds = {"features": np.asarray(frame, np.float32).reshape(1, self.n_features), "h": state["h"]}
+        x = np.asarray(frame, np.float32).reshape(self._shape)
         if self.cell == "lstm":
-            feeds["c"] = state["c"]
-        res = self.session.run(self._outputs, feeds)
-        new = {"h": res[2]}
-        if self.cell == "lstm":
-            new["c"] = res[3]
-        return StepOutput(res[0][0], res[1][0]), new
+            res = self._run(self._outputs, {"features": x, "h": state["h"], "c": state["c"]})
+            return StepOutput(res[0][0], res[1][0]), {"h": res[2], "c": res[3]}
+        res = self._run(self._outputs, {"features": x, "h": state["h"]})
+        return StepOutput(res[0][0], res[1][0]), {"h": res[2]}
