@@ -190,11 +190,6 @@ class WindowSampler:
         return np.array([self.rng.integers(self.ranges[k][0], self.ranges[k][1]) for k in which])
 
 
-def _gather(array: np.ndarray, starts: np.ndarray, seq_len: int) -> np.ndarray:
-    idx = starts[:, None] + np.arange(seq_len)[None, :]
-    return array[idx]
-
-
 # ---------------------------------------------------------------------- the loop
 def _score(val_metrics: Dict[str, Any]) -> float:
     """Higher is better: mean R^2 when positions are decoded, else accuracy."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
@@ -227,8 +227,3 @@ class TensorRTEngine:
         except Exception:  # noqa: BLE001
             pass
 
-
-def describe() -> Optional[str]:
-    """Why TensorRT is unavailable here, or None when it is available."""
-    ok, why = tensorrt_available()
-    return None if ok else why
