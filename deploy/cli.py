@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "training.cli",
     "deploy.export",
     "deploy.runtime",
+    "deploy.keys_cli",
     "deploy.bench",
 )
 

@@ -185,8 +185,8 @@ def _live_into_hand(args: argparse.Namespace, bundle, test_rec, console) -> bool
         errors = []
         write = sink.write
 
-        def tracked(cmd):
-            ok = write(cmd)
+        def tracked(cmd, probs=None):
+            ok = write(cmd, probs)
             errors.append(np.abs(hand.positions / 1000.0 - cmd).max())
             return ok
 

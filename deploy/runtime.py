@@ -31,7 +31,7 @@ class NoneSink:
 
     name = "none"
 
-    def write(self, command: np.ndarray) -> bool:
+    def write(self, command: np.ndarray, probabilities: Optional[np.ndarray] = None) -> bool:
         """Accept a command (5,) in 0..1."""
         return True
 
@@ -53,7 +53,7 @@ class HandSink:
 
         self.link = HandLink(port)
 
-    def write(self, command: np.ndarray) -> bool:
+    def write(self, command: np.ndarray, probabilities: Optional[np.ndarray] = None) -> bool:
         """Send a command; False when the link is down (it reconnects with backoff)."""
         ok = self.link.send_positions(command)
         self.link.poll()
@@ -174,7 +174,7 @@ class Runtime:
                         if self.stats.state == SAFE:
                             # the cause cleared: resume only once a fresh window of clean samples has been decoded
                             self._recover()
-                        ok = self.sink.write(cmd)
+                        ok = self.sink.write(cmd, prob)
                         done = time.monotonic()
                         if not ok:
                             self._fault("link", "hand link down")
@@ -218,6 +218,7 @@ def register(sub) -> None:
     p.add_argument("--fast", action="store_true", help="replay as fast as possible instead of in real time")
     p.add_argument("--log", default=None, help="write statistics and every decoded frame as JSON lines")
     p.add_argument("--live", action="store_true", help="terminal view: fingers, class, signal levels, latency")
+    p.add_argument("--keys", default=None, help="keyboard/game control profile (TOML), with or without a hand")
     p.set_defaults(func=_run)
 
 
@@ -236,6 +237,11 @@ def _run(args) -> int:
         sink = HandSink(args.hand.split(":", 1)[1])
     else:
         raise ValueError("Invalid value for '--hand': allowed 'serial:PORT', 'none', got {!r}".format(args.hand))
+    if args.keys:
+        from .keys_sink import KeysSink, MultiSink
+
+        keys = KeysSink(args.keys, bundle.class_names)
+        sink = keys if args.hand == "none" else MultiSink([sink, keys])
     view = None
     if args.live:
         from .live_view import LiveView
@@ -253,4 +259,44 @@ def _run(args) -> int:
     s = stats.summary()
     print("engine {}: {} frames, latency median {:.2f} ms, p99 {:.2f} ms, overruns {}, faults {}".format(
         rt.engine.name, s["frames"], s["latency_ms"]["median"], s["latency_ms"]["p99"], s["overruns"], s["faults"]))
+    return 0
+
+
+def register_keys(sub) -> None:
+    """Add ``neurohand keys``."""
+    p = sub.add_parser("keys", help="keyboard/game control profiles: check one, or dry-run it on a decoded stream",
+                       description="--check validates a profile (with --bundle, its class names too) and exits "
+                       "non-zero on any error. --dry-run decodes --source with --bundle and prints the key events "
+                       "the profile would send (output enabled from the start), pressing nothing.")
+    p.add_argument("--profile", required=True)
+    p.add_argument("--check", action="store_true")
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--bundle", default=None)
+    p.add_argument("--source", default="sim")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--fast", action="store_true")
+    p.set_defaults(func=_keys)
+
+
+def _keys(args) -> int:
+    from .keymap import load_profile
+
+    classes = Bundle(args.bundle).class_names if args.bundle else None
+    prof = load_profile(args.profile, class_names=classes)
+    if args.check or not args.dry_run:
+        print("{}: OK, {} bindings{}".format(args.profile, len(prof.bindings),
+                                             "" if classes else " (class names not checked: no --bundle)"))
+        return 0
+    if not args.bundle:
+        raise ValueError("--dry-run needs --bundle (the decoder whose output drives the keys)")
+    from .keys_sink import KeysSink
+    from .sources import open_source
+
+    bundle = Bundle(args.bundle)
+    hop_ms = bundle.feature_config.hop_ms
+    source = open_source(args.source, chunk_samples_for=lambda fs: max(1, int(round(fs * hop_ms / 1000.0))),
+                         fast=args.fast)
+    sink = KeysSink(args.profile, bundle.class_names, dry_run=True, start_enabled=True)
+    stats = Runtime(bundle, source, sink, engine="auto").run(seconds=args.seconds)
+    print("{} frames, {} key events (dry run: nothing was pressed)".format(stats.frames, len(sink.sent)))
     return 0

@@ -38,7 +38,7 @@ class RecordingSink(NoneSink):
     def __init__(self):
         self.commands, self.safe_calls = [], []
 
-    def write(self, command):
+    def write(self, command, probabilities=None):
         self.commands.append((time.monotonic(), np.array(command)))
         return True
 
@@ -131,8 +131,8 @@ def test_hand_follows_decoded_commands_over_a_pty(rec, bundle):
         seen = []
         orig_write = sink.write
 
-        def write(cmd):
-            ok = orig_write(cmd)
+        def write(cmd, probs=None):
+            ok = orig_write(cmd, probs)
             seen.append((time.monotonic(), np.array(cmd), hand.positions.copy()))
             return ok
 
@@ -199,8 +199,8 @@ def test_end_to_end_interface_runtime_hand_over_two_ptys(rec, bundle):
         track = []
         write = sink.write
 
-        def tracked(cmd):
-            ok = write(cmd)
+        def tracked(cmd, probs=None):
+            ok = write(cmd, probs)
             track.append(np.abs(hand.positions / 1000.0 - cmd).max())
             return ok
 

@@ -1,0 +1,270 @@
+"""Keyboard and game control: decoded fingers and gestures to key presses, from a validated TOML profile.
+
+This module is the pure logic (no X server, no pynput): :func:`load_profile` validates a profile and names the line
+of any error; :class:`KeyMapper` turns each decoded frame into press/release events with hysteresis, hold and tap
+modes, minimum hold and re-trigger times, a rate limit that never drops a release, and an enable toggle that starts
+off. :meth:`KeyMapper.release_all` returns the releases for every held key (used on disable, exit, faults).
+
+Profile format::
+
+    [keys]
+    toggle_gesture = "power_grip"   # optional: a class that toggles output on/off
+    toggle_key = "f12"              # optional: a real key that toggles output (handled by the sink)
+    max_events_per_s = 30
+
+    [[binding]]
+    finger = "thumb"                # or: class = "pinch", or: combo = "fist" (all fingers flexed)
+    press = 0.6                     # threshold to activate (finger, combo) / min_confidence for a class
+    release = 0.4                   # lower threshold to deactivate (hysteresis)
+    key = "w"                       # a key or a combination: "ctrl+f"
+    mode = "hold"                   # hold: down while active; tap: one press per activation
+    min_hold_ms = 40
+    retrigger_ms = 200
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+FINGERS = ("thumb", "index", "middle", "ring", "little")
+COMBOS = {"fist": (0, 1, 2, 3, 4), "pinch_fingers": (0, 1), "point_away": (0, 2, 3, 4)}
+MODES = ("hold", "tap")
+_NAMED = ("space", "enter", "tab", "esc", "backspace", "shift", "ctrl", "alt", "up", "down", "left", "right",
+          "home", "end", "page_up", "page_down", "insert", "delete", "caps_lock", "cmd")
+KEY_NAMES = frozenset(list("abcdefghijklmnopqrstuvwxyz0123456789") + list(_NAMED) +
+                      ["f{}".format(i) for i in range(1, 21)])
+
+
+class ProfileError(ValueError):
+    """A keyboard profile is invalid; the message names the line."""
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One rule: a source (finger, class or combo), thresholds, keys and timing."""
+
+    source: str  # "finger" | "class" | "combo"
+    target: str
+    press: float
+    release: float
+    keys: Tuple[str, ...]
+    mode: str = "hold"
+    min_hold_ms: float = 40.0
+    retrigger_ms: float = 200.0
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A validated profile."""
+
+    bindings: Tuple[Binding, ...]
+    toggle_gesture: Optional[str] = None
+    toggle_key: Optional[str] = None
+    max_events_per_s: float = 30.0
+
+
+def _toml():
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.8-3.10
+        import tomli as tomllib
+    return tomllib
+
+
+def _parse_keys(text: str, line: int) -> Tuple[str, ...]:
+    keys = tuple(k.strip().lower() for k in str(text).split("+"))
+    for k in keys:
+        if k not in KEY_NAMES:
+            raise ProfileError("line {}: unknown key name {!r}; use one of a-z, 0-9, f1-f20, {}".format(
+                line, k, ", ".join(_NAMED)))
+    return keys
+
+
+def load_profile(path: str, *, class_names: Optional[Sequence[str]] = None) -> Profile:
+    """Read and validate a TOML profile.
+
+    Parameters
+    ----------
+    path : str
+    class_names : sequence of str, optional
+        The model's classes; class bindings naming anything else are an error (checked only when given).
+
+    Raises
+    ------
+    ProfileError
+        With the line of the offending binding or key: TOML syntax, unknown key or class name, overlapping
+        thresholds (``release >= press``), unknown mode.
+    """
+    text = open(path).read()
+    try:
+        doc = _toml().loads(text)
+    except Exception as e:  # tomllib.TOMLDecodeError carries the line in its message
+        raise ProfileError("{}: {}".format(path, e)) from None
+    lines = text.splitlines()
+    starts = [i + 1 for i, ln in enumerate(lines) if re.match(r"^\s*\[\[binding\]\]", ln)]
+
+    def line_of(block: int, key: str) -> int:
+        a = starts[block]
+        b = starts[block + 1] if block + 1 < len(starts) else len(lines) + 1
+        for i in range(a, b):
+            if re.match(r"^\s*{}\s*=".format(re.escape(key)), lines[i - 1]):
+                return i
+        return a
+
+    keys_section = doc.get("keys", {})
+    unknown_top = set(doc) - {"keys", "binding"}
+    if unknown_top:
+        raise ProfileError("{}: unknown section(s) {}; allowed [keys] and [[binding]]".format(
+            path, sorted(unknown_top)))
+    bindings = []
+    for k, b in enumerate(doc.get("binding", [])):
+        sources = [s for s in ("finger", "class", "combo") if s in b]
+        if len(sources) != 1:
+            raise ProfileError("line {}: a binding needs exactly one of finger, class, combo; got {}".format(
+                starts[k], sources or "none"))
+        source = sources[0]
+        target = str(b[source])
+        ln = line_of(k, source)
+        if source == "finger" and target not in FINGERS:
+            raise ProfileError("line {}: unknown finger {!r}; allowed {}".format(ln, target, ", ".join(FINGERS)))
+        if source == "combo" and target not in COMBOS:
+            raise ProfileError("line {}: unknown combo {!r}; allowed {}".format(ln, target, ", ".join(COMBOS)))
+        if source == "class" and class_names is not None and target not in class_names:
+            raise ProfileError("line {}: unknown class name {!r}; the model knows {}".format(
+                ln, target, ", ".join(class_names)))
+        if "key" not in b:
+            raise ProfileError("line {}: binding has no key".format(starts[k]))
+        keys = _parse_keys(b["key"], line_of(k, "key"))
+        press = float(b.get("press", b.get("min_confidence", 0.6 if source != "class" else 0.8)))
+        release = float(b.get("release", press - 0.2 if source != "class" else press - 0.2))
+        if not (0.0 <= release < press <= 1.0):
+            raise ProfileError("line {}: overlapping thresholds: need 0 <= release < press <= 1, got press {} and "
+                               "release {}".format(line_of(k, "release" if "release" in b else "press"), press,
+                                                   release))
+        mode = str(b.get("mode", "hold"))
+        if mode not in MODES:
+            raise ProfileError("line {}: Invalid value for 'mode': allowed 'hold', 'tap', got {!r}".format(
+                line_of(k, "mode"), mode))
+        bindings.append(Binding(source, target, press, release, keys, mode, float(b.get("min_hold_ms", 40.0)),
+                                float(b.get("retrigger_ms", 200.0)), starts[k]))
+    gesture = keys_section.get("toggle_gesture")
+    if gesture is not None and class_names is not None and gesture not in class_names:
+        raise ProfileError("{}: toggle_gesture {!r} is not a class of the model ({})".format(
+            path, gesture, ", ".join(class_names)))
+    toggle_key = keys_section.get("toggle_key")
+    if toggle_key is not None:
+        _parse_keys(toggle_key, next((i + 1 for i, ln in enumerate(lines) if "toggle_key" in ln), 0))
+    return Profile(tuple(bindings), gesture, toggle_key, float(keys_section.get("max_events_per_s", 30.0)))
+
+
+@dataclass
+class _BindingState:
+    active: bool = False  # level past the press threshold (and not yet back below release)
+    armed: bool = True  # tap: the binding went inactive since its last trigger
+    pressed: bool = False
+    pressed_at: float = -1e9
+    last_trigger: float = -1e9
+
+
+@dataclass
+class KeyMapper:
+    """Frame-by-frame key events from decoded positions and class probabilities. Output starts disabled."""
+
+    profile: Profile
+    class_names: Sequence[str]
+    enabled: bool = False
+    _states: List[_BindingState] = field(default_factory=list)
+    _held: Dict[str, int] = field(default_factory=dict)
+    _event_times: List[float] = field(default_factory=list)
+    _toggle_active: bool = False
+
+    def __post_init__(self) -> None:
+        self._states = [_BindingState() for _ in self.profile.bindings]
+
+    def _level(self, b: Binding, positions: np.ndarray, probs: np.ndarray) -> float:
+        if b.source == "finger":
+            return float(positions[FINGERS.index(b.target)])
+        if b.source == "combo":
+            return float(np.min(positions[list(COMBOS[b.target])]))
+        k = list(self.class_names).index(b.target) if b.target in self.class_names else -1
+        return float(probs[k]) if k >= 0 else 0.0
+
+    def _press(self, keys: Tuple[str, ...], t: float, out: list) -> bool:
+        recent = [x for x in self._event_times if t - x < 1.0]
+        self._event_times = recent
+        if len(recent) + len(keys) > self.profile.max_events_per_s:
+            return False  # rate limit: presses may be dropped, releases never
+        for k in keys:
+            if self._held.get(k, 0) == 0:
+                out.append(("press", k))
+                self._event_times.append(t)
+            self._held[k] = self._held.get(k, 0) + 1
+        return True
+
+    def _release(self, keys: Tuple[str, ...], out: list) -> None:
+        for k in reversed(keys):
+            n = self._held.get(k, 0)
+            if n <= 1:
+                self._held.pop(k, None)
+                if n == 1:
+                    out.append(("release", k))
+            else:
+                self._held[k] = n - 1
+
+    def set_enabled(self, enabled: bool) -> List[Tuple[str, str]]:
+        """Turn output on or off; turning it off releases every held key."""
+        self.enabled = bool(enabled)
+        return [] if self.enabled else self.release_all()
+
+    def release_all(self) -> List[Tuple[str, str]]:
+        """Release events for every held key, and forget the activations."""
+        out = [("release", k) for k in list(self._held)]
+        self._held.clear()
+        for s in self._states:
+            s.pressed = False
+        return out
+
+    def step(self, positions: np.ndarray, probabilities: np.ndarray, t: float) -> List[Tuple[str, str]]:
+        """Events ``[("press"|"release", key), ...]`` for one decoded frame at time ``t`` (seconds)."""
+        positions = np.asarray(positions, float)
+        probs = np.asarray(probabilities, float)
+        out: List[Tuple[str, str]] = []
+        g = self.profile.toggle_gesture
+        if g is not None and g in self.class_names:
+            p = float(probs[list(self.class_names).index(g)])
+            if p >= 0.9 and not self._toggle_active:
+                self._toggle_active = True
+                out += self.set_enabled(not self.enabled)
+            elif p < 0.5:
+                self._toggle_active = False
+        for b, s in zip(self.profile.bindings, self._states):
+            level = self._level(b, positions, probs)
+            if not s.active and level >= b.press:
+                s.active = True
+            elif s.active and level <= b.release:
+                s.active = False
+            if not self.enabled:
+                continue
+            if b.mode == "hold":
+                if s.active and not s.pressed:
+                    if self._press(b.keys, t, out):
+                        s.pressed, s.pressed_at = True, t
+                elif not s.active and s.pressed and t - s.pressed_at >= b.min_hold_ms / 1000.0:
+                    self._release(b.keys, out)
+                    s.pressed = False
+            else:  # tap: one press per activation, released after min_hold_ms
+                if s.pressed and t - s.pressed_at >= b.min_hold_ms / 1000.0:
+                    self._release(b.keys, out)
+                    s.pressed = False
+                if s.active and s.armed and not s.pressed and t - s.last_trigger >= b.retrigger_ms / 1000.0:
+                    if self._press(b.keys, t, out):
+                        s.pressed, s.pressed_at, s.last_trigger, s.armed = True, t, t, False
+                if not s.active:
+                    s.armed = True
+        return out

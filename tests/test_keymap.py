@@ -1,0 +1,114 @@
+import os
+
+import numpy as np
+import pytest
+
+from deploy.keymap import KeyMapper, ProfileError, load_profile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLASSES = ("rest", "thumb_flexion", "index_flexion", "middle_flexion", "ring_flexion", "little_flexion",
+           "power_grip", "pinch", "tripod", "point")
+
+
+def write(tmp_path, text):
+    p = tmp_path / "p.toml"
+    p.write_text(text)
+    return str(p)
+
+
+def run(mapper, frames, dt=0.01, probs=None):
+    events = []
+    for i, pos in enumerate(frames):
+        pr = probs[i] if probs is not None else np.eye(len(CLASSES))[0]
+        events += [(round(i * dt, 3),) + e for e in mapper.step(np.asarray(pos, float), pr, i * dt)]
+    return events
+
+
+def finger_trace(values, finger=0):
+    out = []
+    for v in values:
+        p = np.zeros(5)
+        p[finger] = v
+        out.append(p)
+    return out
+
+
+def test_shipped_profiles_validate():
+    for name in ("fps.toml", "shooter.toml"):
+        prof = load_profile(os.path.join(ROOT, "deploy", "profiles", name), class_names=CLASSES)
+        assert prof.bindings
+
+
+def test_hold_with_hysteresis_does_not_chatter(tmp_path):
+    prof = load_profile(write(tmp_path, '[[binding]]\nfinger = "thumb"\npress = 0.6\nrelease = 0.4\nkey = "w"\n'
+                                        'min_hold_ms = 0\n'))
+    m = KeyMapper(prof, CLASSES, enabled=True)
+    # hovering around the press threshold between 0.45 and 0.65 presses once and never chatters
+    trace = [0.0, 0.3, 0.65, 0.55, 0.62, 0.45, 0.61, 0.5, 0.35, 0.2]
+    ev = run(m, finger_trace(trace))
+    assert [e[1:] for e in ev] == [("press", "w"), ("release", "w")]
+    assert ev[0][0] == 0.02 and ev[1][0] == 0.08
+
+
+def test_tap_presses_once_per_activation_and_respects_retrigger(tmp_path):
+    prof = load_profile(write(tmp_path, '[[binding]]\nfinger = "index"\npress = 0.6\nrelease = 0.4\nkey = "space"\n'
+                                        'mode = "tap"\nmin_hold_ms = 20\nretrigger_ms = 100\n'))
+    m = KeyMapper(prof, CLASSES, enabled=True)
+    trace = [0.9] * 10 + [0.1, 0.9, 0.9, 0.9] + [0.1] * 10 + [0.9] * 3
+    ev = run(m, finger_trace(trace, finger=1))
+    kinds = [e[1] for e in ev]
+    times = [e[0] for e in ev]
+    # one press per activation (three activations), each released after its 20 ms minimum hold; the second
+    # activation at 0.11 s is 110 ms after the first trigger, past the 100 ms re-trigger time
+    assert kinds == ["press", "release", "press", "release", "press", "release"]
+    assert times[0] == 0.0 and times[1] == 0.02
+    assert all(times[i + 2] - times[i] >= 0.1 for i in range(0, len(times) - 2, 2))
+
+
+def test_combination_keys_and_combo_source(tmp_path):
+    prof = load_profile(write(tmp_path, '[[binding]]\ncombo = "fist"\npress = 0.7\nrelease = 0.5\nkey = "ctrl+f"\n'
+                                        'min_hold_ms = 0\n'))
+    m = KeyMapper(prof, CLASSES, enabled=True)
+    frames = [np.full(5, 0.8)] * 3 + [np.array([0.8, 0.8, 0.8, 0.8, 0.2])] + [np.zeros(5)]
+    ev = run(m, frames)
+    assert [e[1:] for e in ev] == [("press", "ctrl"), ("press", "f"), ("release", "f"), ("release", "ctrl")]
+
+
+def test_output_starts_disabled_and_gesture_toggles_and_disable_releases(tmp_path):
+    prof = load_profile(write(tmp_path, '[keys]\ntoggle_gesture = "point"\n\n[[binding]]\nfinger = "thumb"\n'
+                                        'key = "w"\n'), class_names=CLASSES)
+    m = KeyMapper(prof, CLASSES)
+    point = np.eye(len(CLASSES))[CLASSES.index("point")]
+    rest = np.eye(len(CLASSES))[0]
+    assert m.step(np.ones(5), rest, 0.0) == []  # disabled: nothing pressed
+    assert m.step(np.ones(5), point, 0.1) == [("press", "w")]  # toggled on: the active binding presses
+    assert m.enabled
+    assert m.step(np.ones(5), rest, 0.2) == []  # held, not pressed again
+    out = m.step(np.ones(5), point, 0.3)  # toggle off: held keys released at once
+    assert not m.enabled and ("release", "w") in out
+    assert m.release_all() == []
+
+
+def test_release_all_and_rate_limit_never_drop_releases(tmp_path):
+    text = "[keys]\nmax_events_per_s = 2\n" + "".join(
+        '\n[[binding]]\nfinger = "{}"\nkey = "{}"\nmin_hold_ms = 0\n'.format(f, k)
+        for f, k in (("thumb", "a"), ("index", "b"), ("middle", "c")))
+    m = KeyMapper(load_profile(write(tmp_path, text)), CLASSES, enabled=True)
+    out = m.step(np.ones(5), np.eye(len(CLASSES))[0], 0.0)
+    assert len([e for e in out if e[0] == "press"]) == 2  # the third press is rate-limited
+    rel = m.release_all()
+    assert sorted(rel) == [("release", "a"), ("release", "b")]
+
+
+@pytest.mark.parametrize("text,match", [
+    ('[[binding]]\nfinger = "thumb"\nkey = "kaboom"\n', r"line 3: unknown key name 'kaboom'"),
+    ('[[binding]]\nfinger = "thumb"\npress = 0.4\nrelease = 0.6\nkey = "w"\n', r"line 4: overlapping thresholds"),
+    ('\n[[binding]]\nclass = "jazz_hands"\nkey = "w"\n', r"line 3: unknown class name 'jazz_hands'"),
+    ('[[binding]]\nfinger = "pinky"\nkey = "w"\n', r"line 2: unknown finger 'pinky'"),
+    ('[[binding]]\nfinger = "thumb"\nkey = "w"\nmode = "toggle"\n', r"line 4: Invalid value for 'mode'"),
+    ('[[binding]]\nfinger = "thumb"\nkey = "w"\n[[binding]]\nkey = "q"\n', r"line 4: a binding needs exactly one"),
+    ('[[binding]\nkey = 1\n', r"p.toml"),
+])
+def test_profile_errors_name_the_line(tmp_path, text, match):
+    with pytest.raises(ProfileError, match=match):
+        load_profile(write(tmp_path, text), class_names=CLASSES)
