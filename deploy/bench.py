@@ -31,6 +31,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     pl.add_argument("--bundle", default=None, help="bundle to use (default: make a small one from a simulation)")
     pl.add_argument("--seconds", type=float, default=20.0, help="replay length (default 20)")
     pl.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    pl.add_argument("--keys", default=None, help="also run the keyboard sink with this profile (needs DISPLAY)")
     pl.set_defaults(func=_bench_pipeline)
     t = bsub.add_parser("train", help="wall time and peak memory to train the default model on a 10-minute "
                         "simulated session")
@@ -242,11 +243,27 @@ from decoder.recording import read_recording
 from deploy.runtime import HandSink, Runtime
 from deploy.sources import RecordingSource
 from firmware_bridge.sim_hand import SimHand
+import numpy as np
 bundle = Bundle(sys.argv[1])
 rec = read_recording(sys.argv[2])
+keys_profile = sys.argv[4] if len(sys.argv) > 4 else ""
 hop = int(round(rec.fs_hz * bundle.feature_config.hop_ms / 1000.0))
+key_lat = []
 with SimHand() as hand:
-    rt = Runtime(bundle, RecordingSource(rec, chunk_samples=hop, loop=True), HandSink(hand.port), engine="auto")
+    sink = HandSink(hand.port)
+    if keys_profile:
+        from deploy.keys_sink import KeysSink, MultiSink
+        keys = KeysSink(keys_profile, bundle.class_names, start_enabled=True)
+        sink = MultiSink([sink, keys])
+    rt = Runtime(bundle, RecordingSource(rec, chunk_samples=hop, loop=True), sink, engine="auto")
+    if keys_profile:
+        write = sink.write
+        def timed(cmd, probs=None):
+            n = len(keys.sent)
+            ok = write(cmd, probs)
+            key_lat.extend((t - rt.current_arrival) * 1000.0 for t, _, _ in keys.sent[n:])
+            return ok
+        sink.write = timed
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.monotonic()
     stats = rt.run(seconds=float(sys.argv[3]))
@@ -257,15 +274,21 @@ s["cpu_percent"] = 100.0 * ((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_s
 s["peak_rss_mb"] = r1.ru_maxrss / 1024.0
 s["engine"] = rt.engine.name
 s["torch_imported"] = "torch" in sys.modules
+if key_lat:
+    s["keys_latency_ms"] = {"median": float(np.median(key_lat)), "p99": float(np.percentile(key_lat, 99)),
+                            "events": len(key_lat)}
 print(json.dumps(s))
 """
 
 
-def bench_pipeline(*, bundle_dir: Optional[str] = None, seconds: float = 20.0) -> Dict[str, Any]:
+def bench_pipeline(*, bundle_dir: Optional[str] = None, seconds: float = 20.0,
+                   keys_profile: Optional[str] = None) -> Dict[str, Any]:
     """Replay a simulated session through the runtime into a simulated hand on a pty, in real time.
 
     The runtime runs in its own process that imports no torch; its CPU time and peak resident memory are
-    measured there (the simulated hand's thread shares that process, so both are upper bounds).
+    measured there (the simulated hand's thread shares that process, so both are upper bounds). With
+    ``keys_profile`` (and an X display in ``DISPLAY``), the keyboard sink runs too, enabled, and the keys row is
+    the time from the arrival of a frame's last chunk to its key event having been sent.
 
     Returns
     -------
@@ -287,8 +310,10 @@ def bench_pipeline(*, bundle_dir: Optional[str] = None, seconds: float = 20.0) -
         if bundle_dir is None:
             bundle_dir = _small_bundle(rec, tmp)
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        r = subprocess.run([sys.executable, "-c", _PIPELINE_CHILD, bundle_dir, session, str(seconds)],
-                           capture_output=True, text=True, cwd=root)
+        argv = [sys.executable, "-c", _PIPELINE_CHILD, bundle_dir, session, str(seconds)]
+        if keys_profile:
+            argv.append(os.path.abspath(keys_profile))
+        r = subprocess.run(argv, capture_output=True, text=True, cwd=root)
         if r.returncode != 0:
             raise RuntimeError("pipeline child failed:\n" + r.stderr[-3000:])
         child = json.loads(r.stdout.strip().splitlines()[-1])
@@ -296,7 +321,7 @@ def bench_pipeline(*, bundle_dir: Optional[str] = None, seconds: float = 20.0) -
                                                     "p99": child["latency_ms"]["p99"]},
             "peak_rss_mb": child["peak_rss_mb"], "cpu_percent": child["cpu_percent"], "frames": child["frames"],
             "overruns": child["overruns"], "engine": child["engine"], "torch_imported": child["torch_imported"],
-            "faults": child["faults"], "seconds": seconds}
+            "faults": child["faults"], "seconds": seconds, "keys_latency_ms": child.get("keys_latency_ms")}
 
 
 def _small_bundle(rec, tmp: str) -> str:
@@ -313,7 +338,7 @@ def _small_bundle(rec, tmp: str) -> str:
 
 
 def _bench_pipeline(args: argparse.Namespace) -> int:
-    out = bench_pipeline(bundle_dir=args.bundle, seconds=args.seconds)
+    out = bench_pipeline(bundle_dir=args.bundle, seconds=args.seconds, keys_profile=args.keys)
     if args.json:
         print(json.dumps(out))
         return 0
@@ -328,4 +353,8 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
         out["latency_ms"]["p99"]), str(out["overruns"]), "{:.1f}".format(out["cpu_percent"]),
         "{:.0f}".format(out["peak_rss_mb"]), str(out["torch_imported"]))
     Console().print(t)
+    k = out.get("keys_latency_ms")
+    if k:
+        print("keys: frame in -> key event sent: median {:.2f} ms, p99 {:.2f} ms ({} events)".format(
+            k["median"], k["p99"], k["events"]))
     return 0

@@ -111,6 +111,7 @@ class Runtime:
         self.record_frames = record_frames
         self._stop = False
         self.last_command: Optional[np.ndarray] = None
+        self.current_arrival = 0.0  # arrival time of the chunk being decoded
         self.last_probabilities: Optional[np.ndarray] = None
         self.reset_stream()
 
@@ -153,6 +154,7 @@ class Runtime:
             while not self._stop and (t_end is None or time.monotonic() < t_end):
                 try:
                     chunk, arrival = self.source.read()
+                    self.current_arrival = arrival
                 except StopIteration:
                     break
                 except SourceStalled as e:
