@@ -81,10 +81,13 @@ class RuntimeStats:
     safe_events: List[Dict[str, Any]] = field(default_factory=list)
     state: str = RUNNING
 
+    dropped_samples: int = 0
+
     def summary(self) -> Dict[str, Any]:
         """JSON-ready summary with latency percentiles."""
         lat = np.asarray(self.latency_ms) if self.latency_ms else np.zeros(1)
         return {"frames": self.frames, "chunks": self.chunks, "overruns": self.overruns, "faults": self.faults,
+                "dropped_samples": self.dropped_samples,
                 "latency_ms": {"median": float(np.median(lat)), "p99": float(np.percentile(lat, 99)),
                                "max": float(lat.max())}, "state": self.state}
 
@@ -192,6 +195,7 @@ class Runtime:
                 except Exception as e:  # noqa: BLE001 - any engine/feature error: safe posture, keep running
                     self._fault("engine", "{}: {}".format(type(e).__name__, e))
         finally:
+            self.stats.dropped_samples = int(getattr(self.source, "dropped_samples", 0))
             self.sink.safe()
             self.sink.close()
             self.stats.state = STOPPED if self._stop else self.stats.state

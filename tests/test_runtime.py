@@ -211,6 +211,7 @@ def test_end_to_end_interface_runtime_hand_over_two_ptys(rec, bundle):
         assert np.median(track[50:]) < 0.05  # the hand follows the decoded commands
         assert src.parser.stats.frames_bad >= 3  # corrupted frames were dropped and counted
         assert src.dropped_samples > 0  # ... and show up as gaps in the sample count
+        assert stats.summary()["dropped_samples"] == src.dropped_samples
         assert "signal" not in stats.faults  # scaled int16 samples are clean
 
 
@@ -338,3 +339,36 @@ def test_hand_link_closed_and_reopened_mid_run(rec, bundle):
         rt.run(seconds=2.0)
         assert sink.link.reconnects >= 2
         assert hand.commands_received > 150  # commands kept flowing after the reconnect
+
+
+def test_runtime_killed_with_sigkill_hand_watchdog_takes_over(rec, bundle, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from decoder.recording import write_recording
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    session = str(tmp_path / "s.h5")
+    write_recording(rec, session)
+    with SimHand() as hand:
+        proc = subprocess.Popen([sys.executable, "-m", "deploy.cli", "run", "--bundle", bundle.path, "--source",
+                                 "replay:" + session, "--hand", "serial:" + hand.port, "--engine", "numpy"],
+                                cwd=root, env={**os.environ, "PYTHONPATH": root}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            t0 = time.monotonic()
+            while not (hand.commands_received >= 50 and hand.state == HandState.RUNNING) and time.monotonic() - t0 < 30:
+                time.sleep(0.02)
+            assert hand.state == HandState.RUNNING
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=5)
+            t_kill = time.monotonic()
+            while hand.state != HandState.SAFE and time.monotonic() - t_kill < 1.0:
+                time.sleep(0.005)
+            assert hand.state == HandState.SAFE
+            assert time.monotonic() - t_kill < 0.4  # no safe command could be sent: the hand's own watchdog acted
+        finally:
+            if proc.poll() is None:
+                proc.kill()
