@@ -54,6 +54,13 @@ def register(sub: "argparse._SubParsersAction") -> None:
             g.add_argument("--repetitions-key", default=None)
             g.set_defaults(func=_import_npz)
 
+    m = sub.add_parser("models", help="list a patient's model versions, or roll back to one")
+    m.add_argument("--patient", required=True)
+    m.add_argument("--store", required=True, help="the model store folder")
+    m.add_argument("--rollback", default=None, metavar="VERSION", help="make this version current")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=_models)
+
     i = sub.add_parser("inspect", help="print the summary of a session file")
     i.add_argument("file")
     i.add_argument("--json", action="store_true", help="print JSON")
@@ -121,4 +128,29 @@ def _inspect(args: argparse.Namespace) -> int:
     else:
         for k, v in s.items():
             print("{:>12}: {}".format(k, v))
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .model_store import ModelStore
+
+    store = ModelStore(args.store, args.patient)
+    if args.rollback:
+        store.rollback(args.rollback)
+        print("patient {}: current model is now {}".format(args.patient, args.rollback))
+    rows = []
+    for v in store.versions():
+        meta = store.meta(v)
+        rows.append({"version": v, "current": v == store.current(), "accepted_at": meta["accepted_at"],
+                     "metrics": meta.get("metrics", {}), "notes": meta.get("notes", "")})
+    if args.json:
+        print(json.dumps({"patient": args.patient, "versions": rows}))
+        return 0
+    if not rows:
+        print("patient {}: no accepted models in {}".format(args.patient, args.store))
+    for r in rows:
+        m = r["metrics"]
+        print("{} {} {}  {}{}".format("*" if r["current"] else " ", r["version"], r["accepted_at"][:19],
+                                      ", ".join("{} {:.3f}".format(k, v) for k, v in m.items()
+                                                if isinstance(v, float)), ("  " + r["notes"]) if r["notes"] else ""))
     return 0

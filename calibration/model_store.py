@@ -1,0 +1,102 @@
+"""The patient's model history: every accepted bundle is a new version; ``current`` points at one; roll back at will.
+
+Layout::
+
+    STORE/PATIENT_ID/
+        current.json              {"version": "v003"}, replaced atomically
+        versions/v001/bundle/     the exported bundle (validated on accept)
+        versions/v001/meta.json   accepted_at, metrics, notes, source sessions
+        versions/v001/report/     the evaluation report, when given
+
+Nothing is ever deleted by accepting or rolling back.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import shutil
+from typing import Any, Dict, List, Optional
+
+from decoder.bundle import Bundle
+
+_VERSION = re.compile(r"^v(\d{3,})$")
+_PATIENT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class ModelStore:
+    """One patient's versions in ``store_dir``."""
+
+    def __init__(self, store_dir: str, patient_id: str) -> None:
+        if not _PATIENT.match(str(patient_id)):
+            raise ValueError("Invalid value for 'patient': expected 1-64 letters, digits, '_', '-' or '.', got "
+                             "{!r}".format(patient_id))
+        self.root = os.path.join(store_dir, patient_id)
+        self.patient_id = patient_id
+
+    def versions(self) -> List[str]:
+        """Version names, oldest first."""
+        d = os.path.join(self.root, "versions")
+        if not os.path.isdir(d):
+            return []
+        return sorted((v for v in os.listdir(d) if _VERSION.match(v)), key=lambda v: int(v[1:]))
+
+    def current(self) -> Optional[str]:
+        """Return the current version, or None."""
+        p = os.path.join(self.root, "current.json")
+        if not os.path.exists(p):
+            return None
+        with open(p) as f:
+            return json.load(f)["version"]
+
+    def bundle_path(self, version: Optional[str] = None) -> str:
+        """Bundle folder of ``version`` (default: current)."""
+        v = version or self.current()
+        if v is None:
+            raise FileNotFoundError("Patient {!r} has no accepted model yet; run 'neurohand calibrate'".format(
+                self.patient_id))
+        return os.path.join(self.root, "versions", v, "bundle")
+
+    def meta(self, version: str) -> Dict[str, Any]:
+        """Return what was recorded when ``version`` was accepted."""
+        with open(os.path.join(self.root, "versions", version, "meta.json")) as f:
+            return json.load(f)
+
+    def accept(self, bundle_dir: str, *, metrics: Optional[Dict[str, Any]] = None, report_dir: Optional[str] = None,
+               notes: str = "", sessions: Optional[List[str]] = None) -> str:
+        """Copy a validated bundle in as the next version and make it current; returns the version name."""
+        Bundle(bundle_dir)  # refuse a corrupted bundle before it becomes a patient's model
+        existing = self.versions()
+        version = "v{:03d}".format(int(existing[-1][1:]) + 1 if existing else 1)
+        vdir = os.path.join(self.root, "versions", version)
+        tmp = vdir + ".partial"
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+        shutil.copytree(bundle_dir, os.path.join(tmp, "bundle"))
+        if report_dir and os.path.isdir(report_dir):
+            shutil.copytree(report_dir, os.path.join(tmp, "report"))
+        meta = {"version": version, "patient_id": self.patient_id,
+                "accepted_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                "metrics": metrics or {}, "notes": notes, "sessions": sessions or []}
+        with open(os.path.join(tmp, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=1)
+        os.replace(tmp, vdir)
+        self._set_current(version)
+        return version
+
+    def rollback(self, version: str) -> None:
+        """Make an earlier (or any existing) version current."""
+        if version not in self.versions():
+            raise ValueError("Invalid value for 'version': allowed {}, got {!r}".format(
+                ", ".join(repr(v) for v in self.versions()) or "(none yet)", version))
+        Bundle(self.bundle_path(version))
+        self._set_current(version)
+
+    def _set_current(self, version: str) -> None:
+        os.makedirs(self.root, exist_ok=True)
+        tmp = os.path.join(self.root, "current.json.partial")
+        with open(tmp, "w") as f:
+            json.dump({"version": version}, f)
+        os.replace(tmp, os.path.join(self.root, "current.json"))
