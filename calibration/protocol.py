@@ -1,0 +1,144 @@
+"""Cue protocols for calibration sessions: which movements, how often, how long, in what order.
+
+A protocol is a TOML file (``calibration/protocols/default.toml`` ships): ``repetitions``, ``hold_s``, ``rest_s``,
+``ramp_s``, ``randomize`` and ``seed``, and a ``[movements]`` table mapping each movement name to its five target
+finger positions. :meth:`CueProtocol.schedule` lays the trials out in time (each repetition is one pass over the
+movements, shuffled with the seed when ``randomize``); :meth:`CueProtocol.trajectory` is the target the patient is
+asked to follow, which serves as the label when no data glove is used.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+from decoder.validation import check_int, check_positive
+
+DEFAULT_PROTOCOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "protocols", "default.toml")
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One cued movement: the cue appears at ``start_s``; ramp, hold, ramp back, then rest."""
+
+    index: int
+    repetition: int
+    movement: str
+    label: int
+    start_s: float
+    ramp_s: float
+    hold_s: float
+    rest_s: float
+
+    @property
+    def end_s(self) -> float:
+        """When the rest after this trial ends."""
+        return self.start_s + 2 * self.ramp_s + self.hold_s + self.rest_s
+
+
+@dataclass(frozen=True)
+class CueProtocol:
+    """A validated protocol; class labels are 1..n in movement order (0 = rest)."""
+
+    movements: Tuple[Tuple[str, Tuple[float, ...]], ...]
+    repetitions: int = 5
+    hold_s: float = 2.0
+    rest_s: float = 2.0
+    ramp_s: float = 0.6
+    randomize: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.movements:
+            raise ValueError("A protocol needs at least one movement in [movements]")
+        for name, tgt in self.movements:
+            if len(tgt) != 5 or any(not 0.0 <= float(v) <= 1.0 for v in tgt):
+                raise ValueError("Movement {!r}: expected 5 target positions in 0..1 (thumb, index, middle, ring, "
+                                 "little), got {}".format(name, list(tgt)))
+        check_int("repetitions", self.repetitions, minimum=1)
+        check_positive("hold_s", self.hold_s)
+        check_positive("rest_s", self.rest_s)
+        check_positive("ramp_s", self.ramp_s)
+        check_int("seed", self.seed, minimum=0)
+
+    @property
+    def class_names(self) -> Tuple[str, ...]:
+        """``("rest", movement, ...)``."""
+        return ("rest",) + tuple(m for m, _ in self.movements)
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the whole protocol."""
+        trials = self.schedule()
+        return trials[-1].end_s if trials else 0.0
+
+    def schedule(self) -> List[Trial]:
+        """All trials in order, with their start times."""
+        rng = np.random.default_rng(self.seed)
+        out: List[Trial] = []
+        t = self.rest_s  # start at rest
+        for rep in range(1, self.repetitions + 1):
+            order = rng.permutation(len(self.movements)) if self.randomize else np.arange(len(self.movements))
+            for k in order:
+                name = self.movements[k][0]
+                out.append(Trial(len(out), rep, name, int(k) + 1, t, self.ramp_s, self.hold_s, self.rest_s))
+                t = out[-1].end_s
+        return out
+
+    def trajectory(self, times_s: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Target positions, labels and repetitions at the given times (minimum-jerk ramps).
+
+        Returns
+        -------
+        positions : np.ndarray, shape (n, 5) in 0..1
+        labels : np.ndarray, shape (n,), int16 (0 = rest)
+        repetitions : np.ndarray, shape (n,), int16
+        """
+        t = np.asarray(times_s, float)
+        pos = np.zeros((len(t), 5))
+        lab = np.zeros(len(t), np.int16)
+        rep = np.zeros(len(t), np.int16)
+        targets: Dict[str, np.ndarray] = {m: np.asarray(v, float) for m, v in self.movements}
+        for tr in self.schedule():
+            a = tr.start_s
+            up_end, hold_end, down_end = a + tr.ramp_s, a + tr.ramp_s + tr.hold_s, a + 2 * tr.ramp_s + tr.hold_s
+            m = (t >= a) & (t < tr.end_s)
+            rep[m] = tr.repetition
+            s = np.zeros(len(t))
+            up = (t >= a) & (t < up_end)
+            s[up] = _min_jerk((t[up] - a) / tr.ramp_s)
+            s[(t >= up_end) & (t < hold_end)] = 1.0
+            down = (t >= hold_end) & (t < down_end)
+            s[down] = 1.0 - _min_jerk((t[down] - hold_end) / tr.ramp_s)
+            active = (t >= a) & (t < down_end)
+            pos[active] = s[active, None] * targets[tr.movement][None, :]
+            lab[active] = tr.label
+        return pos, lab, rep
+
+
+def _min_jerk(x: np.ndarray) -> np.ndarray:
+    return 10 * x**3 - 15 * x**4 + 6 * x**5
+
+
+def load_protocol(path: str = DEFAULT_PROTOCOL) -> CueProtocol:
+    """Read and validate a TOML protocol; errors name the field."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    with open(path, "rb") as f:
+        try:
+            doc = tomllib.load(f)
+        except Exception as e:
+            raise ValueError("{}: {}".format(path, e)) from None
+    allowed = {"repetitions", "hold_s", "rest_s", "ramp_s", "randomize", "seed", "movements"}
+    unknown = set(doc) - allowed
+    if unknown:
+        raise ValueError("{}: unknown field(s) {}; allowed {}".format(path, sorted(unknown), sorted(allowed)))
+    movements = tuple((str(k), tuple(float(x) for x in v)) for k, v in doc.get("movements", {}).items())
+    kw = {k: doc[k] for k in allowed - {"movements"} if k in doc}
+    return CueProtocol(movements=movements, **kw)
