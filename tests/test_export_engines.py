@@ -31,6 +31,18 @@ def make_model_dir(path, rec, frames, *, cell="gru", layers=2, hidden=32, projec
     return model.eval()
 
 
+def small_bundle(folder, rec, *, hidden=8, layers=1):
+    """Export an untrained (but state-carrying) model for ``rec`` into ``folder/b``; returns the bundle path."""
+    from decoder.features import config_for_recording
+    from training.data import build_frames
+
+    frames = build_frames([rec], config_for_recording(rec)).features
+    make_model_dir(os.path.join(folder, "m"), rec, frames, n_classes=len(rec.class_names), hidden=hidden,
+                   layers=layers)
+    export_bundle(os.path.join(folder, "m"), os.path.join(folder, "b"))
+    return os.path.join(folder, "b")
+
+
 @pytest.fixture(scope="module")
 def ninapro_frames(ninapro_file):
     from calibration.importers import import_ninapro

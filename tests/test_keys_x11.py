@@ -141,17 +141,12 @@ def test_dry_run_sends_nothing(display, tmp_path):
 
 def test_no_key_stays_down_after_sigterm_mid_press(display, tmp_path):
     """neurohand run --keys, enabled with the real toggle key, holding a key; SIGTERM releases it."""
-    from decoder.features import config_for_recording
     from decoder.recording import write_recording
-    from deploy.export import export_bundle
     from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
-    from tests.test_export_engines import make_model_dir
-    from training.data import build_frames
+    from tests.test_export_engines import small_bundle
 
     rec_ = simulate_recording(SimulatorConfig(minutes=0.2, n_channels=4, fs_hz=4000.0, seed=2))
-    frames = build_frames([rec_], config_for_recording(rec_)).features
-    make_model_dir(str(tmp_path / "m"), rec_, frames, n_classes=len(rec_.class_names), hidden=8, layers=1)
-    export_bundle(str(tmp_path / "m"), str(tmp_path / "b"))
+    small_bundle(str(tmp_path), rec_)
     session = str(tmp_path / "s.h5")
     write_recording(rec_, session)
     # thresholds every finger crosses: the key is held as soon as output is enabled

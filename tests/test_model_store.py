@@ -9,16 +9,9 @@ from deploy.cli import main
 
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory, small_sim):
-    from decoder.features import config_for_recording
-    from deploy.export import export_bundle
-    from tests.test_export_engines import make_model_dir
-    from training.data import build_frames
+    from tests.test_export_engines import small_bundle
 
-    d = tmp_path_factory.mktemp("store")
-    frames = build_frames([small_sim], config_for_recording(small_sim)).features
-    make_model_dir(str(d / "m"), small_sim, frames, n_classes=len(small_sim.class_names), hidden=8, layers=1)
-    export_bundle(str(d / "m"), str(d / "b"))
-    return str(d / "b")
+    return small_bundle(str(tmp_path_factory.mktemp("store")), small_sim)
 
 
 def test_accept_versions_and_rollback(tmp_path, bundle_dir, capsys):

@@ -8,7 +8,6 @@ import pytest
 from decoder.bundle import Bundle
 from decoder.postprocess import PostConfig, PostProcessor
 from decoder.signal_quality import QualityConfig, QualityMonitor
-from deploy.export import export_bundle
 from deploy.runtime import SAFE, HandSink, NoneSink, Runtime
 from deploy.sources import RecordingSource
 from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
@@ -23,15 +22,9 @@ def rec():
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory, rec):
-    from decoder.features import config_for_recording
-    from tests.test_export_engines import make_model_dir
-    from training.data import build_frames
+    from tests.test_export_engines import small_bundle
 
-    d = tmp_path_factory.mktemp("rt")
-    frames = build_frames([rec], config_for_recording(rec)).features
-    make_model_dir(str(d / "m"), rec, frames, n_classes=len(rec.class_names), hidden=16, layers=1)
-    export_bundle(str(d / "m"), str(d / "b"))
-    return Bundle(str(d / "b"))
+    return Bundle(small_bundle(str(tmp_path_factory.mktemp("rt")), rec, hidden=16))
 
 
 class RecordingSink(NoneSink):
@@ -296,9 +289,9 @@ def test_lsl_source_against_a_real_outlet_on_loopback(rec, bundle):
     assert stats.frames > 80 and not stats.faults.get("signal")
 
 
-def test_sigterm_to_neurohand_run_sends_the_safe_posture(rec, bundle, tmp_path):
+def launch_run(rec, bundle, tmp_path, port):
+    """``neurohand run`` replaying ``rec`` into the hand on ``port``, as its own process."""
     import os
-    import signal
     import subprocess
     import sys
 
@@ -307,11 +300,17 @@ def test_sigterm_to_neurohand_run_sends_the_safe_posture(rec, bundle, tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     session = str(tmp_path / "s.h5")
     write_recording(rec, session)
+    return subprocess.Popen([sys.executable, "-m", "deploy.cli", "run", "--bundle", bundle.path, "--source",
+                             "replay:" + session, "--hand", "serial:" + port, "--engine", "numpy"],
+                            cwd=root, env={**os.environ, "PYTHONPATH": root}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_sigterm_to_neurohand_run_sends_the_safe_posture(rec, bundle, tmp_path):
+    import signal
+
     with SimHand() as hand:
-        proc = subprocess.Popen([sys.executable, "-m", "deploy.cli", "run", "--bundle", bundle.path, "--source",
-                                 "replay:" + session, "--hand", "serial:" + hand.port, "--engine", "numpy"],
-                                cwd=root, env={**os.environ, "PYTHONPATH": root}, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = launch_run(rec, bundle, tmp_path, hand.port)
         try:
             wait = time.monotonic()
             while hand.commands_received < 50 and time.monotonic() - wait < 30:
@@ -342,21 +341,10 @@ def test_hand_link_closed_and_reopened_mid_run(rec, bundle):
 
 
 def test_runtime_killed_with_sigkill_hand_watchdog_takes_over(rec, bundle, tmp_path):
-    import os
     import signal
-    import subprocess
-    import sys
 
-    from decoder.recording import write_recording
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    session = str(tmp_path / "s.h5")
-    write_recording(rec, session)
     with SimHand() as hand:
-        proc = subprocess.Popen([sys.executable, "-m", "deploy.cli", "run", "--bundle", bundle.path, "--source",
-                                 "replay:" + session, "--hand", "serial:" + hand.port, "--engine", "numpy"],
-                                cwd=root, env={**os.environ, "PYTHONPATH": root}, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = launch_run(rec, bundle, tmp_path, hand.port)
         try:
             t0 = time.monotonic()
             while not (hand.commands_received >= 50 and hand.state == HandState.RUNNING) and time.monotonic() - t0 < 30:
