@@ -404,18 +404,7 @@ def write_recording(recording: Recording, path: str) -> None:
         has_repetitions=recording.repetitions is not None,
         swmr=False,
     ) as w:
-        w.append(
-            recording.signals,
-            labels=recording.labels,
-            repetitions=recording.repetitions,
-        )
-        if recording.has_positions:
-            w.append_positions(recording.positions, recording.position_index)
-        for s in recording.segment_starts[1:]:
-            w.mark_segment(int(s))
-        for c in recording.cues:
-            w.add_cue(int(c["sample"]), c["name"].decode(), label=int(c["label"]),
-                      duration_samples=int(c["duration_samples"]))
+        w.append_recording(recording)
     os.replace(tmp, str(path))
 
 
@@ -556,6 +545,19 @@ class SessionWriter:
         self._pos.resize((m0 + len(pos), 5))
         self._pos[m0:] = pos
         self._maybe_flush()
+
+    def append_recording(self, recording: Recording) -> None:
+        """Append a whole recording (signals, labels, repetitions, positions, segments, cues) and flush."""
+        offset = self.n_samples
+        self.append(recording.signals, labels=recording.labels, repetitions=recording.repetitions)
+        if recording.has_positions:
+            self.append_positions(recording.positions, recording.position_index + offset)
+        for s in recording.segment_starts[1:]:
+            self.mark_segment(offset + int(s))
+        for c in recording.cues:
+            self.add_cue(offset + int(c["sample"]), c["name"].decode(), label=int(c["label"]),
+                         duration_samples=int(c["duration_samples"]))
+        self.flush()
 
     def mark_segment(self, sample: Optional[int] = None) -> None:
         """Start a new continuous segment at ``sample`` (default: the next appended sample)."""

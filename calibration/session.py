@@ -1,0 +1,158 @@
+"""The calibration session as a headless state machine: cues, synchronized recording, clinician actions, resume.
+
+The session walks the protocol's trials; for each it records the source's samples for the trial's duration and
+appends them (crash-safe, :class:`decoder.recording.SessionWriter`) with the cue's target trajectory as finger
+positions, the movement as label, the repetition, and a cue event. A clinician can ``pause``, ``repeat`` the last
+trial or ``skip`` the next one between trials. A session killed at any point is resumed with :func:`resume`: the file
+is recovered (everything flushed survives) and the session continues after the last trial whose cue was recorded
+completely. The terminal interface drives this object; tests drive it with a scripted source and clinician.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, List, Optional
+
+import numpy as np
+
+from decoder.recording import SessionWriter, read_recording
+
+from .protocol import CueProtocol, Trial
+
+ACTIONS = ("continue", "pause", "repeat", "skip", "stop")
+
+
+class CalibrationSession:
+    """Record ``protocol`` from ``source`` into ``path``.
+
+    Parameters
+    ----------
+    protocol : CueProtocol
+    source
+        Anything with ``fs_hz``, ``n_channels`` and a blocking ``read() -> (chunk, time)``.
+    path : str
+        Session file to create.
+    clinician : callable, optional
+        Called between trials with the next trial; returns one of :data:`ACTIONS`.
+    on_trial : callable, optional
+        Called as each trial starts (the terminal interface shows its cue).
+    """
+
+    def __init__(self, protocol: CueProtocol, source, path: str, *, patient_id: str = "", signal_kind: str = "nerve",
+                 clinician: Optional[Callable[[Trial], str]] = None, on_trial=None, start_trial: int = 0,
+                 writer: Optional[SessionWriter] = None) -> None:
+        self.protocol = protocol
+        self.source = source
+        self.path = path
+        self.clinician = clinician or (lambda trial: "continue")
+        self.on_trial = on_trial or (lambda trial: None)
+        self.trials = protocol.schedule()
+        self.next_index = start_trial
+        self.completed: List[int] = []
+        self.log: List[str] = []
+        self.writer = writer or SessionWriter(
+            path, fs_hz=source.fs_hz, n_channels=source.n_channels, signal_kind=signal_kind,
+            class_names=protocol.class_names, metadata={"patient_id": patient_id, "source": "calibration",
+                                                        "session_id": os.path.basename(path)})
+        self._carry = np.zeros((0, source.n_channels), np.float32)
+
+    def _record_trial(self, trial: Trial) -> None:
+        fs = self.source.fs_hz
+        n_total = int(round((trial.end_s - trial.start_s) * fs))
+        t_rel = np.arange(n_total) / fs + trial.start_s
+        pos, lab, _ = self.protocol.trajectory(t_rel)
+        start_sample = self.writer.n_samples
+        self.writer.mark_segment()
+        self.writer.add_cue(start_sample, "{}@{}".format(trial.movement, trial.index), label=trial.label,
+                           duration_samples=int(round((2 * trial.ramp_s + trial.hold_s) * fs)))
+        got = 0
+        while got < n_total:
+            if len(self._carry):
+                chunk, self._carry = self._carry, np.zeros((0, self.source.n_channels), np.float32)
+            else:
+                chunk, _ = self.source.read()
+            take = chunk[: n_total - got]
+            self._carry = np.asarray(chunk[n_total - got:], np.float32)
+            k = len(take)
+            self.writer.append(take, labels=lab[got:got + k], repetitions=np.full(k, trial.repetition))
+            step = max(1, int(round(fs / 100.0)))  # glove-rate positions (100 Hz), like a data glove
+            idx = np.arange(got, got + k)
+            sel = idx[idx % step == 0]
+            if len(sel):
+                self.writer.append_positions(pos[sel], start_sample + sel)
+            got += k
+        self.writer.flush()
+
+    def run(self) -> List[int]:
+        """Run to the end of the protocol (or ``stop``); returns the indices of the trials recorded."""
+        last: Optional[int] = None
+        while self.next_index < len(self.trials):
+            trial = self.trials[self.next_index]
+            action = self.clinician(trial)
+            if action not in ACTIONS:
+                raise ValueError("Invalid value for 'action': allowed {}, got {!r}".format(
+                    ", ".join(repr(a) for a in ACTIONS), action))
+            if action == "stop":
+                self.log.append("stopped before trial {}".format(trial.index))
+                break
+            if action == "pause":
+                self.log.append("paused before trial {}".format(trial.index))
+                continue  # the clinician is asked again
+            if action == "skip":
+                self.log.append("skipped trial {} ({})".format(trial.index, trial.movement))
+                self.next_index += 1
+                continue
+            if action == "repeat" and last is not None:
+                trial = self.trials[last]
+                self.log.append("repeated trial {} ({})".format(trial.index, trial.movement))
+                self.on_trial(trial)
+                self._record_trial(trial)
+                self.completed.append(trial.index)
+                continue
+            self.on_trial(trial)
+            self._record_trial(trial)
+            self.completed.append(trial.index)
+            last = self.next_index
+            self.next_index += 1
+        self.writer.close()
+        return self.completed
+
+
+def _trial_of(cue) -> int:
+    name = cue["name"].decode()
+    return int(name.rsplit("@", 1)[1]) if "@" in name else -1
+
+
+def resume(protocol: CueProtocol, source, path: str, **kw) -> CalibrationSession:
+    """Continue a session whose process died: keep every complete trial and go on after the last one.
+
+    The file (readable up to the writer's last flush) is copied, without the interrupted trial, into
+    ``path + '.resume'``, which atomically replaces ``path`` only once written; recording then continues in it.
+    """
+    rec = read_recording(path)
+    trials = protocol.schedule()
+    complete, keep = [], rec.n_samples
+    for cue in rec.cues:
+        k = _trial_of(cue)
+        if not 0 <= k < len(trials):
+            continue
+        tr = trials[k]
+        if int(cue["sample"]) + int(round((tr.end_s - tr.start_s) * rec.fs_hz)) <= rec.n_samples:
+            complete.append(k)
+        else:
+            keep = int(cue["sample"])  # drop the interrupted trial; it is recorded again
+            break
+    kept = rec.select_samples(np.arange(rec.n_samples) < keep) if keep < rec.n_samples else rec
+    tmp = path + ".resume"
+    if os.path.exists(tmp):
+        os.remove(tmp)
+    writer = SessionWriter(tmp, fs_hz=kept.fs_hz, n_channels=kept.n_channels, signal_kind=kept.signal_kind,
+                           channel_names=kept.channel_names, units=kept.units, class_names=kept.class_names,
+                           metadata=kept.metadata)
+    writer.append_recording(kept)
+    os.replace(tmp, path)
+    writer.path = path
+    session = CalibrationSession(protocol, source, path, writer=writer,
+                                 start_trial=(max(complete) + 1) if complete else 0, **kw)
+    session.completed = list(complete)
+    return session
