@@ -196,8 +196,11 @@ class Runtime:
                     self._fault("engine", "{}: {}".format(type(e).__name__, e))
         finally:
             self.stats.dropped_samples = int(getattr(self.source, "dropped_samples", 0))
-            self.sink.safe()
-            self.sink.close()
+            for action in (self.sink.safe, self.sink.close):
+                try:
+                    action()
+                except Exception as e:  # noqa: BLE001 - shutting down: report, never mask the loop's own exit
+                    self.log("while shutting down the sink: {}: {}".format(type(e).__name__, e))
             self.stats.state = STOPPED if self._stop else self.stats.state
             for sig, h in old.items():
                 signal.signal(sig, h)

@@ -7,6 +7,7 @@ is down the hand's own 200 ms watchdog has already put it in its safe posture.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Optional
 
@@ -44,6 +45,8 @@ class HandLink:
         self.reconnects = 0
         self.write_errors = 0
         self.last_error: Optional[str] = None
+        # one lock around the port: a close from another thread (a watchdog, a UI) never races a write
+        self._lock = threading.RLock()
 
     @property
     def is_open(self) -> bool:
@@ -52,6 +55,10 @@ class HandLink:
 
     def ensure_open(self) -> bool:
         """Open the port if it is closed and the backoff allows; returns whether it is open."""
+        with self._lock:
+            return self._ensure_open_locked()
+
+    def _ensure_open_locked(self) -> bool:
         if self._ser is not None:
             return True
         now = time.monotonic()
@@ -72,20 +79,21 @@ class HandLink:
             return False
 
     def _write(self, body) -> bool:
-        if self._ser is None:
-            return False
         import serial
 
-        try:
-            self._ser.write(encode(body, self._seq))
-            self._seq = (self._seq + 1) & 0xFFFF
-            return True
-        except (serial.SerialException, serial.SerialTimeoutException, OSError) as e:
-            self.write_errors += 1
-            self.last_error = "write to {} failed: {}".format(self.port_name, e)
-            self.close()
-            self._next_try = time.monotonic() + self._backoff
-            return False
+        with self._lock:
+            if self._ser is None:
+                return False
+            try:
+                self._ser.write(encode(body, self._seq))
+                self._seq = (self._seq + 1) & 0xFFFF
+                return True
+            except (serial.SerialException, serial.SerialTimeoutException, OSError) as e:
+                self.write_errors += 1
+                self.last_error = "write to {} failed: {}".format(self.port_name, e)
+                self.close()
+                self._next_try = time.monotonic() + self._backoff
+                return False
 
     def send_positions(self, positions) -> bool:
         """Command finger positions in 0..1 (clipped); False when the link is down."""
@@ -111,16 +119,17 @@ class HandLink:
 
     def poll(self) -> Optional[Status]:
         """Read what the hand sent (non-blocking); returns the latest STATUS."""
-        if self._ser is None:
-            return self.last_status
         import serial
 
-        try:
-            data = self._ser.read(4096)
-        except (serial.SerialException, OSError) as e:
-            self.last_error = "read from {} failed: {}".format(self.port_name, e)
-            self.close()
-            return self.last_status
+        with self._lock:
+            if self._ser is None:
+                return self.last_status
+            try:
+                data = self._ser.read(4096)
+            except (serial.SerialException, OSError) as e:
+                self.last_error = "read from {} failed: {}".format(self.port_name, e)
+                self.close()
+                return self.last_status
         for msg in self.parser.feed(data):
             if isinstance(msg.body, Status):
                 self.last_status = msg.body
@@ -129,9 +138,10 @@ class HandLink:
 
     def close(self) -> None:
         """Close the port (no safe posture is sent: use :meth:`safe` first)."""
-        if self._ser is not None:
-            try:
-                self._ser.close()
-            except Exception:  # noqa: BLE001 - closing a dead port
-                pass
-            self._ser = None
+        with self._lock:
+            if self._ser is not None:
+                try:
+                    self._ser.close()
+                except Exception:  # noqa: BLE001 - closing a dead port
+                    pass
+                self._ser = None
