@@ -7,7 +7,7 @@ not hunt), a per-finger velocity limit, and clamping to each finger's range. Sta
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
@@ -57,7 +57,6 @@ class PostState:
     smoothed: Optional[np.ndarray] = None
     command: Optional[np.ndarray] = None
     gated_frames: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class PostProcessor:

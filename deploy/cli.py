@@ -19,7 +19,6 @@ COMMAND_MODULES = (
     "training.cli",
     "deploy.export",
     "deploy.runtime",
-    "deploy.keys_cli",
     "deploy.bench",
 )
 

@@ -216,7 +216,8 @@ def write_log(path: str, stats: RuntimeStats, frames: List[Dict[str, Any]]) -> N
 
 
 def register(sub) -> None:
-    """Add ``neurohand run``."""
+    """Add ``neurohand run`` and ``neurohand keys`` (the keyboard sink's own command)."""
+    register_keys(sub)
     p = sub.add_parser("run", help="the standalone decoding loop: source -> decoder -> hand",
                        description="Decode a signal source with a bundle and drive the hand (or nothing).")
     p.add_argument("--bundle", required=True, help="bundle folder from 'neurohand export'")

@@ -64,7 +64,6 @@ class SimHand(PtyDevice):
         self._lock = threading.Lock()
         self.commands_received = 0
         self.last_command: Optional[Tuple[int, ...]] = None
-        self.history = []  # (time, positions, state) for tests and plots
 
     # -- firmware
     def _send(self, body) -> None:
@@ -128,9 +127,6 @@ class SimHand(PtyDevice):
                         self.faults &= ~Fault.WATCHDOG
                 step = cfg.speed_per_s * (now - last)
                 self.positions += np.clip(self.target - self.positions, -step, step)
-                self.history.append((now, self.positions.copy(), self.state))
-                if len(self.history) > 100000:
-                    del self.history[:50000]
                 if now >= next_status:
                     self._send(Status(tuple(int(round(v)) for v in self.positions), self.faults, 7400, self.state))
                     self.faults &= ~Fault.BAD_FRAMES
