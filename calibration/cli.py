@@ -1,4 +1,4 @@
-"""Subcommands of the calibration package: ``neurohand import``, ``neurohand inspect``."""
+"""Subcommands of the calibration package: ``calibrate``, ``models``, ``import``, ``inspect``."""
 
 from __future__ import annotations
 
@@ -53,6 +53,38 @@ def register(sub: "argparse._SubParsersAction") -> None:
             g.add_argument("--positions-key", default=None)
             g.add_argument("--repetitions-key", default=None)
             g.set_defaults(func=_import_npz)
+
+    c = sub.add_parser("calibrate", help="record a cued calibration session, train, evaluate and accept a model",
+                       description="The clinician's session: cue protocol with a terminal interface (p pause, "
+                       "r repeat, s skip, q stop), crash-safe recording, signal-quality verdict, training on all "
+                       "but the last repetition with the classic baselines, report, and acceptance into the patient's "
+                       "model store. With --recalibrate, a short session adapts the current model instead.")
+    c.add_argument("--patient", required=True, help="patient identifier (letters, digits, _ - .)")
+    c.add_argument("--store", required=True, help="the model store folder (sessions and versions live here)")
+    c.add_argument("--source", default="sim", help="sim (simulated patient), serial:PORT or lsl:NAME (default sim)")
+    c.add_argument("--labels", default="cue", help="cue (the cued trajectory) or glove:PORT (a data glove on the "
+                   "mirroring hand; glove:sim with --source sim) (default cue)")
+    c.add_argument("--protocol", default=None, help="cue protocol TOML (default: the shipped protocol)")
+    c.add_argument("--recalibrate", action="store_true", help="adapt the current model instead of training anew")
+    c.add_argument("--minutes", type=float, default=None,
+                   help="record only as many repetitions as fit (recalibration: e.g. 2)")
+    c.add_argument("--resume", default=None, metavar="SESSION.h5", help="continue an interrupted session")
+    c.add_argument("--yes", action="store_true", help="answer every question with its default (continue unless "
+                   "the quality verdict is bad, then accept); for scripted use")
+    c.add_argument("--no-tui", dest="tui", action="store_false", help="plain log lines instead of the live view")
+    c.add_argument("--fast", action="store_true", help="simulated patient only: do not pace in real time")
+    c.add_argument("--epochs", type=int, default=None, help="training (or recalibration) epochs")
+    c.add_argument("--hidden", type=int, default=None, help="recurrent state size (default: neurohand train's)")
+    c.add_argument("--layers", type=int, default=None, help="recurrent layers (default: neurohand train's)")
+    c.add_argument("--seed", type=int, default=0, help="training seed")
+    c.add_argument("--signal-kind", default="nerve", choices=["nerve", "emg", "envelope"],
+                   help="what a serial or LSL source streams (default nerve)")
+    c.add_argument("--mains-hz", type=float, default=50.0, help="mains frequency for the quality check")
+    c.add_argument("--sim-seed", type=int, default=0, help="simulated patient")
+    c.add_argument("--sim-day", type=int, default=1, help="simulated day (2+ drift from day 1)")
+    c.add_argument("--sim-channels", type=int, default=16)
+    c.add_argument("--sim-fs-hz", type=float, default=10000.0)
+    c.set_defaults(func=_calibrate)
 
     m = sub.add_parser("models", help="list a patient's model versions, or roll back to one")
     m.add_argument("--patient", required=True)
@@ -154,3 +186,22 @@ def _models(args: argparse.Namespace) -> int:
                                       ", ".join("{} {:.3f}".format(k, v) for k, v in m.items()
                                                 if isinstance(v, float)), ("  " + r["notes"]) if r["notes"] else ""))
     return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import sys
+
+    from training.data import TrainingDataError
+
+    from .workflow import CalibrateOptions, CalibrationStopped, run_calibration
+
+    keys = ("patient", "store", "source", "labels", "protocol", "recalibrate", "minutes", "resume", "yes", "tui",
+            "fast", "epochs", "hidden", "layers", "seed", "signal_kind", "mains_hz", "sim_seed", "sim_day",
+            "sim_channels", "sim_fs_hz")
+    opts = CalibrateOptions(**{k: getattr(args, k) for k in keys})
+    try:
+        out = run_calibration(opts)
+    except (CalibrationStopped, TrainingDataError) as e:
+        print(str(e), file=sys.stderr)
+        return 3
+    return 0 if out["version"] is not None else 4

@@ -7,6 +7,8 @@ Layout::
         versions/v001/bundle/     the exported bundle (validated on accept)
         versions/v001/meta.json   accepted_at, metrics, notes, source sessions
         versions/v001/report/     the evaluation report, when given
+        versions/v001/model/      the trained model (tensors + JSON), what recalibration starts from
+        sessions/*.h5             every calibration session recorded for the patient
 
 Nothing is ever deleted by accepting or rolling back.
 """
@@ -59,13 +61,27 @@ class ModelStore:
                 self.patient_id))
         return os.path.join(self.root, "versions", v, "bundle")
 
+    def model_path(self, version: Optional[str] = None) -> str:
+        """Trained-model folder of ``version`` (default: current), the starting point of a recalibration."""
+        path = os.path.join(os.path.dirname(self.bundle_path(version)), "model")
+        if not os.path.isdir(path):
+            raise FileNotFoundError("Version {} of patient {!r} has no trained model to recalibrate from; calibrate "
+                                    "from scratch".format(version or self.current(), self.patient_id))
+        return path
+
+    def sessions_dir(self) -> str:
+        """Where the patient's calibration sessions are recorded (created)."""
+        d = os.path.join(self.root, "sessions")
+        os.makedirs(d, exist_ok=True)
+        return d
+
     def meta(self, version: str) -> Dict[str, Any]:
         """Return what was recorded when ``version`` was accepted."""
         with open(os.path.join(self.root, "versions", version, "meta.json")) as f:
             return json.load(f)
 
     def accept(self, bundle_dir: str, *, metrics: Optional[Dict[str, Any]] = None, report_dir: Optional[str] = None,
-               notes: str = "", sessions: Optional[List[str]] = None) -> str:
+               notes: str = "", sessions: Optional[List[str]] = None, model_dir: Optional[str] = None) -> str:
         """Copy a validated bundle in as the next version and make it current; returns the version name."""
         Bundle(bundle_dir)  # refuse a corrupted bundle before it becomes a patient's model
         existing = self.versions()
@@ -75,6 +91,8 @@ class ModelStore:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
         shutil.copytree(bundle_dir, os.path.join(tmp, "bundle"))
+        if model_dir:
+            shutil.copytree(model_dir, os.path.join(tmp, "model"))
         if report_dir and os.path.isdir(report_dir):
             shutil.copytree(report_dir, os.path.join(tmp, "report"))
         meta = {"version": version, "patient_id": self.patient_id,

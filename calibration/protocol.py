@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -75,6 +75,40 @@ class CueProtocol:
         """Length of the whole protocol."""
         trials = self.schedule()
         return trials[-1].end_s if trials else 0.0
+
+    def target_of(self, movement: str) -> Tuple[float, ...]:
+        """Return the five target positions of ``movement``."""
+        for name, tgt in self.movements:
+            if name == movement:
+                return tgt
+        raise ValueError("Invalid value for 'movement': allowed {}, got {!r}".format(
+            ", ".join(repr(m) for m, _ in self.movements), movement))
+
+    def to_json(self) -> str:
+        """Return the protocol as JSON (stored in the session file: a resumed session uses exactly this one)."""
+        import json
+
+        d = asdict(self)
+        d["movements"] = {name: list(tgt) for name, tgt in self.movements}
+        return json.dumps(d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "CueProtocol":
+        """Inverse of :meth:`to_json`."""
+        import json
+
+        d = json.loads(text)
+        d["movements"] = tuple((str(k), tuple(float(x) for x in v)) for k, v in d["movements"].items())
+        return cls(**d)
+
+    def with_repetitions(self, repetitions: int) -> "CueProtocol":
+        """Return the same protocol with another number of repetitions."""
+        return replace(self, repetitions=int(repetitions))
+
+    def repetitions_for(self, minutes: float) -> int:
+        """Most repetitions that fit in ``minutes`` (at least 2: one to adapt on, one to test)."""
+        one = self.with_repetitions(1).duration_s - self.rest_s
+        return max(2, int((minutes * 60.0 - self.rest_s) // one))
 
     def schedule(self) -> List[Trial]:
         """All trials in order, with their start times."""

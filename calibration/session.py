@@ -1,8 +1,10 @@
 """The calibration session as a headless state machine: cues, synchronized recording, clinician actions, resume.
 
 The session walks the protocol's trials; for each it records the source's samples for the trial's duration and
-appends them (crash-safe, :class:`decoder.recording.SessionWriter`) with the cue's target trajectory as finger
-positions, the movement as label, the repetition, and a cue event. A clinician can ``pause``, ``repeat`` the last
+appends them (crash-safe, :class:`decoder.recording.SessionWriter`) with the finger positions (the cue's target
+trajectory, or a data glove's measurements stored at their arrival), the movement as label, the repetition, and a
+cue event. Consecutive trials form one continuous segment; a pause (which keeps reading and discarding the source,
+so no backlog builds) or a resume starts a new one. A clinician can ``pause``, ``repeat`` the last
 trial or ``skip`` the next one between trials. A session killed at any point is resumed with :func:`resume`: the file
 is recovered (everything flushed survives) and the session continues after the last trial whose cue was recorded
 completely. The terminal interface drives this object; tests drive it with a scripted source and clinician.
@@ -39,21 +41,30 @@ class CalibrationSession:
     """
 
     def __init__(self, protocol: CueProtocol, source, path: str, *, patient_id: str = "", signal_kind: str = "nerve",
-                 clinician: Optional[Callable[[Trial], str]] = None, on_trial=None, start_trial: int = 0,
-                 writer: Optional[SessionWriter] = None) -> None:
+                 clinician: Optional[Callable[[Trial], str]] = None, on_trial=None, on_chunk=None, glove=None,
+                 start_trial: int = 0, writer: Optional[SessionWriter] = None, metadata: Optional[dict] = None
+                 ) -> None:
         self.protocol = protocol
         self.source = source
         self.path = path
         self.clinician = clinician or (lambda trial: "continue")
         self.on_trial = on_trial or (lambda trial: None)
+        self.on_chunk = on_chunk or (lambda trial, chunk, t_s, target, glove_pos: None)
+        self.glove = glove
+        self.glove_positions = np.zeros(5)
+        self.paused = False
+        self._continuous = False
         self.trials = protocol.schedule()
         self.next_index = start_trial
         self.completed: List[int] = []
         self.log: List[str] = []
         self.writer = writer or SessionWriter(
             path, fs_hz=source.fs_hz, n_channels=source.n_channels, signal_kind=signal_kind,
-            class_names=protocol.class_names, metadata={"patient_id": patient_id, "source": "calibration",
-                                                        "session_id": os.path.basename(path)})
+            channel_names=getattr(source, "channel_names", None), units=getattr(source, "units", ""),
+            class_names=protocol.class_names, metadata=dict(
+                {"patient_id": patient_id, "source": "calibration", "session_id": os.path.basename(path),
+                 "labels": "glove" if glove is not None else "cue", "protocol": protocol.to_json()},
+                **(metadata or {})))
         self._carry = np.zeros((0, source.n_channels), np.float32)
 
     def _record_trial(self, trial: Trial) -> None:
@@ -62,9 +73,17 @@ class CalibrationSession:
         t_rel = np.arange(n_total) / fs + trial.start_s
         pos, lab, _ = self.protocol.trajectory(t_rel)
         start_sample = self.writer.n_samples
-        self.writer.mark_segment()
+        if not self._continuous:  # samples were skipped (first trial, after a pause or a resume): a new segment
+            self.writer.mark_segment()
+            self._continuous = True
         self.writer.add_cue(start_sample, "{}@{}".format(trial.movement, trial.index), label=trial.label,
                            duration_samples=int(round((2 * trial.ramp_s + trial.hold_s) * fs)))
+        if hasattr(self.source, "cue"):  # a simulated patient sees the cue as a person would
+            self.source.cue(self.protocol.target_of(trial.movement), ramp_s=trial.ramp_s, hold_s=trial.hold_s)
+        if self.glove is not None:
+            self.glove.poll()  # whatever the glove sent before the cue belongs to no trial
+        step = max(1, int(round(fs / 100.0)))  # cue positions at a glove's rate (100 Hz)
+        last_index = start_sample - 1
         got = 0
         while got < n_total:
             if len(self._carry):
@@ -75,13 +94,36 @@ class CalibrationSession:
             self._carry = np.asarray(chunk[n_total - got:], np.float32)
             k = len(take)
             self.writer.append(take, labels=lab[got:got + k], repetitions=np.full(k, trial.repetition))
-            step = max(1, int(round(fs / 100.0)))  # glove-rate positions (100 Hz), like a data glove
-            idx = np.arange(got, got + k)
-            sel = idx[idx % step == 0]
-            if len(sel):
-                self.writer.append_positions(pos[sel], start_sample + sel)
+            if self.glove is not None:
+                g = self.glove.poll()
+                if len(g):
+                    # stored at their arrival: spread over the chunk they arrived with, never before the trial
+                    end = start_sample + got + k - 1
+                    spacing = max(1, int(round(fs / getattr(self.glove, "fs_hz", 100.0))))
+                    idx = np.maximum(end - spacing * np.arange(len(g))[::-1], last_index + 1 + np.arange(len(g)))
+                    keep = idx < start_sample + got + k
+                    if keep.any():
+                        self.writer.append_positions(g[keep], idx[keep])
+                        last_index = int(idx[keep][-1])
+                        self.glove_positions = g[keep][-1]
+            else:
+                idx = np.arange(got, got + k)
+                sel = idx[idx % step == 0]
+                if len(sel):
+                    self.writer.append_positions(pos[sel], start_sample + sel)
             got += k
+            self.on_chunk(trial, take, (got / fs), pos[got - 1], self.glove_positions)
         self.writer.flush()
+
+    def _idle(self) -> None:
+        """While paused, keep reading (and discarding) the source: live levels stay on screen, no backlog builds."""
+        chunk, _ = self.source.read()
+        self._continuous = False
+        if self.glove is not None:
+            g = self.glove.poll()
+            if len(g):
+                self.glove_positions = g[-1]
+        self.on_chunk(None, chunk, 0.0, np.zeros(5), self.glove_positions)
 
     def run(self) -> List[int]:
         """Run to the end of the protocol (or ``stop``); returns the indices of the trials recorded."""
@@ -96,8 +138,14 @@ class CalibrationSession:
                 self.log.append("stopped before trial {}".format(trial.index))
                 break
             if action == "pause":
-                self.log.append("paused before trial {}".format(trial.index))
+                if not self.paused:
+                    self.log.append("paused before trial {}".format(trial.index))
+                self.paused = True
+                self._idle()
                 continue  # the clinician is asked again
+            if self.paused:
+                self.log.append("resumed")
+                self.paused = False
             if action == "skip":
                 self.log.append("skipped trial {} ({})".format(trial.index, trial.movement))
                 self.next_index += 1
@@ -123,13 +171,26 @@ def _trial_of(cue) -> int:
     return int(name.rsplit("@", 1)[1]) if "@" in name else -1
 
 
-def resume(protocol: CueProtocol, source, path: str, **kw) -> CalibrationSession:
+def protocol_of(path: str) -> CueProtocol:
+    """Return the protocol a session file was recorded with (stored in its metadata)."""
+    rec = read_recording(path)
+    text = rec.metadata.get("protocol")
+    if not text:
+        raise ValueError("{}: not a calibration session (no protocol in its metadata); only sessions recorded by "
+                         "'neurohand calibrate' can be resumed".format(path))
+    return CueProtocol.from_json(text)
+
+
+def resume(protocol: Optional[CueProtocol], source, path: str, **kw) -> CalibrationSession:
     """Continue a session whose process died: keep every complete trial and go on after the last one.
+
+    ``protocol`` None takes the one stored in the file.
 
     The file (readable up to the writer's last flush) is copied, without the interrupted trial, into
     ``path + '.resume'``, which atomically replaces ``path`` only once written; recording then continues in it.
     """
     rec = read_recording(path)
+    protocol = protocol or protocol_of(path)
     trials = protocol.schedule()
     complete, keep = [], rec.n_samples
     for cue in rec.cues:

@@ -1,10 +1,12 @@
 """``neurohand demo``: the main job end to end on a simulated patient.
 
-Simulate a patient's session, write and re-read the session file, stream it through the causal filters and
-feature extractor exactly as the device does (10 ms chunks; checked equal to the offline path), train the
-recurrent decoder and the classic baselines on all but the last two repetitions, export the bundle, decode the
-held-out repetitions frame by frame with the device engine, and finally run the standalone runtime live (real-time
-pacing) into a simulated hand on a pseudo-terminal, printing accuracy, latency and how well the hand follows.
+A simulated patient is calibrated exactly as a clinician would with ``neurohand calibrate``: the cue protocol,
+labels from a simulated data glove on the mirroring hand read over its own pseudo-terminal, the session recorded
+crash-safely, the quality verdict, training on all but the last repetition with the classic baselines, the report,
+acceptance into the patient's model store (which exports the bundle). The demo then checks that the device's
+streaming front end equals the offline one on the recorded session, decodes the held-out repetition frame by frame
+with the accepted bundle on the device engine, and finally runs the standalone runtime live (real-time pacing) into
+a simulated hand on a pseudo-terminal, printing accuracy, latency and how well the hand follows.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import time
 
 def register(sub: "argparse._SubParsersAction") -> None:
     """Add ``neurohand demo``."""
-    p = sub.add_parser("demo", help="simulate a patient and run the decoding front end on it",
-                       description="Simulate a patient, record a session file, and stream it through the filters "
-                       "and features the device uses.")
+    p = sub.add_parser("demo", help="simulate a patient, calibrate, accept, export and decode live into a hand",
+                       description="Simulate a patient, calibrate with the cue protocol, accept the model, export it "
+                       "and decode live into a simulated hand.")
     p.add_argument("--out-dir", default="demo_out", help="where files go (default demo_out/)")
-    p.add_argument("--minutes", type=float, default=4.0, help="simulated session length (default 4)")
+    p.add_argument("--minutes", type=float, default=4.0,
+                   help="calibration length: as many protocol repetitions as fit (default 4: all 5)")
     p.add_argument("--epochs", type=int, default=15, help="training epochs (default 15)")
     p.add_argument("--hidden", type=int, default=128, help="recurrent state size (default 128)")
     p.add_argument("--channels", type=int, default=16, help="simulated recording sites (default 16)")
@@ -32,32 +35,39 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; returns the exit code."""
+    import shutil
+
     import numpy as np
     from rich.console import Console
     from rich.table import Table
 
+    from calibration.model_store import ModelStore
+    from calibration.workflow import CalibrateOptions, run_calibration
     from decoder.features import FeatureExtractor, config_for_recording
     from decoder.filters import group_delay_ms
-    from decoder.recording import read_recording, write_recording
-    from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+    from decoder.recording import read_recording
 
     console = Console()
-    os.makedirs(args.out_dir, exist_ok=True)
-    path = os.path.join(args.out_dir, "patient_seed{}_day1.h5".format(args.seed))
-
+    store_dir = os.path.join(args.out_dir, "store")
+    if os.path.isdir(os.path.join(store_dir, "demo")):
+        shutil.rmtree(os.path.join(store_dir, "demo"))  # each demo run calibrates a new patient
+    console.rule("[bold]1. Calibration session: simulated patient {}, cue protocol, data-glove labels".format(
+        args.seed))
     t0 = time.perf_counter()
-    cfg = SimulatorConfig(minutes=args.minutes, seed=args.seed, n_channels=args.channels, fs_hz=args.fs_hz)
-    rec = simulate_recording(cfg)
-    write_recording(rec, path)
-    rec = read_recording(path)
-    console.rule("[bold]1. Simulated patient")
-    t = Table(show_header=False)
-    for k, v in rec.summary().items():
-        t.add_row(str(k), str(v))
-    t.add_row("file", path)
-    t.add_row("simulated in", "{:.1f} s".format(time.perf_counter() - t0))
-    console.print(t)
+    opts = CalibrateOptions(patient="demo", store=store_dir, source="sim", labels="glove:sim", fast=True,
+                            tui=console.is_terminal, yes=True, epochs=args.epochs, hidden=args.hidden,
+                            minutes=args.minutes, seed=args.seed, sim_seed=args.seed, sim_channels=args.channels,
+                            sim_fs_hz=args.fs_hz)
+    outcome = run_calibration(opts, console=console)
+    if outcome["version"] is None:
+        console.print("[red]the model was not accepted[/red]")
+        return 1
+    store = ModelStore(store_dir, "demo")
+    console.print("calibrated in {:.0f} s: session {}, accepted {} ({})".format(
+        time.perf_counter() - t0, outcome["session"], outcome["version"], store.bundle_path()))
+    rec = read_recording(outcome["session"])
 
+    console.rule("[bold]2. The device's streaming front end on the recorded session")
     fcfg = config_for_recording(rec)
     ex = FeatureExtractor(fcfg, fs_hz=rec.fs_hz, n_channels=rec.n_channels)
     chunk = ex.hop_samples
@@ -71,7 +81,6 @@ def run_demo(args: argparse.Namespace) -> int:
     online = np.concatenate(frames)
     offline = ex.transform(rec.signals)
     same = online.shape == offline.shape and np.allclose(online, offline, rtol=1e-5, atol=1e-5)
-    console.rule("[bold]2. Causal filters and features, streamed as on the device")
     t = Table(show_header=False)
     t.add_row("filters", "{} (causal, group delay {:.2f} ms at 1 kHz)".format(
         fcfg.filters.to_dict(), group_delay_ms(ex.filter_bank.sos, rec.fs_hz, 1000.0)))
@@ -87,8 +96,8 @@ def run_demo(args: argparse.Namespace) -> int:
     ends = ex.frame_end_samples(0, len(online))
     pos = rec.positions_at(ends)
     names = ex.feature_names
-    console.rule("[bold]3. What the features say about each finger")
-    t = Table("finger", "best feature", "Pearson r", "range of position")
+    t = Table("finger", "best feature", "Pearson r", "range of position", title="what the features say about each "
+              "finger (glove positions)")
     z = (online - online.mean(0)) / (online.std(0) + 1e-12)
     for j, finger in enumerate(("thumb", "index", "middle", "ring", "little")):
         p = pos[:, j]
@@ -96,47 +105,37 @@ def run_demo(args: argparse.Namespace) -> int:
         k = int(np.nanargmax(np.abs(r)))
         t.add_row(finger, names[k], "{:+.2f}".format(r[k]), "{:.2f}..{:.2f}".format(p.min(), p.max()))
     console.print(t)
-    ok = _train_export_decode(args, rec, console)
-    return 0 if (same and ok) else 1
+    decoded_same = _decode_held_out(store.bundle_path(), outcome, console)
+    live = _live_into_hand(args, _bundle(store.bundle_path()), outcome["test_recording"], console)
+    gru = outcome["evaluation"]["decoders"]["gru"]
+    console.rule("[bold]Summary")
+    console.print("patient model {}: held-out finger R2 {:.3f} (Wiener {:.3f}), class accuracy {:.3f}; live software "
+                  "latency median {:.2f} ms, p99 {:.2f} ms; front end online == offline: {}; device engine == "
+                  "evaluation: {}".format(outcome["version"], gru["r2_mean"],
+                                          outcome["evaluation"]["decoders"]["wiener"]["r2_mean"], gru["accuracy"],
+                                          live["latency_ms"]["median"], live["latency_ms"]["p99"], same,
+                                          decoded_same))
+    return 0 if (same and decoded_same and live["frames"] > 0) else 1
 
 
-def _train_export_decode(args: argparse.Namespace, rec, console) -> bool:
+def _bundle(path: str):
+    from decoder.bundle import Bundle
+
+    return Bundle(path)
+
+
+def _decode_held_out(bundle_dir: str, outcome, console) -> bool:
+    """Decode the held-out repetition frame by frame with the accepted bundle; True if it matches the evaluation."""
     import numpy as np
     from rich.table import Table
 
     from decoder.bundle import Bundle
     from decoder.engines import create_engine
-    from deploy.export import export_bundle
-    from training.evaluate import evaluate
     from training.metrics import r2_per_finger
-    from training.train import TrainConfig, train
 
-    reps = sorted(int(r) for r in np.unique(rec.repetitions) if r > 0)
-    if len(reps) < 4:
-        console.print("[red]--minutes too short: need at least 4 repetitions to train, validate and test[/red]")
-        return False
-    test_reps = reps[-2:]
-    train_rec = rec.select_samples(~np.isin(rec.repetitions, test_reps) & (rec.repetitions > 0))
-    test_rec = rec.select_samples(np.isin(rec.repetitions, test_reps))
-    model_dir = os.path.join(args.out_dir, "model")
-    bundle_dir = os.path.join(args.out_dir, "bundle")
-    console.rule("[bold]4. Train the decoder (repetitions {}), test on {}".format(
-        "{}-{}".format(reps[0], reps[-3]), test_reps))
-    t0 = time.perf_counter()
-    cfg = TrainConfig(epochs=args.epochs, hidden=args.hidden, seed=args.seed, device="cpu")
-    res = train([train_rec], model_dir, config=cfg, progress=True, log=lambda m: console.print(m) if m else None)
-    console.print("trained in {:.0f} s (best epoch {}, refit {} epochs)".format(
-        time.perf_counter() - t0, res.best_epoch, res.refit_epochs))
-    ev = evaluate(model_dir, [test_rec], report_dir=os.path.join(args.out_dir, "report"))
-    t = Table("decoder", "R2 mean", "Pearson r", "delay ms", "class accuracy")
-    for name, r in ev["decoders"].items():
-        t.add_row(name, *["-" if r.get(k) is None else "{:.3f}".format(r[k]) for k in
-                          ("r2_mean", "pearson_r_mean", "delay_ms", "accuracy")])
-    console.print(t)
-    console.print("report: {}".format(ev["report"]))
-
-    console.rule("[bold]5. Export and decode the held-out repetitions frame by frame on the device engine")
-    export_bundle(model_dir, bundle_dir)
+    test_rec = outcome["test_recording"]
+    ev = outcome["evaluation"]
+    console.rule("[bold]3. The accepted bundle decodes the held-out repetition frame by frame on the device engine")
     bundle = Bundle(bundle_dir)
     bundle.check_source(fs_hz=test_rec.fs_hz, n_channels=test_rec.n_channels)
     engine = create_engine(bundle, "auto")
@@ -165,8 +164,7 @@ def _train_export_decode(args: argparse.Namespace, rec, console) -> bool:
     t.add_row("engine step", "median {:.0f} us, p99 {:.0f} us".format(np.median(step_us),
                                                                      np.percentile(step_us, 99)))
     console.print(t)
-    same = abs(float(np.mean(r2)) - ev["decoders"]["gru"]["r2_mean"]) < 1e-3
-    return same and _live_into_hand(args, bundle, test_rec, console)
+    return abs(float(np.mean(r2)) - ev["decoders"]["gru"]["r2_mean"]) < 1e-3
 
 
 def _live_into_hand(args: argparse.Namespace, bundle, test_rec, console) -> bool:
@@ -177,7 +175,7 @@ def _live_into_hand(args: argparse.Namespace, bundle, test_rec, console) -> bool
     from deploy.sources import RecordingSource
     from firmware_bridge.sim_hand import SimHand
 
-    console.rule("[bold]6. Live: the runtime drives the simulated hand over a serial pseudo-terminal")
+    console.rule("[bold]4. Live: the runtime drives the simulated hand over a serial pseudo-terminal")
     hop = int(round(test_rec.fs_hz * bundle.feature_config.hop_ms / 1000.0))
     with SimHand() as hand:
         sink = HandSink(hand.port)
@@ -203,4 +201,4 @@ def _live_into_hand(args: argparse.Namespace, bundle, test_rec, console) -> bool
     t.add_row("faults", str(s["faults"] or "none"))
     t.add_row("end", "safe posture sent, port closed")
     console.print(t)
-    return s["frames"] > 0
+    return s

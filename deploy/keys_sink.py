@@ -66,6 +66,13 @@ class KeysSink:
 
                 self._listener = keyboard.Listener(on_press=on_press)
                 self._listener.start()
+                self._listener.wait()  # listening before anyone is told to press the toggle key
+            if not start_enabled:
+                ways = [w for w in ("{} is pressed".format(self.profile.toggle_key) if self.profile.toggle_key else "",
+                                    "the {} gesture is made".format(self.profile.toggle_gesture)
+                                    if self.profile.toggle_gesture else "") if w]
+                print("keyboard output is off until {}".format(" or ".join(ways) or "enabled"), file=sys.stderr,
+                      flush=True)
 
     def _emit(self, events) -> None:
         for kind, key in events:

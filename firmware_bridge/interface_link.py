@@ -22,6 +22,9 @@ class SourceStalled(Exception):
 class InterfaceSource:
     """Samples from a neural interface on ``port``; waits for its HELLO to learn rate, channels and scale."""
 
+    role = Role.INTERFACE
+    what = "interface"
+
     def __init__(self, port: str, *, baud: int = 3000000, stall_timeout_s: float = 0.1,
                  hello_timeout_s: float = 3.0) -> None:
         import serial
@@ -39,7 +42,7 @@ class InterfaceSource:
         while self.hello is None:
             if time.monotonic() - t0 > hello_timeout_s:
                 self._ser.close()
-                raise SourceStalled("no HELLO from the interface on {} within {:g} s".format(port, hello_timeout_s))
+                raise SourceStalled("no HELLO from the {} on {} within {:g} s".format(self.what, port, hello_timeout_s))
             self._ingest(self._ser.read(4096))
         self.fs_hz = float(self.hello.fs_hz)
         self.n_channels = int(self.hello.n_channels)
@@ -47,7 +50,7 @@ class InterfaceSource:
 
     def _ingest(self, data: bytes) -> None:
         for msg in self.parser.feed(data):
-            if isinstance(msg.body, Hello) and msg.body.role == Role.INTERFACE:
+            if isinstance(msg.body, Hello) and msg.body.role == self.role:
                 self.hello = msg.body
             elif isinstance(msg.body, Samples) and self.hello is not None:
                 s = msg.body
@@ -72,3 +75,32 @@ class InterfaceSource:
     def close(self) -> None:
         """Close the port."""
         self._ser.close()
+
+
+class GloveLink(InterfaceSource):
+    """Finger positions from a data glove on ``port`` (SAMPLES with 5 channels in 0..1, see PROTOCOL.md).
+
+    The calibration session reads the neural source and, after each chunk, :meth:`poll` s the glove for whatever
+    arrived meanwhile; the positions are stored at the neural sample count of their arrival (synchronised by
+    arrival time, as both streams reach the host within a millisecond).
+    """
+
+    role = Role.GLOVE
+    what = "data glove"
+
+    def __init__(self, port: str, **kw) -> None:
+        super().__init__(port, **kw)
+        if self.n_channels != 5:
+            raise ValueError("The device on {} is not a 5-finger data glove: its HELLO announces {} channels".format(
+                port, self.n_channels))
+
+    def poll(self) -> np.ndarray:
+        """Positions that arrived since the last call, shape (m, 5) in 0..1 (m may be 0); never blocks."""
+        waiting = self._ser.in_waiting
+        if waiting:
+            self._ingest(self._ser.read(waiting))
+        if not self._pending:
+            return np.zeros((0, 5), np.float32)
+        out = np.concatenate(self._pending)
+        self._pending = []
+        return np.clip(out, 0.0, 1.0)

@@ -100,6 +100,9 @@ class SimulatorConfig:
         Mean rate of motion artefacts.
     day : int
         Day of the session (1 = calibration day); later days drift.
+    session : int
+        Which session of that day: the same patient and electrodes, a different movement sequence and noise
+        (held-out test sessions use another number than the training session).
     seed : int
         Identifies the patient; everything is deterministic for a seed.
     """
@@ -113,6 +116,7 @@ class SimulatorConfig:
     noise_uv: float = 4.0
     artefacts_per_min: float = 2.0
     day: int = 1
+    session: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -128,6 +132,7 @@ class SimulatorConfig:
         check_positive("noise_uv", self.noise_uv, allow_zero=True)
         check_positive("artefacts_per_min", self.artefacts_per_min, allow_zero=True)
         check_int("day", self.day, minimum=1)
+        check_int("session", self.session, minimum=1)
         check_int("seed", self.seed, minimum=0)
 
 
@@ -308,6 +313,118 @@ def unit_rates(patient: _Patient, positions: np.ndarray, fs_hz: float) -> np.nda
     return patient.base_rate + (patient.max_rate - patient.base_rate) * sig
 
 
+class SignalSynthesizer:
+    """The patient's nerve signals for finger positions, synthesised block by block with every state carried.
+
+    Feeding the positions in one block or in many gives statistically the same signal (spike tails, the background
+    filter, artefacts and mains phase all continue across blocks); a live simulated patient feeds one glove sample
+    at a time, :func:`simulate_recording` a few seconds at a time.
+
+    Parameters
+    ----------
+    patient : from :func:`make_patient`
+    config : SimulatorConfig
+    rng : np.random.Generator
+    """
+
+    BIN_HZ = 1000.0  # spikes are drawn in 1 ms bins
+
+    def __init__(self, patient: _Patient, config: SimulatorConfig, rng: np.random.Generator) -> None:
+        if (self.BIN_HZ / config.glove_fs_hz) != int(self.BIN_HZ / config.glove_fs_hz):
+            raise ValueError("Invalid value for 'glove_fs_hz': must divide 1000 Hz (e.g. 50, 100, 200), got {}".format(
+                config.glove_fs_hz))
+        self.patient, self.config, self.rng = patient, config, rng
+        C = config.n_channels
+        self.templates = _templates(config.fs_hz)
+        self.sos_bg = sps.butter(2, 100.0, btype="lowpass", output="sos", fs=config.fs_hz)
+        self._zi = np.zeros((self.sos_bg.shape[0], 2, C))
+        self.art_gain = rng.uniform(0.3, 1.0, C)
+        self.mains_phase = rng.uniform(0, 2 * np.pi, C)
+        self._mod_phase = rng.uniform(0, 2 * np.pi)
+        self._tail = np.zeros((0, C))  # spike waveforms and artefacts running past the last block
+        self._last_pos = None  # last 1 ms position, for the velocity across blocks
+        self.n_glove = 0
+        self.n_samples = 0
+
+    def _sample_of(self, glove_index: int) -> int:
+        return int(glove_index * self.config.fs_hz // self.config.glove_fs_hz)
+
+    def synthesize(self, positions: np.ndarray) -> np.ndarray:
+        """Signals for the next ``positions``.
+
+        Parameters
+        ----------
+        positions : np.ndarray, shape (m, 5)
+            Finger positions at ``glove_fs_hz`` continuing the previous call's.
+
+        Returns
+        -------
+        np.ndarray, shape (n, n_channels), float32 microvolts
+            ``n`` is the number of samples the ``m`` glove samples span.
+        """
+        cfg, patient, rng = self.config, self.patient, self.rng
+        positions = np.asarray(positions, float).reshape(-1, 5)
+        fs, C = cfg.fs_hz, cfg.n_channels
+        s0, s1 = self.n_samples, self._sample_of(self.n_glove + len(positions))
+        n = s1 - s0
+        per_glove = int(self.BIN_HZ / cfg.glove_fs_hz)
+        # 1 ms positions interpolated linearly from the previous glove sample (streaming: the next is not known yet)
+        prev = positions[:1] if self._last_pos is None else self._last_pos
+        knots = np.concatenate([prev, positions])
+        frac = (np.arange(len(positions) * per_glove) + 1) / per_glove
+        i = np.minimum(frac.astype(int), len(positions))
+        w = (frac - i)[:, None]
+        pos_b = knots[i] * (1 - w) + knots[np.minimum(i + 1, len(positions))] * w
+        if len(positions):
+            self._last_pos = positions[-1:]
+        rates = unit_rates(patient, np.concatenate([prev, pos_b]), self.BIN_HZ)[1:]
+        fired = rng.uniform(size=rates.shape) < rates / self.BIN_HZ
+        b_idx, u_idx = np.nonzero(fired)
+        b0 = self.n_glove * per_glove
+        spike = np.minimum(((b0 + b_idx + rng.uniform(size=len(b_idx))) * fs / self.BIN_HZ).astype(np.int64) - s0,
+                           max(n - 1, 0))
+        longest = max(len(t) for t in self.templates)
+        x = np.zeros((n + longest, C))
+        for k, tpl in enumerate(self.templates):
+            sel = patient.template[u_idx] == k
+            if not sel.any():
+                continue
+            imp = np.zeros((n, C))
+            np.add.at(imp, spike[sel], (patient.amplitude[:, u_idx[sel]] * patient.polarity[u_idx[sel]]).T)
+            x[: n + len(tpl) - 1] += sps.oaconvolve(imp, tpl[:, None], mode="full", axes=0)
+        # Motion artefacts: 2-8 Hz damped transients shared across channels.
+        n_art = rng.poisson(cfg.artefacts_per_min * n / fs / 60.0)
+        for a_t in rng.uniform(0, n, n_art):
+            f0, tau, a0 = rng.uniform(2, 8), rng.uniform(0.1, 0.3), rng.uniform(100, 600) * rng.choice([-1, 1])
+            i0, k = int(a_t), int(5 * tau * fs)
+            if i0 + k > len(x):
+                x = np.concatenate([x, np.zeros((i0 + k - len(x), C))])
+            tt = np.arange(k) / fs
+            x[i0:i0 + k] += (a0 * np.exp(-tt / tau) * np.sin(2 * np.pi * f0 * tt))[:, None] * self.art_gain[None, :]
+        m = min(len(self._tail), len(x))
+        x[:m] += self._tail[:m]
+        if len(self._tail) > len(x):
+            x = np.concatenate([x, self._tail[len(x):]])
+        self._tail = x[n:]
+        out = x[:n]
+        out += rng.normal(0.0, cfg.noise_uv * patient.noise_scale, (n, C))
+        bg, self._zi = sps.sosfilt(self.sos_bg, rng.normal(0.0, 8.0, (n, C)), axis=0, zi=self._zi)
+        out += 3.0 * bg
+        t = np.arange(s0, s1) / fs
+        mod = 1.0 + 0.2 * np.sin(2 * np.pi * 0.05 * t + self._mod_phase)
+        ph = 2 * np.pi * cfg.mains_hz * t[:, None] + self.mains_phase[None, :]
+        out += patient.mains_amp[None, :] * mod[:, None] * (np.sin(ph) + 0.3 * np.sin(3 * ph + self.mains_phase))
+        self.n_glove += len(positions)
+        self.n_samples = s1
+        return (out * patient.gain[None, :]).astype(np.float32)
+
+
+def channel_names_for(n_channels: int) -> Tuple[str, ...]:
+    """``median0..``, then ``ulnar0..``: the first half of the sites lies in the median nerve."""
+    half = n_channels // 2
+    return tuple(["median{}".format(i) for i in range(half)] + ["ulnar{}".format(i) for i in range(n_channels - half)])
+
+
 def simulate_recording(config: SimulatorConfig) -> Recording:
     """Simulate one session of the patient ``config.seed`` on ``config.day``.
 
@@ -318,55 +435,15 @@ def simulate_recording(config: SimulatorConfig) -> Recording:
         per-sample labels and repetitions, cue events, ``signal_kind='nerve'``.
     """
     patient = make_patient(config)
-    rng = np.random.default_rng([config.seed, config.day, 1])
+    rng = np.random.default_rng([config.seed, config.day, config.session])
     proto = simulate_protocol(config.minutes, config.glove_fs_hz, rng)
-    fs = config.fs_hz
+    synth = SignalSynthesizer(patient, config, rng)
     n_glove = len(proto["positions"])
-    n = int(round(n_glove / config.glove_fs_hz * fs))
-    glove_index = np.minimum(np.round(np.arange(n_glove) * fs / config.glove_fs_hz).astype(np.int64), n - 1)
-    # Rates on a 1 ms grid.
-    bin_hz = 1000.0
-    n_bins = int(np.ceil(n / fs * bin_hz))
-    tb = np.arange(n_bins) / bin_hz
-    tg = np.arange(n_glove) / config.glove_fs_hz
-    pos_b = np.stack([np.interp(tb, tg, proto["positions"][:, j]) for j in range(5)], axis=1)
-    rates = unit_rates(patient, pos_b, bin_hz)  # (n_bins, U)
-    fired = rng.uniform(size=rates.shape) < rates / bin_hz
-    b_idx, u_idx = np.nonzero(fired)
-    spike_sample = np.minimum(((b_idx + rng.uniform(size=len(b_idx))) * fs / bin_hz).astype(np.int64), n - 1)
-    templates = _templates(fs)
-    C = config.n_channels
-    out = np.empty((n, C), dtype=np.float32)
-    t = np.arange(n) / fs
-    # Slow background (1/f-like, below 100 Hz) and motion artefacts, shared structure across channels.
-    sos_bg = sps.butter(2, 100.0, btype="lowpass", output="sos", fs=fs)
-    n_art = rng.poisson(config.artefacts_per_min * config.minutes)
-    art_t = rng.uniform(0, n / fs, n_art)
-    art_shape = np.zeros(n)
-    for a_t in art_t:
-        f0, tau, a0 = rng.uniform(2, 8), rng.uniform(0.1, 0.3), rng.uniform(100, 600) * rng.choice([-1, 1])
-        i0 = int(a_t * fs)
-        k = min(n - i0, int(5 * tau * fs))
-        tt = np.arange(k) / fs
-        art_shape[i0:i0 + k] += a0 * np.exp(-tt / tau) * np.sin(2 * np.pi * f0 * tt)
-    art_gain = rng.uniform(0.3, 1.0, C)
-    mains_phase = rng.uniform(0, 2 * np.pi, C)
-    mod = 1.0 + 0.2 * np.sin(2 * np.pi * 0.05 * t + rng.uniform(0, 2 * np.pi))
-    for c in range(C):
-        x = rng.normal(0.0, config.noise_uv * patient.noise_scale, n)
-        x += 3.0 * sps.sosfilt(sos_bg, rng.normal(0.0, 8.0, n))
-        amp_c = patient.amplitude[c, u_idx] * patient.polarity[u_idx]
-        for k, tpl in enumerate(templates):
-            sel = (patient.template[u_idx] == k) & (amp_c != 0)
-            if not sel.any():
-                continue
-            imp = np.bincount(spike_sample[sel], weights=amp_c[sel], minlength=n)
-            x += sps.oaconvolve(imp, tpl, mode="full")[:n]
-        x += patient.mains_amp[c] * mod * (
-            np.sin(2 * np.pi * config.mains_hz * t + mains_phase[c])
-            + 0.3 * np.sin(2 * np.pi * 3 * config.mains_hz * t + 2 * mains_phase[c]))
-        x += art_gain[c] * art_shape
-        out[:, c] = (x * patient.gain[c]).astype(np.float32)
+    block = int(10 * config.glove_fs_hz)  # 10 s at a time keeps memory flat for long sessions
+    out = np.concatenate([synth.synthesize(proto["positions"][i:i + block]) for i in range(0, n_glove, block)])
+    n = len(out)
+    fs = config.fs_hz
+    glove_index = np.minimum(np.arange(n_glove) * fs // config.glove_fs_hz, n - 1).astype(np.int64)
     # Per-sample labels and repetitions from the glove-rate ones (zero-order hold).
     g_of_s = np.minimum((np.arange(n) * config.glove_fs_hz / fs).astype(np.int64), n_glove - 1)
     cues = np.array(
@@ -374,8 +451,7 @@ def simulate_recording(config: SimulatorConfig) -> Recording:
          for g, lab, d, name in proto["cues"]],
         dtype=CUE_DTYPE,
     ) if proto["cues"] else np.zeros(0, CUE_DTYPE)
-    half = C // 2
-    names = ["median{}".format(i) for i in range(half)] + ["ulnar{}".format(i) for i in range(C - half)]
+    names = channel_names_for(config.n_channels)
     return Recording(
         signals=out,
         fs_hz=fs,
@@ -390,8 +466,9 @@ def simulate_recording(config: SimulatorConfig) -> Recording:
         cues=cues,
         metadata={
             "patient_id": "sim-{}".format(config.seed),
-            "session_id": "sim-{}-day{}".format(config.seed, config.day),
-            "device": "neurohand nerve simulator ({} sites, median/ulnar)".format(C),
+            "session_id": "sim-{}-day{}{}".format(config.seed, config.day, "" if config.session == 1 else
+                                                   "-s{}".format(config.session)),
+            "device": "neurohand nerve simulator ({} sites, median/ulnar)".format(config.n_channels),
             "source": "simulator",
             "notes": "seed={} day={} minutes={} fs_hz={} mains_hz={}".format(
                 config.seed, config.day, config.minutes, fs, config.mains_hz),

@@ -34,7 +34,8 @@ def test_clinician_pause_repeat_skip(tmp_path, sim):
     done = s.run()
     # trial 0, repeat of 0, trial 1, skip 2, trial 3
     assert done == [0, 0, 1, 3] and shown == done
-    assert any("skipped trial 2" in m for m in s.log) and sum("paused" in m for m in s.log) == 2
+    assert any("skipped trial 2" in m for m in s.log)
+    assert s.log[:2] == ["paused before trial 1", "resumed"]  # one pause, however long
     rec = read_recording(path)
     per_trial = int(round((2 * 0.1 + 0.3 + 0.2) * 4000))
     assert rec.n_samples == 4 * per_trial

@@ -75,13 +75,19 @@ def test_bench_features_json_shape(capsys):
 
 
 def test_demo_runs(tmp_path, capsys):
-    assert main(["demo", "--out-dir", str(tmp_path), "--minutes", "3.2", "--fs-hz", "4000", "--channels", "6",
+    assert main(["demo", "--out-dir", str(tmp_path), "--minutes", "2.4", "--fs-hz", "4000", "--channels", "6",
                  "--epochs", "2", "--hidden", "16", "--live-seconds", "2"]) == 0
     text = capsys.readouterr().out
-    assert "online == offline" in text and "yes" in text
-    assert "R2 mean (live path)" in text and "hand tracking" in text
-    for f in ("patient_seed0_day1.h5", "model/model.json", "bundle/bundle.json", "report/report.html"):
-        assert os.path.exists(tmp_path / f)
+    assert "signal quality" in text and "accepted: patient demo model v001" in text
+    assert "online == offline" in text and "R2 mean (live path)" in text and "hand tracking" in text
+    assert "front end online == offline: True; device engine == evaluation: True" in " ".join(text.split())
+    store = tmp_path / "store" / "demo"
+    for f in ("current.json", "versions/v001/bundle/bundle.json", "versions/v001/report/report.html",
+              "versions/v001/model/model.json"):
+        assert os.path.exists(store / f), f
+    sessions = [f for f in os.listdir(store / "sessions") if f.endswith(".h5")]
+    rec = read_recording(str(store / "sessions" / sessions[0]))
+    assert rec.metadata["labels"] == "glove" and len(rec.cues) == 3 * 9  # 3 repetitions of the default protocol
 
 
 def test_console_script_is_installed():

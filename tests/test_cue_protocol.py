@@ -40,3 +40,16 @@ def test_validation_names_the_problem(tmp_path):
     p.write_text("repetitions = 2\nholds = 3\n[movements]\nx = [1, 0, 0, 0, 0]\n")
     with pytest.raises(ValueError, match=r"unknown field\(s\) \['holds'\]"):
         load_protocol(str(p))
+
+
+def test_json_round_trip_target_lookup_and_repetitions_for_minutes():
+    p = load_protocol(DEFAULT_PROTOCOL)
+    assert CueProtocol.from_json(p.to_json()) == p  # what a session file stores is the exact protocol
+    assert p.target_of("pinch") == (0.7, 0.7, 0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="Invalid value for 'movement'"):
+        p.target_of("wave")
+    one_rep = p.with_repetitions(1).duration_s - p.rest_s
+    assert one_rep == pytest.approx(9 * (2 * 0.6 + 2.0 + 2.0))
+    assert p.repetitions_for(2.0) == 2 and p.repetitions_for(0.1) == 2  # never fewer than 2
+    assert p.repetitions_for(10.0) == int((600 - 2.0) // one_rep)
+    assert p.with_repetitions(2).duration_s <= 2.0 * 60

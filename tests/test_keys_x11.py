@@ -158,7 +158,8 @@ def test_no_key_stays_down_after_sigterm_mid_press(display, tmp_path):
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(2.0)
+        assert "keyboard output is off until f12" in proc.stderr.readline()  # listening: however slow the start
+        time.sleep(0.3)
         from pynput import keyboard
 
         c = keyboard.Controller()  # a person presses the real toggle key

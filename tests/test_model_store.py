@@ -45,3 +45,17 @@ def test_accept_refuses_a_corrupted_bundle_and_bad_patient_ids(tmp_path, bundle_
         ModelStore(str(tmp_path / "s"), "P1").accept(str(bad))
     with pytest.raises(ValueError, match="Invalid value for 'patient'"):
         ModelStore(str(tmp_path), "../etc")
+
+
+def test_the_trained_model_is_kept_for_recalibration(tmp_path, bundle_dir):
+    import os
+
+    store = ModelStore(str(tmp_path), "P002")
+    v1 = store.accept(bundle_dir)  # an imported bundle without its training folder
+    with pytest.raises(FileNotFoundError, match="no trained model to recalibrate from"):
+        store.model_path(v1)
+    model_dir = os.path.join(os.path.dirname(bundle_dir), "m")
+    v2 = store.accept(bundle_dir, model_dir=model_dir, sessions=["/data/s.h5"])
+    assert os.path.exists(os.path.join(store.model_path(), "model.safetensors")) and store.current() == v2
+    assert store.meta(v2)["sessions"] == ["/data/s.h5"]
+    assert os.path.isdir(store.sessions_dir()) and store.sessions_dir().startswith(store.root)

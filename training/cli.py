@@ -29,12 +29,13 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
     x = sub.add_parser("experiment", help="reproduce the README's results (NinaPro, 3DC, simulated patient)",
                        description="Import or simulate, train with the default settings, evaluate on held-out data.")
-    x.add_argument("which", choices=["ninapro", "3dc", "sim"])
+    x.add_argument("which", choices=["ninapro", "3dc", "sim", "recalibration"])
     x.add_argument("--data", default=os.path.join("..", "shared", "data"), help="folder with the data sets")
     x.add_argument("--out", default="experiments", help="where models and reports go (default experiments/)")
-    x.add_argument("--seeds", default="0-2", help="NinaPro seeds (default 0-2)")
+    x.add_argument("--seeds", default="0-2", help="NinaPro seeds, or simulated patients for recalibration (0-2)")
     x.add_argument("--participants", default="1-5", help="3DC participants (default 1-5)")
-    x.add_argument("--minutes", type=float, default=10.0, help="simulated session length (default 10)")
+    x.add_argument("--minutes", type=float, default=None,
+                   help="simulated session length (sim: default 10; recalibration: the short session, default 2)")
     x.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     x.set_defaults(func=_experiment)
 
@@ -98,15 +99,18 @@ def _experiment(args: argparse.Namespace) -> int:
 
     from . import experiments
 
-    if args.which != "sim" and not os.path.isdir(args.data):
+    if args.which in ("ninapro", "3dc") and not os.path.isdir(args.data):
         raise FileNotFoundError("No data folder at {!r}; pass --data (see ../shared/README.md)".format(args.data))
     if args.which == "ninapro":
         res = experiments.ninapro(args.data, args.out, seeds=parse_index_ranges("--seeds", args.seeds))
     elif args.which == "3dc":
         res = experiments.threedc(args.data, args.out,
                                   participants=parse_index_ranges("--participants", args.participants))
+    elif args.which == "recalibration":
+        res = experiments.recalibration(args.out, seeds=parse_index_ranges("--seeds", args.seeds),
+                                        minutes=args.minutes or 2.0)
     else:
-        res = experiments.simulated(args.out, minutes=args.minutes)
+        res = experiments.simulated(args.out, minutes=args.minutes or 10.0)
     if args.json:
         print(experiments.dump(res))
     else:

@@ -1,4 +1,4 @@
-"""Reproducible experiments behind the README's results: ``neurohand experiment ninapro|3dc|sim``.
+"""Reproducible experiments behind the README's results: ``neurohand experiment ninapro|3dc|sim|recalibration``.
 
 Each runs the same commands a user would (import or simulate, train with the default settings, evaluate on the
 held-out part) and prints a table, and with ``--json`` one JSON object. Nothing here is tuned per data set beyond
@@ -93,6 +93,66 @@ def simulated(out_dir: str, *, minutes: float = 10.0, seed: int = 0, config: Tra
     return {"experiment": "sim", "test_repetitions": test_reps, **_slim(r)}
 
 
+def recalibration(out_dir: str, *, seeds: Sequence[int] = (0, 1, 2), minutes: float = 2.0,
+                  config: TrainConfig = DEFAULT_CONFIG) -> Dict[str, Any]:
+    """Day-to-day drift on simulated patients, recorded exactly as ``neurohand calibrate`` records them.
+
+    Per patient (``seed``): a day-1 calibration session with the default protocol (glove labels) trains the day-1
+    model; on day 2 (the simulator's drift) a ``minutes`` session is recorded; the test sets are separate sessions
+    (another trial order and noise) on day 1 and day 2. Compared on the day-2 test session: the day-1 model as is,
+    the day-1 model recalibrated on the short session (:mod:`training.recalibrate`), and a model trained from
+    scratch on the same short session (with its Wiener filter).
+    """
+    import io
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from calibration.protocol import load_protocol
+    from calibration.workflow import CalibrateOptions, record_session
+    from decoder.recording import read_recording
+
+    from .recalibrate import recalibrate
+
+    quiet = Console(file=io.StringIO())
+    base = load_protocol()
+    rows = []
+    for seed in seeds:
+        d = os.path.join(out_dir, "recalibration_patient{}".format(seed))
+        os.makedirs(d, exist_ok=True)
+
+        def session(day: int, number: int, reps: int, name: str, d=d, seed=seed):
+            path = os.path.join(d, name + ".h5")
+            if os.path.exists(path):
+                os.remove(path)
+            opts = CalibrateOptions(patient="sim{}".format(seed), store=d, labels="glove:sim", fast=True, tui=False,
+                                    sim_seed=seed, sim_day=day, sim_session=number)
+            record_session(opts, replace(base, repetitions=reps, seed=100 * day + number), path, quiet)
+            return read_recording(path)
+
+        day1 = session(1, 1, base.repetitions, "day1_calibration")
+        day1_test = session(1, 2, 2, "day1_test")
+        short = session(2, 1, base.repetitions_for(minutes), "day2_recalibration")
+        day2_test = session(2, 2, 3, "day2_test")
+        m1, mr, ms = (os.path.join(d, n) for n in ("model_day1", "model_recalibrated", "model_scratch"))
+        train([day1], m1, config=with_overrides(config, seed=seed), progress=False, log=lambda m: None)
+        recalibrate(m1, [short], mr, log=lambda m: None)
+        train([short], ms, config=with_overrides(config, seed=seed), progress=False, log=lambda m: None)
+        ev_s = evaluate(ms, [day2_test])["decoders"]
+        row = {"seed": seed, "short_session_s": short.duration_s,
+               "day1_on_day1": evaluate(m1, [day1_test])["decoders"][config.cell]["r2_mean"],
+               "day1_on_day2": evaluate(m1, [day2_test])["decoders"][config.cell]["r2_mean"],
+               "recalibrated_on_day2": evaluate(mr, [day2_test])["decoders"][config.cell]["r2_mean"],
+               "scratch_on_day2": ev_s[config.cell]["r2_mean"],
+               "scratch_wiener_on_day2": ev_s["wiener"]["r2_mean"] if "wiener" in ev_s else None}
+        row["recovered_fraction"] = row["recalibrated_on_day2"] / row["day1_on_day1"]
+        rows.append(row)
+    keys = [k for k in rows[0] if k != "seed"]
+    mean = {k: float(np.mean([r[k] for r in rows if r[k] is not None])) for k in keys}
+    return {"experiment": "recalibration", "minutes": minutes, "seeds": list(seeds), "patients": rows,
+            "mean": mean}
+
+
 def _slim(r: Dict[str, Any]) -> Dict[str, Any]:
     return {"decoders": {n: {k: v for k, v in d.items() if k != "confusion_matrix"} for n, d in r["decoders"].items()},
             "report": r.get("report"), "train_wall_s": r.get("train_wall_s"), "best_epoch": r.get("best_epoch")}
@@ -104,6 +164,18 @@ def print_table(result: Dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console()
+    if result["experiment"] == "recalibration":
+        cols = ["day1_on_day1", "day1_on_day2", "recalibrated_on_day2", "scratch_on_day2", "scratch_wiener_on_day2",
+                "recovered_fraction"]
+        t = Table(title="Recalibration with {:g} minutes of day-2 data (R2 mean, held-out sessions)".format(
+            result["minutes"]))
+        t.add_column("patient")
+        for c in cols:
+            t.add_column(c.replace("_", " "), justify="right")
+        for r in result["patients"] + [dict(result["mean"], seed="mean")]:
+            t.add_row(str(r["seed"]), *["-" if r.get(c) is None else "{:.3f}".format(r[c]) for c in cols])
+        console.print(t)
+        return
     if result["experiment"] == "3dc":
         names = list(result["mean_accuracy"])
         t = Table(title="3DC window accuracy (train on train/, test on test/)")

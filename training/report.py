@@ -97,9 +97,12 @@ def plot_training_curves(path: str, history: List[Dict[str, float]]) -> None:
     ax1.plot(ep, [h["train_loss"] for h in history], color="tab:blue", label="training loss")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("training loss", color="tab:blue")
-    ax2 = ax1.twinx()
-    ax2.plot(ep, [h["val_score"] for h in history], color="tab:orange", label="validation score")
-    ax2.set_ylabel("validation R$^2$ (or accuracy)", color="tab:orange")
+    scored = [h for h in history if "val_score" in h]  # a recalibration runs a fixed number of epochs, unscored
+    if scored:
+        ax2 = ax1.twinx()
+        ax2.plot([h["epoch"] for h in scored], [h["val_score"] for h in scored], color="tab:orange",
+                 label="validation score")
+        ax2.set_ylabel("validation R$^2$ (or accuracy)", color="tab:orange")
     fig.suptitle("Training curves")
     fig.tight_layout()
     fig.savefig(path, dpi=90)

@@ -1,0 +1,397 @@
+"""``neurohand calibrate``: a clinician's whole session, from the first cue to an accepted model on the patient's hand.
+
+Steps: open the source (and the data glove), record the cue protocol with the terminal interface (crash-safe,
+resumable), check signal quality and let the clinician continue or re-record, train on all but the last
+repetition (or, with ``recalibrate``, adapt the current model), evaluate on the last repetition next to the classic
+baselines and write the report, then ask the clinician to accept: accepting exports the bundle into the patient's
+store as a new version and makes it current.
+
+Every question goes through ``ask(question, choices, default)`` so that tests and ``--yes`` script the clinician.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+from decoder.validation import check_option
+
+from .model_store import ModelStore
+from .protocol import DEFAULT_PROTOCOL, CueProtocol, load_protocol
+
+Ask = Callable[[str, List[str], str], str]
+
+
+@dataclass(frozen=True)
+class CalibrateOptions:
+    """What ``neurohand calibrate`` was asked to do (see ``neurohand calibrate --help``)."""
+
+    patient: str
+    store: str
+    source: str = "sim"
+    labels: str = "cue"
+    protocol: Optional[str] = None
+    recalibrate: bool = False
+    minutes: Optional[float] = None
+    resume: Optional[str] = None
+    yes: bool = False
+    tui: bool = True
+    fast: bool = False
+    epochs: Optional[int] = None
+    hidden: Optional[int] = None
+    layers: Optional[int] = None
+    seed: int = 0
+    signal_kind: str = "nerve"
+    mains_hz: float = 50.0
+    sim_seed: int = 0
+    sim_day: int = 1
+    sim_session: int = 1
+    sim_channels: int = 16
+    sim_fs_hz: float = 10000.0
+
+    def __post_init__(self) -> None:
+        if self.labels != "cue" and not self.labels.startswith("glove:"):
+            raise ValueError("Invalid value for '--labels': allowed 'cue', 'glove:PORT' or 'glove:sim', got "
+                             "{!r}".format(self.labels))
+        if self.labels == "glove:sim" and self.source != "sim":
+            raise ValueError("'--labels glove:sim' is the simulated patient's glove; it needs '--source sim'")
+        if not (self.source == "sim" or self.source.startswith(("serial:", "lsl:"))):
+            raise ValueError("Invalid value for '--source': allowed 'sim', 'serial:PORT' or 'lsl:NAME', got "
+                             "{!r}".format(self.source))
+        check_option("signal_kind", self.signal_kind, ("nerve", "emg", "envelope"))
+        if self.minutes is not None and self.minutes <= 0:
+            raise ValueError("Invalid value for '--minutes': expected > 0, got {}".format(self.minutes))
+
+
+class CalibrationStopped(Exception):
+    """The clinician stopped the session; the message says what was kept and how to go on."""
+
+
+# ---------------------------------------------------------------------- sources
+class _Devices:
+    """The source, the glove and whatever must be closed afterwards."""
+
+    def __init__(self, opts: CalibrateOptions) -> None:
+        self.closers: List[Callable[[], None]] = []
+        self.glove = None
+        self.sim_glove = None
+        if opts.source == "sim":
+            from firmware_bridge.nerve_simulator import SimulatorConfig
+            from firmware_bridge.sim_patient import SimulatedPatient
+
+            cfg = SimulatorConfig(seed=opts.sim_seed, day=opts.sim_day, session=opts.sim_session,
+                                  n_channels=opts.sim_channels,
+                                  fs_hz=opts.sim_fs_hz, mains_hz=opts.mains_hz)
+            self.source = SimulatedPatient(cfg, fast=opts.fast)
+            if opts.labels == "glove:sim":
+                from firmware_bridge.sim_glove import SimGlove
+
+                self.sim_glove = SimGlove(fs_hz=cfg.glove_fs_hz).start()
+                self.closers.append(self.sim_glove.stop)
+                self.source.on_glove = self.sim_glove.push
+        elif opts.source.startswith("serial:"):
+            from firmware_bridge.interface_link import InterfaceSource
+
+            self.source = InterfaceSource(opts.source.split(":", 1)[1], stall_timeout_s=1.0)
+        else:
+            from firmware_bridge.lsl_source import LslSource
+
+            self.source = LslSource(opts.source.split(":", 1)[1])
+        self.closers.append(self.source.close)
+        if opts.labels.startswith("glove:"):
+            from firmware_bridge.interface_link import GloveLink
+
+            port = self.sim_glove.port if self.sim_glove is not None else opts.labels.split(":", 1)[1]
+            self.glove = GloveLink(port, stall_timeout_s=0.2)
+            self.closers.insert(0, self.glove.close)
+
+    def close(self) -> None:
+        for close in self.closers:
+            try:
+                close()
+            except Exception:
+                pass
+
+
+# ---------------------------------------------------------------------- recording
+def _protocol_for(opts: CalibrateOptions) -> CueProtocol:
+    protocol = load_protocol(opts.protocol or DEFAULT_PROTOCOL)
+    if opts.minutes is not None:
+        protocol = protocol.with_repetitions(protocol.repetitions_for(opts.minutes))
+    return protocol
+
+
+def record_session(opts: CalibrateOptions, protocol: Optional[CueProtocol], path: str, console, *,
+                   controls=None) -> str:
+    """Record (or with ``opts.resume``, continue) a session into ``path``; returns ``path``.
+
+    A marker ``path + '.inprogress'`` exists while recording, so an interrupted session is found and offered for
+    resuming the next time.
+    """
+    from rich.live import Live
+
+    from .session import CalibrationSession, resume
+    from .tui import KeyControls, SessionView
+
+    devices = _Devices(opts)
+    marker = path + ".inprogress"
+    controls = controls or KeyControls(read_terminal=opts.tui)
+    try:
+        if opts.resume:
+            from .session import protocol_of
+
+            protocol = protocol_of(path)
+        view = SessionView(protocol, devices.source.channel_names or ["ch{}".format(i) for i in range(
+            devices.source.n_channels)], labels="glove" if devices.glove is not None else "cue",
+            patient_id=opts.patient)
+        last = [0.0]
+        live = Live(view.render(), console=console, refresh_per_second=8, transient=False) if opts.tui else None
+
+        shown: List[Any] = [None]
+
+        def on_chunk(trial, chunk, t_s, target, glove):
+            view.update(trial, chunk, t_s, target, glove)
+            now = time.monotonic()
+            state = (view.paused, trial.index if trial is not None else None)
+            # at most 10 redraws a second, and at once when the trial or the pause state changes
+            if live is not None and (now - last[0] > 0.1 or state != shown[0]):
+                last[0], shown[0] = now, state
+                live.update(view.render(), refresh=True)
+
+        holder: List[Any] = []
+
+        def on_trial(trial):
+            view.trial_started(trial)
+            view.done = len(holder[0].completed) if holder else 0
+            if live is None:
+                console.print("trial {:>3}/{} rep {} {}".format(trial.index + 1, len(view.trials), trial.repetition,
+                                                               trial.movement))
+
+        kw = dict(clinician=controls.clinician, on_trial=on_trial, on_chunk=on_chunk, glove=devices.glove)
+        with open(marker, "w") as f:
+            f.write("recording started {}\n".format(datetime.datetime.now().isoformat()))
+        if opts.resume:
+            session = resume(None, devices.source, path, **kw)
+            console.print("resuming {}: {} trials kept, continuing at trial {}".format(
+                path, len(session.completed), session.next_index + 1))
+        else:
+            session = CalibrationSession(
+                protocol, devices.source, path, patient_id=opts.patient, signal_kind=opts.signal_kind,
+                metadata={"mains_hz": "{:g}".format(opts.mains_hz), "source_spec": opts.source,
+                          "mode": "recalibration" if opts.recalibrate else "calibration"}, **kw)
+        holder.append(session)
+        if live is not None:
+            with live:
+                session.run()
+                view.done = len(session.completed)
+                live.update(view.render())
+        else:
+            session.run()
+    finally:
+        controls.close()
+        devices.close()
+    for m in session.log:
+        console.print("[dim]{}[/dim]".format(m))
+    if controls.stopped:
+        raise CalibrationStopped("Stopped by the clinician after {} trials; the session is kept in {}. Continue it "
+                                 "with: neurohand calibrate --patient {} --store {} --resume {}".format(
+                                     len(session.completed), path, opts.patient, opts.store, path))
+    os.remove(marker)
+    return path
+
+
+def interrupted_sessions(store: ModelStore) -> List[str]:
+    """Sessions whose recording was interrupted (crash, power loss, kill) and can be resumed."""
+    d = store.sessions_dir()
+    return sorted(os.path.join(d, f[: -len(".inprogress")]) for f in os.listdir(d) if f.endswith(".inprogress"))
+
+
+# ---------------------------------------------------------------------- quality, training, acceptance
+def quality_table(report: Dict[str, Any]):
+    """Return the signal-quality verdict as a rich table."""
+    from rich.table import Table
+
+    colour = {"ok": "green", "warn": "yellow", "bad": "red"}
+    t = Table("channel", "verdict", "noise floor", "mains", "best finger modulation", "problems",
+              title="signal quality: [{c}]{v}[/{c}] - {s}".format(c=colour[report["verdict"]], v=report["verdict"],
+                                                                 s=report["summary"]))
+    for ch in report["channels"]:
+        best = max(ch.modulation.items(), key=lambda kv: kv[1]) if ch.modulation else None
+        t.add_row(ch.name, "[{c}]{v}[/{c}]".format(c=colour[ch.verdict], v=ch.verdict),
+                  "{:.2f}".format(ch.noise_floor), "{:.2f}x".format(ch.mains_ratio),
+                  "{} {:.2f}x".format(best[0], best[1]) if best else "-", "; ".join(ch.problems) or "-")
+    return t
+
+
+def metrics_table(results: Dict[str, Dict[str, Any]], title: str):
+    """Return the decoders' metrics side by side as a rich table."""
+    from rich.table import Table
+
+    t = Table("decoder", "R2 mean", "Pearson r", "RMSE", "delay ms", "class accuracy", "macro F1", title=title)
+    for name, r in results.items():
+        t.add_row(name, *["-" if r.get(k) is None else "{:.3f}".format(r[k]) for k in
+                          ("r2_mean", "pearson_r_mean", "rmse_mean", "delay_ms", "accuracy", "macro_f1")])
+    return t
+
+
+def split_last_repetition(rec):
+    """``(train, test, test_reps)``: the last repetition recorded is the test set."""
+    reps = sorted(int(r) for r in np.unique(rec.repetitions) if r > 0)
+    if len(reps) < 2:
+        from training.data import TrainingDataError
+
+        raise TrainingDataError("The session has {} repetition(s); at least 2 are needed (one to train on, one to "
+                                "test). Record more of the protocol.".format(len(reps)))
+    test = [reps[-1]]
+    return (rec.select_samples(np.isin(rec.repetitions, reps[:-1])), rec.select_samples(np.isin(rec.repetitions, test)),
+            test)
+
+
+def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore, console) -> Dict[str, Any]:
+    """Train (or recalibrate) on all but the last repetition, evaluate on it; returns what acceptance needs."""
+    from training.evaluate import evaluate
+    from training.recalibrate import RecalibrationConfig, recalibrate
+    from training.train import TrainConfig, train, with_overrides
+
+    train_rec, test_rec, test_reps = split_last_repetition(rec)
+    model_dir, report_dir = os.path.join(work, "model"), os.path.join(work, "report")
+    before = None
+    t0 = time.perf_counter()
+    if opts.recalibrate:
+        current = store.model_path()
+        console.rule("[bold]Recalibrating {} (model {}) on repetitions {}".format(
+            opts.patient, store.current(), sorted(set(int(r) for r in np.unique(train_rec.repetitions)))))
+        before = evaluate(current, [test_rec])["decoders"]
+        cfg = RecalibrationConfig(seed=opts.seed, **({"epochs": opts.epochs} if opts.epochs else {}))
+        recalibrate(current, [train_rec], model_dir, config=cfg, progress=opts.tui, log=console.print,
+                    source_files=[rec.metadata.get("session_path", "")])
+    else:
+        console.rule("[bold]Training the decoder on repetitions {} (the last, {}, is the test)".format(
+            sorted(set(int(r) for r in np.unique(train_rec.repetitions))), test_reps))
+        cfg = with_overrides(TrainConfig(), seed=opts.seed, epochs=opts.epochs, hidden=opts.hidden,
+                             layers=opts.layers)
+        train([train_rec], model_dir, config=cfg, progress=opts.tui, log=console.print)
+    wall = time.perf_counter() - t0
+    ev = evaluate(model_dir, [test_rec], report_dir=report_dir,
+                  title="patient {} - {} - test repetition {}".format(
+                      opts.patient, "recalibration" if opts.recalibrate else "calibration", test_reps[0]),
+                  notes=["session: {}".format(rec.metadata.get("session_id", ""))])
+    results = dict(ev["decoders"])
+    if before is not None:
+        results = dict({"{} before".format(store.current()): next(iter(before.values()))},
+                       **results)
+    console.print(metrics_table(results, "held-out repetition {} ({:.0f} s to {})".format(
+        test_reps[0], wall, "recalibrate" if opts.recalibrate else "train")))
+    console.print("report: {}".format(ev["report"]))
+    return {"model_dir": model_dir, "report_dir": report_dir, "evaluation": ev, "before": before,
+            "test_rec": test_rec, "train_s": wall}
+
+
+def accept(opts: CalibrateOptions, store: ModelStore, outcome: Dict[str, Any], session_path: str, console) -> str:
+    """Export the bundle and add it to the patient's store as the new current version."""
+    from deploy.export import export_bundle
+
+    bundle_dir = os.path.join(os.path.dirname(outcome["model_dir"]), "bundle")
+    export_bundle(outcome["model_dir"], bundle_dir)
+    ev = outcome["evaluation"]["decoders"]
+    name = next(iter(ev))
+    metrics = {"{}_{}".format(d, k): v for d, r in ev.items() for k, v in r.items()
+               if k in ("r2_mean", "accuracy", "delay_ms") and isinstance(v, float)}
+    metrics["test_repetition_r2_mean"] = ev[name].get("r2_mean")
+    if outcome["before"] is not None:
+        metrics["before_recalibration_r2_mean"] = next(iter(outcome["before"].values())).get("r2_mean")
+    notes = "recalibrated from {}".format(store.current()) if opts.recalibrate else "calibrated from scratch"
+    version = store.accept(bundle_dir, metrics={k: v for k, v in metrics.items() if v is not None},
+                           report_dir=outcome["report_dir"], notes=notes, sessions=[os.path.abspath(session_path)],
+                           model_dir=outcome["model_dir"])
+    console.print("[green]accepted[/green]: patient {} model {} is now current ({})".format(
+        opts.patient, version, store.bundle_path(version)))
+    return version
+
+
+def run_calibration(opts: CalibrateOptions, *, console=None, ask: Optional[Ask] = None, controls=None
+                    ) -> Dict[str, Any]:
+    """Run the whole session; returns ``{"session", "verdict", "version" (None if rejected), "evaluation"}``.
+
+    Raises
+    ------
+    CalibrationStopped
+        The clinician stopped the recording, chose to stop at the quality check, or ``--yes`` met a bad verdict.
+    """
+    from rich.console import Console
+
+    from decoder.recording import read_recording
+
+    from .quality import check_recording
+
+    console = console or Console()
+    store = ModelStore(opts.store, opts.patient)
+    if opts.recalibrate and store.current() is None:
+        raise CalibrationStopped("Patient {!r} has no accepted model in {} to recalibrate; calibrate from scratch "
+                                 "first (without --recalibrate)".format(opts.patient, opts.store))
+    ask = ask or _prompt(opts, console)
+    protocol = None if opts.resume else _protocol_for(opts)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    if not opts.resume:
+        for left in interrupted_sessions(store):
+            console.print("[yellow]an interrupted session can be resumed:[/yellow] --resume {}".format(left))
+    attempt = 0
+    while True:
+        attempt += 1
+        if opts.resume:
+            path = opts.resume
+        else:
+            path = os.path.join(store.sessions_dir(), "{}{}{}.h5".format(
+                stamp, "-recal" if opts.recalibrate else "", "-{}".format(attempt) if attempt > 1 else ""))
+            console.rule("[bold]Recording {} ({} trials, {:.1f} min{})".format(
+                os.path.basename(path), len(protocol.schedule()), protocol.duration_s / 60.0,
+                ", recalibration" if opts.recalibrate else ""))
+        record_session(opts, protocol, path, console, controls=controls)
+        rec = read_recording(path)
+        rec.metadata["session_path"] = path
+        report = check_recording(rec)
+        console.print(quality_table(report))
+        default = "continue" if report["verdict"] != "bad" else ("stop" if opts.yes else "re-record")
+        choice = ask("Signal quality is '{}'. Continue to training, re-record, or stop?".format(report["verdict"]),
+                     ["continue", "re-record", "stop"], default)
+        if choice == "continue":
+            break
+        if choice == "stop":
+            raise CalibrationStopped("Stopped at the quality check ({}); the session is kept in {}".format(
+                report["summary"], path))
+        opts = _replace(opts, resume=None)
+        protocol = protocol or _protocol_for(opts)
+    work = os.path.join(store.root, "work", os.path.splitext(os.path.basename(path))[0])
+    outcome = train_and_evaluate(opts, rec, work, store, console)
+    choice = ask("Accept this model for patient {}?".format(opts.patient), ["accept", "reject"], "accept")
+    version = None
+    if choice == "accept":
+        version = accept(opts, store, outcome, path, console)
+    else:
+        console.print("rejected: the current model stays {}; session and report kept in {}".format(
+            store.current(), work))
+    return {"session": path, "verdict": report["verdict"], "version": version, "evaluation": outcome["evaluation"],
+            "before": outcome["before"], "test_recording": outcome["test_rec"], "work_dir": work}
+
+
+def _replace(opts: CalibrateOptions, **kw) -> CalibrateOptions:
+    from dataclasses import replace
+
+    return replace(opts, **kw)
+
+
+def _prompt(opts: CalibrateOptions, console) -> Ask:
+    def ask(question: str, choices: List[str], default: str) -> str:
+        if opts.yes:
+            console.print("{} -> {} (--yes)".format(question, default))
+            return default
+        from rich.prompt import Prompt
+
+        return Prompt.ask(question, choices=choices, default=default, console=console)
+
+    return ask

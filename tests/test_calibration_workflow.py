@@ -1,0 +1,187 @@
+"""The clinician's whole flow, simulator to accepted bundle, on a short protocol."""
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from rich.console import Console
+
+from calibration.model_store import ModelStore
+from calibration.workflow import CalibrateOptions, CalibrationStopped, record_session, run_calibration
+from decoder.bundle import Bundle
+from decoder.recording import read_recording
+from training.train import load_model_dir
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = """repetitions = 3
+hold_s = 1.0
+rest_s = 0.5
+ramp_s = 0.3
+randomize = true
+seed = 1
+
+[movements]
+index_flexion = [0.0, 1.0, 0.0, 0.0, 0.0]
+little_flexion = [0.0, 0.0, 0.0, 0.0, 1.0]
+power_grip = [0.8, 1.0, 1.0, 1.0, 1.0]
+"""
+
+
+@pytest.fixture
+def protocol_file(tmp_path):
+    p = tmp_path / "tiny.toml"
+    p.write_text(TINY)
+    return str(p)
+
+
+def options(tmp_path, protocol_file, **kw):
+    base = dict(patient="P1", store=str(tmp_path / "store"), protocol=protocol_file, fast=True, tui=False,
+                yes=True, epochs=2, hidden=16, sim_channels=6, sim_fs_hz=4000.0)
+    base.update(kw)
+    return CalibrateOptions(**base)
+
+
+def quiet():
+    return Console(file=io.StringIO(), width=120)
+
+
+def trial_names(path):
+    return [c["name"].decode() for c in read_recording(path).cues]
+
+
+def test_calibrate_recalibrate_and_roll_back(tmp_path, protocol_file):
+    out = run_calibration(options(tmp_path, protocol_file, labels="glove:sim"), console=quiet())
+    store = ModelStore(str(tmp_path / "store"), "P1")
+    assert out["version"] == "v001" and store.current() == "v001" and out["verdict"] in ("ok", "warn")
+    rec = read_recording(out["session"])
+    assert len(rec.cues) == 9 and rec.metadata["labels"] == "glove" and rec.metadata["patient_id"] == "P1"
+    assert os.path.dirname(out["session"]) == store.sessions_dir()  # the recording stays with the patient
+    assert not os.path.exists(out["session"] + ".inprogress")
+    meta = store.meta("v001")
+    assert set(out["evaluation"]["decoders"]) == {"gru", "wiener", "kalman", "lda"}  # baselines side by side
+    assert meta["metrics"]["gru_r2_mean"] == pytest.approx(out["evaluation"]["decoders"]["gru"]["r2_mean"])
+    assert meta["sessions"] == [os.path.abspath(out["session"])] and meta["notes"] == "calibrated from scratch"
+    assert os.path.exists(os.path.join(store.root, "versions", "v001", "report", "report.html"))
+    Bundle(store.bundle_path()).check_source(fs_hz=4000.0, n_channels=6)
+
+    again = run_calibration(options(tmp_path, protocol_file, recalibrate=True, minutes=0.1, sim_day=2),
+                            console=quiet())
+    assert again["version"] == "v002" and store.current() == "v002"
+    assert again["before"] is not None  # the unadapted model was evaluated on the same held-out repetition
+    assert len(read_recording(again["session"]).cues) == 2 * 3  # --minutes: the fewest repetitions, 2
+    v1, _ = load_model_dir(store.model_path("v001"))
+    v2, meta2 = load_model_dir(store.model_path("v002"))
+    assert torch.equal(v1.rnn.weight_hh_l0, v2.rnn.weight_hh_l0) and not torch.equal(v1.rnn.weight_ih_l0,
+                                                                                       v2.rnn.weight_ih_l0)
+    assert store.meta("v002")["notes"] == "recalibrated from v001"
+    assert "before_recalibration_r2_mean" in store.meta("v002")["metrics"]
+
+    from deploy.cli import main
+
+    assert main(["models", "--patient", "P1", "--store", str(tmp_path / "store"), "--rollback", "v001"]) == 0
+    assert store.current() == "v001" and store.versions() == ["v001", "v002"]
+
+
+def test_clinician_rejects_or_stops(tmp_path, protocol_file):
+    asked = []
+
+    def stop_at_quality(question, choices, default):
+        asked.append((question, choices, default))
+        return "stop"
+
+    with pytest.raises(CalibrationStopped, match="Stopped at the quality check"):
+        run_calibration(options(tmp_path, protocol_file, yes=False), console=quiet(), ask=stop_at_quality)
+    assert asked[0][1] == ["continue", "re-record", "stop"] and asked[0][2] == "continue"
+
+    answers = iter(["re-record", "continue", "reject"])
+    out = run_calibration(options(tmp_path, protocol_file, yes=False), console=quiet(),
+                          ask=lambda q, c, d: next(answers))
+    store = ModelStore(str(tmp_path / "store"), "P1")
+    assert out["version"] is None and store.current() is None and store.versions() == []
+    sessions = sorted(f for f in os.listdir(store.sessions_dir()) if f.endswith(".h5"))
+    assert len(sessions) == 3  # the stopped one, the re-recorded one and its replacement: nothing is lost
+
+
+def test_recalibration_needs_a_current_model(tmp_path, protocol_file):
+    with pytest.raises(CalibrationStopped, match="no accepted model"):
+        run_calibration(options(tmp_path, protocol_file, recalibrate=True), console=quiet())
+
+
+def test_bad_options_are_named():
+    with pytest.raises(ValueError, match="Invalid value for '--labels'"):
+        CalibrateOptions(patient="P", store="s", labels="camera")
+    with pytest.raises(ValueError, match="needs '--source sim'"):
+        CalibrateOptions(patient="P", store="s", labels="glove:sim", source="serial:/dev/ttyUSB0")
+    with pytest.raises(ValueError, match="Invalid value for '--source'"):
+        CalibrateOptions(patient="P", store="s", source="replay:x.h5")
+
+
+class Scripted:
+    """The clinician's keys, as a script: pause (held over a few chunks), resume, skip, then stop."""
+
+    def __init__(self, actions):
+        self.actions = list(actions)
+        self.stopped = False
+
+    def clinician(self, trial):
+        action = self.actions.pop(0) if self.actions else "continue"
+        self.stopped = action == "stop"
+        return action
+
+    def close(self):
+        pass
+
+
+def test_live_view_renders_and_a_stopped_session_resumes(tmp_path, protocol_file):
+    opts = options(tmp_path, protocol_file, tui=True)
+    store = ModelStore(opts.store, "P1")
+    path = os.path.join(store.sessions_dir(), "s.h5")
+    buf = io.StringIO()
+    console = Console(file=buf, width=120, force_terminal=True, color_system=None)
+    from calibration.protocol import load_protocol
+
+    script = Scripted(["continue", "pause", "pause", "pause", "continue", "skip", "continue", "stop"])
+    with pytest.raises(CalibrationStopped, match="--resume"):
+        record_session(opts, load_protocol(protocol_file), path, console, controls=script)
+    screen = buf.getvalue()
+    assert "neurohand calibration  patient P1" in screen and "signal level per channel" in screen
+    assert "PAUSED" in screen and "median0" in screen and "p pause/resume" in screen
+    assert "paused before trial 1" in screen and "skipped trial 2" in screen
+    assert [int(n.split("@")[1]) for n in trial_names(path)] == [0, 1, 3]  # trial 2 skipped, stopped before 4
+    assert os.path.exists(path + ".inprogress")
+    from calibration.workflow import interrupted_sessions
+
+    assert interrupted_sessions(store) == [path]
+    out = run_calibration(options(tmp_path, protocol_file, resume=path), console=quiet())
+    names = trial_names(path)
+    assert [int(n.split("@")[1]) for n in names] == [0, 1, 3, 4, 5, 6, 7, 8]
+    assert out["version"] == "v001" and interrupted_sessions(store) == []
+
+
+def test_killed_calibration_resumes(tmp_path, protocol_file):
+    """SIGKILL the real command mid-recording (real-time pacing); resuming keeps every complete trial."""
+    store = str(tmp_path / "store")
+    cmd = [sys.executable, "-m", "deploy.cli", "calibrate", "--patient", "P1", "--store", store, "--protocol",
+           protocol_file, "--no-tui", "--yes", "--sim-channels", "4", "--sim-fs-hz", "4000", "--epochs", "2",
+           "--hidden", "16"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in proc.stdout:
+            if "trial   4/9" in line:  # trials 1-3 are complete and flushed
+                break
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    sessions = ModelStore(store, "P1").sessions_dir()
+    path = os.path.join(sessions, next(f for f in os.listdir(sessions) if f.endswith(".h5")))
+    assert os.path.exists(path + ".inprogress")
+    out = run_calibration(options(tmp_path, protocol_file, resume=path, sim_channels=4), console=quiet())
+    assert [int(n.split("@")[1]) for n in trial_names(path)] == list(range(9))
+    assert out["version"] == "v001"

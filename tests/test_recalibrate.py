@@ -1,0 +1,76 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from decoder.features import config_for_recording
+from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+from training.data import TrainingDataError, build_frames
+from training.recalibrate import RecalibrationConfig, frozen_core_unchanged, input_layer_parameters, recalibrate
+from training.train import TrainConfig, load_model_dir, train
+
+TINY = TrainConfig(hidden=16, layers=2, epochs=2, min_epochs=1, device="cpu", max_steps_per_epoch=3)
+
+
+@pytest.fixture(scope="module")
+def day1():
+    return simulate_recording(SimulatorConfig(minutes=1.5, n_channels=8, fs_hz=5000.0, seed=3))
+
+
+@pytest.fixture(scope="module")
+def day1_model(tmp_path_factory, day1):
+    d = str(tmp_path_factory.mktemp("recal") / "day1")
+    train([day1], d, config=TINY, progress=False, fit_classic=False, log=lambda m: None)
+    return d
+
+
+@pytest.fixture(scope="module")
+def day2():
+    return simulate_recording(SimulatorConfig(minutes=0.3, n_channels=8, fs_hz=5000.0, seed=3, day=2))
+
+
+def test_only_the_input_layer_and_normalisation_change(tmp_path, day1_model, day2):
+    out = str(tmp_path / "recal")
+    recalibrate(day1_model, [day2], out, config=RecalibrationConfig(epochs=2), log=lambda m: None)
+    before, _ = load_model_dir(day1_model)
+    after, meta = load_model_dir(out)
+    assert frozen_core_unchanged(before, after)
+    assert input_layer_parameters(before) == ["rnn.weight_ih_l0", "rnn.bias_ih_l0"]
+    assert not torch.equal(before.rnn.weight_ih_l0, after.rnn.weight_ih_l0)
+    assert torch.equal(before.rnn.weight_hh_l0, after.rnn.weight_hh_l0)
+    assert torch.equal(before.position_head.weight, after.position_head.weight)
+    # the normalisation is the new session's feature statistics
+    frames = build_frames([day2], config_for_recording(day2)).features
+    np.testing.assert_allclose(after.feature_mean.numpy(), frames.mean(0), rtol=1e-4, atol=1e-5)
+    assert meta["recalibrated_from"] == os.path.abspath(day1_model)
+    assert meta["recalibration"]["trained_parameters"] == ["rnn.bias_ih_l0", "rnn.weight_ih_l0"]
+    assert meta["train_config"]["hidden"] == 16  # same model, same format: it exports like any other
+    with open(os.path.join(out, "model.json")) as f:
+        assert json.load(f)["model_config"] == json.load(open(os.path.join(day1_model, "model.json")))["model_config"]
+
+
+def test_projection_models_adapt_the_projection(tmp_path, day1, day2):
+    d = str(tmp_path / "p")
+    train([day1], d, config=TrainConfig(hidden=8, layers=1, projection=12, epochs=1, min_epochs=1,
+                                             device="cpu", max_steps_per_epoch=2),
+          progress=False, fit_classic=False, log=lambda m: None)
+    recalibrate(d, [day2], str(tmp_path / "r"), config=RecalibrationConfig(epochs=1, train_heads=True),
+                log=lambda m: None)
+    a, _ = load_model_dir(d)
+    b, meta = load_model_dir(str(tmp_path / "r"))
+    trained = meta["recalibration"]["trained_parameters"]
+    assert "proj.0.weight" in trained and "position_head.weight" in trained and "rnn.weight_ih_l0" not in trained
+    assert frozen_core_unchanged(a, b, trained=trained) and torch.equal(a.rnn.weight_ih_l0, b.rnn.weight_ih_l0)
+
+
+def test_mismatched_recording_is_refused(tmp_path, day1_model):
+    other = simulate_recording(SimulatorConfig(minutes=0.1, n_channels=4, fs_hz=5000.0, seed=3, day=2))
+    with pytest.raises(TrainingDataError, match="4 channels at 5000 Hz but the model expects 8"):
+        recalibrate(day1_model, [other], str(tmp_path / "x"), log=lambda m: None)
+
+
+def test_options_are_validated():
+    with pytest.raises(ValueError, match="epochs"):
+        RecalibrationConfig(epochs=0)

@@ -1,0 +1,67 @@
+import io
+import re
+
+import numpy as np
+from rich.console import Console
+
+from calibration.protocol import CueProtocol
+from calibration.tui import KeyControls, SessionView
+
+PROTOCOL = CueProtocol(movements=(("index_flexion", (0, 1, 0, 0, 0)), ("power_grip", (0.8, 1, 1, 1, 1))),
+                       repetitions=2, hold_s=1.0, rest_s=1.0, ramp_s=0.5, randomize=False)
+
+
+def render(view) -> str:
+    console = Console(file=io.StringIO(), width=130, record=True, color_system=None)
+    console.print(view.render())
+    return console.export_text()
+
+
+def test_view_shows_cue_countdown_targets_levels_and_progress():
+    view = SessionView(PROTOCOL, ["median0", "median1", "ulnar0"], patient_id="P7")
+    trial = view.trials[0]
+    view.trial_started(trial)
+    chunk = np.random.default_rng(0).normal(0, 20.0, (200, 3)).astype(np.float32)
+    chunk[:, 2] = 0.0  # a flat channel
+    for _ in range(30):
+        view.update(trial, chunk, 0.9, (0, 0.8, 0, 0, 0), np.zeros(5))
+    text = render(view)
+    assert "patient P7" in text and "trial 1/4" in text
+    assert "INDEX FLEXION  - hold  0.6 s" in text  # 0.5 s ramp + 1.0 s hold - 0.9 s elapsed
+    assert "0.80" in text and "index" in text and "little" in text  # a target bar per finger
+    assert "median0" in text and "ulnar0" in text
+    levels = dict(re.findall(r"(median\d|ulnar\d)\s+[^0-9│]*?(\d+) uV", text))
+    assert abs(float(levels["median0"]) - 20) < 3 and levels["ulnar0"] == "0"  # RMS in uV, flat is 0
+    assert "p pause/resume" in text and "glove" not in text
+
+
+def test_view_rest_release_pause_and_glove_rows():
+    view = SessionView(PROTOCOL, ["c0"], labels="glove")
+    trial = view.trials[0]
+    view.update(trial, np.zeros((10, 1)), 1.8, np.zeros(5), (0.1, 0.9, 0.2, 0.1, 0.0))
+    assert "INDEX FLEXION  - release" in render(view)
+    view.update(trial, np.zeros((10, 1)), 2.5, np.zeros(5), np.zeros(5))
+    text = render(view)
+    assert "REST  - next: power grip in 0.5 s" in text
+    assert text.count("glove") >= 5 and "0.90" not in text  # the glove rows show the latest glove sample
+    view.update(None, np.zeros((10, 1)), 0.0, np.zeros(5), np.zeros(5))
+    assert "PAUSED - press p to continue" in render(view)
+
+
+def test_keys_become_clinician_actions():
+    keys = KeyControls(read_terminal=False)
+    trial = PROTOCOL.schedule()[0]
+    assert keys.clinician(trial) == "continue"
+    keys.press("r")
+    assert keys.clinician(trial) == "repeat" and keys.clinician(trial) == "continue"  # once
+    keys.press("s")
+    assert keys.clinician(trial) == "skip"
+    keys.press("p")
+    assert keys.clinician(trial) == "pause" and keys.clinician(trial) == "pause"
+    keys.press("p")
+    assert keys.clinician(trial) == "continue"
+    keys.press("x")  # unknown keys do nothing
+    assert keys.clinician(trial) == "continue"
+    keys.press("q")
+    assert keys.clinician(trial) == "stop" and keys.stopped
+    keys.close()
