@@ -24,8 +24,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--out-dir", default="demo_out", help="where files go (default demo_out/)")
     p.add_argument("--minutes", type=float, default=4.0,
                    help="calibration length: as many protocol repetitions as fit (default 4: all 5)")
-    p.add_argument("--epochs", type=int, default=15, help="training epochs (default 15)")
-    p.add_argument("--hidden", type=int, default=128, help="recurrent state size (default 128)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: neurohand train's)")
+    p.add_argument("--hidden", type=int, default=None, help="recurrent state size (default: neurohand train's)")
     p.add_argument("--channels", type=int, default=16, help="simulated recording sites (default 16)")
     p.add_argument("--fs-hz", type=float, default=10000.0, help="simulated sample rate (default 10000)")
     p.add_argument("--live-seconds", type=float, default=10.0, help="live decoding into the hand (default 10)")
