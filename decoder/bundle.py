@@ -141,7 +141,9 @@ class Bundle:
 
     def feature_extractor(self) -> FeatureExtractor:
         """Create a feature extractor with the bundle's configuration, rate and channel count."""
-        return FeatureExtractor(self.feature_config, fs_hz=self.fs_hz, n_channels=self.n_channels)
+        sos = self.contract.get("filter_sos")  # designed at export: the device never needs scipy.signal
+        return FeatureExtractor(self.feature_config, fs_hz=self.fs_hz, n_channels=self.n_channels,
+                                sos=None if sos is None else np.asarray(sos, dtype=float).reshape(-1, 6))
 
     def weights(self) -> Dict[str, np.ndarray]:
         """Load the plain-array weights (``allow_pickle=False``)."""

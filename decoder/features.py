@@ -239,9 +239,12 @@ class FeatureExtractor:
         Sample rate of the input.
     n_channels : int
         Channels of every chunk.
+    sos : np.ndarray, shape (n_sections, 6), optional
+        The filter cascade already designed from ``config.filters`` (a bundle carries it).
     """
 
-    def __init__(self, config: FeatureConfig, *, fs_hz: float, n_channels: int) -> None:
+    def __init__(self, config: FeatureConfig, *, fs_hz: float, n_channels: int,
+                 sos: Optional[np.ndarray] = None) -> None:
         self.config = config
         self.fs_hz = check_positive("fs_hz", fs_hz)
         self.n_channels = check_int("n_channels", n_channels, minimum=1)
@@ -254,7 +257,7 @@ class FeatureExtractor:
         self.hop_samples = int(round(hop))
         self.window_blocks = int(round(config.window_ms / config.hop_ms))
         self.window_samples = self.hop_samples * self.window_blocks
-        self.filter_bank = CausalFilterBank(config.filters, fs_hz=self.fs_hz, n_channels=self.n_channels)
+        self.filter_bank = CausalFilterBank(config.filters, fs_hz=self.fs_hz, n_channels=self.n_channels, sos=sos)
         stats: List[str] = []
         for f in config.features:
             for s in _STATS_FOR[f]:

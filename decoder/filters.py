@@ -1,25 +1,56 @@
 """Causal streaming filter bank: band-pass and mains notches as one SOS cascade.
 
-Filters are designed with :mod:`scipy.signal` and applied with :func:`scipy.signal.sosfilt` with its
-state carried between calls, so filtering a recording in one block or in chunks of any size gives the same
-samples. The phase is causal (forward only): no ``filtfilt`` anywhere on this path, the output at sample
-``n`` depends only on samples ``<= n``.
+Filters are designed with :mod:`scipy.signal` and applied with the C loop behind :func:`scipy.signal.sosfilt`,
+the state carried between calls, so filtering a recording in one block or in chunks of any size gives the same
+samples. The phase is causal (forward only): no ``filtfilt`` anywhere on this path, the output at sample ``n``
+depends only on samples ``<= n``.
+
+On the device the designed sections come from the bundle (:class:`CausalFilterBank` takes ``sos``) and the C loop
+is loaded on its own, so the runtime never imports :mod:`scipy.signal`, whose import pulls in most of SciPy (about
+70 MB resident: stats, optimize, sparse, interpolate ...).
 """
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
+import os
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
-from scipy import signal
 
 from .validation import check_int, check_positive, check_signal
 
-try:  # The C loop behind scipy's sosfilt, minus its per-call argument handling (about 25 us a call).
-    from scipy.signal._sosfilt import _sosfilt as _sosfilt_inplace
-except ImportError:  # pragma: no cover - other scipy versions: the public sosfilt, same numbers
-    _sosfilt_inplace = None
+
+def _load_sosfilt_kernel():
+    """Return scipy's compiled in-place ``_sosfilt(sos, x, zi)`` without importing :mod:`scipy.signal`, or None.
+
+    The extension module ``scipy/signal/_sosfilt`` depends on numpy alone; loading it from its file skips the
+    package ``__init__``. Other scipy layouts fall back to the regular import, then to the public ``sosfilt``.
+    """
+    try:
+        spec = importlib.util.find_spec("scipy")
+        folder = os.path.join(os.path.dirname(spec.origin), "signal")
+        for name in sorted(os.listdir(folder)):
+            if name.startswith("_sosfilt.") and name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+                path = os.path.join(folder, name)
+                loader = importlib.machinery.ExtensionFileLoader("scipy.signal._sosfilt", path)
+                module = importlib.util.module_from_spec(
+                    importlib.util.spec_from_file_location("scipy.signal._sosfilt", path, loader=loader))
+                loader.exec_module(module)
+                return module._sosfilt
+    except Exception:  # pragma: no cover - unusual installs
+        pass
+    try:  # pragma: no cover - the loader above covers the usual wheels
+        from scipy.signal._sosfilt import _sosfilt
+
+        return _sosfilt
+    except ImportError:  # pragma: no cover
+        return None
+
+
+_sosfilt_inplace = _load_sosfilt_kernel()
 
 PHASE = "causal"
 # Samples are filtered in float32: half the memory traffic of float64, ample for 16-24 bit ADC data.
@@ -98,6 +129,8 @@ def design_sos(config: FilterConfig, fs_hz: float) -> np.ndarray:
     ValueError
         If a band edge or the notch is at or above Nyquist, or a designed section is unstable.
     """
+    from scipy import signal
+
     fs_hz = check_positive("fs_hz", fs_hz)
     nyq = fs_hz / 2.0
     sections = []
@@ -143,6 +176,8 @@ def group_delay_ms(sos: np.ndarray, fs_hz: float, freq_hz: float) -> float:
     """Group delay of the cascade at ``freq_hz``, in milliseconds (0 for an empty cascade)."""
     if len(sos) == 0:
         return 0.0
+    from scipy import signal
+
     total = 0.0
     for sec in sos:
         _, gd = signal.group_delay((sec[:3], sec[3:]), w=[freq_hz], fs=fs_hz)
@@ -161,6 +196,8 @@ class CausalFilterBank:
         Sample rate of the input.
     n_channels : int
         Number of channels of every block.
+    sos : np.ndarray, shape (n_sections, 6), optional
+        The cascade already designed from ``config`` (what a bundle stores); designed here when omitted.
 
     Examples
     --------
@@ -171,11 +208,16 @@ class CausalFilterBank:
 
     phase = PHASE
 
-    def __init__(self, config: FilterConfig, *, fs_hz: float, n_channels: int) -> None:
+    def __init__(self, config: FilterConfig, *, fs_hz: float, n_channels: int,
+                 sos: Optional[np.ndarray] = None) -> None:
         self.config = config
         self.fs_hz = check_positive("fs_hz", fs_hz)
         self.n_channels = check_int("n_channels", n_channels, minimum=1)
-        self.sos = design_sos(config, self.fs_hz)
+        if sos is None:
+            self.sos = design_sos(config, self.fs_hz)
+        else:  # designed earlier (a bundle carries its sections): no scipy.signal needed here
+            self.sos = np.asarray(sos, dtype=float).reshape(-1, 6)
+            check_stable(self.sos)
         self._sos32 = self.sos.astype(DTYPE)
 
     def new_state(self) -> np.ndarray:
@@ -216,5 +258,7 @@ class CausalFilterBank:
             zf = np.array(state, dtype=DTYPE, order="C")
             _sosfilt_inplace(self._sos32, y, zf)
             return y, zf
+        from scipy import signal  # pragma: no cover - only without the compiled kernel
+
         y, zf = signal.sosfilt(self._sos32, y, axis=-1, zi=np.transpose(state, (1, 0, 2)))
         return y, np.ascontiguousarray(np.transpose(zf, (1, 0, 2)))

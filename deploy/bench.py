@@ -111,7 +111,23 @@ def _bench_features(args: argparse.Namespace) -> int:
     return 0
 
 
-_TRAIN_CHILD = """
+_PEAK_RSS = """
+def peak_rss_mb():
+    # the process's own high-water mark: VmHWM belongs to this image (getrusage's ru_maxrss survives exec, so a
+    # child would report its parent's size when the parent was larger)
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+"""
+
+
+_TRAIN_CHILD = _PEAK_RSS + """
 import json, sys, time
 import torch
 torch.set_num_threads(int(sys.argv[3]))
@@ -121,7 +137,7 @@ rec = read_recording(sys.argv[1])
 t0 = time.perf_counter()
 res = train([rec], sys.argv[2], config=TrainConfig(device="cpu"), progress=False, log=lambda m: None)
 print(json.dumps({"wall_s": time.perf_counter() - t0, "val_r2": res.val_metrics.get("r2_mean"),
-                  "epochs": res.epochs_run, "refit_epochs": res.refit_epochs}))
+                  "epochs": res.epochs_run, "refit_epochs": res.refit_epochs, "peak_rss_mb": peak_rss_mb()}))
 """
 
 
@@ -134,7 +150,6 @@ def bench_train(*, minutes: float = 10.0, threads: int = 2) -> Dict[str, Any]:
         ``{"benchmark": "train", "wall_s", "peak_rss_mb", "frames", "minutes", "threads", ...}``; ``wall_s`` is
         the ``train()`` call (features, recurrent model with early stopping and refit, baselines).
     """
-    import resource
     import subprocess
     import sys
     import tempfile
@@ -156,9 +171,8 @@ def bench_train(*, minutes: float = 10.0, threads: int = 2) -> Dict[str, Any]:
         if r.returncode != 0:
             raise RuntimeError("training child failed:\n" + r.stderr[-3000:])
         child = json.loads(r.stdout.strip().splitlines()[-1])
-        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"benchmark": "train", "wall_s": child["wall_s"], "process_wall_s": process_wall,
-            "peak_rss_mb": peak_kb / 1024.0, "minutes": minutes, "threads": threads, "epochs": child["epochs"],
+            "peak_rss_mb": child["peak_rss_mb"], "minutes": minutes, "threads": threads, "epochs": child["epochs"],
             "refit_epochs": child["refit_epochs"], "val_r2": child["val_r2"]}
 
 
@@ -236,7 +250,7 @@ def _bench_decoder(args: argparse.Namespace) -> int:
     return 0
 
 
-_PIPELINE_CHILD = """
+_PIPELINE_CHILD = _PEAK_RSS + """
 import json, resource, sys, time
 from decoder.bundle import Bundle
 from decoder.recording import read_recording
@@ -271,7 +285,7 @@ with SimHand() as hand:
     r1 = resource.getrusage(resource.RUSAGE_SELF)
 s = stats.summary()
 s["cpu_percent"] = 100.0 * ((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)) / wall
-s["peak_rss_mb"] = r1.ru_maxrss / 1024.0
+s["peak_rss_mb"] = peak_rss_mb()
 s["engine"] = rt.engine.name
 s["torch_imported"] = "torch" in sys.modules
 if key_lat:
@@ -307,8 +321,8 @@ def bench_pipeline(*, bundle_dir: Optional[str] = None, seconds: float = 20.0,
         rec = simulate_recording(SimulatorConfig(minutes=max(0.5, seconds / 60.0), seed=0))
         session = os.path.join(tmp, "session.h5")
         write_recording(rec, session)
-        if bundle_dir is None:
-            bundle_dir = _small_bundle(rec, tmp)
+        if bundle_dir is None:  # trained on another session of the same patient (2 repetitions: train, validate)
+            bundle_dir = _small_bundle(simulate_recording(SimulatorConfig(minutes=1.5, seed=0, session=2)), tmp)
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         argv = [sys.executable, "-c", _PIPELINE_CHILD, bundle_dir, session, str(seconds)]
         if keys_profile:

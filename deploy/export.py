@@ -17,6 +17,8 @@ from typing import Any, Dict
 import numpy as np
 
 from decoder.bundle import SCHEMA_VERSION, Bundle, write_bundle_json
+from decoder.features import FeatureConfig
+from decoder.filters import design_sos
 
 OPSET = 13
 
@@ -58,6 +60,7 @@ def contract_from(meta: Dict[str, Any], model_config: Dict[str, Any]) -> Dict[st
         "channel_names": meta["channel_names"],
         "signal_kind": meta["signal_kind"],
         "feature_config": meta["feature_config"],
+        "filter_sos": design_sos(FeatureConfig.from_dict(meta["feature_config"]).filters, meta["fs_hz"]).tolist(),
         "normalisation": meta["normalisation"],
         "class_names": meta["class_names"],
         "model": {**model_config, "state_shape": [model_config["layers"], 1, model_config["hidden"]]},

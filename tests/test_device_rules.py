@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,3 +72,36 @@ def test_vermin_catches_newer_syntax(tmp_path):
     r = subprocess.run([vermin, "-t=3.8-", "--violations", "--no-tips", str(f)], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode != 0
+
+
+def test_runtime_decodes_without_importing_scipy_signal(tmp_path, small_sim):
+    """The bundle carries its designed filter sections, so the device path never imports scipy.signal (~70 MB)."""
+    from decoder.bundle import Bundle
+    from decoder.features import FeatureExtractor
+    from decoder.recording import write_recording
+    from tests.test_export_engines import small_bundle
+
+    bundle = Bundle(small_bundle(str(tmp_path), small_sim))
+    designed = FeatureExtractor(bundle.feature_config, fs_hz=bundle.fs_hz, n_channels=bundle.n_channels)
+    np.testing.assert_array_equal(np.asarray(bundle.contract["filter_sos"]), designed.filter_bank.sos)
+    session = str(tmp_path / "s.h5")
+    write_recording(small_sim, session)
+    code = (
+        "import sys, numpy as np\n"
+        "from decoder.bundle import Bundle\nfrom decoder.engines import create_engine\n"
+        "from decoder.recording import read_recording\nfrom deploy.runtime import Runtime, NoneSink\n"
+        "from deploy.sources import RecordingSource\n"
+        "b = Bundle(sys.argv[1]); rec = read_recording(sys.argv[2])\n"
+        "ex = b.feature_extractor(); f, _ = ex.process(ex.new_state(), rec.signals[:5000])\n"
+        "np.save(sys.argv[3], f)\n"
+        "rt = Runtime(b, RecordingSource(rec, chunk_samples=ex.hop_samples, fast=True), NoneSink(), engine='auto')\n"
+        "s = rt.run(seconds=0.5)\n"
+        "heavy = ('scipy.signal', 'scipy.stats', 'scipy.optimize', 'torch')\n"
+        "print('loaded:' + ','.join(m for m in sys.modules if m.startswith(heavy) and m != 'scipy.signal._sosfilt'))\n")
+    out = str(tmp_path / "f.npy")
+    r = subprocess.run([sys.executable, "-c", code, bundle.path, session, out], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "loaded:", r.stdout
+    expected, _ = designed.process(designed.new_state(), small_sim.signals[:5000])
+    np.testing.assert_array_equal(np.load(out), expected)  # the same kernel, the same numbers

@@ -424,8 +424,13 @@ def train(
         result.wall_s = time.perf_counter() - t_start
         save_model_dir(model_dir, model, fcfg, recordings[0], config, result, baselines, source_files, val_reps)
     if distributed:
+        import gc
+
         import torch.distributed as dist
 
+        # Free the DDP wrappers (and any gloo work they still reference) while the interpreter is fully alive:
+        # tensors released by gloo's threads during interpreter shutdown abort the process (pytorch#179291).
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
     return result

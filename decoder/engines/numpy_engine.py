@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Dict, Tuple
 
 import numpy as np
-from scipy.special import erf
 
 from ..bundle import Bundle, BundleError
 from .base import StepOutput, zero_state
@@ -42,6 +41,10 @@ class NumpyEngine:
             self.mean = w["feature_mean"].astype(f32)
             self.inv_std = (1.0 / w["feature_std"]).astype(f32)
             self.proj = (w["proj_weight"].astype(f32), w["proj_bias"].astype(f32)) if "proj_weight" in w else None
+            if self.proj is not None:  # exact GELU; scipy.special only for models that have a projection
+                from scipy.special import erf
+
+                self._erf = erf
             self.w_ih = [w["rnn_weight_ih_l{}".format(k)].astype(f32) for k in range(self.layers)]
             self.w_hh = [w["rnn_weight_hh_l{}".format(k)].astype(f32) for k in range(self.layers)]
             self.b_ih = [w["rnn_bias_ih_l{}".format(k)].astype(f32) for k in range(self.layers)]
@@ -60,7 +63,7 @@ class NumpyEngine:
         x = (np.asarray(frame, np.float32).reshape(self.n_features) - self.mean) * self.inv_std
         if self.proj is not None:
             x = self.proj[0] @ x + self.proj[1]
-            x = 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+            x = 0.5 * x * (1.0 + self._erf(x / np.sqrt(2.0)))
         H = self.hidden
         hs = []
         cs = []
