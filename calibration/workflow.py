@@ -392,6 +392,11 @@ def _prompt(opts: CalibrateOptions, console) -> Ask:
             return default
         from rich.prompt import Prompt
 
-        return Prompt.ask(question, choices=choices, default=default, console=console)
+        try:
+            return Prompt.ask(question, choices=choices, default=default, console=console)
+        except EOFError:
+            raise CalibrationStopped("No answer to {!r}: standard input is closed. Everything recorded is kept in "
+                                     "the patient's sessions folder; run in a terminal, or pass --yes to take the "
+                                     "defaults".format(question)) from None
 
     return ask

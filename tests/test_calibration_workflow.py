@@ -185,3 +185,11 @@ def test_killed_calibration_resumes(tmp_path, protocol_file):
     out = run_calibration(options(tmp_path, protocol_file, resume=path, sim_channels=4), console=quiet())
     assert [int(n.split("@")[1]) for n in trial_names(path)] == list(range(9))
     assert out["version"] == "v001"
+
+
+def test_closed_stdin_stops_with_a_clear_message(tmp_path, protocol_file, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    with pytest.raises(CalibrationStopped, match="standard input is closed.*--yes"):
+        run_calibration(options(tmp_path, protocol_file, yes=False), console=quiet())
+    store = ModelStore(str(tmp_path / "store"), "P1")
+    assert len([f for f in os.listdir(store.sessions_dir()) if f.endswith(".h5")]) == 1  # the recording is kept
