@@ -40,9 +40,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``neurohand`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from firmware_bridge.interface_link import SourceStalled  # a device that never answered
+
     try:
         rc = args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
+    except (ValueError, OSError, KeyError, SourceStalled) as e:  # OSError: files, and serial ports that won't open
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print("neurohand {}: error: {}".format(args.command, msg), file=sys.stderr)
         return 2

@@ -99,3 +99,10 @@ def test_console_script_is_installed():
     assert r.returncode == 0
     for cmd in ("demo", "simulate", "import", "inspect", "bench"):
         assert cmd in r.stdout
+
+
+def test_a_serial_port_that_does_not_open_is_one_clear_line(tmp_path, capsys):
+    assert main(["calibrate", "--patient", "P1", "--store", str(tmp_path), "--source", "serial:/dev/ttyNOPE9",
+                 "--yes", "--no-tui"]) == 2
+    err = capsys.readouterr().err
+    assert "neurohand calibrate: error:" in err and "/dev/ttyNOPE9" in err and "Traceback" not in err
