@@ -173,7 +173,10 @@ def _trial_of(cue) -> int:
 
 def protocol_of(path: str) -> CueProtocol:
     """Return the protocol a session file was recorded with (stored in its metadata)."""
-    rec = read_recording(path)
+    return _stored_protocol(read_recording(path), path)
+
+
+def _stored_protocol(rec, path: str) -> CueProtocol:
     text = rec.metadata.get("protocol")
     if not text:
         raise ValueError("{}: not a calibration session (no protocol in its metadata); only sessions recorded by "
@@ -190,7 +193,7 @@ def resume(protocol: Optional[CueProtocol], source, path: str, **kw) -> Calibrat
     ``path + '.resume'``, which atomically replaces ``path`` only once written; recording then continues in it.
     """
     rec = read_recording(path)
-    protocol = protocol or protocol_of(path)
+    protocol = protocol or _stored_protocol(rec, path)
     trials = protocol.schedule()
     complete, keep = [], rec.n_samples
     for cue in rec.cues:

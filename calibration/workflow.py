@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
@@ -130,8 +130,9 @@ def record_session(opts: CalibrateOptions, protocol: Optional[CueProtocol], path
                    controls=None) -> str:
     """Record (or with ``opts.resume``, continue) a session into ``path``; returns ``path``.
 
-    A marker ``path + '.inprogress'`` exists while recording, so an interrupted session is found and offered for
-    resuming the next time.
+    ``protocol`` is what to record; a resumed session uses the one stored in its file instead. A marker
+    ``path + '.inprogress'`` exists while recording, so an interrupted session is found and offered for resuming
+    the next time.
     """
     from rich.live import Live
 
@@ -141,37 +142,28 @@ def record_session(opts: CalibrateOptions, protocol: Optional[CueProtocol], path
     devices = _Devices(opts)
     marker = path + ".inprogress"
     controls = controls or KeyControls(read_terminal=opts.tui)
+    view: Optional[SessionView] = None  # made once the session (and, when resuming, its stored protocol) is known
+    session: Optional[CalibrationSession] = None
+    live = None
+    last_draw = [0.0, None]  # when, and for which (paused, trial) state, the screen was last drawn
+
+    def on_chunk(trial, chunk, t_s, target, glove):
+        view.update(trial, chunk, t_s, target, glove)
+        now = time.monotonic()
+        state = (view.paused, trial.index if trial is not None else None)
+        # at most 10 redraws a second, and at once when the trial or the pause state changes
+        if live is not None and (now - last_draw[0] > 0.1 or state != last_draw[1]):
+            last_draw[:] = [now, state]
+            live.update(view.render(), refresh=True)
+
+    def on_trial(trial):
+        view.trial_started(trial)
+        view.done = len(session.completed)
+        if live is None:
+            console.print("trial {:>3}/{} rep {} {}".format(trial.index + 1, len(view.trials), trial.repetition,
+                                                           trial.movement))
+
     try:
-        if opts.resume:
-            from .session import protocol_of
-
-            protocol = protocol_of(path)
-        view = SessionView(protocol, devices.source.channel_names or ["ch{}".format(i) for i in range(
-            devices.source.n_channels)], labels="glove" if devices.glove is not None else "cue",
-            patient_id=opts.patient)
-        last = [0.0]
-        live = Live(view.render(), console=console, refresh_per_second=8, transient=False) if opts.tui else None
-
-        shown: List[Any] = [None]
-
-        def on_chunk(trial, chunk, t_s, target, glove):
-            view.update(trial, chunk, t_s, target, glove)
-            now = time.monotonic()
-            state = (view.paused, trial.index if trial is not None else None)
-            # at most 10 redraws a second, and at once when the trial or the pause state changes
-            if live is not None and (now - last[0] > 0.1 or state != shown[0]):
-                last[0], shown[0] = now, state
-                live.update(view.render(), refresh=True)
-
-        holder: List[Any] = []
-
-        def on_trial(trial):
-            view.trial_started(trial)
-            view.done = len(holder[0].completed) if holder else 0
-            if live is None:
-                console.print("trial {:>3}/{} rep {} {}".format(trial.index + 1, len(view.trials), trial.repetition,
-                                                               trial.movement))
-
         kw = dict(clinician=controls.clinician, on_trial=on_trial, on_chunk=on_chunk, glove=devices.glove)
         with open(marker, "w") as f:
             f.write("recording started {}\n".format(datetime.datetime.now().isoformat()))
@@ -184,8 +176,11 @@ def record_session(opts: CalibrateOptions, protocol: Optional[CueProtocol], path
                 protocol, devices.source, path, patient_id=opts.patient, signal_kind=opts.signal_kind,
                 metadata={"mains_hz": "{:g}".format(opts.mains_hz), "source_spec": opts.source,
                           "mode": "recalibration" if opts.recalibrate else "calibration"}, **kw)
-        holder.append(session)
-        if live is not None:
+        view = SessionView(session.protocol, devices.source.channel_names or ["ch{}".format(i) for i in range(
+            devices.source.n_channels)], labels="glove" if devices.glove is not None else "cue",
+            patient_id=opts.patient)
+        if opts.tui:
+            live = Live(view.render(), console=console, refresh_per_second=8, transient=False)
             with live:
                 session.run()
                 view.done = len(session.completed)
@@ -239,26 +234,14 @@ def metrics_table(results: Dict[str, Dict[str, Any]], title: str):
     return t
 
 
-def split_last_repetition(rec):
-    """``(train, test, test_reps)``: the last repetition recorded is the test set."""
-    reps = sorted(int(r) for r in np.unique(rec.repetitions) if r > 0)
-    if len(reps) < 2:
-        from training.data import TrainingDataError
-
-        raise TrainingDataError("The session has {} repetition(s); at least 2 are needed (one to train on, one to "
-                                "test). Record more of the protocol.".format(len(reps)))
-    test = [reps[-1]]
-    return (rec.select_samples(np.isin(rec.repetitions, reps[:-1])), rec.select_samples(np.isin(rec.repetitions, test)),
-            test)
-
-
 def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore, console) -> Dict[str, Any]:
     """Train (or recalibrate) on all but the last repetition, evaluate on it; returns what acceptance needs."""
+    from training.data import split_last_repetitions
     from training.evaluate import evaluate
     from training.recalibrate import RecalibrationConfig, recalibrate
     from training.train import TrainConfig, train, with_overrides
 
-    train_rec, test_rec, test_reps = split_last_repetition(rec)
+    train_rec, test_rec, test_reps = split_last_repetitions(rec)
     model_dir, report_dir = os.path.join(work, "model"), os.path.join(work, "report")
     before = None
     t0 = time.perf_counter()
@@ -364,7 +347,7 @@ def run_calibration(opts: CalibrateOptions, *, console=None, ask: Optional[Ask] 
         if choice == "stop":
             raise CalibrationStopped("Stopped at the quality check ({}); the session is kept in {}".format(
                 report["summary"], path))
-        opts = _replace(opts, resume=None)
+        opts = replace(opts, resume=None)
         protocol = protocol or _protocol_for(opts)
     work = os.path.join(store.root, "work", os.path.splitext(os.path.basename(path))[0])
     outcome = train_and_evaluate(opts, rec, work, store, console)
@@ -377,12 +360,6 @@ def run_calibration(opts: CalibrateOptions, *, console=None, ask: Optional[Ask] 
             store.current(), work))
     return {"session": path, "verdict": report["verdict"], "version": version, "evaluation": outcome["evaluation"],
             "before": outcome["before"], "test_recording": outcome["test_rec"], "work_dir": work}
-
-
-def _replace(opts: CalibrateOptions, **kw) -> CalibrateOptions:
-    from dataclasses import replace
-
-    return replace(opts, **kw)
 
 
 def _prompt(opts: CalibrateOptions, console) -> Ask:

@@ -167,28 +167,20 @@ def _decode_held_out(bundle_dir: str, outcome, console) -> bool:
     return abs(float(np.mean(r2)) - ev["decoders"]["gru"]["r2_mean"]) < 1e-3
 
 
-def _live_into_hand(args: argparse.Namespace, bundle, test_rec, console) -> bool:
+def _live_into_hand(args: argparse.Namespace, bundle, test_rec, console) -> dict:
     import numpy as np
     from rich.table import Table
 
     from deploy.runtime import HandSink, Runtime
     from deploy.sources import RecordingSource
-    from firmware_bridge.sim_hand import SimHand
+    from firmware_bridge.sim_hand import SimHand, track_following
 
     console.rule("[bold]4. Live: the runtime drives the simulated hand over a serial pseudo-terminal")
     hop = int(round(test_rec.fs_hz * bundle.feature_config.hop_ms / 1000.0))
     with SimHand() as hand:
         sink = HandSink(hand.port)
         rt = Runtime(bundle, RecordingSource(test_rec, chunk_samples=hop), sink, engine="auto")
-        errors = []
-        write = sink.write
-
-        def tracked(cmd, probs=None):
-            ok = write(cmd, probs)
-            errors.append(np.abs(hand.positions / 1000.0 - cmd).max())
-            return ok
-
-        sink.write = tracked
+        errors = track_following(sink, hand)
         stats = rt.run(seconds=args.live_seconds)
     s = stats.summary()
     t = Table(show_header=False)

@@ -13,7 +13,7 @@ import select
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -149,3 +149,23 @@ def main_sim_hand(seconds: Optional[float] = None) -> int:
     finally:
         hand.stop()
     return 0
+
+
+def track_following(sink, hand: SimHand) -> List[float]:
+    """Wrap ``sink.write`` so that every command written records how far ``hand`` is from it.
+
+    Returns
+    -------
+    list of float
+        Filled as commands go out: the largest finger distance (0..1) between the hand and each command.
+    """
+    errors: List[float] = []
+    write = sink.write
+
+    def tracked(cmd, probs=None):
+        ok = write(cmd, probs)
+        errors.append(float(np.abs(hand.positions / 1000.0 - cmd).max()))
+        return ok
+
+    sink.write = tracked
+    return errors

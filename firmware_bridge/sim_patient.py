@@ -19,7 +19,7 @@ from typing import Callable, Deque, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .nerve_simulator import _ENSLAVE, SignalSynthesizer, SimulatorConfig, channel_names_for, make_patient
+from .nerve_simulator import _ENSLAVE, SignalSynthesizer, SimulatorConfig, _min_jerk, channel_names_for, make_patient
 
 
 class SimulatedPatient:
@@ -63,10 +63,7 @@ class SimulatedPatient:
         up = max(2, int(ramp_s * rng.uniform(0.75, 1.25) * g))
         down = max(2, int(ramp_s * rng.uniform(0.75, 1.25) * g))
         hold = max(1, int(hold_s * g) - (up - int(ramp_s * g)))
-        s = np.linspace(0.0, 1.0, up)
-        prof = np.concatenate([np.zeros(react), 10 * s**3 - 15 * s**4 + 6 * s**5, np.ones(hold),
-                               1 - (10 * np.linspace(0, 1, down)**3 - 15 * np.linspace(0, 1, down)**4
-                                    + 6 * np.linspace(0, 1, down)**5)])
+        prof = np.concatenate([np.zeros(react), _min_jerk(up), np.ones(hold), 1.0 - _min_jerk(down)])
         self._plan.clear()  # a new cue replaces whatever the patient was still doing
         self._plan.extend(prof[:, None] * vec[None, :])
 

@@ -12,7 +12,7 @@ from deploy.runtime import SAFE, HandSink, NoneSink, Runtime
 from deploy.sources import RecordingSource
 from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 from firmware_bridge.protocol import HandState
-from firmware_bridge.sim_hand import SimHand
+from firmware_bridge.sim_hand import SimHand, track_following
 
 
 @pytest.fixture(scope="module")
@@ -189,15 +189,7 @@ def test_end_to_end_interface_runtime_hand_over_two_ptys(rec, bundle):
         assert src.fs_hz == rec.fs_hz and src.n_channels == rec.n_channels
         sink = HandSink(hand.port)
         rt = Runtime(bundle, src, sink, engine="onnxruntime", post=PostConfig(rest_gate=1.0))
-        track = []
-        write = sink.write
-
-        def tracked(cmd, probs=None):
-            ok = write(cmd, probs)
-            track.append(np.abs(hand.positions / 1000.0 - cmd).max())
-            return ok
-
-        sink.write = tracked
+        track = track_following(sink, hand)
         stats = rt.run(seconds=2.5)
         src.close()
         assert stats.frames > 150

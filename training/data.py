@@ -138,6 +138,29 @@ def build_frames(recordings: Sequence[Recording], config: FeatureConfig) -> Fram
     )
 
 
+def split_last_repetitions(rec: Recording, n: int = 1) -> Tuple[Recording, Recording, List[int]]:
+    """Split a recording into its earlier repetitions and its last ``n`` (a held-out test set).
+
+    Returns
+    -------
+    train, test : Recording
+        Samples of the earlier repetitions, of the last ``n`` (samples outside any repetition belong to neither).
+    test_repetitions : list of int
+
+    Raises
+    ------
+    TrainingDataError
+        ``n`` or fewer repetitions: nothing would be left to train on.
+    """
+    reps = sorted(int(r) for r in np.unique(rec.repetitions) if r > 0)
+    if len(reps) <= n:
+        raise TrainingDataError("The session has {} repetition(s); at least {} are needed (the last {} to test, the "
+                                "rest to train on). Record more of the protocol.".format(len(reps), n + 1, n))
+    test = reps[-n:]
+    return (rec.select_samples(np.isin(rec.repetitions, reps[:-n])), rec.select_samples(np.isin(rec.repetitions, test)),
+            test)
+
+
 def validation_split(frames: FrameSet, *, fraction: float = 0.15) -> Tuple[FrameSet, FrameSet, List[int]]:
     """Hold out the last repetitions (about ``fraction`` of them, at least one) for validation.
 

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
+from .data import split_last_repetitions
 from .evaluate import evaluate
 from .train import TrainConfig, train, with_overrides
 
@@ -83,10 +84,7 @@ def simulated(out_dir: str, *, minutes: float = 10.0, seed: int = 0, config: Tra
     from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 
     rec = simulate_recording(SimulatorConfig(minutes=minutes, seed=seed))
-    reps = sorted(int(r) for r in np.unique(rec.repetitions) if r > 0)
-    test_reps = reps[-2:]
-    train_rec = rec.select_samples(~np.isin(rec.repetitions, test_reps) & (rec.repetitions > 0))
-    test_rec = rec.select_samples(np.isin(rec.repetitions, test_reps))
+    train_rec, test_rec, test_reps = split_last_repetitions(rec, 2)
     d = os.path.join(out_dir, "sim_seed{}".format(seed))
     r = _run([train_rec], [test_rec], os.path.join(d, "model"), config, os.path.join(d, "report"),
              "Simulated patient {} ({} min), test repetitions {}".format(seed, minutes, test_reps))

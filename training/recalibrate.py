@@ -14,8 +14,9 @@ million; the README's recalibration table shows the difference on the simulator'
 
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, List, Optional, Sequence
 
 import torch
@@ -134,25 +135,10 @@ def recalibrate(model_dir: str, recordings: Sequence[Recording], out_dir: str, *
                          interrupted=fit["interrupted"], val_metrics=metrics, history=fit["history"])
     result.refit_epochs = 0
     result.wall_s = time.perf_counter() - t0
-    save_model_dir(out_dir, model, fcfg, rec0, tcfg, result, baselines, source_files, val_reps)
-    _annotate(out_dir, model_dir, sorted(trainable), config)
+    save_model_dir(out_dir, model, fcfg, rec0, tcfg, result, baselines, source_files, val_reps,
+                   extra={"recalibrated_from": os.path.abspath(model_dir),
+                          "recalibration": dict(asdict(config), trained_parameters=sorted(trainable))})
     return result
-
-
-def _annotate(out_dir: str, source_dir: str, trained: List[str], config: RecalibrationConfig) -> None:
-    import json
-    import os
-    from dataclasses import asdict
-
-    path = os.path.join(out_dir, "model.json")
-    with open(path) as f:
-        meta = json.load(f)
-    meta["recalibrated_from"] = os.path.abspath(source_dir)
-    meta["recalibration"] = dict(asdict(config), trained_parameters=trained)
-    tmp = path + ".partial"
-    with open(tmp, "w") as f:
-        json.dump(meta, f, indent=1)
-    os.replace(tmp, path)
 
 
 def frozen_core_unchanged(before: RecurrentDecoder, after: RecurrentDecoder, *, trained: Optional[Sequence[str]] = None

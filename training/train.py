@@ -439,8 +439,9 @@ def train(
 # ---------------------------------------------------------------------- saving and loading
 def save_model_dir(model_dir: str, model: RecurrentDecoder, fcfg: FeatureConfig, rec: Recording,
                    config: TrainConfig, result: TrainResult, baselines: Dict[str, object],
-                   source_files: Sequence[str], val_reps: Sequence[int]) -> None:
-    """Write ``model.safetensors``, ``model.json`` and ``baselines.npz`` into ``model_dir``."""
+                   source_files: Sequence[str], val_reps: Sequence[int],
+                   extra: Optional[Dict[str, Any]] = None) -> None:
+    """Write ``model.safetensors``, ``model.json`` (with ``extra`` keys added) and ``baselines.npz``."""
     from safetensors.torch import save_file
 
     os.makedirs(model_dir, exist_ok=True)
@@ -471,6 +472,7 @@ def save_model_dir(model_dir: str, model: RecurrentDecoder, fcfg: FeatureConfig,
         "torch_version": torch.__version__,
         "host": platform.node(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **(extra or {}),
     }
     tmp = os.path.join(model_dir, "model.json.partial")
     with open(tmp, "w") as f:
