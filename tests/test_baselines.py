@@ -7,6 +7,7 @@ from training.baselines import (
     WienerDecoder,
     fit_baselines,
     lagged,
+    lagged_gram,
     load_baselines,
     save_baselines,
 )
@@ -34,6 +35,26 @@ def test_lagged_is_causal_and_restarts_per_segment():
     np.testing.assert_array_equal(out[:, 0], x[:, 0])
     np.testing.assert_array_equal(out[:, 1], [0, 0, 0, 1, 2, 0, 0, 5, 6, 7])
     np.testing.assert_array_equal(out[:, 2], [0, 0, 0, 0, 0, 0, 0, 0, 0, 5])
+
+
+@pytest.mark.parametrize("n_lags, spacing", [(1, 1), (3, 2), (4, 5)])
+def test_lagged_gram_equals_the_dense_product(rng, n_lags, spacing):
+    # segments longer than the lag span, shorter than it, shorter than one lag, and a single frame
+    seg = np.repeat([0, 1, 2, 3, 4], [400, 9, 3, 1, 250])
+    z = rng.normal(0.5, 1.0, size=(len(seg), 6)).astype(np.float32).astype(np.float64)  # as lagged() stores it
+    y = rng.normal(size=(len(seg), 2))
+    fs = FrameSet(features=z, positions=None, labels=None, repetitions=seg + 1, segment=seg, hop_ms=10.0,
+                  class_names=("rest",))
+    yc = y - y.mean(axis=0)
+    X = lagged(z, fs.segment_slices(), n_lags, spacing).astype(np.float64)
+    Xc = X - X.mean(axis=0)
+    cache = {}
+    lagged_gram(z, fs.segment_slices(), 2, spacing, yc, cache=cache)  # another layout fills part of the cache
+    for c in (cache, None):
+        gram, rhs, x_mean = lagged_gram(z, fs.segment_slices(), n_lags, spacing, yc, cache=c)
+        np.testing.assert_allclose(x_mean, X.mean(axis=0), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(gram, Xc.T @ Xc, rtol=1e-10, atol=1e-9)
+        np.testing.assert_allclose(rhs, Xc.T @ yc, rtol=1e-10, atol=1e-9)
 
 
 def test_wiener_matches_scikit_learn_ridge_and_finds_the_lag(rng):
@@ -105,3 +126,34 @@ def test_binary_lda_has_two_columns(rng):
 def test_lagged_shapes(n_lags, spacing):
     x = np.ones((20, 3), np.float32)
     assert lagged(x, [slice(0, 20)], n_lags, spacing).shape == (20, 3 * n_lags)
+
+
+def _textbook_kalman(k: KalmanDecoder, frames: FrameSet) -> np.ndarray:
+    """Predict / update per frame, restarting at each segment (Wu et al. 2003)."""
+    obs = ((frames.features - k.mean) / k.std) @ k.pca
+    out = np.zeros((len(obs), 5))
+    eye = np.eye(len(k.x0))
+    for s in frames.segment_slices():
+        x, P = k.x0.copy(), k.P0.copy()
+        for t in range(s.start, s.stop):
+            x = k.A @ x
+            P = k.A @ P @ k.A.T + k.W
+            S = k.H @ P @ k.H.T + k.Q
+            K = np.linalg.solve(S, k.H @ P).T
+            x = x + K @ (obs[t] - k.H @ x)
+            P = (eye - K @ k.H) @ P
+            out[t] = x[:5]
+    return np.clip(out, 0.0, 1.0)
+
+
+def test_kalman_shared_gain_schedule_equals_the_textbook_loop(rng):
+    fs = synthetic(rng, n=3000, segments=3)
+    train = fs.subset(fs.segment < 2)
+    # segments of unequal length, one shorter than the gain schedule's convergence and one much longer
+    seg = np.repeat([0, 1, 2, 3], [7, 1500, 40, 1453])
+    test = FrameSet(features=fs.features, positions=fs.positions, labels=None, repetitions=seg + 1, segment=seg,
+                    hop_ms=10.0, class_names=("rest",))
+    k = KalmanDecoder.fit(train, fs.subset(fs.segment == 2))
+    K, M = k.gains(1500)
+    assert len(K) < 1500  # the schedule converged and is cut short
+    np.testing.assert_allclose(k.predict(test), _textbook_kalman(k, test), atol=1e-9)

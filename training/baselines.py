@@ -14,7 +14,7 @@ Every fitted decoder is saved as plain arrays (``.npz``, no pickle) and predicts
 from __future__ import annotations
 
 import warnings
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -47,6 +47,74 @@ def lagged(features: np.ndarray, slices: Sequence[slice], n_lags: int, spacing: 
     return out
 
 
+def _runs(slices: Sequence[slice], start: int, stop_from_end: int) -> np.ndarray:
+    """Row indices ``s.start + start .. s.stop - stop_from_end`` of every segment, concatenated."""
+    parts = [np.arange(s.start + start, s.stop - stop_from_end) for s in slices
+             if s.stop - stop_from_end > s.start + start]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def lagged_gram(z: np.ndarray, slices: Sequence[slice], n_lags: int, spacing: int, yc: np.ndarray, *,
+                cache: Optional[Dict[int, np.ndarray]] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centred normal equations of ridge over :func:`lagged` frames, without building the lagged matrix.
+
+    Block ``(i, j)`` of ``X.T @ X`` (lags ``d_i <= d_j`` frames, ``tau = d_j - d_i``) is the lag-``tau``
+    cross-product of the frames, ``sum_u z[u + tau] z[u]'`` over each segment, less its last ``d_i`` terms (rows
+    whose longer lag falls before the segment start are zeros in :func:`lagged`). That costs one ``(F, F)`` product
+    per distinct lag difference instead of one ``(F * n_lags)``-wide product, and the cross-products are shared by
+    every lag layout through ``cache``. Same sums as centring the lagged matrix, up to rounding order.
+
+    Parameters
+    ----------
+    z : np.ndarray, shape (n, F), float64
+    slices : sequence of slice
+        Segments (the lag stack restarts at each).
+    n_lags, spacing : int
+    yc : np.ndarray, shape (n, m)
+        Centred targets.
+    cache : dict, optional
+        Lag-``tau`` cross-products by ``tau``, for this ``z`` and ``slices`` only.
+
+    Returns
+    -------
+    gram : np.ndarray, shape (F * n_lags, F * n_lags)
+        ``Xc.T @ Xc`` with ``Xc`` the lagged matrix less its column means.
+    rhs : np.ndarray, shape (F * n_lags, m)
+        ``Xc.T @ yc``.
+    x_mean : np.ndarray, shape (F * n_lags,)
+        Column means of the lagged matrix.
+    """
+    cache = {} if cache is None else cache
+    n, F = z.shape
+    p = F * n_lags
+    gram = np.empty((p, p))
+    rhs = np.empty((p, yc.shape[1]))
+    x_sum = np.empty(p)
+    for i in range(n_lags):
+        d = i * spacing
+        rows = _runs(slices, 0, d)  # frame u feeds lag block i at row u + d
+        x_sum[i * F:(i + 1) * F] = z[rows].sum(axis=0)
+        rhs[i * F:(i + 1) * F] = z[rows].T @ yc[rows + d]
+    for tau_i in range(n_lags):
+        tau = tau_i * spacing
+        if tau not in cache:
+            rows = _runs(slices, 0, tau)
+            cache[tau] = z[rows + tau].T @ z[rows]
+        full = cache[tau]
+        for i in range(n_lags - tau_i):
+            j = i + tau_i
+            dj = j * spacing
+            # the terms u >= L - d_j of each segment (length L), which the lag stack holds as zeros
+            parts = [np.arange(max(s.start, s.stop - dj), s.stop - tau) for s in slices if s.stop - tau > s.start]
+            rows = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+            block = full - z[rows + tau].T @ z[rows] if len(rows) else full
+            gram[i * F:(i + 1) * F, j * F:(j + 1) * F] = block
+            gram[j * F:(j + 1) * F, i * F:(i + 1) * F] = block.T
+    x_mean = x_sum / n
+    gram -= n * np.outer(x_mean, x_mean)
+    return gram, rhs, x_mean
+
+
 def _standardise(train: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     mean = train.mean(axis=0)
     std = train.std(axis=0)
@@ -67,8 +135,9 @@ class WienerDecoder:
     def fit(cls, train: FrameSet, val: FrameSet) -> "WienerDecoder":
         """Tune lags and ridge strength on ``val``, then keep the best fit.
 
-        Ridge regression with an intercept (the same estimator as scikit-learn's ``Ridge``), solved from the Gram
-        matrix once per lag layout so that the whole strength grid costs one factorisation each.
+        Ridge regression with an intercept (the same estimator as scikit-learn's ``Ridge``), solved from the centred
+        Gram matrix, which :func:`lagged_gram` builds once per lag layout from lag cross-products of the frames; each
+        strength of the grid then costs one Cholesky solve.
         """
         from scipy.linalg import LinAlgError, LinAlgWarning, solve
 
@@ -77,15 +146,13 @@ class WienerDecoder:
         zv = ((val.features - mean) / std).astype(np.float32)
         y = train.positions.astype(np.float64)
         best = (-np.inf, None)
+        z64, y_mean, slices = zt.astype(np.float64), y.mean(axis=0), train.segment_slices()
+        cross: Dict[int, np.ndarray] = {}  # lag cross-products shared by the layouts
         for n_lags, spacing in LAG_GRID:
-            Xt = lagged(zt, train.segment_slices(), n_lags, spacing).astype(np.float64)
+            gram, rhs, x_mean = lagged_gram(z64, slices, n_lags, spacing, y - y_mean, cache=cross)
             Xv = lagged(zv, val.segment_slices(), n_lags, spacing)
-            x_mean, y_mean = Xt.mean(axis=0), y.mean(axis=0)
-            Xc = Xt - x_mean
-            gram = Xc.T @ Xc
-            rhs = Xc.T @ (y - y_mean)
             for alpha in ALPHA_GRID:
-                reg = gram + alpha * Xt.shape[1] * np.eye(len(gram))
+                reg = gram + alpha * len(gram) * np.eye(len(gram))
                 try:
                     with warnings.catch_warnings():  # the weakest strengths may be ill-conditioned: scored anyway
                         warnings.simplefilter("ignore", LinAlgWarning)
@@ -143,56 +210,106 @@ class KalmanDecoder:
         return np.hstack(cols + [np.ones((len(pos), 1))]), has_prev
 
     @classmethod
-    def _fit_with(cls, train: FrameSet, mean, std, k: int, velocity: bool, w_scale: float) -> "KalmanDecoder":
+    def _candidates(cls, train: FrameSet, dims: Sequence[int]):
+        """Every model of the tuning grid, sharing what does not change across it.
+
+        Per state layout the dynamics (A, process-noise covariance, prior) are one fit; the observation model of a
+        PCA size is the first ``k`` rows of the largest one (least squares solves each column on its own).
+        """
+        mean, std = _standardise(train.features)
         z = (train.features - mean) / std
-        _, _, vt = np.linalg.svd(z[:: max(1, len(z) // 20000)], full_matrices=False)
-        pca = vt[:k].T.astype(np.float64)  # (F, k)
-        obs = z @ pca
-        X, has_prev = cls._states(train.positions.astype(np.float64), train.segment_slices(), velocity)
-        cur, prev = X[has_prev], X[np.flatnonzero(has_prev) - 1]
-        A = np.linalg.lstsq(prev, cur, rcond=None)[0].T
-        A[-1] = 0.0
-        A[-1, -1] = 1.0  # the constant stays constant
-        res = cur - prev @ A.T
-        W = w_scale * np.cov(res[:, :-1].T) + 1e-9 * np.eye(X.shape[1] - 1)
-        W = np.pad(W, ((0, 1), (0, 1)))
-        H = np.linalg.lstsq(X, obs, rcond=None)[0].T  # (k, state)
-        Q = np.cov((obs - X @ H.T).T).reshape(k, k) + 1e-6 * np.eye(k)
-        x0 = X.mean(axis=0)
-        P0 = np.pad(np.cov(X[:, :-1].T), ((0, 1), (0, 1)))
-        return cls(mean, std, pca, A, W, H, Q, x0, P0)
+        _, _, vt = np.linalg.svd(z[:: max(1, len(z) // 20000)], full_matrices=False)  # principal axes
+        k_max = max(dims)
+        pca_all = vt[:k_max].T.astype(np.float64)  # (F, k_max)
+        obs_all = z @ pca_all
+        for velocity in (False, True):
+            X, has_prev = cls._states(train.positions.astype(np.float64), train.segment_slices(), velocity)
+            cur, prev = X[has_prev], X[np.flatnonzero(has_prev) - 1]
+            A = np.linalg.lstsq(prev, cur, rcond=None)[0].T
+            A[-1] = 0.0
+            A[-1, -1] = 1.0  # the constant stays constant
+            res = cur - prev @ A.T
+            W_unit = np.cov(res[:, :-1].T)
+            H_all = np.linalg.lstsq(X, obs_all, rcond=None)[0].T  # (k_max, state)
+            Q_all = np.cov((obs_all - X @ H_all.T).T).reshape(k_max, k_max)
+            x0 = X.mean(axis=0)
+            P0 = np.pad(np.cov(X[:, :-1].T), ((0, 1), (0, 1)))
+            for k in dims:
+                H, Q = H_all[:k].copy(), Q_all[:k, :k] + 1e-6 * np.eye(k)
+                for w_scale in PROCESS_NOISE_GRID:
+                    W = np.pad(w_scale * W_unit + 1e-9 * np.eye(X.shape[1] - 1), ((0, 1), (0, 1)))
+                    yield cls(mean, std, pca_all[:, :k].copy(), A.copy(), W, H, Q, x0.copy(), P0.copy())
 
     @classmethod
     def fit(cls, train: FrameSet, val: FrameSet) -> "KalmanDecoder":
         """Tune the state, PCA dimension and process-noise scale on ``val``."""
-        mean, std = _standardise(train.features)
         best = (-np.inf, None)
         dims = sorted({min(k, train.n_features) for k in PCA_GRID})
-        for velocity in (False, True):
-            for k in dims:
-                for w_scale in PROCESS_NOISE_GRID:
-                    m = cls._fit_with(train, mean, std, k, velocity, w_scale)
-                    score = float(np.mean(r2_per_finger(val.positions, m.predict(val))))
-                    if score > best[0]:
-                        best = (score, m)
+        for m in cls._candidates(train, dims):
+            score = float(np.mean(r2_per_finger(val.positions, m.predict(val))))
+            if score > best[0]:
+                best = (score, m)
         return best[1]
 
+    def gains(self, n: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Kalman gains and state transitions of the first ``n`` frames after a (re)start.
+
+        The covariance recursion does not depend on the observations, so every segment shares one gain schedule;
+        it converges within a few hundred frames, after which the last gain is repeated (the steady-state filter).
+        The filtered state is then ``x_t = M_t x_{t-1} + K_t o_t`` with ``M_t = (I - K_t H) A``.
+
+        Returns
+        -------
+        K : np.ndarray, shape (m, state, k)
+        M : np.ndarray, shape (m, state, state)
+            ``m <= n`` entries; frame ``t >= m`` uses the last one.
+        """
+        A, W, H = self.A, self.W, self.H
+        eye = np.eye(len(self.x0))
+        # information form (push-through identity): K = (I + P G)^-1 P H' Q^-1 with G = H' Q^-1 H, which solves a
+        # state-sized system instead of an observation-sized one and holds for a singular prior (the constant state)
+        HtQi = np.linalg.solve(self.Q, H).T  # (state, k)
+        G = HtQi @ H
+        P = self.P0.copy()
+        Ks: List[np.ndarray] = []
+        Ms: List[np.ndarray] = []
+        for _ in range(max(int(n), 1)):
+            P = A @ P @ A.T + W
+            P = np.linalg.solve(eye + P @ G, P)
+            K = P @ HtQi
+            if Ks and np.max(np.abs(K - Ks[-1])) <= 1e-13 * max(np.max(np.abs(K)), 1e-300):
+                break  # converged to machine precision: the rest of the schedule is this gain
+            Ks.append(K)
+            Ms.append((eye - K @ H) @ A)
+        return np.array(Ks), np.array(Ms)
+
     def predict(self, frames: FrameSet) -> np.ndarray:
-        """Return filtered positions, shape (n, 5), clipped to 0..1; the filter restarts at each segment."""
+        """Return filtered positions, shape (n, 5), clipped to 0..1; the filter restarts at each segment.
+
+        All segments are filtered together, one frame index at a time, with the shared gain schedule
+        (:meth:`gains`): the same estimates as the textbook predict/update loop per frame.
+        """
         obs = ((frames.features - self.mean) / self.std) @ self.pca
         out = np.zeros((len(obs), 5))
-        A, W, H, Q = self.A, self.W, self.H, self.Q
-        eye = np.eye(len(self.x0))
-        for s in frames.segment_slices():
-            x, P = self.x0.copy(), self.P0.copy()
-            for t in range(s.start, s.stop):
-                x = A @ x
-                P = A @ P @ A.T + W
-                S = H @ P @ H.T + Q
-                K = np.linalg.solve(S, H @ P).T
-                x = x + K @ (obs[t] - H @ x)
-                P = (eye - K @ H) @ P
-                out[t] = x[:5]
+        slices = frames.segment_slices()
+        if not slices:
+            return out
+        longest = max(s.stop - s.start for s in slices)
+        K, M = self.gains(longest)
+        starts = np.array([s.start for s in slices])
+        lengths = np.array([s.stop - s.start for s in slices])
+        x = np.repeat(self.x0[None, :], len(slices), axis=0)  # (segments, state)
+        steady = obs @ K[-1].T  # every frame's observation term once the gain has converged
+        for t in range(longest):
+            live = lengths > t
+            if not live.all():
+                starts, lengths, x = starts[live], lengths[live], x[live]
+            rows = starts + t
+            if t < len(K) - 1:
+                x = x @ M[t].T + obs[rows] @ K[t].T
+            else:
+                x = x @ M[-1].T + steady[rows]
+            out[rows] = x[:, :5]
         return np.clip(out, 0.0, 1.0)
 
     def to_arrays(self) -> Dict[str, np.ndarray]:
