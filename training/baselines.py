@@ -47,13 +47,6 @@ def lagged(features: np.ndarray, slices: Sequence[slice], n_lags: int, spacing: 
     return out
 
 
-def _runs(slices: Sequence[slice], start: int, stop_from_end: int) -> np.ndarray:
-    """Row indices ``s.start + start .. s.stop - stop_from_end`` of every segment, concatenated."""
-    parts = [np.arange(s.start + start, s.stop - stop_from_end) for s in slices
-             if s.stop - stop_from_end > s.start + start]
-    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-
-
 def lagged_gram(z: np.ndarray, slices: Sequence[slice], n_lags: int, spacing: int, yc: np.ndarray, *,
                 cache: Optional[Dict[int, np.ndarray]] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Centred normal equations of ridge over :func:`lagged` frames, without building the lagged matrix.
@@ -88,26 +81,27 @@ def lagged_gram(z: np.ndarray, slices: Sequence[slice], n_lags: int, spacing: in
     n, F = z.shape
     p = F * n_lags
     gram = np.empty((p, p))
-    rhs = np.empty((p, yc.shape[1]))
-    x_sum = np.empty(p)
+    rhs = np.zeros((p, yc.shape[1]))
+    x_sum = np.zeros(p)
     for i in range(n_lags):
         d = i * spacing
-        rows = _runs(slices, 0, d)  # frame u feeds lag block i at row u + d
-        x_sum[i * F:(i + 1) * F] = z[rows].sum(axis=0)
-        rhs[i * F:(i + 1) * F] = z[rows].T @ yc[rows + d]
+        for s in slices:  # frame u of a segment feeds lag block i at row u + d
+            if s.stop - s.start > d:
+                x_sum[i * F:(i + 1) * F] += z[s.start:s.stop - d].sum(axis=0)
+                rhs[i * F:(i + 1) * F] += z[s.start:s.stop - d].T @ yc[s.start + d:s.stop]
     for tau_i in range(n_lags):
         tau = tau_i * spacing
         if tau not in cache:
-            rows = _runs(slices, 0, tau)
-            cache[tau] = z[rows + tau].T @ z[rows]
-        full = cache[tau]
+            cache[tau] = sum((z[s.start + tau:s.stop].T @ z[s.start:s.stop - tau] for s in slices
+                              if s.stop - s.start > tau), np.zeros((F, F)))
         for i in range(n_lags - tau_i):
             j = i + tau_i
             dj = j * spacing
-            # the terms u >= L - d_j of each segment (length L), which the lag stack holds as zeros
-            parts = [np.arange(max(s.start, s.stop - dj), s.stop - tau) for s in slices if s.stop - tau > s.start]
-            rows = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-            block = full - z[rows + tau].T @ z[rows] if len(rows) else full
+            block = cache[tau].copy()
+            for s in slices:  # less the terms u >= L - d_j of each segment, which the lag stack holds as zeros
+                u0 = max(s.start, s.stop - dj)
+                if s.stop - tau > u0:
+                    block -= z[u0 + tau:s.stop].T @ z[u0:s.stop - tau]
             gram[i * F:(i + 1) * F, j * F:(j + 1) * F] = block
             gram[j * F:(j + 1) * F, i * F:(i + 1) * F] = block.T
     x_mean = x_sum / n
