@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -53,6 +54,45 @@ def test_training_is_reproducible_for_a_seed(tmp_path, sim_train):
     mb, _ = load_model_dir(b.model_dir)
     for (k, va), (_, vb) in zip(ma.state_dict().items(), mb.state_dict().items()):
         torch.testing.assert_close(va, vb, msg=k)
+
+
+def test_parallel_refit_equals_the_refit_after_the_first_phase(tmp_path, sim_train):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the second process trains on one thread: compare like with like
+    try:
+        seq = train([sim_train], str(tmp_path / "seq"), config=replace(FAST, parallel_refit=False), progress=False,
+                    fit_classic=False, log=lambda m: None)
+    finally:
+        torch.set_num_threads(before)
+    par = train([sim_train], str(tmp_path / "par"), config=FAST, progress=False, fit_classic=False,
+                log=lambda m: None)
+    assert seq.refit_epochs == par.refit_epochs == seq.best_epoch >= 1
+    ms, _ = load_model_dir(seq.model_dir)
+    mp, _ = load_model_dir(par.model_dir)
+    for (k, vs), (_, vp) in zip(ms.state_dict().items(), mp.state_dict().items()):
+        torch.testing.assert_close(vs, vp, msg=k)
+    # the refit learned from the validation repetition too: not the first phase's weights
+    assert not torch.equal(mp.state_dict()["rnn.weight_hh_l0"], _phase1_weights(sim_train, tmp_path))
+
+
+def _phase1_weights(rec, tmp_path):
+    res = train([rec], str(tmp_path / "norefit"), config=replace(FAST, refit=False), progress=False,
+                fit_classic=False, log=lambda m: None)
+    return load_model_dir(res.model_dir)[0].state_dict()["rnn.weight_hh_l0"]
+
+
+def test_a_failed_refit_process_says_why(sim_train):
+    from decoder.features import config_for_recording
+    from training.parallel_refit import ParallelRefit
+
+    frames = build_frames([sim_train], config_for_recording(sim_train))
+    worker = ParallelRefit(config=replace(FAST, seq_len=10 ** 6), frames=frames,
+                           fcfg=config_for_recording(sim_train), n_channels=6, n_classes=len(frames.class_names))
+    try:
+        with pytest.raises(RuntimeError, match="refit process failed: TrainingDataError: No continuous stretch"):
+            worker.result(1)
+    finally:
+        worker.close()
 
 
 def test_ctrl_c_keeps_the_best_checkpoint(tmp_path, sim_train, monkeypatch):

@@ -11,6 +11,7 @@ history); the classic baselines fitted on the same frames go to ``baselines.npz`
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -18,7 +19,7 @@ import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ from .baselines import fit_baselines, save_baselines
 from .data import FrameSet, TrainingDataError, build_frames, normalisation, validation_split
 from .metrics import classification_metrics, regression_metrics
 from .model import ModelConfig, RecurrentDecoder, predict_sequences
+from .parallel_refit import ParallelRefit, mean_state, state_arrays, usable_cores
 
 MODEL_FORMAT = "neurohand-model"
 MODEL_FORMAT_VERSION = 1
@@ -88,7 +90,16 @@ class TrainConfig:
     refit : bool
         After early stopping, retrain on training + validation data for the best number of epochs (the
         validation repetitions are data the final model should learn from; measured on NinaPro: one more
-        repetition of seven is worth about +0.03 R^2).
+        repetition of seven is worth about +0.03 R^2). It runs on the same learning-rate schedule and stops at the
+        first phase's best epoch.
+    refit_average_epochs : int
+        The refit's weights are the mean of its weights at the end of its last this-many epochs (Polyak averaging:
+        it stops where the schedule has usually not annealed yet; measured on NinaPro, three seeds: R^2 0.685 with 4
+        against 0.677 with 1, and 0.686 for a refit annealed over exactly the best number of epochs). 1 = the last.
+    parallel_refit : bool
+        On a CPU with two or more cores (single process, not torchrun), run the refit in a second process beside
+        the first phase instead of after it (:mod:`training.parallel_refit`): same result, about 1.6x less wall time
+        on two cores.
     """
 
     cell: str = "gru"
@@ -116,12 +127,14 @@ class TrainConfig:
     max_steps_per_epoch: int = 40
     min_steps_per_epoch: int = 4
     refit: bool = True
+    refit_average_epochs: int = 4
+    parallel_refit: bool = True
 
     def __post_init__(self) -> None:
         check_option("cell", self.cell, ("gru", "lstm"))
         check_option("device", self.device, ("auto", "cpu", "cuda"))
         for name in ("hidden", "layers", "epochs", "seq_len", "batch_size", "patience", "max_steps_per_epoch",
-                     "min_steps_per_epoch", "min_epochs"):
+                     "min_steps_per_epoch", "min_epochs", "refit_average_epochs"):
             check_int(name, getattr(self, name), minimum=1)
         check_int("burn_in", self.burn_in, minimum=0)
         check_int("seed", self.seed, minimum=0)
@@ -146,6 +159,7 @@ class TrainResult:
     history: List[Dict[str, float]] = field(default_factory=list)
     wall_s: float = 0.0
     refit_epochs: int = 0
+    refit_process_peak_rss_mb: float = 0.0  # the parallel refit's own high-water mark (0 when none ran)
 
 
 # ---------------------------------------------------------------------- distributed helpers
@@ -209,7 +223,27 @@ def evaluate_frames(model: RecurrentDecoder, frames: FrameSet, device: torch.dev
     return out
 
 
-def _build_model(config: TrainConfig, frames: FrameSet, n_classes: int, device: torch.device) -> RecurrentDecoder:
+@contextlib.contextmanager
+def _one_thread_each(enabled: bool) -> Iterator[None]:
+    """One torch and one BLAS thread in this process while a second process trains beside it."""
+    if not enabled:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _build_model(config: TrainConfig, frames: FrameSet, n_classes: int, device: torch.device, *,
+                 seed_offset: int) -> RecurrentDecoder:
+    """Build a fresh model, its weights drawn from ``config.seed + seed_offset``, normalised to ``frames``."""
+    torch.manual_seed(config.seed + seed_offset)
     mean, std = normalisation(frames.features)
     mcfg = ModelConfig(n_features=frames.n_features, n_classes=n_classes, cell=config.cell, hidden=config.hidden,
                        layers=config.layers, projection=config.projection, dropout=config.dropout,
@@ -221,8 +255,14 @@ def _build_model(config: TrainConfig, frames: FrameSet, n_classes: int, device: 
 
 def _fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], config: TrainConfig,
          fcfg: FeatureConfig, n_channels: int, device: torch.device, env: Dict[str, int], *,
-         stop_after: Optional[int], bar: "_Progress", seed_offset: int) -> Dict[str, Any]:
-    """Run the optimiser; with ``val_f``, keep the best state by validation score and stop early."""
+         stop_after: Optional[int], bar: "_Progress", seed_offset: int,
+         on_epoch: Optional[Callable[[int, RecurrentDecoder, bool], bool]] = None) -> Dict[str, Any]:
+    """Run the optimiser; with ``val_f``, keep the best state by validation score and stop early.
+
+    The learning-rate schedule always spans ``config.epochs``; ``stop_after`` ends the run earlier (the refit stops
+    at the first phase's best epoch, on the same schedule). ``on_epoch(epoch, model, improved)`` runs after each
+    epoch (``improved``: a new best validation score, or every epoch without ``val_f``) and returns True to stop.
+    """
     distributed = env["world"] > 1
     torch.manual_seed(config.seed + seed_offset)
     np_rng = np.random.default_rng([config.seed, env["rank"], seed_offset])
@@ -238,8 +278,7 @@ def _fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], 
     steps = int(min(config.max_steps_per_epoch, max(config.min_steps_per_epoch, per_epoch)))
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     last_epoch = config.epochs if stop_after is None else min(stop_after, config.epochs)
-    # one full one-cycle schedule over the epochs this run will do (the refit anneals within its shorter run)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=last_epoch * steps,
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps,
                                                 pct_start=0.2)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -303,7 +342,7 @@ def _fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], 
                 bar.advance(losses[-1])
             row: Dict[str, float] = {"epoch": epoch, "train_loss": float(np.mean(losses)),
                                      "lr": float(sched.get_last_lr()[0])}
-            stop = False
+            stop, improved = False, val_f is None
             if val_f is not None:
                 val = evaluate_frames(model, val_f, device)
                 score = _score(val)
@@ -311,7 +350,7 @@ def _fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], 
                 row.update({k: float(val[k]) for k in ("r2_mean", "accuracy") if val.get(k) is not None})
                 if score > best["score"]:
                     best = {"score": score, "state": copy.deepcopy(model.state_dict()), "epoch": epoch}
-                    bad_epochs = 0
+                    bad_epochs, improved = 0, True
                 else:
                     bad_epochs += 1
                 stop = bad_epochs >= config.patience and epoch >= config.min_epochs
@@ -321,6 +360,8 @@ def _fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], 
                 bar.describe("refit on all training data: epoch {}/{} loss {:.4f}".format(
                     epoch, last_epoch, row["train_loss"]))
             history.append(row)
+            if on_epoch is not None and on_epoch(epoch, model, improved):
+                stop = True
             if distributed:
                 import torch.distributed as dist
 
@@ -393,34 +434,74 @@ def train(
         log("training {} on {} frames ({} validation frames, repetitions {} held out), {} features, device {}{}"
             .format(config.cell.upper(), len(train_f), len(val_f), val_reps, frames.n_features, device,
                     ", {} processes".format(env["world"]) if distributed else ""))
-    total = config.epochs * (2 if config.refit else 1)
+    parallel = (config.refit and device.type == "cpu" and not distributed and config.parallel_refit
+                and usable_cores() >= 2)
+    total = config.epochs * (2 if config.refit and not parallel else 1)
     bar = _Progress(enabled=progress and is_main, total=total)
+    worker: Optional[ParallelRefit] = None
+    baselines: Dict[str, object] = {}
+    refit_rss_mb = 0.0
     try:
-        model = _build_model(config, train_f, n_classes, device)
-        phase1 = _fit(model, train_f, val_f, config, fcfg, n_channels, device, env, stop_after=None, bar=bar,
-                      seed_offset=0)
-        interrupted = phase1["interrupted"]
-        model.to("cpu")
-        val_metrics = evaluate_frames(model, val_f, torch.device("cpu"))
-        history = phase1["history"]
-        refit_epochs = 0
-        if config.refit and not interrupted and phase1["best_epoch"] > 0:
-            refit = _build_model(config, frames, n_classes, device)
-            phase2 = _fit(refit, frames, None, config, fcfg, n_channels, device, env,
-                          stop_after=phase1["best_epoch"], bar=bar, seed_offset=1)
-            if not phase2["interrupted"]:
-                model, refit_epochs = refit.to("cpu"), phase2["epochs_run"]
-            interrupted = phase2["interrupted"]
+        with _one_thread_each(parallel):
+            model = _build_model(config, train_f, n_classes, device, seed_offset=0)
+            if parallel:
+                worker = ParallelRefit(config=config, frames=frames, fcfg=fcfg, n_channels=n_channels,
+                                       n_classes=n_classes)
+            phase1 = _fit(model, train_f, val_f, config, fcfg, n_channels, device, env, stop_after=None, bar=bar,
+                          seed_offset=0, on_epoch=worker.on_phase1_epoch if worker else None)
+            interrupted = phase1["interrupted"]
+            model.to("cpu")
+            val_metrics = evaluate_frames(model, val_f, torch.device("cpu"))
+            history = phase1["history"]
+            refit_epochs = 0
+            if is_main and fit_classic and not interrupted:
+                bar.describe("classic baselines")
+                baselines = fit_baselines(train_f, val_f)
+            if config.refit and not interrupted and phase1["best_epoch"] > 0:
+                if worker is not None:
+                    bar.describe("refit on all training data (second process) up to epoch {}".format(
+                        phase1["best_epoch"]))
+                    try:
+                        state = worker.result(phase1["best_epoch"])
+                    except KeyboardInterrupt:
+                        interrupted = True
+                    except RuntimeError as exc:
+                        log("{}: keeping the model trained without the validation repetitions".format(exc))
+                    else:
+                        model = _build_model(config, frames, n_classes, torch.device("cpu"), seed_offset=1)
+                        model.load_state_dict(state)
+                        refit_epochs = phase1["best_epoch"]
+                        refit_rss_mb = worker.peak_rss_mb
+                else:
+                    refit = _build_model(config, frames, n_classes, device, seed_offset=1)
+                    last: List[Dict[str, np.ndarray]] = []
+
+                    def keep(epoch: int, m: RecurrentDecoder, improved: bool) -> bool:
+                        last.append(state_arrays(m))
+                        del last[:-config.refit_average_epochs]
+                        return False
+
+                    phase2 = _fit(refit, frames, None, config, fcfg, n_channels, device, env,
+                                  stop_after=phase1["best_epoch"], bar=bar, seed_offset=1, on_epoch=keep)
+                    if not phase2["interrupted"]:
+                        refit = refit.to("cpu")
+                        refit.load_state_dict(mean_state(last))
+                        model, refit_epochs = refit, phase2["epochs_run"]
+                    interrupted = phase2["interrupted"]
     finally:
         bar.close()
+        if worker is not None:
+            worker.close()
+    if is_main and fit_classic and not baselines:  # interrupted before they were fitted: still saved with the model
+        baselines = fit_baselines(train_f, val_f)
     if interrupted and is_main:
         log("interrupted: keeping the best model so far (epoch {}{})".format(
             phase1["best_epoch"], ", before the refit" if config.refit else ""))
     result = TrainResult(model_dir=model_dir, best_epoch=phase1["best_epoch"], epochs_run=phase1["epochs_run"],
                          interrupted=interrupted, val_metrics=val_metrics, history=history)
     result.refit_epochs = refit_epochs
+    result.refit_process_peak_rss_mb = refit_rss_mb
     if is_main:
-        baselines = fit_baselines(train_f, val_f) if fit_classic else {}
         result.wall_s = time.perf_counter() - t_start
         save_model_dir(model_dir, model, fcfg, recordings[0], config, result, baselines, source_files, val_reps)
     if distributed:
