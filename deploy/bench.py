@@ -112,25 +112,10 @@ def _bench_features(args: argparse.Namespace) -> int:
     return 0
 
 
-_PEAK_RSS = """
-def peak_rss_mb():
-    # the process's own high-water mark: VmHWM belongs to this image (getrusage's ru_maxrss survives exec, so a
-    # child would report its parent's size when the parent was larger)
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-"""
-
-
-_TRAIN_CHILD = _PEAK_RSS + """
+_TRAIN_CHILD = """
 import json, os, sys, time
 import torch
+from deploy.process_memory import peak_rss_mb
 n_cores = int(sys.argv[3])
 if hasattr(os, "sched_setaffinity"):  # the budget is cores: the parallel refit's second process shares them
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:n_cores])
@@ -261,8 +246,9 @@ def _bench_decoder(args: argparse.Namespace) -> int:
     return 0
 
 
-_PIPELINE_CHILD = _PEAK_RSS + """
+_PIPELINE_CHILD = """
 import json, resource, sys, time
+from deploy.process_memory import peak_rss_mb
 from decoder.bundle import Bundle
 from decoder.recording import read_recording
 from deploy.runtime import HandSink, Runtime

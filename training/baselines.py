@@ -141,9 +141,10 @@ class WienerDecoder:
         y = train.positions.astype(np.float64)
         best = (-np.inf, None)
         z64, y_mean, slices = zt.astype(np.float64), y.mean(axis=0), train.segment_slices()
+        yc = y - y_mean
         cross: Dict[int, np.ndarray] = {}  # lag cross-products shared by the layouts
         for n_lags, spacing in LAG_GRID:
-            gram, rhs, x_mean = lagged_gram(z64, slices, n_lags, spacing, y - y_mean, cache=cross)
+            gram, rhs, x_mean = lagged_gram(z64, slices, n_lags, spacing, yc, cache=cross)
             Xv = lagged(zv, val.segment_slices(), n_lags, spacing)
             for alpha in ALPHA_GRID:
                 reg = gram + alpha * len(gram) * np.eye(len(gram))

@@ -18,12 +18,13 @@ import multiprocessing as mp
 import os
 import queue
 import signal
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import numpy as np
 import torch
 
 from decoder.features import FeatureConfig
+from deploy.process_memory import peak_rss_mb
 
 from .data import FrameSet
 
@@ -36,30 +37,29 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def peak_rss_mb() -> float:
-    """Return the calling process's resident-memory high-water mark in MB (``VmHWM``; 0 without /proc)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return 0.0
+class RecentStates:
+    """A model's weights at the end of recent epochs, and their mean: the refit's Polyak averaging.
 
+    Parameters
+    ----------
+    n_average : int
+        How many epochs, up to and including the chosen one, the mean covers.
+    """
 
-def state_arrays(model: torch.nn.Module) -> Dict[str, np.ndarray]:
-    """Copy a model's state as numpy arrays."""
-    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+    def __init__(self, n_average: int) -> None:
+        self.n_average = int(n_average)
+        self._states: Dict[int, Dict[str, np.ndarray]] = {}
 
+    def add(self, epoch: int, model: torch.nn.Module, *, earliest_choice: int) -> None:
+        """Keep ``model``'s weights at ``epoch``; drop those no mean up to ``earliest_choice`` or later needs."""
+        self._states[epoch] = {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+        for e in [e for e in self._states if e <= earliest_choice - self.n_average]:
+            del self._states[e]
 
-def mean_state(states: List[Dict[str, np.ndarray]]) -> Dict[str, torch.Tensor]:
-    """Element-wise mean of model states (same keys), as tensors of the original dtypes."""
-    return {k: torch.from_numpy(v) for k, v in _mean_arrays(states).items()}
-
-
-def _mean_arrays(states: List[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
-    return {k: np.mean([s[k] for s in states], axis=0).astype(states[-1][k].dtype) for k in states[-1]}
+    def mean(self, epoch: int) -> Dict[str, np.ndarray]:
+        """Element-wise mean of the weights of the last ``n_average`` epochs up to ``epoch`` (original dtypes)."""
+        chosen = [self._states[e] for e in range(max(1, epoch - self.n_average + 1), epoch + 1)]
+        return {k: np.mean([s[k] for s in chosen], axis=0).astype(chosen[-1][k].dtype) for k in chosen[-1]}
 
 
 def _worker(config: Any, frames: FrameSet, fcfg: FeatureConfig, n_channels: int, n_classes: int,
@@ -71,21 +71,17 @@ def _worker(config: Any, frames: FrameSet, fcfg: FeatureConfig, n_channels: int,
 
         cpu = torch.device("cpu")
         model = _build_model(config, frames, n_classes, cpu, seed_offset=1)
-        kept: Dict[int, Dict[str, np.ndarray]] = {}
+        recent = RecentStates(config.refit_average_epochs)
 
         def on_epoch(epoch: int, m: torch.nn.Module, improved: bool) -> bool:
-            kept[epoch] = state_arrays(m)
-            for e in [e for e in kept if e <= best.value - config.refit_average_epochs]:
-                del kept[e]  # before the first phase's best so far: never needed
+            recent.add(epoch, m, earliest_choice=best.value)  # the first phase's best only moves later
             return 0 < stop_at.value <= epoch
 
         _fit(model, frames, None, config, fcfg, n_channels, cpu, {"world": 1, "rank": 0, "local_rank": 0},
              stop_after=None, bar=_Progress(enabled=False, total=0), seed_offset=1, on_epoch=on_epoch)
         decided.wait()
-        epoch = stop_at.value
-        first = max(1, epoch - config.refit_average_epochs + 1)
         # numpy, not tensors: torch would share tensor memory through a connection this process closes on exit
-        out.put(("ok", peak_rss_mb(), _mean_arrays([kept[e] for e in range(first, epoch + 1)])))
+        out.put(("ok", peak_rss_mb(), recent.mean(stop_at.value)))
     except BaseException as exc:  # reported to the parent, which keeps the first phase's model
         out.put(("error", 0.0, "{}: {}".format(type(exc).__name__, exc)))
 

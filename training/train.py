@@ -34,7 +34,7 @@ from .baselines import fit_baselines, save_baselines
 from .data import FrameSet, TrainingDataError, build_frames, normalisation, validation_split
 from .metrics import classification_metrics, regression_metrics
 from .model import ModelConfig, RecurrentDecoder, predict_sequences
-from .parallel_refit import ParallelRefit, mean_state, state_arrays, usable_cores
+from .parallel_refit import ParallelRefit, RecentStates, usable_cores
 
 MODEL_FORMAT = "neurohand-model"
 MODEL_FORMAT_VERSION = 1
@@ -439,7 +439,7 @@ def train(
     total = config.epochs * (2 if config.refit and not parallel else 1)
     bar = _Progress(enabled=progress and is_main, total=total)
     worker: Optional[ParallelRefit] = None
-    baselines: Dict[str, object] = {}
+    baselines: Optional[Dict[str, object]] = None
     refit_rss_mb = 0.0
     try:
         with _one_thread_each(parallel):
@@ -474,25 +474,25 @@ def train(
                         refit_rss_mb = worker.peak_rss_mb
                 else:
                     refit = _build_model(config, frames, n_classes, device, seed_offset=1)
-                    last: List[Dict[str, np.ndarray]] = []
+                    recent = RecentStates(config.refit_average_epochs)
 
                     def keep(epoch: int, m: RecurrentDecoder, improved: bool) -> bool:
-                        last.append(state_arrays(m))
-                        del last[:-config.refit_average_epochs]
+                        recent.add(epoch, m, earliest_choice=epoch)
                         return False
 
                     phase2 = _fit(refit, frames, None, config, fcfg, n_channels, device, env,
                                   stop_after=phase1["best_epoch"], bar=bar, seed_offset=1, on_epoch=keep)
                     if not phase2["interrupted"]:
                         refit = refit.to("cpu")
-                        refit.load_state_dict(mean_state(last))
+                        refit.load_state_dict({k: torch.from_numpy(v)
+                                               for k, v in recent.mean(phase2["epochs_run"]).items()})
                         model, refit_epochs = refit, phase2["epochs_run"]
                     interrupted = phase2["interrupted"]
     finally:
         bar.close()
         if worker is not None:
             worker.close()
-    if is_main and fit_classic and not baselines:  # interrupted before they were fitted: still saved with the model
+    if is_main and fit_classic and baselines is None:  # interrupted before they were fitted: still saved
         baselines = fit_baselines(train_f, val_f)
     if interrupted and is_main:
         log("interrupted: keeping the best model so far (epoch {}{})".format(
@@ -503,7 +503,8 @@ def train(
     result.refit_process_peak_rss_mb = refit_rss_mb
     if is_main:
         result.wall_s = time.perf_counter() - t_start
-        save_model_dir(model_dir, model, fcfg, recordings[0], config, result, baselines, source_files, val_reps)
+        save_model_dir(model_dir, model, fcfg, recordings[0], config, result, baselines or {}, source_files,
+                       val_reps)
     if distributed:
         import gc
 
