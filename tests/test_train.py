@@ -95,6 +95,34 @@ def test_a_failed_refit_process_says_why(sim_train):
         worker.close()
 
 
+def test_the_refit_process_waits_when_ahead_and_fits_the_baselines_meanwhile(sim_train):
+    import time
+
+    from decoder.features import config_for_recording
+    from training.baselines import fit_baselines
+    from training.parallel_refit import LEAD_EPOCHS, ParallelRefit
+
+    fcfg = config_for_recording(sim_train)
+    frames = build_frames([sim_train], fcfg)
+    worker = ParallelRefit(config=replace(FAST, epochs=6), frames=frames, fcfg=fcfg, n_channels=6,
+                           n_classes=len(frames.class_names))
+    try:
+        worker.on_phase1_epoch(1, None, True)  # the first phase's best stays at epoch 1
+        deadline = time.monotonic() + 120
+        while worker._claim.value == 0 and time.monotonic() < deadline:  # it reaches epoch 1 + LEAD_EPOCHS
+            time.sleep(0.1)
+        assert not worker.claim_baselines()  # the worker has them: the parent must not fit them again
+        state = worker.result(1)
+    finally:
+        worker.close()
+    assert LEAD_EPOCHS >= 1 and set(state) >= {"rnn.weight_hh_l0"}
+    train_f, val_f, _ = validation_split(frames, fraction=FAST.val_fraction)
+    expected = fit_baselines(train_f, val_f)
+    assert set(worker.baselines) == set(expected) == {"wiener", "kalman", "lda"}
+    for name in expected:
+        assert worker.baselines[name].describe() == expected[name].describe()
+
+
 def test_ctrl_c_keeps_the_best_checkpoint(tmp_path, sim_train, monkeypatch):
     import training.train as tt
 

@@ -16,6 +16,8 @@ from torch import nn
 
 from decoder.validation import check_int, check_option, check_positive
 
+from .gru_cpu import gru_forward
+
 State = Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]
 CELLS = ("gru", "lstm")
 
@@ -105,7 +107,7 @@ class RecurrentDecoder(nn.Module):
 
     def initial_state(self, batch: int = 1, device: Optional[torch.device] = None) -> State:
         """Zero state: ``h`` (layers, batch, hidden), plus ``c`` for an LSTM."""
-        h = torch.zeros(self.config.layers, batch, self.config.hidden, device=device)
+        h = torch.zeros(self.config.layers, batch, self.config.hidden, device=device, dtype=self.feature_mean.dtype)
         if self.config.cell == "lstm":
             return (h, torch.zeros_like(h))
         return h
@@ -134,7 +136,10 @@ class RecurrentDecoder(nn.Module):
         z = self.proj(z)
         if state is None:
             state = self.initial_state(x.shape[0], x.device)
-        out, state = self.rnn(z, state)
+        if self.config.cell == "gru" and z.device.type == "cpu" and torch.is_grad_enabled():
+            out, state = gru_forward(self.rnn, z, state)  # same result, less per-step overhead (training.gru_cpu)
+        else:
+            out, state = self.rnn(z, state)
         out = self.drop(out)
         logits = self.class_head(out.detach() if detach_class else out)
         return torch.sigmoid(self.position_head(out)), logits, state

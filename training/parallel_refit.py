@@ -8,8 +8,11 @@ the two phases together take little longer than one.
 
 The worker keeps its weights at every epoch from a few before the first phase's best so far (which only moves
 later), and at the end hands back the mean of its last ``refit_average_epochs`` up to the epoch the first phase
-settled on, as the sequential refit does. It ignores Ctrl-C: the parent decides (an interrupted
-first phase keeps its own best model and stops the worker).
+settled on, as the sequential refit does. It never runs more than ``LEAD_EPOCHS`` past the first phase's best so
+far: epochs beyond the final best are thrown away, and the first phase runs ``patience`` epochs past its best before
+it stops, so the worker waits instead and uses the wait to fit the classic baselines (which the parent would
+otherwise fit after the first phase, on the critical path). Whichever process claims the baselines first fits them.
+It ignores Ctrl-C: the parent decides (an interrupted first phase keeps its own best model and stops the worker).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
@@ -26,7 +29,10 @@ import torch
 from decoder.features import FeatureConfig
 from deploy.process_memory import peak_rss_mb
 
-from .data import FrameSet
+from .data import FrameSet, validation_split
+
+LEAD_EPOCHS = 2
+"""How many epochs past the first phase's best so far the worker trains before it waits."""
 
 
 def usable_cores() -> int:
@@ -63,10 +69,14 @@ class RecentStates:
 
 
 def _worker(config: Any, frames: FrameSet, fcfg: FeatureConfig, n_channels: int, n_classes: int,
-            best: Any, stop_at: Any, decided: Any, out: Any) -> None:
+            best: Any, stop_at: Any, decided: Any, moved: Any, claim: Any, out: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
+    baselines = None
     try:
+        from threadpoolctl import threadpool_limits
+
+        from .baselines import fit_baselines
         from .train import _build_model, _fit, _Progress
 
         cpu = torch.device("cpu")
@@ -74,16 +84,32 @@ def _worker(config: Any, frames: FrameSet, fcfg: FeatureConfig, n_channels: int,
         recent = RecentStates(config.refit_average_epochs)
 
         def on_epoch(epoch: int, m: torch.nn.Module, improved: bool) -> bool:
+            nonlocal baselines
             recent.add(epoch, m, earliest_choice=best.value)  # the first phase's best only moves later
+            with moved:
+                ahead = not decided.is_set() and epoch >= best.value + LEAD_EPOCHS
+            if ahead and _claim(claim, 1):
+                with threadpool_limits(1):  # the other core is busy: one BLAS thread, or OpenBLAS crawls
+                    baselines = fit_baselines(*validation_split(frames, fraction=config.val_fraction)[:2])
+            with moved:
+                moved.wait_for(lambda: decided.is_set() or epoch < best.value + LEAD_EPOCHS)
             return 0 < stop_at.value <= epoch
 
         _fit(model, frames, None, config, fcfg, n_channels, cpu, {"world": 1, "rank": 0, "local_rank": 0},
              stop_after=None, bar=_Progress(enabled=False, total=0), seed_offset=1, on_epoch=on_epoch)
         decided.wait()
         # numpy, not tensors: torch would share tensor memory through a connection this process closes on exit
-        out.put(("ok", peak_rss_mb(), recent.mean(stop_at.value)))
+        out.put(("ok", peak_rss_mb(), recent.mean(stop_at.value), baselines))
     except BaseException as exc:  # reported to the parent, which keeps the first phase's model
-        out.put(("error", 0.0, "{}: {}".format(type(exc).__name__, exc)))
+        out.put(("error", 0.0, "{}: {}".format(type(exc).__name__, exc), None))
+
+
+def _claim(claim: Any, who: int) -> bool:
+    """Claim the baselines for ``who`` (1: worker, 2: parent) unless the other process already has."""
+    with claim.get_lock():
+        if claim.value == 0:
+            claim.value = who
+        return claim.value == who
 
 
 class ParallelRefit:
@@ -96,26 +122,39 @@ class ParallelRefit:
         Training and validation frames together.
     fcfg : FeatureConfig
     n_channels, n_classes : int
+    fit_classic : bool
+        Fit the classic baselines (:func:`training.baselines.fit_baselines`) while waiting, if the caller has not
+        claimed them (:meth:`claim_baselines`) by then; they come back as :attr:`baselines`.
     """
 
     def __init__(self, *, config: Any, frames: FrameSet, fcfg: FeatureConfig, n_channels: int,
-                 n_classes: int) -> None:
+                 n_classes: int, fit_classic: bool = True) -> None:
         ctx = mp.get_context("spawn")  # no fork of a process that already runs torch's thread pools
         self._best = ctx.Value("i", 0)
         self._stop_at = ctx.Value("i", 0)
         self._decided = ctx.Event()
+        self._moved = ctx.Condition()  # the first phase's best moved, or the decision came
+        # who fits the baselines: 0 nobody yet, 1 the worker, 2 the parent
+        self._claim = ctx.Value("i", 0 if fit_classic else 2)
         self._out = ctx.Queue()
         self._proc = ctx.Process(target=_worker, name="neurohand-refit", daemon=True,
                                  args=(config, frames, fcfg, n_channels, n_classes, self._best, self._stop_at,
-                                       self._decided, self._out))
+                                       self._decided, self._moved, self._claim, self._out))
         self._proc.start()
         self.peak_rss_mb = 0.0  # the worker's memory high-water mark, known once it has finished
+        self.baselines: Optional[Dict[str, Any]] = None  # the classic baselines, if the worker fitted them
 
     def on_phase1_epoch(self, epoch: int, model: torch.nn.Module, improved: bool) -> bool:
         """``_fit``'s ``on_epoch`` hook for the first phase: tells the worker the best epoch so far."""
         if improved:
-            self._best.value = epoch
+            with self._moved:
+                self._best.value = epoch
+                self._moved.notify_all()
         return False
+
+    def claim_baselines(self) -> bool:
+        """Whether the caller should fit the baselines itself (the worker has not started them); then it won't."""
+        return _claim(self._claim, 2)
 
     def result(self, best_epoch: int) -> Dict[str, torch.Tensor]:
         """Wait for the worker to reach ``best_epoch`` and return its weights there.
@@ -125,12 +164,14 @@ class ParallelRefit:
         RuntimeError
             The worker failed; the message says why.
         """
-        self._best.value = best_epoch
-        self._stop_at.value = best_epoch
-        self._decided.set()
+        with self._moved:
+            self._best.value = best_epoch
+            self._stop_at.value = best_epoch
+            self._decided.set()
+            self._moved.notify_all()
         while True:
             try:
-                status, rss_mb, payload = self._out.get(timeout=1.0)
+                status, rss_mb, payload, baselines = self._out.get(timeout=1.0)
                 break
             except queue.Empty:
                 if not self._proc.is_alive():
@@ -140,6 +181,7 @@ class ParallelRefit:
         if status != "ok":
             raise RuntimeError("the refit process failed: {}".format(payload))
         self.peak_rss_mb = float(rss_mb)
+        self.baselines = baselines
         return {k: torch.from_numpy(v) for k, v in payload.items()}
 
     def close(self) -> None:

@@ -446,7 +446,7 @@ def train(
             model = _build_model(config, train_f, n_classes, device, seed_offset=0)
             if parallel:
                 worker = ParallelRefit(config=config, frames=frames, fcfg=fcfg, n_channels=n_channels,
-                                       n_classes=n_classes)
+                                       n_classes=n_classes, fit_classic=fit_classic and is_main)
             phase1 = _fit(model, train_f, val_f, config, fcfg, n_channels, device, env, stop_after=None, bar=bar,
                           seed_offset=0, on_epoch=worker.on_phase1_epoch if worker else None)
             interrupted = phase1["interrupted"]
@@ -454,7 +454,7 @@ def train(
             val_metrics = evaluate_frames(model, val_f, torch.device("cpu"))
             history = phase1["history"]
             refit_epochs = 0
-            if is_main and fit_classic and not interrupted:
+            if is_main and fit_classic and not interrupted and (worker is None or worker.claim_baselines()):
                 bar.describe("classic baselines")
                 baselines = fit_baselines(train_f, val_f)
             if config.refit and not interrupted and phase1["best_epoch"] > 0:
@@ -472,6 +472,8 @@ def train(
                         model.load_state_dict(state)
                         refit_epochs = phase1["best_epoch"]
                         refit_rss_mb = worker.peak_rss_mb
+                        if fit_classic and baselines is None:
+                            baselines = worker.baselines  # fitted while it waited for the first phase
                 else:
                     refit = _build_model(config, frames, n_classes, device, seed_offset=1)
                     recent = RecentStates(config.refit_average_epochs)
