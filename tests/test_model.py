@@ -55,3 +55,24 @@ def test_config_validation():
         ModelConfig(n_features=3, cell="rnn")
     with pytest.raises(ValueError, match="dropout"):
         ModelConfig(n_features=3, dropout=1.0)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_a_fixed_projection_folds_into_a_plain_decoder_with_the_same_outputs(cell):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    m = RecurrentDecoder(ModelConfig(n_features=9, n_classes=4, cell=cell, hidden=12, layers=2))
+    m.set_normalisation(rng.normal(size=9), rng.uniform(0.5, 2.0, size=9))
+    m.set_fixed_projection(rng.normal(size=(3, 9)).astype(np.float32), rng.normal(size=3).astype(np.float32))
+    assert m.rnn.input_size == 3 and not any(p.requires_grad for p in m.proj.parameters())
+    plain = m.without_fixed_projection()
+    assert not any(k.startswith("proj.") for k in plain.state_dict())
+    assert plain.rnn.weight_ih_l0.shape[1] == 9  # what its config says, so it saves, loads and exports as usual
+    m.eval()
+    plain.eval()
+    x = torch.as_tensor(rng.normal(size=(2, 50, 9)), dtype=torch.float32)
+    with torch.no_grad():
+        for a, b in zip(m(x)[:2], plain(x)[:2]):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="Invalid value for 'projection': a fixed projection replaces"):
+        RecurrentDecoder(ModelConfig(n_features=9, projection=4)).set_fixed_projection(np.zeros((3, 9)), np.zeros(3))

@@ -143,6 +143,25 @@ def test_ctrl_c_keeps_the_best_checkpoint(tmp_path, sim_train, monkeypatch):
     assert meta["interrupted"] is True and meta["best_epoch"] == 1
 
 
+def test_class_only_recordings_train_through_the_lda_front_end_and_save_a_plain_decoder(tmp_path, sim_train):
+    classes_only = replace(sim_train, positions=None, position_index=None)
+    ranks = {}
+    for front_end in (True, False):
+        res = train([classes_only], str(tmp_path / str(front_end)), config=replace(FAST, lda_front_end=front_end),
+                    progress=False, fit_classic=False, log=lambda m: None)
+        model, meta = load_model_dir(res.model_dir)  # a plain decoder: loads with its saved config
+        assert meta["model_config"]["projection"] == 0 and meta["model_config"]["positions"] is False
+        w_ih = model.rnn.weight_ih_l0.detach().double().numpy()
+        assert w_ih.shape == (3 * FAST.hidden, model.config.n_features)
+        ranks[front_end] = np.linalg.matrix_rank(w_ih, tol=1e-5 * np.abs(w_ih).max())
+        assert 0 <= evaluate(res.model_dir, [classes_only])["decoders"]["gru"]["accuracy"] <= 1
+    from decoder.features import config_for_recording
+
+    present = len(np.unique(build_frames([classes_only], config_for_recording(classes_only)).labels))
+    # the front end's projection (classes present - 1 coordinates) folded into the first layer bounds its rank
+    assert ranks[True] == present - 1 < ranks[False]
+
+
 def test_bad_training_input_says_what_to_do(tmp_path, sim_train, rng):
     unlabeled = Recording(signals=rng.normal(size=(40000, 6)), fs_hz=4000.0)
     with pytest.raises(TrainingDataError, match="No usable labels"):
@@ -209,13 +228,13 @@ def test_torchrun_two_process_gloo(tmp_path, sim_train):
     model = str(tmp_path / "ddp")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
            "-m", "deploy.cli", "train", path, "--out", model, "--epochs", "2", "--hidden", "8", "--layers", "1",
-           "--seq-len", "40", "--quiet", "--no-baselines", "--device", "cpu"]
+           "--seq-len", "40", "--quiet", "--no-baselines", "--no-lda-front-end", "--device", "cpu"]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
                        env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 processes" in r.stderr
     meta = json.load(open(os.path.join(model, "model.json")))
-    assert meta["epochs_run"] >= 1
+    assert meta["epochs_run"] >= 1 and meta["train_config"]["lda_front_end"] is False
 
 
 def test_gain_augmentation_matches_recomputed_features(rng):

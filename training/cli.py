@@ -23,6 +23,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--seq-len", type=int, default=None, help="frames per training window (default 200)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--no-lda-front-end", action="store_true",
+                   help="class-only sessions: feed the recurrent core all features, not the LDA projection")
     p.add_argument("--no-baselines", action="store_true", help="skip the classic baselines")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
@@ -53,7 +55,8 @@ def _train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train, with_overrides
 
     cfg = with_overrides(TrainConfig(), cell=args.model, hidden=args.hidden, layers=args.layers,
-                         epochs=args.epochs, seq_len=args.seq_len, device=args.device, seed=args.seed)
+                         epochs=args.epochs, seq_len=args.seq_len, device=args.device, seed=args.seed,
+                         lda_front_end=False if args.no_lda_front_end else None)
     recs = [read_recording(s) for s in args.sessions]
     res = train(recs, args.out, config=cfg, progress=not args.quiet, fit_classic=not args.no_baselines,
                 log=lambda m: print(m, file=sys.stderr) if m else None, source_files=args.sessions)

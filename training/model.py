@@ -105,6 +105,48 @@ class RecurrentDecoder(nn.Module):
         self.feature_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.feature_std.copy_(torch.as_tensor(std, dtype=torch.float32))
 
+    def set_fixed_projection(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        """Read the normalised frames through a frozen linear map before the recurrent core (training only).
+
+        The recurrent core is rebuilt with ``k`` inputs, its weights drawn from the global RNG
+        (:mod:`training.lda_front_end`). Save :meth:`without_fixed_projection`, which matches :attr:`config`.
+
+        Parameters
+        ----------
+        weight : np.ndarray, shape (k, n_features)
+        bias : np.ndarray, shape (k,)
+        """
+        if self.config.projection:
+            raise ValueError("Invalid value for 'projection': a fixed projection replaces the learned one; "
+                             "expected 0, got {}".format(self.config.projection))
+        k = int(weight.shape[0])
+        lin = nn.Linear(self.config.n_features, k)
+        with torch.no_grad():
+            lin.weight.copy_(torch.as_tensor(weight))
+            lin.bias.copy_(torch.as_tensor(bias))
+        lin.requires_grad_(False)
+        self.proj = lin.to(self.feature_mean.device)
+        rnn_cls = nn.GRU if self.config.cell == "gru" else nn.LSTM
+        self.rnn = rnn_cls(k, self.config.hidden, self.config.layers, batch_first=True,
+                           dropout=self.config.dropout if self.config.layers > 1 else 0.0
+                           ).to(self.feature_mean.device)
+
+    def without_fixed_projection(self) -> "RecurrentDecoder":
+        """Return the same function as a plain decoder: a fixed projection folded into the first layer's inputs.
+
+        ``W_ih (W z + b) + b_ih = (W_ih W) z + (W_ih b + b_ih)``; returns ``self`` when there is none.
+        """
+        if self.config.projection or not isinstance(self.proj, nn.Linear):
+            return self
+        plain = RecurrentDecoder(self.config).to(self.feature_mean.device)
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("proj.")}
+        with torch.no_grad():
+            w_ih, b_ih = self.rnn.weight_ih_l0, self.rnn.bias_ih_l0
+            state["rnn.weight_ih_l0"] = w_ih @ self.proj.weight
+            state["rnn.bias_ih_l0"] = b_ih + w_ih @ self.proj.bias
+        plain.load_state_dict(state)
+        return plain
+
     def initial_state(self, batch: int = 1, device: Optional[torch.device] = None) -> State:
         """Zero state: ``h`` (layers, batch, hidden), plus ``c`` for an LSTM."""
         h = torch.zeros(self.config.layers, batch, self.config.hidden, device=device, dtype=self.feature_mean.dtype)

