@@ -123,6 +123,30 @@ def test_the_refit_process_waits_when_ahead_and_fits_the_baselines_meanwhile(sim
         assert worker.baselines[name].describe() == expected[name].describe()
 
 
+def test_a_refit_process_killed_while_it_waits_never_blocks_the_parent(sim_train):
+    import time
+
+    from decoder.features import config_for_recording
+    from training.parallel_refit import ParallelRefit
+
+    fcfg = config_for_recording(sim_train)
+    frames = build_frames([sim_train], fcfg)
+    worker = ParallelRefit(config=replace(FAST, epochs=6), frames=frames, fcfg=fcfg, n_channels=6,
+                           n_classes=len(frames.class_names), fit_classic=False)
+    try:
+        worker.on_phase1_epoch(1, None, True)
+        time.sleep(3.0)  # long enough to reach epoch 1 + LEAD_EPOCHS and wait there
+        worker._proc.kill()  # the OOM killer, say
+        worker._proc.join()
+        t0 = time.monotonic()
+        worker.on_phase1_epoch(2, None, True)  # the parent goes on with its first phase
+        with pytest.raises(RuntimeError, match="the refit process ended without a result"):
+            worker.result(2)
+        assert time.monotonic() - t0 < 10
+    finally:
+        worker.close()
+
+
 def test_ctrl_c_keeps_the_best_checkpoint(tmp_path, sim_train, monkeypatch):
     import training.train as tt
 

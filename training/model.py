@@ -178,7 +178,8 @@ class RecurrentDecoder(nn.Module):
         z = self.proj(z)
         if state is None:
             state = self.initial_state(x.shape[0], x.device)
-        if self.config.cell == "gru" and z.device.type == "cpu" and torch.is_grad_enabled():
+        if (self.config.cell == "gru" and z.device.type == "cpu" and torch.is_grad_enabled()
+                and not torch.is_autocast_enabled("cpu")):
             out, state = gru_forward(self.rnn, z, state)  # same result, less per-step overhead (training.gru_cpu)
         else:
             out, state = self.rnn(z, state)

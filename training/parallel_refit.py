@@ -69,7 +69,7 @@ class RecentStates:
 
 
 def _worker(config: Any, frames: FrameSet, fcfg: FeatureConfig, n_channels: int, n_classes: int,
-            best: Any, stop_at: Any, decided: Any, moved: Any, claim: Any, out: Any) -> None:
+            best: Any, stop_at: Any, decided: Any, claim: Any, out: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     baselines = None
@@ -86,13 +86,14 @@ def _worker(config: Any, frames: FrameSet, fcfg: FeatureConfig, n_channels: int,
         def on_epoch(epoch: int, m: torch.nn.Module, improved: bool) -> bool:
             nonlocal baselines
             recent.add(epoch, m, earliest_choice=best.value)  # the first phase's best only moves later
-            with moved:
-                ahead = not decided.is_set() and epoch >= best.value + LEAD_EPOCHS
-            if ahead and _claim(claim, 1):
+            ahead = not decided.is_set() and epoch >= best.value + LEAD_EPOCHS
+            if ahead and baselines is None and _claim(claim, 1):
                 with threadpool_limits(1):  # the other core is busy: one BLAS thread, or OpenBLAS crawls
                     baselines = fit_baselines(*validation_split(frames, fraction=config.val_fraction)[:2])
-            with moved:
-                moved.wait_for(lambda: decided.is_set() or epoch < best.value + LEAD_EPOCHS)
+            # Wait on the event with a timeout rather than on a shared condition: a parent that notified a
+            # condition would block on a worker killed while waiting (multiprocessing.Condition.notify_all).
+            while not decided.is_set() and epoch >= best.value + LEAD_EPOCHS:
+                decided.wait(0.2)
             return 0 < stop_at.value <= epoch
 
         _fit(model, frames, None, config, fcfg, n_channels, cpu, {"world": 1, "rank": 0, "local_rank": 0},
@@ -133,13 +134,12 @@ class ParallelRefit:
         self._best = ctx.Value("i", 0)
         self._stop_at = ctx.Value("i", 0)
         self._decided = ctx.Event()
-        self._moved = ctx.Condition()  # the first phase's best moved, or the decision came
         # who fits the baselines: 0 nobody yet, 1 the worker, 2 the parent
         self._claim = ctx.Value("i", 0 if fit_classic else 2)
         self._out = ctx.Queue()
         self._proc = ctx.Process(target=_worker, name="neurohand-refit", daemon=True,
                                  args=(config, frames, fcfg, n_channels, n_classes, self._best, self._stop_at,
-                                       self._decided, self._moved, self._claim, self._out))
+                                       self._decided, self._claim, self._out))
         self._proc.start()
         self.peak_rss_mb = 0.0  # the worker's memory high-water mark, known once it has finished
         self.baselines: Optional[Dict[str, Any]] = None  # the classic baselines, if the worker fitted them
@@ -147,9 +147,7 @@ class ParallelRefit:
     def on_phase1_epoch(self, epoch: int, model: torch.nn.Module, improved: bool) -> bool:
         """``_fit``'s ``on_epoch`` hook for the first phase: tells the worker the best epoch so far."""
         if improved:
-            with self._moved:
-                self._best.value = epoch
-                self._moved.notify_all()
+            self._best.value = epoch
         return False
 
     def claim_baselines(self) -> bool:
@@ -164,11 +162,9 @@ class ParallelRefit:
         RuntimeError
             The worker failed; the message says why.
         """
-        with self._moved:
-            self._best.value = best_epoch
-            self._stop_at.value = best_epoch
-            self._decided.set()
-            self._moved.notify_all()
+        self._best.value = best_epoch
+        self._stop_at.value = best_epoch
+        self._decided.set()
         while True:
             try:
                 status, rss_mb, payload, baselines = self._out.get(timeout=1.0)
