@@ -140,6 +140,7 @@ def test_a_refit_process_killed_while_it_waits_never_blocks_the_parent(sim_train
         worker._proc.join()
         t0 = time.monotonic()
         worker.on_phase1_epoch(2, None, True)  # the parent goes on with its first phase
+        assert worker.claim_baselines()  # and fits the baselines itself
         with pytest.raises(RuntimeError, match="the refit process ended without a result"):
             worker.result(2)
         assert time.monotonic() - t0 < 10

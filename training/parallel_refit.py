@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import queue
+import shutil
 import signal
-from typing import Any, Dict, Optional
+import tempfile
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ import torch
 from decoder.features import FeatureConfig
 from deploy.process_memory import peak_rss_mb
 
+from .baselines import fit_baselines, load_baselines, save_baselines
 from .data import FrameSet, validation_split
 
 LEAD_EPOCHS = 2
@@ -69,52 +71,83 @@ class RecentStates:
 
 
 def _worker(config: Any, frames: FrameSet, fcfg: FeatureConfig, n_channels: int, n_classes: int,
-            best: Any, stop_at: Any, decided: Any, claim: Any, out: Any) -> None:
+            inbox: Any, outbox: Any, claim: Any, out_dir: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
-    baselines = None
+    parent = os.getppid()
     try:
         from threadpoolctl import threadpool_limits
 
-        from .baselines import fit_baselines
         from .train import _build_model, _fit, _Progress
 
         cpu = torch.device("cpu")
         model = _build_model(config, frames, n_classes, cpu, seed_offset=1)
         recent = RecentStates(config.refit_average_epochs)
+        best, stop_at = 0, 0  # the first phase's best epoch so far; the epoch it settled on (0: not yet)
+        baselines = None
+
+        def take(message: Tuple[str, int]) -> None:
+            nonlocal best, stop_at
+            kind, epoch = message
+            best = max(best, epoch)
+            if kind == "stop":
+                stop_at = epoch
 
         def on_epoch(epoch: int, m: torch.nn.Module, improved: bool) -> bool:
             nonlocal baselines
-            recent.add(epoch, m, earliest_choice=best.value)  # the first phase's best only moves later
-            ahead = not decided.is_set() and epoch >= best.value + LEAD_EPOCHS
-            if ahead and baselines is None and _claim(claim, 1):
+            while inbox.poll():
+                take(inbox.recv())
+            recent.add(epoch, m, earliest_choice=best)  # the first phase's best only moves later
+            ahead = stop_at == 0 and epoch >= best + LEAD_EPOCHS
+            if ahead and baselines is None and _claim(claim, 1, lambda: os.getppid() == parent):
                 with threadpool_limits(1):  # the other core is busy: one BLAS thread, or OpenBLAS crawls
                     baselines = fit_baselines(*validation_split(frames, fraction=config.val_fraction)[:2])
-            # Wait on the event with a timeout rather than on a shared condition: a parent that notified a
-            # condition would block on a worker killed while waiting (multiprocessing.Condition.notify_all).
-            while not decided.is_set() and epoch >= best.value + LEAD_EPOCHS:
-                decided.wait(0.2)
-            return 0 < stop_at.value <= epoch
+            while stop_at == 0 and epoch >= best + LEAD_EPOCHS:
+                take(inbox.recv())  # blocks until the parent moves on; EOFError once it is gone
+            return 0 < stop_at <= epoch
 
         _fit(model, frames, None, config, fcfg, n_channels, cpu, {"world": 1, "rank": 0, "local_rank": 0},
              stop_after=None, bar=_Progress(enabled=False, total=0), seed_offset=1, on_epoch=on_epoch)
-        decided.wait()
-        # numpy, not tensors: torch would share tensor memory through a connection this process closes on exit
-        out.put(("ok", peak_rss_mb(), recent.mean(stop_at.value), baselines))
+        while stop_at == 0:
+            take(inbox.recv())
+        np.savez(os.path.join(out_dir, "refit.npz"), **recent.mean(stop_at))
+        if baselines:
+            save_baselines(os.path.join(out_dir, "baselines.npz"), baselines)
+        outbox.send(("ok", peak_rss_mb()))  # a few bytes: one atomic write, never half a message
+    except EOFError:  # the parent has gone: nobody to report to
+        return
     except BaseException as exc:  # reported to the parent, which keeps the first phase's model
-        out.put(("error", 0.0, "{}: {}".format(type(exc).__name__, exc), None))
+        try:
+            outbox.send(("error", "{}: {}".format(type(exc).__name__, exc)))
+        except OSError:
+            pass
 
 
-def _claim(claim: Any, who: int) -> bool:
-    """Claim the baselines for ``who`` (1: worker, 2: parent) unless the other process already has."""
-    with claim.get_lock():
+def _claim(claim: Any, who: int, other_alive: Callable[[], bool]) -> bool:
+    """Claim the baselines for ``who`` (1: worker, 2: parent) unless the other process already has.
+
+    A process killed while holding the lock never releases it: then the survivor claims them.
+    """
+    lock = claim.get_lock()
+    while not lock.acquire(timeout=0.5):
+        if not other_alive():
+            return True
+    try:
         if claim.value == 0:
             claim.value = who
         return claim.value == who
+    finally:
+        lock.release()
 
 
 class ParallelRefit:
     """A refit training in a spawned process while the caller runs the first phase.
+
+    The two processes talk through two one-way pipes carrying a few bytes per message (the first phase's best
+    epoch; the worker's outcome) and the worker writes its weights and baselines to files in a temporary folder. So
+    neither side ever blocks on the other dying: a closed pipe reads as end-of-file. (A shared
+    ``multiprocessing.Event`` would not do: its ``set()`` waits for every sleeper to wake, and a killed one never
+    does.)
 
     Parameters
     ----------
@@ -131,28 +164,35 @@ class ParallelRefit:
     def __init__(self, *, config: Any, frames: FrameSet, fcfg: FeatureConfig, n_channels: int,
                  n_classes: int, fit_classic: bool = True) -> None:
         ctx = mp.get_context("spawn")  # no fork of a process that already runs torch's thread pools
-        self._best = ctx.Value("i", 0)
-        self._stop_at = ctx.Value("i", 0)
-        self._decided = ctx.Event()
+        self._dir = tempfile.mkdtemp(prefix="neurohand-refit-")
         # who fits the baselines: 0 nobody yet, 1 the worker, 2 the parent
         self._claim = ctx.Value("i", 0 if fit_classic else 2)
-        self._out = ctx.Queue()
+        inbox, self._to_worker = ctx.Pipe(duplex=False)
+        self._from_worker, outbox = ctx.Pipe(duplex=False)
         self._proc = ctx.Process(target=_worker, name="neurohand-refit", daemon=True,
-                                 args=(config, frames, fcfg, n_channels, n_classes, self._best, self._stop_at,
-                                       self._decided, self._claim, self._out))
+                                 args=(config, frames, fcfg, n_channels, n_classes, inbox, outbox, self._claim,
+                                       self._dir))
         self._proc.start()
+        inbox.close()  # the worker's ends: with only the worker holding them, its death reads as end-of-file
+        outbox.close()
         self.peak_rss_mb = 0.0  # the worker's memory high-water mark, known once it has finished
         self.baselines: Optional[Dict[str, Any]] = None  # the classic baselines, if the worker fitted them
+
+    def _send(self, kind: str, epoch: int) -> None:
+        try:
+            self._to_worker.send((kind, int(epoch)))
+        except OSError:  # the worker has ended; result() says how
+            pass
 
     def on_phase1_epoch(self, epoch: int, model: torch.nn.Module, improved: bool) -> bool:
         """``_fit``'s ``on_epoch`` hook for the first phase: tells the worker the best epoch so far."""
         if improved:
-            self._best.value = epoch
+            self._send("best", epoch)
         return False
 
     def claim_baselines(self) -> bool:
         """Whether the caller should fit the baselines itself (the worker has not started them); then it won't."""
-        return _claim(self._claim, 2)
+        return _claim(self._claim, 2, self._proc.is_alive)
 
     def result(self, best_epoch: int) -> Dict[str, torch.Tensor]:
         """Wait for the worker to reach ``best_epoch`` and return its weights there.
@@ -160,28 +200,30 @@ class ParallelRefit:
         Raises
         ------
         RuntimeError
-            The worker failed; the message says why.
+            The worker failed or ended without a result; the message says why.
         """
-        self._best.value = best_epoch
-        self._stop_at.value = best_epoch
-        self._decided.set()
-        while True:
-            try:
-                status, rss_mb, payload, baselines = self._out.get(timeout=1.0)
-                break
-            except queue.Empty:
-                if not self._proc.is_alive():
-                    raise RuntimeError("the refit process ended without a result (exit code {})".format(
-                        self._proc.exitcode)) from None
+        self._send("stop", best_epoch)
+        try:
+            status, payload = self._from_worker.recv()
+        except EOFError:
+            self._proc.join()
+            raise RuntimeError("the refit process ended without a result (exit code {})".format(
+                self._proc.exitcode)) from None
         self._proc.join()
         if status != "ok":
             raise RuntimeError("the refit process failed: {}".format(payload))
-        self.peak_rss_mb = float(rss_mb)
-        self.baselines = baselines
-        return {k: torch.from_numpy(v) for k, v in payload.items()}
+        self.peak_rss_mb = float(payload)
+        baselines_path = os.path.join(self._dir, "baselines.npz")
+        if os.path.exists(baselines_path):
+            self.baselines = load_baselines(baselines_path)
+        with np.load(os.path.join(self._dir, "refit.npz"), allow_pickle=False) as z:
+            return {k: torch.from_numpy(z[k]) for k in z.files}
 
     def close(self) -> None:
-        """Stop the worker if it still runs."""
+        """Stop the worker if it still runs and remove its folder."""
         if self._proc.is_alive():
             self._proc.terminate()
         self._proc.join()
+        self._to_worker.close()
+        self._from_worker.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
