@@ -39,6 +39,7 @@ def test_train_writes_a_model_folder_without_pickle(trained):
     assert meta["format"] == "neurohand-model" and meta["model_config"]["cell"] == "gru"
     assert meta["n_channels"] == 6 and meta["fs_hz"] == 4000.0
     assert len(meta["history"]) == res.epochs_run >= 1
+    assert meta["training_windows"] == {"seq_len": 40, "batch_size": 8}
     assert set(meta["baselines"]) == {"wiener", "kalman", "lda"}
     with open(os.path.join(d, "model.safetensors"), "rb") as f:
         assert b"\x80\x04" not in f.read(64)  # not a pickle stream
@@ -197,6 +198,20 @@ def test_bad_training_input_says_what_to_do(tmp_path, sim_train, rng):
     one_rep = simulate_recording(SimulatorConfig(minutes=0.3, n_channels=6, fs_hz=4000.0, seed=1))
     with pytest.raises(TrainingDataError, match="Too little data for a validation split"):
         train([one_rep], str(tmp_path / "x"), config=FAST, progress=False)
+
+
+def test_training_windows_are_a_duration():
+    assert TrainConfig().windows(10.0) == (400, 16)  # nerve and envelope frames: 4 s, 6400 frames a step
+    assert TrainConfig().windows(20.0) == (200, 32)  # EMG frames
+    assert TrainConfig(seq_len=50).windows(10.0) == (50, 128)
+    assert TrainConfig(seq_len=50, batch_size=4).windows(20.0) == (50, 4)
+    assert TrainConfig().windows(10.0, longest=250) == (250, 26)  # a session paused often: down to 2 s
+    assert TrainConfig().windows(10.0, longest=120) == (200, 32)  # shorter still: WindowSampler says what to do
+    assert TrainConfig(seq_len=300).windows(10.0, longest=120) == (300, 21)  # explicit: as asked
+    with pytest.raises(ValueError, match="'burn_in': must be < the 40-frame training window, got 40"):
+        TrainConfig(seq_ms=400.0, burn_in=40).windows(10.0)
+    with pytest.raises(ValueError, match="seq_len"):
+        TrainConfig(seq_len=0)
 
 
 def test_validation_split_is_by_repetition(sim_train):

@@ -20,7 +20,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--hidden", type=int, default=None, help="state size (default 128)")
     p.add_argument("--layers", type=int, default=None, help="recurrent layers (default 2)")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 30)")
-    p.add_argument("--seq-len", type=int, default=None, help="frames per training window (default 200)")
+    p.add_argument("--seq-len", type=int, default=None,
+                   help="frames per training window (default: 4 s, 400 frames at 10 ms hops, 200 at 20 ms)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--no-lda-front-end", action="store_true",
