@@ -72,6 +72,10 @@ class FrameSet:
         bounds = np.concatenate([[0], cut, [len(self)]])
         return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
+    def longest_segment(self) -> int:
+        """Frames in the longest contiguous run (0 when empty)."""
+        return max((s.stop - s.start for s in self.segment_slices()), default=0)
+
 
 def check_compatible(recordings: Sequence[Recording]) -> None:
     """Raise :class:`TrainingDataError` unless all recordings share channels, rate, kind and classes."""

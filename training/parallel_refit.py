@@ -114,12 +114,10 @@ def _worker(config: Any, frames: FrameSet, fcfg: FeatureConfig, n_channels: int,
         if baselines:
             save_baselines(os.path.join(out_dir, "baselines.npz"), baselines)
         outbox.send(("ok", peak_rss_mb()))  # a few bytes: one atomic write, never half a message
-    except EOFError:  # the parent has gone: nobody to report to
-        return
     except BaseException as exc:  # reported to the parent, which keeps the first phase's model
         try:
             outbox.send(("error", "{}: {}".format(type(exc).__name__, exc)))
-        except OSError:
+        except OSError:  # the parent has gone (its end of the inbox closed: EOFError above): nobody to tell
             pass
 
 

@@ -229,7 +229,7 @@ class WindowSampler:
             if n >= seq_len:
                 ranges.append((s.start, s.stop - seq_len + 1))
         if not ranges:
-            longest = max((s.stop - s.start for s in frames.segment_slices()), default=0)
+            longest = frames.longest_segment()
             raise TrainingDataError(
                 "No continuous stretch of the training data holds one training window of {} frames (longest: {}); "
                 "record longer trials or lower --seq-len".format(seq_len, longest))
@@ -311,8 +311,7 @@ def _fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], 
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     has_pos = train_f.positions is not None
     n_classes = model.config.n_classes
-    longest = max((s.stop - s.start for s in train_f.segment_slices()), default=0)
-    seq_len, batch_size = config.windows(train_f.hop_ms, longest=longest)
+    seq_len, batch_size = config.windows(train_f.hop_ms, longest=train_f.longest_segment())
     max_speed = float(np.exp(2.5 * config.speed_std))
     span = int(math.ceil(seq_len * max_speed)) + 1 if config.speed_std > 0 else seq_len
     sampler = WindowSampler(train_f, span, np_rng)
