@@ -10,7 +10,8 @@ Layout::
         engine-*.plan   TensorRT engines built on the device (optional, keyed by GPU, TensorRT and model hash)
 
 The **contract** is what the model expects of its input and what it outputs: sample rate, channel count and names,
-signal kind, feature configuration, normalisation statistics, class names, recurrent cell and state shapes, model
+signal kind, feature configuration, normalisation statistics, the running feature adaptation and its prior
+(:mod:`decoder.adaptation`; absent for models trained without it), class names, recurrent cell and state shapes, model
 version and training metrics. :meth:`Bundle.check_source` refuses a signal source that does not match it.
 """
 
@@ -23,6 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .adaptation import FeatureAdapter
 from .features import FeatureConfig, FeatureExtractor
 
 SCHEMA_VERSION = 1
@@ -144,6 +146,27 @@ class Bundle:
         sos = self.contract.get("filter_sos")  # designed at export: the device never needs scipy.signal
         return FeatureExtractor(self.feature_config, fs_hz=self.fs_hz, n_channels=self.n_channels,
                                 sos=None if sos is None else np.asarray(sos, dtype=float).reshape(-1, 6))
+
+    def feature_adapter(self) -> Optional[FeatureAdapter]:
+        """Create the running feature adaptation the model was trained behind, or None when it has none.
+
+        Raises
+        ------
+        BundleError
+            The contract's adaptation is malformed or does not fit the model's feature count.
+        """
+        d = self.contract.get("adaptation")
+        if not d:
+            return None
+        try:
+            adapter = FeatureAdapter.from_dict(d, hop_ms=self.feature_config.hop_ms)
+        except (KeyError, TypeError, ValueError) as e:
+            raise BundleError("{!r}: the contract's 'adaptation' is invalid ({})".format(self.path, e)) from e
+        n = int(self.contract["model"]["n_features"])
+        if adapter.n_features != n:
+            raise BundleError("{!r}: the adaptation's prior has {} features but the model reads {}".format(
+                self.path, adapter.n_features, n))
+        return adapter
 
     def weights(self) -> Dict[str, np.ndarray]:
         """Load the plain-array weights (``allow_pickle=False``)."""

@@ -140,11 +140,15 @@ def _decode_held_out(bundle_dir: str, outcome, console) -> bool:
     bundle.check_source(fs_hz=test_rec.fs_hz, n_channels=test_rec.n_channels)
     engine = create_engine(bundle, "auto")
     truth, decoded, step_us = [], [], []
+    adapter = bundle.feature_adapter()  # the session's running statistics carry across its segments
+    astate = None if adapter is None else adapter.new_state()
     for a, b in test_rec.segments():
         ex = bundle.feature_extractor()
         fstate, estate = ex.new_state(), engine.new_state()
         for i in range(a, b, ex.hop_samples):
             frames, fstate = ex.process(fstate, test_rec.signals[i:min(i + ex.hop_samples, b)])
+            if adapter is not None and len(frames):
+                frames, astate = adapter.process(astate, frames)
             for f in frames:
                 t1 = time.perf_counter()
                 out, estate = engine.step(estate, f)

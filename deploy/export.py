@@ -62,6 +62,7 @@ def contract_from(meta: Dict[str, Any], model_config: Dict[str, Any]) -> Dict[st
         "feature_config": meta["feature_config"],
         "filter_sos": design_sos(FeatureConfig.from_dict(meta["feature_config"]).filters, meta["fs_hz"]).tolist(),
         "normalisation": meta["normalisation"],
+        "adaptation": meta.get("adaptation"),
         "class_names": meta["class_names"],
         "model": {**model_config, "state_shape": [model_config["layers"], 1, model_config["hidden"]]},
         "model_version": meta.get("created", ""),

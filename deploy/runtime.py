@@ -105,6 +105,9 @@ class Runtime:
         self.bundle, self.source, self.sink = bundle, source, sink
         self.engine = create_engine(bundle, engine)
         self.extractor = bundle.feature_extractor()
+        self.adapter = bundle.feature_adapter()
+        # the session's running feature statistics: they describe the electrodes, so a fault does not reset them
+        self.astate = None if self.adapter is None else self.adapter.new_state()
         self.post = PostProcessor(post, hop_ms=bundle.feature_config.hop_ms)
         self.quality = QualityMonitor(quality, fs_hz=bundle.fs_hz, n_channels=bundle.n_channels)
         self.log = log or (lambda m: None)
@@ -172,6 +175,8 @@ class Runtime:
                     continue
                 try:
                     frames, self.fstate = self.extractor.process(self.fstate, chunk)
+                    if self.adapter is not None and len(frames):
+                        frames, self.astate = self.adapter.process(self.astate, frames)
                     for f in frames:
                         out, self.estate = self.engine.step(self.estate, f)
                         prob = out.class_probabilities()

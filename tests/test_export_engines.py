@@ -14,7 +14,10 @@ from training.model import ModelConfig, RecurrentDecoder
 from training.train import TrainConfig, TrainResult, save_model_dir
 
 
-def make_model_dir(path, rec, frames, *, cell="gru", layers=2, hidden=32, projection=0, n_classes=13, seed=0):
+def make_model_dir(path, rec, frames, *, cell="gru", layers=2, hidden=32, projection=0, n_classes=13, seed=0,
+                   adapt=None):
+    """Save an untrained model for ``rec``; with ``adapt`` (an AdaptationConfig) behind a feature adapter."""
+    from decoder.adaptation import FeatureAdapter
     from decoder.features import config_for_recording
 
     torch.manual_seed(seed)
@@ -27,18 +30,21 @@ def make_model_dir(path, rec, frames, *, cell="gru", layers=2, hidden=32, projec
             if "weight_hh" in name:
                 p.mul_(3.0)
     res = TrainResult(model_dir=path, best_epoch=1, epochs_run=1, interrupted=False, val_metrics={"r2_mean": 0.5})
-    save_model_dir(path, model, config_for_recording(rec), rec, TrainConfig(cell=cell), res, {}, [], [7])
+    fcfg = config_for_recording(rec)
+    adapter = None if adapt is None else FeatureAdapter(adapt, hop_ms=fcfg.hop_ms, mean=frames.mean(0),
+                                                        std=frames.std(0) + 1e-6)
+    save_model_dir(path, model, fcfg, rec, TrainConfig(cell=cell), res, {}, [], [7], adapter=adapter)
     return model.eval()
 
 
-def small_bundle(folder, rec, *, hidden=8, layers=1):
+def small_bundle(folder, rec, *, hidden=8, layers=1, adapt=None):
     """Export an untrained (but state-carrying) model for ``rec`` into ``folder/b``; returns the bundle path."""
     from decoder.features import config_for_recording
     from training.data import build_frames
 
     frames = build_frames([rec], config_for_recording(rec)).features
     make_model_dir(os.path.join(folder, "m"), rec, frames, n_classes=len(rec.class_names), hidden=hidden,
-                   layers=layers)
+                   layers=layers, adapt=adapt)
     export_bundle(os.path.join(folder, "m"), os.path.join(folder, "b"))
     return os.path.join(folder, "b")
 
@@ -105,7 +111,37 @@ def test_exported_graph_contract_and_gru_attributes(tmp_path, small_sim):
     assert contract["class_names"] == list(small_sim.class_names)
     assert len(contract["normalisation"]["mean"]) == frames.shape[1]
     assert contract["feature_config"]["signal_kind"] == "nerve"
+    assert contract["adaptation"] is None and b.feature_adapter() is None  # a model trained without one
     assert set(os.listdir(b.path)) == {"bundle.json", "model.onnx", "weights.npz"}
+
+
+def test_the_bundle_carries_the_feature_adaptation_and_refuses_a_bad_one(tmp_path, small_sim):
+    from decoder.adaptation import AdaptationConfig
+    from decoder.features import config_for_recording
+    from training.data import build_frames
+
+    frames = build_frames([small_sim], config_for_recording(small_sim)).features
+    cfg = AdaptationConfig(prior_s=2.0, horizon_s=8.0, limit_sd=3.0)
+    make_model_dir(str(tmp_path / "m"), small_sim, frames, n_classes=len(small_sim.class_names), adapt=cfg)
+    b = export_bundle(str(tmp_path / "m"), str(tmp_path / "b"))
+    proto = onnx.load(b.file("model.onnx"))
+    contract = json.loads({p.key: p.value for p in proto.metadata_props}["neurohand_contract"])
+    assert contract["adaptation"]["config"] == cfg.to_dict()  # in the graph's metadata as in bundle.json
+    ad = b.feature_adapter()
+    assert ad.config == cfg and ad.n_features == frames.shape[1]
+    np.testing.assert_allclose(ad.mean0, frames.mean(0), rtol=1e-5, atol=1e-6)
+    # a prior that does not fit the model's input is refused (the hashes are re-written to get past them)
+    meta = json.load(open(b.file("bundle.json")))
+    meta["contract"]["adaptation"]["mean"] = meta["contract"]["adaptation"]["mean"][:-1]
+    meta["contract"]["adaptation"]["std"] = meta["contract"]["adaptation"]["std"][:-1]
+    json.dump(meta, open(b.file("bundle.json"), "w"))
+    with pytest.raises(BundleError, match="prior has {} features but the model reads {}".format(
+            frames.shape[1] - 1, frames.shape[1])):
+        Bundle(b.path).feature_adapter()
+    meta["contract"]["adaptation"]["config"]["horizon_s"] = 0.5
+    json.dump(meta, open(b.file("bundle.json"), "w"))
+    with pytest.raises(BundleError, match="'adaptation' is invalid .*'horizon_s'"):
+        Bundle(b.path).feature_adapter()
 
 
 def test_bundle_refuses_corruption_newer_schema_and_wrong_source(tmp_path, small_sim):

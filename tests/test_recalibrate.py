@@ -7,9 +7,9 @@ import torch
 
 from decoder.features import config_for_recording
 from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
-from training.data import TrainingDataError, build_frames
+from training.data import TrainingDataError, adapt_frames, build_frames
 from training.recalibrate import RecalibrationConfig, frozen_core_unchanged, input_layer_parameters, recalibrate
-from training.train import TrainConfig, load_model_dir, train
+from training.train import TrainConfig, adapter_of, load_model_dir, train
 
 TINY = TrainConfig(hidden=16, layers=2, epochs=2, min_epochs=1, device="cpu", max_steps_per_epoch=3)
 
@@ -41,9 +41,13 @@ def test_only_the_input_layer_and_normalisation_change(tmp_path, day1_model, day
     assert not torch.equal(before.rnn.weight_ih_l0, after.rnn.weight_ih_l0)
     assert torch.equal(before.rnn.weight_hh_l0, after.rnn.weight_hh_l0)
     assert torch.equal(before.position_head.weight, after.position_head.weight)
-    # the normalisation is the new session's feature statistics
-    frames = build_frames([day2], config_for_recording(day2)).features
-    np.testing.assert_allclose(after.feature_mean.numpy(), frames.mean(0), rtol=1e-4, atol=1e-5)
+    # the adaptation's prior is the new session's raw feature statistics, the normalisation its adapted frames'
+    raw = build_frames([day2], config_for_recording(day2))
+    np.testing.assert_allclose(meta["adaptation"]["mean"], raw.features.mean(0), rtol=1e-4, atol=1e-5)
+    adapted = adapt_frames(raw, adapter_of(meta)).features
+    np.testing.assert_allclose(after.feature_mean.numpy(), adapted.mean(0), rtol=1e-4, atol=1e-5)
+    assert meta["adaptation"]["config"] == json.load(open(os.path.join(day1_model, "model.json")))["adaptation"][
+        "config"]
     assert meta["recalibrated_from"] == os.path.abspath(day1_model)
     assert meta["recalibration"]["trained_parameters"] == ["rnn.bias_ih_l0", "rnn.weight_ih_l0"]
     assert meta["train_config"]["hidden"] == 16  # same model, same format: it exports like any other

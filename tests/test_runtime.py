@@ -22,9 +22,12 @@ def rec():
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory, rec):
+    from decoder.adaptation import AdaptationConfig
     from tests.test_export_engines import small_bundle
 
-    return Bundle(small_bundle(str(tmp_path_factory.mktemp("rt")), rec, hidden=16))
+    # adapting within seconds, so the 6 s recording shows it
+    return Bundle(small_bundle(str(tmp_path_factory.mktemp("rt")), rec, hidden=16,
+                               adapt=AdaptationConfig(prior_s=0.5, horizon_s=1.0)))
 
 
 class RecordingSink(NoneSink):
@@ -54,6 +57,26 @@ def test_replay_decodes_every_frame(rec, bundle):
     s = stats.summary()
     assert 0 < s["latency_ms"]["median"] <= s["latency_ms"]["p99"]
     assert sink.safe_calls  # the loop always ends in the safe posture
+
+
+def test_live_decoding_adapts_exactly_as_the_offline_path(rec, bundle):
+    from decoder.engines import create_engine
+    from training.data import adapt_frames, build_frames
+
+    rt = Runtime(bundle, RecordingSource(rec, chunk_samples=37, fast=True), NoneSink(), engine="numpy",
+                 record_frames=True)
+    rt.run()
+    live = np.array([f["positions"] for f in rt.frames])
+    offline = adapt_frames(build_frames([rec], bundle.feature_config), bundle.feature_adapter()).features
+    unadapted = bundle.feature_extractor().transform(rec.signals)
+    assert np.max(np.abs(offline - unadapted)) > 0.1  # the adaptation does change these frames
+    eng = create_engine(bundle, "numpy")
+    for frames, close in ((offline, True), (unadapted, False)):
+        st, pos = eng.new_state(), []
+        for f in frames:
+            out, st = eng.step(st, f)
+            pos.append(out.positions)
+        assert np.allclose(live, np.array(pos), atol=1e-5) == close
 
 
 def test_runtime_refuses_a_mismatched_source(rec, bundle):

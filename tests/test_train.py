@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -17,7 +18,7 @@ from training.train import TrainConfig, load_model_dir, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = TrainConfig(hidden=16, layers=1, epochs=3, seq_len=40, burn_in=5, batch_size=8, max_steps_per_epoch=4,
-                   patience=5)
+                   patience=5, adapt="on")
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,26 @@ def test_train_writes_a_model_folder_without_pickle(trained):
     model, meta2 = load_model_dir(d)
     assert model.config.n_features == len(meta2["normalisation"]["mean"])
     np.testing.assert_allclose(model.feature_mean.numpy(), meta2["normalisation"]["mean"], rtol=1e-6)
+
+
+def test_training_runs_behind_the_feature_adaptation_and_records_its_prior(trained, sim_train):
+    from decoder.adaptation import AdaptationConfig
+    from decoder.features import config_for_recording
+    from training.data import adapt_frames, build_frames, normalisation
+    from training.train import adapter_of
+
+    d, _ = trained
+    model, meta = load_model_dir(d)
+    assert meta["adaptation"]["config"] == AdaptationConfig().to_dict()
+    assert meta["adaptation_decision"]["on"] and meta["adaptation_decision"]["adapt"] == "on"
+    raw = build_frames([sim_train], config_for_recording(sim_train))
+    mean, std = normalisation(raw.features)
+    np.testing.assert_allclose(meta["adaptation"]["mean"], mean, rtol=1e-6)  # the prior: the raw training frames
+    np.testing.assert_allclose(meta["adaptation"]["std"], std, rtol=1e-6)
+    adapted = adapt_frames(raw, adapter_of(meta)).features
+    # the refit model is normalised to the adapted frames it was trained on, not to the raw ones
+    np.testing.assert_allclose(model.feature_mean.numpy(), adapted.mean(0), rtol=1e-4, atol=1e-5)
+    assert np.max(np.abs(adapted - raw.features) / std) > 0.05
 
 
 def test_training_is_reproducible_for_a_seed(tmp_path, sim_train):
@@ -229,6 +250,15 @@ def test_evaluate_reports_every_decoder(trained, tmp_path):
     test = simulate_recording(SimulatorConfig(minutes=0.5, n_channels=6, fs_hz=4000.0, seed=7, day=1))
     out = evaluate(d, [test], report_dir=str(tmp_path / "rep"))
     assert set(out["decoders"]) == {"gru", "wiener", "kalman", "lda"}
+    # the evaluation runs the test frames through the model's adaptation: without it every decoder scores otherwise
+    plain = str(tmp_path / "plain")
+    shutil.copytree(d, plain)
+    meta = json.load(open(os.path.join(plain, "model.json")))
+    meta["adaptation"] = None
+    json.dump(meta, open(os.path.join(plain, "model.json"), "w"))
+    out_plain = evaluate(plain, [test])
+    for name, key in (("gru", "r2_mean"), ("wiener", "r2_mean"), ("lda", "accuracy")):
+        assert out_plain["decoders"][name][key] != out["decoders"][name][key]
     keys = {"r2_mean", "r2_per_finger", "pearson_r_mean", "rmse_mean", "accuracy", "macro_f1", "delay_ms"}
     for r in out["decoders"].values():
         assert keys <= set(r)
@@ -251,8 +281,9 @@ def test_train_and_evaluate_cli_json(tmp_path, sim_train, capsys):
     write_recording(sim_train, path)
     model = str(tmp_path / "m")
     assert main(["train", path, "--out", model, "--epochs", "1", "--hidden", "8", "--layers", "1",
-                 "--seq-len", "40", "--model", "lstm", "--quiet"]) == 0
+                 "--seq-len", "40", "--model", "lstm", "--quiet", "--adapt", "off"]) == 0
     capsys.readouterr()
+    assert json.load(open(os.path.join(model, "model.json")))["adaptation"] is None
     assert main(["evaluate", model, path, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["decoders"]) == {"lstm", "wiener", "kalman", "lda"}

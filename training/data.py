@@ -11,6 +11,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from decoder.adaptation import FeatureAdapter
 from decoder.features import FeatureConfig, FeatureExtractor, frames_for_config
 from decoder.recording import Recording
 
@@ -34,6 +35,8 @@ class FrameSet:
         Continuous stretch each frame belongs to; the recurrent state restarts at each new segment.
     hop_ms : float
     class_names : tuple of str
+    recording : np.ndarray, shape (n_frames,), int64, or None
+        Index of the recording each frame came from (None: one recording); feature adaptation restarts at each.
     """
 
     features: np.ndarray
@@ -43,6 +46,7 @@ class FrameSet:
     segment: np.ndarray
     hop_ms: float
     class_names: Tuple[str, ...]
+    recording: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return int(len(self.features))
@@ -62,6 +66,7 @@ class FrameSet:
             labels=None if self.labels is None else self.labels[m],
             repetitions=self.repetitions[m],
             segment=self.segment[m],
+            recording=None if self.recording is None else self.recording[m],
         )
 
     def segment_slices(self) -> List[slice]:
@@ -113,9 +118,9 @@ def build_frames(recordings: Sequence[Recording], config: FeatureConfig) -> Fram
         raise TrainingDataError(
             "No usable labels: the recordings have neither finger positions (a data glove or cue trajectory) "
             "nor movement classes. Record with --labels glove:PORT or cue, or import labels with the data")
-    feats, pos, lab, reps, segs = [], [], [], [], []
+    feats, pos, lab, reps, segs, recs = [], [], [], [], [], []
     seg_offset = 0
-    for r in recordings:
+    for i, r in enumerate(recordings):
         x, ends = frames_for_config(config, r.signals, r.fs_hz, segment_starts=r.segment_starts)
         if len(x) == 0:
             continue
@@ -127,6 +132,7 @@ def build_frames(recordings: Sequence[Recording], config: FeatureConfig) -> Fram
         reps.append(r.repetitions[ends].astype(np.int64) if r.repetitions is not None else np.zeros(len(x), np.int64))
         seg = np.searchsorted(r.segment_starts, ends, side="right") - 1
         segs.append(seg + seg_offset)
+        recs.append(np.full(len(x), i, np.int64))
         seg_offset += len(r.segment_starts)
     if not feats:
         win = FeatureExtractor(config, fs_hz=recordings[0].fs_hz, n_channels=recordings[0].n_channels).window_samples
@@ -139,7 +145,23 @@ def build_frames(recordings: Sequence[Recording], config: FeatureConfig) -> Fram
         segment=np.concatenate(segs),
         hop_ms=float(config.hop_ms),
         class_names=tuple(recordings[0].class_names) if has_lab else ("rest",),
+        recording=np.concatenate(recs),
     )
+
+
+def adapt_frames(frames: FrameSet, adapter: Optional[FeatureAdapter]) -> FrameSet:
+    """Run ``adapter`` over each recording's frames in order, from a new state per recording (None: unchanged).
+
+    The same :meth:`decoder.adaptation.FeatureAdapter.process` the runtime calls frame by frame.
+    """
+    if adapter is None or len(frames) == 0:
+        return frames
+    rec = frames.recording if frames.recording is not None else np.zeros(len(frames), np.int64)
+    out = np.empty_like(frames.features)
+    cut = np.flatnonzero(np.diff(rec) != 0) + 1
+    for a, b in zip(np.concatenate([[0], cut]), np.concatenate([cut, [len(frames)]])):
+        out[a:b], _ = adapter.process(adapter.new_state(), frames.features[a:b])
+    return replace(frames, features=out)
 
 
 def split_last_repetitions(rec: Recording, n: int = 1) -> Tuple[Recording, Recording, List[int]]:
@@ -196,3 +218,30 @@ def normalisation(features: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     std = features.std(axis=0).astype(np.float32)
     std = np.maximum(std, 1e-6 * np.maximum(np.abs(mean), 1.0)).astype(np.float32)
     return mean, std
+
+
+def movement_mix_drift(labels: np.ndarray, n_classes: int, *, window_frames: int) -> float:
+    """How far the mix of movements over a stretch of ``window_frames`` strays from the whole session's.
+
+    The mean, over windows of ``window_frames`` frames stepped by a tenth of that, of the total-variation distance
+    ``0.5 * sum_c |p_window(c) - p_session(c)|`` between the class frequencies in the window and in the session:
+    0 when every stretch holds the session's mix, near 1 when each holds one class.
+
+    Parameters
+    ----------
+    labels : np.ndarray, shape (n_frames,), int
+    n_classes : int
+    window_frames : int
+        Longer than the session: the whole session is one window (0).
+    """
+    lab = np.asarray(labels, np.int64)
+    n = len(lab)
+    w = int(min(max(1, window_frames), n))
+    if n == 0:
+        return 0.0
+    counts = np.zeros((n + 1, n_classes))
+    counts[1:] = np.cumsum(np.eye(n_classes)[lab], axis=0)
+    session = counts[-1] / n
+    starts = np.arange(0, n - w + 1, max(1, w // 10))
+    mix = (counts[starts + w] - counts[starts]) / w
+    return float(0.5 * np.abs(mix - session).sum(axis=1).mean())

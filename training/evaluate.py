@@ -10,10 +10,10 @@ import numpy as np
 from decoder.recording import Recording
 
 from .baselines import baseline_names, load_baselines
-from .data import TrainingDataError, build_frames
+from .data import TrainingDataError, adapt_frames, build_frames
 from .metrics import classification_metrics, decoder_summary, regression_metrics
 from .model import predict_sequences
-from .train import feature_config_of, load_model_dir
+from .train import adapter_of, feature_config_of, load_model_dir
 
 
 def check_contract(meta: Dict[str, Any], recordings: Sequence[Recording]) -> None:
@@ -45,7 +45,7 @@ def evaluate(model_dir: str, recordings: Sequence[Recording], *, report_dir: Opt
     """
     model, meta = load_model_dir(model_dir)
     check_contract(meta, recordings)
-    frames = build_frames(recordings, feature_config_of(meta))
+    frames = adapt_frames(build_frames(recordings, feature_config_of(meta)), adapter_of(meta))
     cell = meta["model_config"]["cell"]
     n_classes = meta["model_config"]["n_classes"]
     pos, prob = predict_sequences(model, frames.features, frames.segment_slices())

@@ -4,7 +4,8 @@ Signals drift between days (electrode contact changes every channel's gain, a fe
 noise floor moves), while what the patient's nervous system does with a finger does not. So the recurrent core and
 the heads keep the day-1 weights; only what sits between the electrodes and the core adapts:
 
-1. the feature normalisation is recomputed on the new session (absorbs gain and noise-floor changes), then
+1. the feature normalisation (and the running adaptation's prior, :mod:`decoder.adaptation`) is recomputed on the
+   new session (absorbs gain and noise-floor changes), then
 2. the input layer (the projection when the model has one, else the first recurrent layer's input weights and
    biases) is fine-tuned on the new session for a few epochs, everything else frozen.
 
@@ -25,7 +26,7 @@ from decoder.recording import Recording
 from decoder.validation import check_int, check_positive
 
 from .baselines import fit_baselines
-from .data import build_frames, check_compatible, normalisation, validation_split
+from .data import adapt_frames, build_frames, check_compatible, normalisation, validation_split
 from .model import RecurrentDecoder
 from .train import (
     TrainConfig,
@@ -33,9 +34,11 @@ from .train import (
     _dist_env,
     _fit,
     _Progress,
+    adapter_of,
     evaluate_frames,
     feature_config_of,
     load_model_dir,
+    prior_adapter,
     save_model_dir,
 )
 
@@ -102,6 +105,10 @@ def recalibrate(model_dir: str, recordings: Sequence[Recording], out_dir: str, *
                                 "record with the same interface settings".format(
                                     rec0.n_channels, rec0.fs_hz, meta["n_channels"], meta["fs_hz"]))
     frames = build_frames(recordings, fcfg)
+    adapter = adapter_of(meta)
+    if config.renormalise and adapter is not None:  # the new session's statistics become the adaptation's prior
+        adapter = prior_adapter(adapter.config, frames)
+    frames = adapt_frames(frames, adapter)
     if config.renormalise:
         mean, std = normalisation(frames.features)
         model.set_normalisation(mean, std)
@@ -135,7 +142,7 @@ def recalibrate(model_dir: str, recordings: Sequence[Recording], out_dir: str, *
                          interrupted=fit["interrupted"], val_metrics=metrics, history=fit["history"])
     result.refit_epochs = 0
     result.wall_s = time.perf_counter() - t0
-    save_model_dir(out_dir, model, fcfg, rec0, tcfg, result, baselines, source_files, val_reps,
+    save_model_dir(out_dir, model, fcfg, rec0, tcfg, result, baselines, source_files, val_reps, adapter=adapter,
                    extra={"recalibrated_from": os.path.abspath(model_dir),
                           "recalibration": dict(asdict(config), trained_parameters=sorted(trainable))})
     return result
