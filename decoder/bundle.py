@@ -11,7 +11,7 @@ Layout::
 
 The **contract** is what the model expects of its input and what it outputs: sample rate, channel count and names,
 signal kind, feature configuration, normalisation statistics, the running feature adaptation and its prior
-(:mod:`decoder.adaptation`; absent for models trained without it), class names, recurrent cell and state shapes, model
+(:mod:`decoder.adaptation`; null for models trained without it), class names, recurrent cell and state shapes, model
 version and training metrics. :meth:`Bundle.check_source` refuses a signal source that does not match it.
 """
 
@@ -27,7 +27,10 @@ import numpy as np
 from .adaptation import FeatureAdapter
 from .features import FeatureConfig, FeatureExtractor
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""The newest bundle schema this code reads. 2 added the contract's ``adaptation``: a bundle that carries one is
+written as schema 2, so a runtime from before it refuses the bundle instead of feeding the model unadapted frames;
+a bundle without one is written as schema 1, which every runtime reads."""
 BUNDLE_FILES = ("model.onnx", "weights.npz")
 
 
@@ -91,6 +94,7 @@ class Bundle:
                                   "copy the bundle again".format(self.path, name, got[:12], expected[:12]))
         self.meta = meta
         self.contract: Dict[str, Any] = meta["contract"]
+        self.feature_adapter()  # a malformed adaptation is refused on loading, not when the runtime starts
 
     # ------------------------------------------------------------------ contract
     @property
@@ -174,10 +178,15 @@ class Bundle:
             return {k: z[k] for k in z.files}
 
 
+def schema_version_for(contract: Dict[str, Any]) -> int:
+    """Oldest bundle schema that can describe ``contract`` (see :data:`SCHEMA_VERSION`)."""
+    return 2 if contract.get("adaptation") else 1
+
+
 def write_bundle_json(path: str, contract: Dict[str, Any], files: Sequence[str]) -> None:
     """Write ``bundle.json`` with the sha256 of each named file in the folder ``path``."""
     meta = {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": schema_version_for(contract),
         "contract": contract,
         "files": {name: sha256_of(os.path.join(path, name)) for name in files},
     }

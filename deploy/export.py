@@ -16,7 +16,7 @@ from typing import Any, Dict
 
 import numpy as np
 
-from decoder.bundle import SCHEMA_VERSION, Bundle, write_bundle_json
+from decoder.bundle import Bundle, schema_version_for, write_bundle_json
 from decoder.features import FeatureConfig
 from decoder.filters import design_sos
 
@@ -121,7 +121,7 @@ def export_bundle(model_dir: str, out_dir: str, *, parity_frames: int = 200, tol
     contract = contract_from(meta, cfg.to_dict())
     del proto.metadata_props[:]
     for key, value in (("neurohand_contract", json.dumps(contract)), ("neurohand_schema_version",
-                                                                       str(SCHEMA_VERSION))):
+                                                                       str(schema_version_for(contract)))):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(proto, onnx_path)

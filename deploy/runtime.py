@@ -175,10 +175,15 @@ class Runtime:
                     continue
                 try:
                     frames, self.fstate = self.extractor.process(self.fstate, chunk)
+                    if not np.all(np.isfinite(frames)):  # finite samples far out of range overflow the features
+                        self._fault("signal", "non-finite features: samples out of any physical range")
+                        continue
                     if self.adapter is not None and len(frames):
                         frames, self.astate = self.adapter.process(self.astate, frames)
                     for f in frames:
                         out, self.estate = self.engine.step(self.estate, f)
+                        if not (np.all(np.isfinite(out.positions)) and np.all(np.isfinite(out.class_logits))):
+                            raise FloatingPointError("the decoder produced non-finite outputs")
                         prob = out.class_probabilities()
                         cmd, self.pstate = self.post.step(self.pstate, out.positions, float(prob[0]))
                         if self.stats.state == SAFE:

@@ -112,10 +112,11 @@ def test_exported_graph_contract_and_gru_attributes(tmp_path, small_sim):
     assert len(contract["normalisation"]["mean"]) == frames.shape[1]
     assert contract["feature_config"]["signal_kind"] == "nerve"
     assert contract["adaptation"] is None and b.feature_adapter() is None  # a model trained without one
+    assert b.meta["schema_version"] == 1  # the schema every runtime reads
     assert set(os.listdir(b.path)) == {"bundle.json", "model.onnx", "weights.npz"}
 
 
-def test_the_bundle_carries_the_feature_adaptation_and_refuses_a_bad_one(tmp_path, small_sim):
+def test_the_bundle_carries_the_feature_adaptation_and_refuses_a_bad_one(tmp_path, small_sim, monkeypatch):
     from decoder.adaptation import AdaptationConfig
     from decoder.features import config_for_recording
     from training.data import build_frames
@@ -129,19 +130,30 @@ def test_the_bundle_carries_the_feature_adaptation_and_refuses_a_bad_one(tmp_pat
     assert contract["adaptation"]["config"] == cfg.to_dict()  # in the graph's metadata as in bundle.json
     ad = b.feature_adapter()
     assert ad.config == cfg and ad.n_features == frames.shape[1]
+    # schema 2: a runtime from before the adaptation (reading schema 1) refuses the bundle rather than decode
+    # unadapted frames with a model trained on adapted ones
+    assert b.meta["schema_version"] == 2
+    assert {p.key: p.value for p in proto.metadata_props}["neurohand_schema_version"] == "2"
+    import decoder.bundle
+
+    monkeypatch.setattr(decoder.bundle, "SCHEMA_VERSION", 1)
+    with pytest.raises(BundleError, match="uses bundle schema 2, newer than this runtime reads \\(1\\); update"):
+        Bundle(b.path)
+    monkeypatch.undo()
     np.testing.assert_allclose(ad.mean0, frames.mean(0), rtol=1e-5, atol=1e-6)
     # a prior that does not fit the model's input is refused (the hashes are re-written to get past them)
     meta = json.load(open(b.file("bundle.json")))
     meta["contract"]["adaptation"]["mean"] = meta["contract"]["adaptation"]["mean"][:-1]
     meta["contract"]["adaptation"]["std"] = meta["contract"]["adaptation"]["std"][:-1]
     json.dump(meta, open(b.file("bundle.json"), "w"))
+    # refused on loading, before any runtime starts
     with pytest.raises(BundleError, match="prior has {} features but the model reads {}".format(
             frames.shape[1] - 1, frames.shape[1])):
-        Bundle(b.path).feature_adapter()
+        Bundle(b.path)
     meta["contract"]["adaptation"]["config"]["horizon_s"] = 0.5
     json.dump(meta, open(b.file("bundle.json"), "w"))
     with pytest.raises(BundleError, match="'adaptation' is invalid .*'horizon_s'"):
-        Bundle(b.path).feature_adapter()
+        Bundle(b.path)
 
 
 def test_bundle_refuses_corruption_newer_schema_and_wrong_source(tmp_path, small_sim):

@@ -11,7 +11,7 @@ from training.data import TrainingDataError, adapt_frames, build_frames
 from training.recalibrate import RecalibrationConfig, frozen_core_unchanged, input_layer_parameters, recalibrate
 from training.train import TrainConfig, adapter_of, load_model_dir, train
 
-TINY = TrainConfig(hidden=16, layers=2, epochs=2, min_epochs=1, device="cpu", max_steps_per_epoch=3)
+TINY = TrainConfig(hidden=16, layers=2, epochs=2, min_epochs=1, device="cpu", max_steps_per_epoch=3, adapt="on")
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +53,27 @@ def test_only_the_input_layer_and_normalisation_change(tmp_path, day1_model, day
     assert meta["train_config"]["hidden"] == 16  # same model, same format: it exports like any other
     with open(os.path.join(out, "model.json")) as f:
         assert json.load(f)["model_config"] == json.load(open(os.path.join(day1_model, "model.json")))["model_config"]
+
+
+def test_recalibration_keeps_the_day1_statistics_or_the_absence_of_an_adaptation(tmp_path, day1, day1_model, day2):
+    raw = build_frames([day2], config_for_recording(day2))
+    # renormalise=False: the day-1 prior and normalisation stay, only the input layer moves
+    kept = str(tmp_path / "kept")
+    recalibrate(day1_model, [day2], kept, config=RecalibrationConfig(epochs=1, renormalise=False), log=lambda m: None)
+    meta1 = json.load(open(os.path.join(day1_model, "model.json")))
+    meta = json.load(open(os.path.join(kept, "model.json")))
+    assert meta["adaptation"] == meta1["adaptation"] and meta["normalisation"] == meta1["normalisation"]
+    assert meta["adaptation_decision"]["on"] and meta["adaptation_decision"]["reason"].endswith("with its prior")
+    # a model trained without the adaptation is recalibrated without one: normalised to the new session's raw frames
+    plain = str(tmp_path / "plain")
+    train([day1], plain, config=TrainConfig(hidden=8, layers=1, epochs=1, min_epochs=1, device="cpu",
+                                            max_steps_per_epoch=2, adapt="off"),
+          progress=False, fit_classic=False, log=lambda m: None)
+    out = str(tmp_path / "plain_recal")
+    recalibrate(plain, [day2], out, config=RecalibrationConfig(epochs=1), log=lambda m: None)
+    after, meta = load_model_dir(out)
+    assert meta["adaptation"] is None and not meta["adaptation_decision"]["on"]
+    np.testing.assert_allclose(after.feature_mean.numpy(), raw.features.mean(0), rtol=1e-4, atol=1e-5)
 
 
 def test_projection_models_adapt_the_projection(tmp_path, day1, day2):

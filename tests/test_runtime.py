@@ -79,6 +79,29 @@ def test_live_decoding_adapts_exactly_as_the_offline_path(rec, bundle):
         assert np.allclose(live, np.array(pos), atol=1e-5) == close
 
 
+def test_a_glitch_faults_and_decoding_resumes_with_the_adaptation_kept(rec, bundle):
+    # samples of 1e25 for three hops: whatever they do downstream, the hand goes safe, decoding comes back, and the
+    # running feature statistics (kept across the fault: they describe the electrodes) stay usable
+    def inject(i, x):
+        return x * 1e25 if i in (150, 151, 152) else x
+
+    sink = RecordingSink()
+    rt = Runtime(bundle, RecordingSource(rec, chunk_samples=chunk(rec, bundle), fast=True, inject=inject), sink,
+                 engine="numpy", record_frames=True)
+    with np.errstate(over="ignore", invalid="ignore"):  # the features do overflow: that is the fault to catch
+        stats = rt.run()
+    assert stats.safe_events and stats.safe_events[0]["kind"] == "signal" and stats.state == "running"
+    assert np.all(np.isfinite(rt.astate.mean)) and np.all(np.isfinite(rt.astate.var))
+    assert rt.astate.n_frames >= stats.frames  # one running estimate across the fault, never restarted
+    clean = Runtime(bundle, RecordingSource(rec, chunk_samples=chunk(rec, bundle), fast=True), NoneSink(),
+                    engine="numpy", record_frames=True)
+    clean.run()
+    last, last_clean = (np.array([f["positions"] for f in r.frames[-50:]]) for r in (rt, clean))
+    assert np.all(np.isfinite(last))
+    # 3 s (three horizons) after the glitch the decoded positions are close to a clean run's again
+    assert np.max(np.abs(last - last_clean)) < 0.05
+
+
 def test_runtime_refuses_a_mismatched_source(rec, bundle):
     from decoder.bundle import BundleError
 

@@ -281,9 +281,11 @@ def test_train_and_evaluate_cli_json(tmp_path, sim_train, capsys):
     write_recording(sim_train, path)
     model = str(tmp_path / "m")
     assert main(["train", path, "--out", model, "--epochs", "1", "--hidden", "8", "--layers", "1",
-                 "--seq-len", "40", "--model", "lstm", "--quiet", "--adapt", "off"]) == 0
+                 "--seq-len", "40", "--model", "lstm", "--quiet", "--adapt", "on", "--adapt-prior-s", "1.5",
+                 "--adapt-horizon-s", "4"]) == 0
     capsys.readouterr()
-    assert json.load(open(os.path.join(model, "model.json")))["adaptation"] is None
+    adaptation = json.load(open(os.path.join(model, "model.json")))["adaptation"]["config"]
+    assert (adaptation["prior_s"], adaptation["horizon_s"]) == (1.5, 4.0)
     assert main(["evaluate", model, path, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["decoders"]) == {"lstm", "wiener", "kalman", "lda"}

@@ -29,6 +29,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--adapt", choices=["auto", "on", "off"], default=None,
                    help="running feature re-normalisation (decoder.adaptation); auto (default): on when the session "
                         "interleaves its movements")
+    p.add_argument("--adapt-prior-s", type=float, default=None,
+                   help="weight of the training statistics in seconds of frames (default 30; at most the horizon)")
     p.add_argument("--adapt-horizon-s", type=float, default=None,
                    help="time constant of the running feature statistics in seconds (default 60)")
     p.add_argument("--no-baselines", action="store_true", help="skip the classic baselines")
@@ -63,7 +65,8 @@ def _train(args: argparse.Namespace) -> int:
     cfg = with_overrides(TrainConfig(), cell=args.model, hidden=args.hidden, layers=args.layers,
                          epochs=args.epochs, seq_len=args.seq_len, device=args.device, seed=args.seed,
                          lda_front_end=False if args.no_lda_front_end else None,
-                         adapt=args.adapt, adapt_horizon_s=args.adapt_horizon_s)
+                         adapt=args.adapt, adapt_prior_s=args.adapt_prior_s,
+                         adapt_horizon_s=args.adapt_horizon_s)
     recs = [read_recording(s) for s in args.sessions]
     res = train(recs, args.out, config=cfg, progress=not args.quiet, fit_classic=not args.no_baselines,
                 log=lambda m: print(m, file=sys.stderr) if m else None, source_files=args.sessions)

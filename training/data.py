@@ -239,9 +239,10 @@ def movement_mix_drift(labels: np.ndarray, n_classes: int, *, window_frames: int
     w = int(min(max(1, window_frames), n))
     if n == 0:
         return 0.0
-    counts = np.zeros((n + 1, n_classes))
-    counts[1:] = np.cumsum(np.eye(n_classes)[lab], axis=0)
-    session = counts[-1] / n
     starts = np.arange(0, n - w + 1, max(1, w // 10))
-    mix = (counts[starts + w] - counts[starts]) / w
-    return float(0.5 * np.abs(mix - session).sum(axis=1).mean())
+    distance = np.zeros(len(starts))
+    counts = np.zeros(n + 1)
+    for c in range(n_classes):  # one class at a time: memory O(n), not O(n * n_classes)
+        np.cumsum(lab == c, out=counts[1:])
+        distance += np.abs((counts[starts + w] - counts[starts]) / w - counts[-1] / n)
+    return float(0.5 * distance.mean())

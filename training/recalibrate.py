@@ -144,6 +144,11 @@ def recalibrate(model_dir: str, recordings: Sequence[Recording], out_dir: str, *
     result.wall_s = time.perf_counter() - t0
     save_model_dir(out_dir, model, fcfg, rec0, tcfg, result, baselines, source_files, val_reps, adapter=adapter,
                    extra={"recalibrated_from": os.path.abspath(model_dir),
+                          "adaptation_decision": {
+                              "adapt": "kept", "mix_drift": None, "max_mix_drift": None, "on": adapter is not None,
+                              "reason": "recalibration keeps the model's adaptation{}".format(
+                                  "" if adapter is None else (", its prior recomputed on the new session"
+                                                              if config.renormalise else ", with its prior"))},
                           "recalibration": dict(asdict(config), trained_parameters=sorted(trainable))})
     return result
 

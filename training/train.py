@@ -219,6 +219,10 @@ class TrainConfig:
             on, reason = cfg is not None, "adapt='{}'".format(self.adapt)
         elif drift is None:
             on, reason = False, "no movement classes to check the movement mix against"
+        elif len(frames) < 2 * window:
+            on, reason = False, ("the training session is too short to check its movement mix ({:.0f} s; at least "
+                                 "two horizons, {:g} s, are needed)".format(len(frames) * frames.hop_ms / 1000.0,
+                                                                           2 * self.adapt_horizon_s))
         elif drift > self.adapt_max_mix_drift:
             on, reason = False, ("the training session repeats its movements in blocks (movement-mix drift {:.2f} "
                                  "over {:g} s > {:g})".format(drift, self.adapt_horizon_s, self.adapt_max_mix_drift))
@@ -533,6 +537,8 @@ def train(
     fcfg = feature_config or config_for_recording(recordings[0])
     frames = build_frames(recordings, fcfg)
     adapt_cfg, adapt_decision = config.choose_adaptation(frames)
+    # the prior is the statistics of every training frame, validation repetitions included: it is what the saved
+    # model carries, so validation sees the adaptation the deployed model will run
     adapter = prior_adapter(adapt_cfg, frames)
     frames = adapt_frames(frames, adapter)
     train_f, val_f, val_reps = validation_split(frames, fraction=config.val_fraction)
@@ -726,7 +732,11 @@ def adapter_of(meta: Dict[str, Any]) -> Optional[FeatureAdapter]:
     d = meta.get("adaptation")
     if not d:
         return None
-    return FeatureAdapter.from_dict(d, hop_ms=float(meta["feature_config"]["hop_ms"]))
+    try:
+        return FeatureAdapter.from_dict(d, hop_ms=float(meta["feature_config"]["hop_ms"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFormatError("model.json's 'adaptation' is invalid ({}); retrain or restore the model folder"
+                               .format(e)) from e
 
 
 def with_overrides(config: TrainConfig, **kw: Any) -> TrainConfig:

@@ -4,7 +4,7 @@ Every engine holds only weights; per-stream state is separate (sherpa-onnx style
 
     engine = create_engine(bundle, "auto")
     state = engine.new_state()
-    out, state = engine.step(state, frame)      # frame: (n_features,) raw features
+    out, state = engine.step(state, frame)      # frame: (n_features,) features, after bundle.feature_adapter()
     out.positions    # (5,) in 0..1
     out.class_logits # (n_classes,)
 
