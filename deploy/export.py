@@ -39,11 +39,12 @@ def _step_module(model):
 
         def forward(self, features, h, c=None):
             m = self.m
-            z = m.proj((features - m.feature_mean) / m.feature_std)
+            zn = (features - m.feature_mean) / m.feature_std
+            z = m.proj(zn)
             state = h if c is None else (h, c)
             out, new = self.rnn(z[None], state)
             o = out[0]
-            pos, logits = torch.sigmoid(m.position_head(o)), m.class_head(o)
+            pos, logits = torch.sigmoid(m.position_head(o)), m.class_output(zn, m.class_head(o))
             if c is None:
                 return pos, logits, new
             return pos, logits, new[0], new[1]
@@ -144,6 +145,8 @@ def numpy_weights(model) -> Dict[str, np.ndarray]:
            "class_weight": sd["class_head.weight"], "class_bias": sd["class_head.bias"]}
     if model.config.projection:
         out["proj_weight"], out["proj_bias"] = sd["proj.0.weight"], sd["proj.0.bias"]
+    if model.pools_classes:
+        out["pool_weight"], out["pool_bias"] = sd["pool_weight"], sd["pool_bias"]
     for k in range(model.config.layers):
         for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             out["rnn_{}_l{}".format(kind, k)] = sd["rnn.{}_l{}".format(kind, k)]

@@ -15,15 +15,21 @@ from training.train import TrainConfig, TrainResult, save_model_dir
 
 
 def make_model_dir(path, rec, frames, *, cell="gru", layers=2, hidden=32, projection=0, n_classes=13, seed=0,
-                   adapt=None):
-    """Save an untrained model for ``rec``; with ``adapt`` (an AdaptationConfig) behind a feature adapter."""
+                   adapt=None, class_pool=False):
+    """Save an untrained model for ``rec``; with ``adapt`` (an AdaptationConfig) behind a feature adapter; with
+    ``class_pool`` its class output pooled with a random linear discriminant."""
     from decoder.adaptation import FeatureAdapter
     from decoder.features import config_for_recording
 
     torch.manual_seed(seed)
     model = RecurrentDecoder(ModelConfig(n_features=frames.shape[1], n_classes=n_classes, cell=cell, hidden=hidden,
-                                         layers=layers, projection=projection))
+                                         layers=layers, projection=projection, class_pool=class_pool))
     model.set_normalisation(frames.mean(0), frames.std(0) + 1e-6)
+    if class_pool:
+        rng = np.random.default_rng(seed)
+        F = frames.shape[1]
+        model.set_class_pool(frames.mean(0) + 0.1, frames.std(0) * 1.5 + 1e-6, rng.normal(size=(n_classes, F)),
+                             rng.normal(size=n_classes), np.arange(n_classes))
     # scale the recurrent weights up so the state actually carries information over many frames
     with torch.no_grad():
         for name, p in model.rnn.named_parameters():
@@ -65,8 +71,12 @@ def ninapro_frames(ninapro_file):
 def test_parity_torch_onnxruntime_numpy_on_real_data(tmp_path, ninapro_frames, cell, layers):
     rec, x = ninapro_frames
     assert len(x) >= 1000
-    model = make_model_dir(str(tmp_path / "m"), rec, x, cell=cell, layers=layers, projection=16 if layers == 2 else 0)
+    # the two-layer models also carry a projection and a class output pooled with a linear discriminant
+    model = make_model_dir(str(tmp_path / "m"), rec, x, cell=cell, layers=layers, projection=16 if layers == 2 else 0,
+                           class_pool=layers == 2)
     bundle = export_bundle(str(tmp_path / "m"), str(tmp_path / "b"))
+    assert bundle.contract["model"]["class_pool"] == (layers == 2)
+    assert bundle.meta["schema_version"] == (2 if layers == 2 else 1)
     with torch.no_grad():
         pos_t, log_t, _ = model(torch.as_tensor(x)[None])
     pos_t, log_t = pos_t[0].numpy(), log_t[0].numpy()

@@ -26,6 +26,46 @@ def test_step_by_step_equals_sequence(cell, layers):
     assert pos_seq.min() >= 0 and pos_seq.max() <= 1
 
 
+def test_the_pooled_class_output_is_the_product_of_the_head_and_the_discriminant(rng):
+    from training.baselines import LdaDecoder
+
+    torch.manual_seed(0)
+    F, C = 7, 4
+    m = RecurrentDecoder(ModelConfig(n_features=F, n_classes=C, hidden=16, layers=2, projection=8, class_pool=True))
+    plain = RecurrentDecoder(ModelConfig(n_features=F, n_classes=C, hidden=16, layers=2, projection=8))
+    plain.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("pool_")})
+    for mod in (m, plain):
+        mod.set_normalisation(np.full(F, 0.5), np.full(F, 2.0))
+        mod.eval()
+    x = torch.randn(1, 80, F)
+    with torch.no_grad():
+        _, pooled0, _ = m(x)
+        _, head, _ = plain(x)
+    # zeros until set: the same softmax, so the training loss is the plain model's
+    torch.testing.assert_close(torch.softmax(pooled0, -1), torch.softmax(head, -1), rtol=1e-5, atol=1e-6)
+    # a discriminant on its own standardisation of the raw frames, rows in another class order
+    order = np.array([2, 0, 3, 1])
+    lda = LdaDecoder(mean=rng.normal(size=F), std=rng.uniform(0.5, 2.0, F), coef=rng.normal(size=(C, F)),
+                     intercept=rng.normal(size=C), classes=order, shrinkage="auto")
+    m.set_class_pool(lda.mean, lda.std, lda.coef, lda.intercept, lda.classes)
+    with torch.no_grad():
+        _, pooled, _ = m(x)
+        state, steps = m.initial_state(1), []
+        for t in range(80):
+            _, logit, state = m.step(x[:, t], state)
+            steps.append(logit)
+    xr = x[0].double().numpy()
+    scores = np.empty((80, C))
+    scores[:, order] = ((xr - lda.mean) / lda.std) @ lda.coef.T + lda.intercept
+    expected = torch.log_softmax(head[0], -1) + torch.log_softmax(torch.as_tensor(scores), -1).float()
+    torch.testing.assert_close(pooled[0], expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(torch.stack(steps, 1), pooled, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"expected rows for classes 0..3, got \[0, 1, 3\]"):
+        m.set_class_pool(lda.mean, lda.std, lda.coef[:3], lda.intercept[:3], np.array([0, 1, 3]))
+    with pytest.raises(ValueError, match="does not pool its classes"):
+        plain.set_class_pool(lda.mean, lda.std, lda.coef, lda.intercept, lda.classes)
+
+
 def test_causal_future_frames_do_not_change_the_past():
     torch.manual_seed(0)
     m = RecurrentDecoder(ModelConfig(n_features=5, n_classes=3, hidden=12))

@@ -69,6 +69,35 @@ def test_training_runs_behind_the_feature_adaptation_and_records_its_prior(train
     assert np.max(np.abs(adapted - raw.features) / std) > 0.05
 
 
+def test_the_class_output_is_pooled_with_the_lda_baseline(trained, sim_train):
+    from decoder.features import config_for_recording
+    from training.baselines import load_baselines
+    from training.data import adapt_frames, build_frames
+    from training.train import adapter_of
+
+    d, _ = trained
+    model, meta = load_model_dir(d)
+    assert meta["model_config"]["class_pool"] and model.pools_classes
+    lda = load_baselines(os.path.join(d, "baselines.npz"))["lda"]
+    frames = adapt_frames(build_frames([sim_train], config_for_recording(sim_train)), adapter_of(meta))
+    x = frames.features[:500].astype(np.float64)
+    # the pool scores the model's normalised frame exactly as the saved LDA baseline scores the raw one
+    z = (x - model.feature_mean.double().numpy()) / model.feature_std.double().numpy()
+    pool_scores = z @ model.pool_weight.double().numpy().T + model.pool_bias.double().numpy()
+    lda_scores = np.empty_like(pool_scores)
+    lda_scores[:, lda.classes] = ((x - lda.mean) / lda.std) @ lda.coef.T + lda.intercept
+    np.testing.assert_allclose(pool_scores, lda_scores, rtol=1e-4, atol=1e-3)
+    # the class output is the product of the two: taking LDA's log-posterior away leaves a normalised distribution
+    # (the head's), and it is not LDA's alone
+    from scipy.special import log_softmax
+
+    with torch.no_grad():
+        _, pooled, _ = model(torch.as_tensor(frames.features[:500])[None])
+    head_logp = pooled[0].double().numpy() - log_softmax(pool_scores, axis=1)
+    np.testing.assert_allclose(np.exp(head_logp).sum(1), 1.0, rtol=1e-3)
+    assert np.max(np.abs(head_logp - log_softmax(pool_scores, axis=1))) > 0.1
+
+
 def test_training_is_reproducible_for_a_seed(tmp_path, sim_train):
     a = train([sim_train], str(tmp_path / "a"), config=FAST, progress=False, fit_classic=False, log=lambda m: None)
     b = train([sim_train], str(tmp_path / "b"), config=FAST, progress=False, fit_classic=False, log=lambda m: None)

@@ -43,6 +43,11 @@ class ModelConfig:
         Dropout between layers and before the heads.
     positions : bool
         Whether the position head is trained (the recording had finger positions).
+    class_pool : bool
+        The class output pools the class head with a linear discriminant of the current frame (product of experts):
+        ``log_softmax(head(h)) + log_softmax(W z + b)``, with ``z`` the normalised frame and ``W``, ``b`` buffers
+        set after training (:meth:`RecurrentDecoder.set_class_pool`; zeros until then, which leave the softmax, and
+        so the training loss, exactly as without them). Only with a class head.
     """
 
     n_features: int
@@ -53,6 +58,7 @@ class ModelConfig:
     projection: int = 0
     dropout: float = 0.2
     positions: bool = True
+    class_pool: bool = False
 
     def __post_init__(self) -> None:
         check_int("n_features", self.n_features, minimum=1)
@@ -99,6 +105,55 @@ class RecurrentDecoder(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.position_head = nn.Linear(config.hidden, 5)
         self.class_head = nn.Linear(config.hidden, config.n_classes)
+        if self.pools_classes:
+            self.register_buffer("pool_weight", torch.zeros(config.n_classes, F))
+            self.register_buffer("pool_bias", torch.zeros(config.n_classes))
+
+    @property
+    def pools_classes(self) -> bool:
+        """Whether the class output is pooled with a linear discriminant (:class:`ModelConfig`)."""
+        return bool(self.config.class_pool and self.config.n_classes > 1)
+
+    def set_class_pool(self, mean: np.ndarray, std: np.ndarray, coef: np.ndarray, intercept: np.ndarray,
+                       classes: np.ndarray) -> None:
+        """Pool the class head with a linear discriminant given on its own standardisation of the raw frames.
+
+        The discriminant's scores are ``((x - mean) / std) @ coef.T + intercept`` for ``classes``; they are mapped
+        onto this model's normalised frame ``z = (x - feature_mean) / feature_std`` (call after
+        :meth:`set_normalisation`).
+
+        Parameters
+        ----------
+        mean, std : np.ndarray, shape (n_features,)
+        coef : np.ndarray, shape (n_classes, n_features)
+        intercept : np.ndarray, shape (n_classes,)
+        classes : np.ndarray, shape (n_classes,), int
+            Class index of each row: every class ``0..n_classes-1`` once (a discriminant that never saw a class
+            cannot be pooled: its scores say nothing about it).
+        """
+        if not self.pools_classes:
+            raise ValueError("Invalid call: this model does not pool its classes (class_pool=False or no class "
+                             "head)")
+        rows = np.asarray(classes, np.int64)
+        if sorted(rows.tolist()) != list(range(self.config.n_classes)):
+            raise ValueError("Invalid discriminant for the class pool: expected rows for classes 0..{}, got {}".format(
+                self.config.n_classes - 1, sorted(rows.tolist())))
+        m, s = self.feature_mean.double().cpu().numpy(), self.feature_std.double().cpu().numpy()
+        mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+        coef, intercept = np.asarray(coef, np.float64), np.asarray(intercept, np.float64)
+        weight = np.zeros((self.config.n_classes, self.config.n_features))
+        bias = np.zeros(self.config.n_classes)
+        weight[rows] = coef * (s / std)
+        bias[rows] = intercept + ((m - mean) / std) @ coef.T
+        self.pool_weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
+        self.pool_bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+
+    def class_output(self, z: torch.Tensor, head_logits: torch.Tensor) -> torch.Tensor:
+        """Return the class output from the head's logits and the normalised frames ``z`` (pooled if configured)."""
+        if not self.pools_classes:
+            return head_logits
+        return (torch.log_softmax(head_logits, dim=-1)
+                + torch.log_softmax(z @ self.pool_weight.T + self.pool_bias, dim=-1))
 
     def set_normalisation(self, mean: np.ndarray, std: np.ndarray) -> None:
         """Store per-feature statistics, shape (n_features,) each."""
@@ -172,10 +227,11 @@ class RecurrentDecoder(nn.Module):
         -------
         positions : torch.Tensor, shape (batch, time, 5), in 0..1
         class_logits : torch.Tensor, shape (batch, time, n_classes)
+            Logits, or pooled log-probabilities with ``class_pool`` (a softmax gives the probabilities either way).
         state : the final state
         """
-        z = (x - self.feature_mean) / self.feature_std
-        z = self.proj(z)
+        zn = (x - self.feature_mean) / self.feature_std
+        z = self.proj(zn)
         if state is None:
             state = self.initial_state(x.shape[0], x.device)
         if (self.config.cell == "gru" and z.device.type == "cpu" and torch.is_grad_enabled()
@@ -184,7 +240,7 @@ class RecurrentDecoder(nn.Module):
         else:
             out, state = self.rnn(z, state)
         out = self.drop(out)
-        logits = self.class_head(out.detach() if detach_class else out)
+        logits = self.class_output(zn, self.class_head(out.detach() if detach_class else out))
         return torch.sigmoid(self.position_head(out)), logits, state
 
     def step(self, frame: torch.Tensor, state: State) -> Tuple[torch.Tensor, torch.Tensor, State]:

@@ -40,6 +40,7 @@ from .train import (
     load_model_dir,
     prior_adapter,
     save_model_dir,
+    set_class_pool,
 )
 
 
@@ -112,6 +113,9 @@ def recalibrate(model_dir: str, recordings: Sequence[Recording], out_dir: str, *
     if config.renormalise:
         mean, std = normalisation(frames.features)
         model.set_normalisation(mean, std)
+    if model.pools_classes:  # fine-tune the recurrent decoder alone; the pool is re-fitted on the new session below
+        model.pool_weight.zero_()
+        model.pool_bias.zero_()
     trainable = set(input_layer_parameters(model))
     if config.train_heads:
         trainable |= {n for n, _ in model.named_parameters() if n.startswith(("position_head.", "class_head."))}
@@ -137,6 +141,11 @@ def recalibrate(model_dir: str, recordings: Sequence[Recording], out_dir: str, *
     except Exception as e:  # too little data for the baselines' tuning split: the model itself is still fine
         log("classic baselines not fitted on the recalibration data: {}".format(e))
         baselines, val_reps = {}, []
+    if model.pools_classes:
+        if "lda" in baselines:
+            set_class_pool(model, baselines["lda"], train_f, val_f, log=log)
+        else:
+            log("the class output is not pooled with LDA: LDA could not be fitted on the recalibration data")
     metrics = evaluate_frames(model, frames, torch.device("cpu"))
     result = TrainResult(model_dir=out_dir, best_epoch=fit["epochs_run"], epochs_run=fit["epochs_run"],
                          interrupted=fit["interrupted"], val_metrics=metrics, history=fit["history"])

@@ -19,6 +19,11 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - np.max(x)
+    return shifted - np.log(np.sum(np.exp(shifted)))
+
+
 class NumpyEngine:
     """Decoder step in numpy (float32).
 
@@ -51,6 +56,8 @@ class NumpyEngine:
             self.b_hh = [w["rnn_bias_hh_l{}".format(k)].astype(f32) for k in range(self.layers)]
             self.w_pos, self.b_pos = w["position_weight"].astype(f32), w["position_bias"].astype(f32)
             self.w_cls, self.b_cls = w["class_weight"].astype(f32), w["class_bias"].astype(f32)
+            # the class output pooled with a linear discriminant of the frame (training.model.ModelConfig.class_pool)
+            self.pool = (w["pool_weight"].astype(f32), w["pool_bias"].astype(f32)) if c.get("class_pool") else None
         except KeyError as e:
             raise BundleError("{!r}: weights.npz lacks array {}".format(bundle.path, e)) from e
 
@@ -61,6 +68,7 @@ class NumpyEngine:
     def step(self, state: State, frame: np.ndarray) -> Tuple[StepOutput, State]:
         """One frame of raw features, shape (n_features,) -> outputs and the new state (input state untouched)."""
         x = (np.asarray(frame, np.float32).reshape(self.n_features) - self.mean) * self.inv_std
+        zn = x
         if self.proj is not None:
             x = self.proj[0] @ x + self.proj[1]
             x = 0.5 * x * (1.0 + self._erf(x / np.sqrt(2.0)))
@@ -85,7 +93,10 @@ class NumpyEngine:
                 cs.append(c)
             hs.append(h)
             x = h
-        out = StepOutput(_sigmoid(self.w_pos @ x + self.b_pos), self.w_cls @ x + self.b_cls)
+        logits = self.w_cls @ x + self.b_cls
+        if self.pool is not None:
+            logits = _log_softmax(logits) + _log_softmax(self.pool[0] @ zn + self.pool[1])
+        out = StepOutput(_sigmoid(self.w_pos @ x + self.b_pos), logits)
         new = {"h": np.stack(hs)[:, None, :].astype(np.float32)}
         if cs:
             new["c"] = np.stack(cs)[:, None, :].astype(np.float32)
