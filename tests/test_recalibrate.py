@@ -76,6 +76,34 @@ def test_recalibration_keeps_the_day1_statistics_or_the_absence_of_an_adaptation
     np.testing.assert_allclose(after.feature_mean.numpy(), raw.features.mean(0), rtol=1e-4, atol=1e-5)
 
 
+def test_a_pooled_class_output_is_refitted_on_the_new_session(tmp_path, day1):
+    from dataclasses import replace
+
+    from training.baselines import load_baselines
+
+    # gesture-only sessions; day 2 long enough for LDA's validation split (two repetitions)
+    longer_day2 = simulate_recording(SimulatorConfig(minutes=1.0, n_channels=8, fs_hz=5000.0, seed=3, day=2))
+    d1, d2 = (replace(r, positions=None, position_index=None) for r in (day1, longer_day2))
+    m1 = str(tmp_path / "m1")
+    train([d1], m1, config=TrainConfig(hidden=8, layers=1, epochs=1, min_epochs=1, device="cpu",
+                                       max_steps_per_epoch=2), progress=False, log=lambda m: None)
+    out = str(tmp_path / "r")
+    recalibrate(m1, [d2], out, config=RecalibrationConfig(epochs=1), log=lambda m: None)
+    before, _ = load_model_dir(m1)
+    after, _ = load_model_dir(out)
+    assert before.pools_classes and after.pools_classes
+    # the pool now scores the day-2 frames as the LDA fitted on day 2 does, not as day 1's
+    lda = load_baselines(os.path.join(out, "baselines.npz"))["lda"]
+    x = adapt_frames(build_frames([d2], config_for_recording(d2)), adapter_of(json.load(
+        open(os.path.join(out, "model.json"))))).features[:300].astype(np.float64)
+    z = (x - after.feature_mean.double().numpy()) / after.feature_std.double().numpy()
+    scores = z @ after.pool_weight.double().numpy().T + after.pool_bias.double().numpy()
+    expected = np.empty_like(scores)
+    expected[:, lda.classes] = ((x - lda.mean) / lda.std) @ lda.coef.T + lda.intercept
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-3)
+    assert not torch.equal(before.pool_weight, after.pool_weight)
+
+
 def test_projection_models_adapt_the_projection(tmp_path, day1, day2):
     d = str(tmp_path / "p")
     train([day1], d, config=TrainConfig(hidden=8, layers=1, projection=12, epochs=1, min_epochs=1,

@@ -69,17 +69,25 @@ def test_training_runs_behind_the_feature_adaptation_and_records_its_prior(train
     assert np.max(np.abs(adapted - raw.features) / std) > 0.05
 
 
-def test_the_class_output_is_pooled_with_the_lda_baseline(trained, sim_train):
+def test_the_class_output_is_pooled_with_the_lda_baseline(trained, sim_train, tmp_path):
+    from scipy.special import log_softmax
+
     from decoder.features import config_for_recording
     from training.baselines import load_baselines
     from training.data import adapt_frames, build_frames
     from training.train import adapter_of
 
-    d, _ = trained
+    # a session with finger positions keeps its class head alone
+    _, meta = load_model_dir(trained[0])
+    assert not meta["model_config"]["class_pool"]
+    # a class-only session (as 3DC) pools it with the LDA baseline
+    gestures = replace(sim_train, positions=None, position_index=None)
+    d = str(tmp_path / "classes")
+    train([gestures], d, config=FAST, progress=False, log=lambda m: None)
     model, meta = load_model_dir(d)
     assert meta["model_config"]["class_pool"] and model.pools_classes
     lda = load_baselines(os.path.join(d, "baselines.npz"))["lda"]
-    frames = adapt_frames(build_frames([sim_train], config_for_recording(sim_train)), adapter_of(meta))
+    frames = adapt_frames(build_frames([gestures], config_for_recording(gestures)), adapter_of(meta))
     x = frames.features[:500].astype(np.float64)
     # the pool scores the model's normalised frame exactly as the saved LDA baseline scores the raw one
     z = (x - model.feature_mean.double().numpy()) / model.feature_std.double().numpy()
@@ -89,8 +97,6 @@ def test_the_class_output_is_pooled_with_the_lda_baseline(trained, sim_train):
     np.testing.assert_allclose(pool_scores, lda_scores, rtol=1e-4, atol=1e-3)
     # the class output is the product of the two: taking LDA's log-posterior away leaves a normalised distribution
     # (the head's), and it is not LDA's alone
-    from scipy.special import log_softmax
-
     with torch.no_grad():
         _, pooled, _ = model(torch.as_tensor(frames.features[:500])[None])
     head_logp = pooled[0].double().numpy() - log_softmax(pool_scores, axis=1)

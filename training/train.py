@@ -123,10 +123,13 @@ class TrainConfig:
         through LDA's discriminant projection fitted on its training frames, frozen (:mod:`training.lda_front_end`;
         folded into the first layer when saved). Measured on 3DC: mean accuracy 0.865 -> 0.886 over participants 1-5.
     class_pool : bool
-        Pool the class output with the LDA baseline's discriminant of the current frame (product of experts, set
-        after training: :meth:`training.model.RecurrentDecoder.set_class_pool`). The recurrent state reacts to a new
-        gesture later than a one-frame classifier does (3DC: 0.43 against LDA's 0.61 accuracy in the half second
-        after each change, participant 5); the pooled output keeps the GRU's steadiness and LDA's speed.
+        For recordings with class labels and no finger positions (as ``lda_front_end``), pool the class output with
+        the LDA baseline's discriminant of the current frame (product of experts, set after training:
+        :meth:`training.model.RecurrentDecoder.set_class_pool`). The recurrent state reacts to a new gesture later
+        than a one-frame classifier does (3DC: 0.43 against LDA's 0.61 accuracy in the half second after each
+        change, participant 5); the pooled output keeps the GRU's steadiness and LDA's speed. With positions the class
+        head reads a core shaped by the positions and is far ahead of LDA, and pooling cost accuracy (NinaPro 0.844
+        -> 0.822, the simulator 0.898 -> 0.881), so those sessions keep the head alone.
     adapt : {'auto', 'on', 'off'}
         Causal running re-normalisation of the feature frames (:mod:`decoder.adaptation`): each session's running
         feature statistics are mapped onto the training frames', in training, evaluation and on the device alike.
@@ -359,7 +362,8 @@ def _build_model(config: TrainConfig, frames: FrameSet, n_classes: int, device: 
     mean, std = normalisation(frames.features)
     mcfg = ModelConfig(n_features=frames.n_features, n_classes=n_classes, cell=config.cell, hidden=config.hidden,
                        layers=config.layers, projection=config.projection, dropout=config.dropout,
-                       positions=frames.positions is not None, class_pool=config.class_pool and n_classes > 1)
+                       positions=frames.positions is not None,
+                       class_pool=config.class_pool and n_classes > 1 and frames.positions is None)
     model = RecurrentDecoder(mcfg)
     model.set_normalisation(mean, std)
     if config.lda_front_end and config.projection == 0 and lda_front_end.applies(frames, n_classes):
