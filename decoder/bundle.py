@@ -27,11 +27,12 @@ import numpy as np
 from .adaptation import FeatureAdapter
 from .features import FeatureConfig, FeatureExtractor
 
-SCHEMA_VERSION = 2
-"""The newest bundle schema this code reads. 2 added the contract's ``adaptation`` and the model's ``class_pool``: a
-bundle with either is written as schema 2, so a runtime from before them refuses the bundle instead of feeding the
-model unadapted frames or leaving out the pooled class output; a bundle with neither is written as schema 1, which
-every runtime reads."""
+SCHEMA_VERSION = 3
+"""The newest bundle schema this code reads. 2 added the contract's ``adaptation``, 3 the model's pooled class output
+(``class_pool``: weights the numpy engine must apply). A bundle is written with the oldest schema that describes it,
+so a runtime from before a feature refuses a bundle that needs it ("update neurohand on the device") instead of
+feeding the model unadapted frames or leaving out the pool; a bundle with neither is schema 1, which every runtime
+reads."""
 BUNDLE_FILES = ("model.onnx", "weights.npz")
 
 
@@ -181,7 +182,9 @@ class Bundle:
 
 def schema_version_for(contract: Dict[str, Any]) -> int:
     """Oldest bundle schema that can describe ``contract`` (see :data:`SCHEMA_VERSION`)."""
-    return 2 if contract.get("adaptation") or contract.get("model", {}).get("class_pool") else 1
+    if contract.get("model", {}).get("class_pool"):
+        return 3
+    return 2 if contract.get("adaptation") else 1
 
 
 def write_bundle_json(path: str, contract: Dict[str, Any], files: Sequence[str]) -> None:

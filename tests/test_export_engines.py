@@ -76,7 +76,14 @@ def test_parity_torch_onnxruntime_numpy_on_real_data(tmp_path, ninapro_frames, c
                            class_pool=layers == 2)
     bundle = export_bundle(str(tmp_path / "m"), str(tmp_path / "b"))
     assert bundle.contract["model"]["class_pool"] == (layers == 2)
-    assert bundle.meta["schema_version"] == (2 if layers == 2 else 1)
+    assert bundle.meta["schema_version"] == (3 if layers == 2 else 1)
+    if layers == 2:  # a runtime that knows the adaptation but not the pool refuses the bundle
+        import decoder.bundle
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(decoder.bundle, "SCHEMA_VERSION", 2)
+            with pytest.raises(BundleError, match="uses bundle schema 3, newer than this runtime reads \\(2\\)"):
+                Bundle(bundle.path)
     with torch.no_grad():
         pos_t, log_t, _ = model(torch.as_tensor(x)[None])
     pos_t, log_t = pos_t[0].numpy(), log_t[0].numpy()

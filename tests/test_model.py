@@ -90,6 +90,11 @@ def test_predict_sequences_resets_state_between_segments():
     np.testing.assert_allclose(prob.sum(1), 1.0, rtol=1e-5)
 
 
+def test_a_pooled_class_output_needs_a_class_head():
+    with pytest.raises(ValueError, match="Invalid value for 'class_pool': a pooled class output needs a class head"):
+        ModelConfig(n_features=4, n_classes=1, class_pool=True)
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="Invalid value for 'cell'"):
         ModelConfig(n_features=3, cell="rnn")

@@ -26,6 +26,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--no-lda-front-end", action="store_true",
                    help="class-only sessions: feed the recurrent core all features, not the LDA projection")
+    p.add_argument("--no-class-pool", action="store_true",
+                   help="class-only sessions: keep the recurrent class head alone, not pooled with LDA's posterior")
     p.add_argument("--adapt", choices=["auto", "on", "off"], default=None,
                    help="running feature re-normalisation (decoder.adaptation); auto (default): on when the session "
                         "interleaves its movements")
@@ -65,6 +67,7 @@ def _train(args: argparse.Namespace) -> int:
     cfg = with_overrides(TrainConfig(), cell=args.model, hidden=args.hidden, layers=args.layers,
                          epochs=args.epochs, seq_len=args.seq_len, device=args.device, seed=args.seed,
                          lda_front_end=False if args.no_lda_front_end else None,
+                         class_pool=False if args.no_class_pool else None,
                          adapt=args.adapt, adapt_prior_s=args.adapt_prior_s,
                          adapt_horizon_s=args.adapt_horizon_s)
     recs = [read_recording(s) for s in args.sessions]

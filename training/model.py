@@ -70,6 +70,9 @@ class ModelConfig:
         check_positive("dropout", self.dropout, allow_zero=True)
         if self.dropout >= 1:
             raise ValueError("Invalid value for 'dropout': expected 0 <= dropout < 1, got {}".format(self.dropout))
+        if self.class_pool and self.n_classes < 2:
+            raise ValueError("Invalid value for 'class_pool': a pooled class output needs a class head (n_classes >= "
+                             "2), got n_classes={}".format(self.n_classes))
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready dict."""

@@ -47,7 +47,7 @@ from .model import ModelConfig, RecurrentDecoder, predict_sequences
 from .parallel_refit import ParallelRefit, RecentStates, usable_cores
 
 MODEL_FORMAT = "neurohand-model"
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2  # 2: model_config may hold class_pool and the weights pool_weight / pool_bias
 
 
 @dataclass(frozen=True)
