@@ -104,6 +104,19 @@ def test_the_class_output_is_pooled_with_the_lda_baseline(trained, sim_train, tm
     assert np.max(np.abs(head_logp - log_softmax(pool_scores, axis=1))) > 0.1
 
 
+def test_a_subset_never_joins_frames_across_a_gap():
+    from training.data import FrameSet
+
+    n = 12
+    fs = FrameSet(features=np.arange(n, dtype=np.float32)[:, None], positions=None, labels=None,
+                  repetitions=np.repeat([1, 2, 3], 4), segment=np.repeat([5, 9], [10, 2]), hop_ms=10.0,
+                  class_names=("rest",))
+    sub = fs.subset(fs.repetitions != 2)  # repetition 2 sits inside segment 5: its two sides are not continuous
+    assert [(s.start, s.stop) for s in sub.segment_slices()] == [(0, 4), (4, 6), (6, 8)]
+    assert [(s.start, s.stop) for s in fs.subset(fs.repetitions != 3).segment_slices()] == [(0, 8)]
+    assert len(fs.subset(np.zeros(n, bool)).segment_slices()) == 0
+
+
 def test_training_is_reproducible_for_a_seed(tmp_path, sim_train):
     a = train([sim_train], str(tmp_path / "a"), config=FAST, progress=False, fit_classic=False, log=lambda m: None)
     b = train([sim_train], str(tmp_path / "b"), config=FAST, progress=False, fit_classic=False, log=lambda m: None)

@@ -57,15 +57,23 @@ class FrameSet:
         return int(self.features.shape[1])
 
     def subset(self, mask: np.ndarray) -> "FrameSet":
-        """Frames where ``mask`` is true (segments stay labelled by their ids)."""
+        """Frames where ``mask`` is true; a segment the mask cuts into pieces becomes one segment per piece.
+
+        Segments are renumbered 0, 1, ... in order: frames on either side of removed frames are not continuous, so
+        no training window and no carried state may span the gap.
+        """
         m = np.asarray(mask, bool)
+        idx = np.flatnonzero(m)
+        segment = np.zeros(len(idx), np.int64)
+        if len(idx) > 1:
+            segment[1:] = np.cumsum((np.diff(self.segment[idx]) != 0) | (np.diff(idx) > 1))
         return replace(
             self,
             features=self.features[m],
             positions=None if self.positions is None else self.positions[m],
             labels=None if self.labels is None else self.labels[m],
             repetitions=self.repetitions[m],
-            segment=self.segment[m],
+            segment=segment,
             recording=None if self.recording is None else self.recording[m],
         )
 
