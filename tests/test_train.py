@@ -386,6 +386,22 @@ def test_experiment_sim_runs_end_to_end(tmp_path):
     assert os.path.exists(res["report"])
 
 
+def test_experiment_3dc_reports_each_seed_and_their_mean(tmp_path, threedc_dir):
+    from training import experiments
+
+    data = os.path.dirname(threedc_dir)
+    cfg = replace(FAST, epochs=1, max_steps_per_epoch=2, adapt="off")
+    res = experiments.threedc(data, str(tmp_path), participants=(2,), seeds=(0, 1), config=cfg)
+    assert res["seeds"] == [0, 1] and set(res["accuracy_by_seed"]) == {"0", "1"}
+    by_seed = [res["accuracy_by_seed"][s]["2"]["gru"] for s in ("0", "1")]
+    assert by_seed[0] != by_seed[1]  # two seeds, two models
+    assert res["accuracy"]["2"]["gru"] == pytest.approx(np.mean(by_seed))
+    lda = res["accuracy_by_seed"]["0"]["2"]["lda"]
+    assert res["accuracy_by_seed"]["1"]["2"]["lda"] == lda  # LDA does not depend on the seed
+    assert res["wins_by_seed"] == {s: int(res["accuracy_by_seed"][s]["2"]["gru"] > lda) for s in ("0", "1")}
+    assert os.path.isfile(os.path.join(str(tmp_path), "3dc_seed1", "3dc_p2", "report", "report.html"))
+
+
 def test_experiment_cli_needs_the_data_folder(tmp_path, capsys):
     assert main(["experiment", "ninapro", "--data", str(tmp_path / "nowhere")]) == 2
     assert "No data folder" in capsys.readouterr().err

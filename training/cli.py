@@ -44,7 +44,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     x.add_argument("which", choices=["ninapro", "3dc", "sim", "recalibration"])
     x.add_argument("--data", default=os.path.join("..", "shared", "data"), help="folder with the data sets")
     x.add_argument("--out", default="experiments", help="where models and reports go (default experiments/)")
-    x.add_argument("--seeds", default="0-2", help="NinaPro seeds, or simulated patients for recalibration (0-2)")
+    x.add_argument("--seeds", default="0-2", help="NinaPro and 3DC seeds, or simulated patients for recalibration "
+                                                 "(0-2)")
     x.add_argument("--participants", default="1-5", help="3DC participants (default 1-5)")
     x.add_argument("--minutes", type=float, default=None,
                    help="simulated session length (sim: default 10; recalibration: the short session, default 2)")
@@ -121,7 +122,8 @@ def _experiment(args: argparse.Namespace) -> int:
         res = experiments.ninapro(args.data, args.out, seeds=parse_index_ranges("--seeds", args.seeds))
     elif args.which == "3dc":
         res = experiments.threedc(args.data, args.out,
-                                  participants=parse_index_ranges("--participants", args.participants))
+                                  participants=parse_index_ranges("--participants", args.participants),
+                                  seeds=parse_index_ranges("--seeds", args.seeds))
     elif args.which == "recalibration":
         res = experiments.recalibration(args.out, seeds=parse_index_ranges("--seeds", args.seeds),
                                         minutes=args.minutes or 2.0)

@@ -60,22 +60,38 @@ def ninapro(data_dir: str, out_dir: str, *, seeds: Sequence[int] = (0, 1, 2), co
 
 
 def threedc(data_dir: str, out_dir: str, *, participants: Sequence[int] = (1, 2, 3, 4, 5),
-            config: TrainConfig = DEFAULT_CONFIG) -> Dict[str, Any]:
-    """3DC: per participant, train on ``train/``, test on ``test/``; window (frame) accuracy."""
+            seeds: Sequence[int] = (0,), config: TrainConfig = DEFAULT_CONFIG) -> Dict[str, Any]:
+    """3DC: per participant and seed, train on ``train/``, test on ``test/``; window (frame) accuracy.
+
+    ``accuracy`` and ``mean_accuracy`` are means over ``seeds``; ``accuracy_by_seed`` holds each seed's table and
+    ``wins_by_seed`` how many participants the recurrent decoder beat LDA on at each seed.
+    """
     from calibration.importers import import_3dc
 
-    rows = {}
+    recs = {}
     for p in participants:
         base = os.path.join(data_dir, "3dc_p1-5", "Participant{}".format(p))
-        d = os.path.join(out_dir, "3dc_p{}".format(p))
-        r = _run([import_3dc(os.path.join(base, "train"))], [import_3dc(os.path.join(base, "test"))],
-                 os.path.join(d, "model"), config, os.path.join(d, "report"), "3DC participant {}".format(p))
-        rows[p] = r
-    names = list(next(iter(rows.values()))["decoders"])
-    table = {str(p): {n: rows[p]["decoders"][n]["accuracy"] for n in names} for p in participants}
+        recs[p] = (import_3dc(os.path.join(base, "train")), import_3dc(os.path.join(base, "test")))
+    runs: Dict[int, Dict[int, Dict[str, Any]]] = {}
+    for seed in seeds:
+        runs[seed] = {}
+        for p in participants:
+            d = os.path.join(out_dir, "3dc_seed{}".format(seed), "3dc_p{}".format(p))
+            runs[seed][p] = _run([recs[p][0]], [recs[p][1]], os.path.join(d, "model"),
+                                 with_overrides(config, seed=seed), os.path.join(d, "report"),
+                                 "3DC participant {}, seed {}".format(p, seed))
+    names = list(runs[seeds[0]][participants[0]]["decoders"])
+    by_seed = {str(s): {str(p): {n: runs[s][p]["decoders"][n]["accuracy"] for n in names} for p in participants}
+               for s in seeds}
+    table = {str(p): {n: float(np.mean([by_seed[str(s)][str(p)][n] for s in seeds])) for n in names}
+             for p in participants}
     mean = {n: float(np.mean([table[str(p)][n] for p in participants])) for n in names}
-    return {"experiment": "3dc", "accuracy": table, "mean_accuracy": mean,
-            "runs": {str(p): _slim(r) for p, r in rows.items()}}
+    recurrent = names[0]
+    wins = {str(s): int(sum(by_seed[str(s)][str(p)][recurrent] > by_seed[str(s)][str(p)]["lda"]
+                            for p in participants)) if "lda" in names else None for s in seeds}
+    return {"experiment": "3dc", "seeds": list(seeds), "accuracy": table, "mean_accuracy": mean,
+            "accuracy_by_seed": by_seed, "wins_by_seed": wins,
+            "runs": {str(s): {str(p): _slim(r) for p, r in runs[s].items()} for s in seeds}}
 
 
 def simulated(out_dir: str, *, minutes: float = 10.0, seed: int = 0, config: TrainConfig = DEFAULT_CONFIG
@@ -176,7 +192,9 @@ def print_table(result: Dict[str, Any]) -> None:
         return
     if result["experiment"] == "3dc":
         names = list(result["mean_accuracy"])
-        t = Table(title="3DC window accuracy (train on train/, test on test/)")
+        t = Table(title="3DC window accuracy (train on train/, test on test/), mean over seeds {}; {} beats LDA "
+                        "on {} participants at each seed".format(result["seeds"], names[0], list(
+                            result["wins_by_seed"].values())))
         t.add_column("participant")
         for n in names:
             t.add_column(n, justify="right")
