@@ -178,22 +178,19 @@ class FeatureAdapter:
         for t in range(n):  # the recursion; everything else is done for the whole block below
             a = alpha[t]
             d = x[t] - m
-            if not finite[t]:
-                d[~np.isfinite(d)] = 0.0
+            if not finite[t]:  # only the finite features move: a step of 0 leaves the others' m and v as they are
+                ok = np.isfinite(d)
+                d[~ok] = 0.0
+                a = np.where(ok, a, 0.0)
             bound = np.sqrt(v)
             np.maximum(bound, self._lo_s, out=bound)  # a feature that was flat for hours can still move
             bound *= c
             np.clip(d, -bound, bound, out=d)
-            if finite[t]:
-                ad = a * d
-                m += ad
-                ad *= d
-                v += ad
-                v *= 1.0 - a
-            else:  # only the finite features move
-                ok = np.isfinite(x[t])
-                m[ok] += a * d[ok]
-                v[ok] = (1.0 - a) * (v[ok] + a * d[ok] ** 2)
+            ad = a * d
+            m += ad
+            ad *= d
+            v += ad
+            v *= 1.0 - a
             means[t], variances[t] = m, v
         np.clip(means, self._lo_m, self._hi_m, out=means)
         s = np.clip(np.sqrt(variances), self._lo_s, self._hi_s)

@@ -96,7 +96,8 @@ class Bundle:
                                   "copy the bundle again".format(self.path, name, got[:12], expected[:12]))
         self.meta = meta
         self.contract: Dict[str, Any] = meta["contract"]
-        self.feature_adapter()  # a malformed adaptation is refused on loading, not when the runtime starts
+        # built once, on loading: a malformed adaptation is refused here, not when the runtime starts
+        self._adapter = self._load_adapter()
 
     # ------------------------------------------------------------------ contract
     @property
@@ -154,7 +155,14 @@ class Bundle:
                                 sos=None if sos is None else np.asarray(sos, dtype=float).reshape(-1, 6))
 
     def feature_adapter(self) -> Optional[FeatureAdapter]:
-        """Create the running feature adaptation the model was trained behind, or None when it has none.
+        """Return the running feature adaptation the model was trained behind, or None when it has none.
+
+        The adapter holds only the prior; each stream keeps its own state (``new_state()``), so callers share it.
+        """
+        return self._adapter
+
+    def _load_adapter(self) -> Optional[FeatureAdapter]:
+        """Build the contract's adaptation.
 
         Raises
         ------

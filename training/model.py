@@ -115,7 +115,7 @@ class RecurrentDecoder(nn.Module):
     @property
     def pools_classes(self) -> bool:
         """Whether the class output is pooled with a linear discriminant (:class:`ModelConfig`)."""
-        return bool(self.config.class_pool and self.config.n_classes > 1)
+        return self.config.class_pool  # ModelConfig refuses class_pool without a class head
 
     def set_class_pool(self, mean: np.ndarray, std: np.ndarray, coef: np.ndarray, intercept: np.ndarray,
                        classes: np.ndarray) -> None:
@@ -135,8 +135,7 @@ class RecurrentDecoder(nn.Module):
             cannot be pooled: its scores say nothing about it).
         """
         if not self.pools_classes:
-            raise ValueError("Invalid call: this model does not pool its classes (class_pool=False or no class "
-                             "head)")
+            raise ValueError("Invalid call: this model does not pool its classes (class_pool=False)")
         rows = np.asarray(classes, np.int64)
         if sorted(rows.tolist()) != list(range(self.config.n_classes)):
             raise ValueError("Invalid discriminant for the class pool: expected rows for classes 0..{}, got {}".format(
