@@ -8,7 +8,7 @@ import os
 
 
 def _int_list(text: str) -> list:
-    from decoder.validation import parse_index_ranges
+    from neurohand.decoder.validation import parse_index_ranges
 
     return list(parse_index_ranges("columns", text))
 
@@ -100,7 +100,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def _write(rec, out: str) -> int:
-    from decoder.recording import write_recording
+    from neurohand.decoder.recording import write_recording
 
     d = os.path.dirname(os.path.abspath(out))
     os.makedirs(d, exist_ok=True)
@@ -113,7 +113,7 @@ def _write(rec, out: str) -> int:
 
 
 def _import_ninapro(args: argparse.Namespace) -> int:
-    from decoder.validation import parse_index_ranges
+    from neurohand.decoder.validation import parse_index_ranges
 
     from .importers import import_ninapro
 
@@ -152,7 +152,7 @@ def _import_npz(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from decoder.recording import read_recording
+    from neurohand.decoder.recording import read_recording
 
     s = read_recording(args.file).summary()
     if args.json:
@@ -191,7 +191,7 @@ def _models(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> int:
     import sys
 
-    from training.data import TrainingDataError
+    from neurohand.training.data import TrainingDataError
 
     from .workflow import CalibrateOptions, CalibrationStopped, run_calibration
 

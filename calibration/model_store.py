@@ -22,7 +22,7 @@ import re
 import shutil
 from typing import Any, Dict, List, Optional
 
-from decoder.bundle import Bundle
+from neurohand.decoder.bundle import Bundle
 
 _VERSION = re.compile(r"^v(\d{3,})$")
 _PATIENT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

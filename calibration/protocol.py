@@ -16,7 +16,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from decoder.validation import check_int, check_positive
+from neurohand.decoder.validation import check_int, check_positive
 
 DEFAULT_PROTOCOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "protocols", "default.toml")
 

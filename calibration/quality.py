@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 import numpy as np
 from scipy import signal
 
-from decoder.recording import FINGERS, Recording
+from neurohand.decoder.recording import FINGERS, Recording
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from decoder.recording import SessionWriter, read_recording
+from neurohand.decoder.recording import SessionWriter, read_recording
 
 from .protocol import CueProtocol, Trial
 

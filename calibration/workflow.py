@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from decoder.validation import check_option
+from neurohand.decoder.validation import check_option
 
 from .model_store import ModelStore
 from .protocol import DEFAULT_PROTOCOL, CueProtocol, load_protocol
@@ -81,30 +81,30 @@ class _Devices:
         self.glove = None
         self.sim_glove = None
         if opts.source == "sim":
-            from firmware_bridge.nerve_simulator import SimulatorConfig
-            from firmware_bridge.sim_patient import SimulatedPatient
+            from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig
+            from neurohand.firmware_bridge.sim_patient import SimulatedPatient
 
             cfg = SimulatorConfig(seed=opts.sim_seed, day=opts.sim_day, session=opts.sim_session,
                                   n_channels=opts.sim_channels,
                                   fs_hz=opts.sim_fs_hz, mains_hz=opts.mains_hz)
             self.source = SimulatedPatient(cfg, fast=opts.fast)
             if opts.labels == "glove:sim":
-                from firmware_bridge.sim_glove import SimGlove
+                from neurohand.firmware_bridge.sim_glove import SimGlove
 
                 self.sim_glove = SimGlove(fs_hz=cfg.glove_fs_hz).start()
                 self.closers.append(self.sim_glove.stop)
                 self.source.on_glove = self.sim_glove.push
         elif opts.source.startswith("serial:"):
-            from firmware_bridge.interface_link import InterfaceSource
+            from neurohand.firmware_bridge.interface_link import InterfaceSource
 
             self.source = InterfaceSource(opts.source.split(":", 1)[1], stall_timeout_s=1.0)
         else:
-            from firmware_bridge.lsl_source import LslSource
+            from neurohand.firmware_bridge.lsl_source import LslSource
 
             self.source = LslSource(opts.source.split(":", 1)[1])
         self.closers.append(self.source.close)
         if opts.labels.startswith("glove:"):
-            from firmware_bridge.interface_link import GloveLink
+            from neurohand.firmware_bridge.interface_link import GloveLink
 
             port = self.sim_glove.port if self.sim_glove is not None else opts.labels.split(":", 1)[1]
             self.glove = GloveLink(port, stall_timeout_s=0.2)
@@ -236,10 +236,10 @@ def metrics_table(results: Dict[str, Dict[str, Any]], title: str):
 
 def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore, console) -> Dict[str, Any]:
     """Train (or recalibrate) on all but the last repetition, evaluate on it; returns what acceptance needs."""
-    from training.data import split_last_repetitions
-    from training.evaluate import evaluate
-    from training.recalibrate import RecalibrationConfig, recalibrate
-    from training.train import TrainConfig, train, with_overrides
+    from neurohand.training.data import split_last_repetitions
+    from neurohand.training.evaluate import evaluate
+    from neurohand.training.recalibrate import RecalibrationConfig, recalibrate
+    from neurohand.training.train import TrainConfig, train, with_overrides
 
     train_rec, test_rec, test_reps = split_last_repetitions(rec)
     model_dir, report_dir = os.path.join(work, "model"), os.path.join(work, "report")
@@ -277,7 +277,7 @@ def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore
 
 def accept(opts: CalibrateOptions, store: ModelStore, outcome: Dict[str, Any], session_path: str, console) -> str:
     """Export the bundle and add it to the patient's store as the new current version."""
-    from deploy.export import export_bundle
+    from neurohand.deploy.export import export_bundle
 
     bundle_dir = os.path.join(os.path.dirname(outcome["model_dir"]), "bundle")
     export_bundle(outcome["model_dir"], bundle_dir)
@@ -308,7 +308,7 @@ def run_calibration(opts: CalibrateOptions, *, console=None, ask: Optional[Ask] 
     """
     from rich.console import Console
 
-    from decoder.recording import read_recording
+    from neurohand.decoder.recording import read_recording
 
     from .quality import check_recording
 

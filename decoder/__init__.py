@@ -1,7 +1,4 @@
-"""Device-side decoding: causal filters, feature frames, recordings.
+"""Device-side decoding: causal filters, feature frames, feature adaptation, engines, recordings.
 
-Everything in this package runs on the Jetson: no torch, no ``training`` imports, Python 3.8 syntax.
+Everything in this package runs on the Jetson: no torch, no ``neurohand.training`` imports.
 """
-
-__all__ = ["__version__"]
-__version__ = "0.1.0"

@@ -67,7 +67,7 @@ def bench_features(*, seconds: float = 5.0, runs: int = 5) -> Dict[str, Any]:
     _single_thread()
     import numpy as np
 
-    from decoder.features import FeatureExtractor, default_feature_config
+    from neurohand.decoder.features import FeatureExtractor, default_feature_config
 
     cfg = default_feature_config("nerve")
     results: List[Dict[str, Any]] = []
@@ -115,13 +115,13 @@ def _bench_features(args: argparse.Namespace) -> int:
 _TRAIN_CHILD = """
 import json, os, sys, time
 import torch
-from deploy.process_memory import peak_rss_mb
+from neurohand.deploy.process_memory import peak_rss_mb
 n_cores = int(sys.argv[3])
 if hasattr(os, "sched_setaffinity"):  # the budget is cores: the parallel refit's second process shares them
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:n_cores])
 torch.set_num_threads(n_cores)
-from decoder.recording import read_recording
-from training.train import TrainConfig, train
+from neurohand.decoder.recording import read_recording
+from neurohand.training.train import TrainConfig, train
 rec = read_recording(sys.argv[1])
 t0 = time.perf_counter()
 res = train([rec], sys.argv[2], config=TrainConfig(device="cpu"), progress=False, log=lambda m: None)
@@ -146,8 +146,8 @@ def bench_train(*, minutes: float = 10.0, threads: int = 2) -> Dict[str, Any]:
     import sys
     import tempfile
 
-    from decoder.recording import write_recording
-    from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+    from neurohand.decoder.recording import write_recording
+    from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "session.h5")
@@ -201,8 +201,8 @@ def bench_decoder(bundle_dir: str, *, steps: int = 5000, warmup: int = 200) -> D
     _single_thread()
     import numpy as np
 
-    from decoder.bundle import Bundle
-    from decoder.engines import available_engines, create_engine
+    from neurohand.decoder.bundle import Bundle
+    from neurohand.decoder.engines import available_engines, create_engine
 
     bundle = Bundle(bundle_dir)
     mean = np.asarray(bundle.contract["normalisation"]["mean"], np.float32)
@@ -248,12 +248,12 @@ def _bench_decoder(args: argparse.Namespace) -> int:
 
 _PIPELINE_CHILD = """
 import json, resource, sys, time
-from deploy.process_memory import peak_rss_mb
-from decoder.bundle import Bundle
-from decoder.recording import read_recording
-from deploy.runtime import HandSink, Runtime
-from deploy.sources import RecordingSource
-from firmware_bridge.sim_hand import SimHand
+from neurohand.deploy.process_memory import peak_rss_mb
+from neurohand.decoder.bundle import Bundle
+from neurohand.decoder.recording import read_recording
+from neurohand.deploy.runtime import HandSink, Runtime
+from neurohand.deploy.sources import RecordingSource
+from neurohand.firmware_bridge.sim_hand import SimHand
 import numpy as np
 bundle = Bundle(sys.argv[1])
 rec = read_recording(sys.argv[2])
@@ -263,7 +263,7 @@ key_lat = []
 with SimHand() as hand:
     sink = HandSink(hand.port)
     if keys_profile:
-        from deploy.keys_sink import KeysSink, MultiSink
+        from neurohand.deploy.keys_sink import KeysSink, MultiSink
         keys = KeysSink(keys_profile, bundle.class_names, start_enabled=True)
         sink = MultiSink([sink, keys])
     rt = Runtime(bundle, RecordingSource(rec, chunk_samples=hop, loop=True), sink, engine="auto")
@@ -311,8 +311,8 @@ def bench_pipeline(*, bundle_dir: Optional[str] = None, seconds: float = 20.0,
     import sys
     import tempfile
 
-    from decoder.recording import write_recording
-    from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+    from neurohand.decoder.recording import write_recording
+    from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 
     with tempfile.TemporaryDirectory() as tmp:
         rec = simulate_recording(SimulatorConfig(minutes=max(0.5, seconds / 60.0), seed=0))
@@ -337,8 +337,8 @@ def bench_pipeline(*, bundle_dir: Optional[str] = None, seconds: float = 20.0,
 
 def _small_bundle(rec, tmp: str) -> str:
     """Train a quick default-shaped model on the simulated session and export it (needs the train extras)."""
-    from deploy.export import export_bundle
-    from training.train import TrainConfig, train
+    from neurohand.deploy.export import export_bundle
+    from neurohand.training.train import TrainConfig, train
 
     model_dir = os.path.join(tmp, "model")
     # adapt="on": a model from a calibration session runs behind the feature adaptation (this 1.5-minute session is

@@ -11,15 +11,17 @@ import importlib
 import sys
 from typing import List, Optional
 
+from neurohand import __version__
+
 # Modules whose ``register(subparsers)`` adds subcommands, in help order.
 COMMAND_MODULES = (
-    "deploy.demo",
-    "firmware_bridge.cli",
-    "calibration.cli",
-    "training.cli",
-    "deploy.export",
-    "deploy.runtime",
-    "deploy.bench",
+    "neurohand.deploy.demo",
+    "neurohand.firmware_bridge.cli",
+    "neurohand.calibration.cli",
+    "neurohand.training.cli",
+    "neurohand.deploy.export",
+    "neurohand.deploy.runtime",
+    "neurohand.deploy.bench",
 )
 
 
@@ -29,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="neurohand",
         description="Real-time neural decoder for a prosthetic hand.",
     )
+    parser.add_argument("--version", action="version", version="neurohand " + __version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -40,7 +43,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``neurohand`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from firmware_bridge.interface_link import SourceStalled  # a device that never answered
+    from neurohand.firmware_bridge.interface_link import SourceStalled  # a device that never answered
 
     try:
         rc = args.func(args)

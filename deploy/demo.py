@@ -41,11 +41,11 @@ def run_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from calibration.model_store import ModelStore
-    from calibration.workflow import CalibrateOptions, run_calibration
-    from decoder.features import FeatureExtractor, config_for_recording
-    from decoder.filters import group_delay_ms
-    from decoder.recording import read_recording
+    from neurohand.calibration.model_store import ModelStore
+    from neurohand.calibration.workflow import CalibrateOptions, run_calibration
+    from neurohand.decoder.features import FeatureExtractor, config_for_recording
+    from neurohand.decoder.filters import group_delay_ms
+    from neurohand.decoder.recording import read_recording
 
     console = Console()
     store_dir = os.path.join(args.out_dir, "store")
@@ -119,7 +119,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _bundle(path: str):
-    from decoder.bundle import Bundle
+    from neurohand.decoder.bundle import Bundle
 
     return Bundle(path)
 
@@ -129,9 +129,9 @@ def _decode_held_out(bundle_dir: str, outcome, console) -> bool:
     import numpy as np
     from rich.table import Table
 
-    from decoder.bundle import Bundle
-    from decoder.engines import create_engine
-    from training.metrics import r2_per_finger
+    from neurohand.decoder.bundle import Bundle
+    from neurohand.decoder.engines import create_engine
+    from neurohand.training.metrics import r2_per_finger
 
     test_rec = outcome["test_recording"]
     ev = outcome["evaluation"]
@@ -175,9 +175,9 @@ def _live_into_hand(args: argparse.Namespace, bundle, test_rec, console) -> dict
     import numpy as np
     from rich.table import Table
 
-    from deploy.runtime import HandSink, Runtime
-    from deploy.sources import RecordingSource
-    from firmware_bridge.sim_hand import SimHand, track_following
+    from neurohand.deploy.runtime import HandSink, Runtime
+    from neurohand.deploy.sources import RecordingSource
+    from neurohand.firmware_bridge.sim_hand import SimHand, track_following
 
     console.rule("[bold]4. Live: the runtime drives the simulated hand over a serial pseudo-terminal")
     hop = int(round(test_rec.fs_hz * bundle.feature_config.hop_ms / 1000.0))

@@ -16,9 +16,9 @@ from typing import Any, Dict
 
 import numpy as np
 
-from decoder.bundle import Bundle, schema_version_for, write_bundle_json
-from decoder.features import FeatureConfig
-from decoder.filters import design_sos
+from neurohand.decoder.bundle import Bundle, schema_version_for, write_bundle_json
+from neurohand.decoder.features import FeatureConfig
+from neurohand.decoder.filters import design_sos
 
 OPSET = 13
 
@@ -89,7 +89,7 @@ def export_bundle(model_dir: str, out_dir: str, *, parity_frames: int = 200, tol
     import onnx
     import torch
 
-    from training.train import load_model_dir
+    from neurohand.training.train import load_model_dir
 
     model, meta = load_model_dir(model_dir)
     cfg = model.config
@@ -157,7 +157,7 @@ def parity_error(model, bundle: Bundle, *, frames: int = 200, seed: int = 0) -> 
     """Largest absolute difference between PyTorch and onnxruntime over random frames, state carried."""
     import torch
 
-    from decoder.engines import create_engine
+    from neurohand.decoder.engines import create_engine
 
     rng = np.random.default_rng(seed)
     mean = model.feature_mean.numpy()
@@ -199,7 +199,7 @@ def _export(args) -> int:
 
 
 def _build_engine(args) -> int:
-    from decoder.engines.tensorrt_engine import build_engine, tensorrt_available
+    from neurohand.decoder.engines.tensorrt_engine import build_engine, tensorrt_available
 
     ok, why = tensorrt_available()
     if not ok:

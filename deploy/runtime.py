@@ -16,10 +16,10 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from decoder.bundle import Bundle
-from decoder.engines import create_engine
-from decoder.postprocess import PostConfig, PostProcessor
-from decoder.signal_quality import QualityConfig, QualityMonitor
+from neurohand.decoder.bundle import Bundle
+from neurohand.decoder.engines import create_engine
+from neurohand.decoder.postprocess import PostConfig, PostProcessor
+from neurohand.decoder.signal_quality import QualityConfig, QualityMonitor
 
 from .sources import SourceStalled
 
@@ -49,7 +49,7 @@ class HandSink:
     name = "hand"
 
     def __init__(self, port: str) -> None:
-        from firmware_bridge.hand_link import HandLink
+        from neurohand.firmware_bridge.hand_link import HandLink
 
         self.link = HandLink(port)
 

@@ -11,8 +11,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from decoder.recording import Recording, read_recording
-from firmware_bridge.interface_link import SourceStalled  # noqa: F401 - one exception for every source
+from neurohand.decoder.recording import Recording, read_recording
+from neurohand.firmware_bridge.interface_link import SourceStalled  # noqa: F401 - one exception for every source
 
 
 class RecordingSource:
@@ -84,16 +84,16 @@ def open_source(spec: str, *, chunk_samples_for, fast: bool = False, minutes: fl
     ``chunk_samples_for(fs_hz)`` gives the chunk length (one hop) for the source's rate.
     """
     if spec == "sim":
-        from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+        from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 
         rec = simulate_recording(SimulatorConfig(minutes=minutes, seed=seed))
         return RecordingSource(rec, chunk_samples=chunk_samples_for(rec.fs_hz), fast=fast, loop=True)
     if spec.startswith("lsl:"):
-        from firmware_bridge.lsl_source import LslSource
+        from neurohand.firmware_bridge.lsl_source import LslSource
 
         return LslSource(spec.split(":", 1)[1])
     if spec.startswith("serial:"):
-        from firmware_bridge.interface_link import InterfaceSource
+        from neurohand.firmware_bridge.interface_link import InterfaceSource
 
         return InterfaceSource(spec.split(":", 1)[1])
     if spec.startswith("replay:"):

@@ -20,9 +20,9 @@ import numpy as np
 
 def verify(bundle_dir: str, session: str, *, seconds: float = 30.0, fp16: bool = False) -> dict:
     """Compare TensorRT with numpy; returns the figures printed by :func:`main`."""
-    from decoder.bundle import Bundle
-    from decoder.engines import create_engine
-    from decoder.recording import read_recording
+    from neurohand.decoder.bundle import Bundle
+    from neurohand.decoder.engines import create_engine
+    from neurohand.decoder.recording import read_recording
 
     bundle = Bundle(bundle_dir)
     rec = read_recording(session)

@@ -43,8 +43,8 @@ from typing import Dict, List, Tuple
 import numpy as np
 from scipy import signal as sps
 
-from decoder.recording import CUE_DTYPE, Recording
-from decoder.validation import check_int, check_positive
+from neurohand.decoder.recording import CUE_DTYPE, Recording
+from neurohand.decoder.validation import check_int, check_positive
 
 # (name, target flexion per finger: thumb, index, middle, ring, little)
 MOVEMENTS: Tuple[Tuple[str, Tuple[float, ...]], ...] = (

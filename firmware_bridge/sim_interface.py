@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from decoder.recording import Recording
+from neurohand.decoder.recording import Recording
 
 from .protocol import Caps, Hello, Role, Samples, StreamParser, encode
 from .pty_device import PtyDevice

@@ -32,6 +32,6 @@ def threedc_dir():
 
 @pytest.fixture(scope="session")
 def small_sim():
-    from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+    from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 
     return simulate_recording(SimulatorConfig(minutes=0.5, n_channels=8, fs_hz=5000.0, seed=3))

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from decoder.adaptation import AdaptationConfig, FeatureAdapter
+from neurohand.decoder.adaptation import AdaptationConfig, FeatureAdapter
 
 HOP_MS = 10.0  # 100 frames a second
 
@@ -147,7 +147,7 @@ def test_round_trip_through_json(rng):
 
 
 def test_adapt_frames_restarts_at_each_recording(rng):
-    from training.data import FrameSet, adapt_frames
+    from neurohand.training.data import FrameSet, adapt_frames
 
     ad, mean, std = make(rng, prior_s=0.5, horizon_s=1.0)
     x = (mean + std * rng.normal(size=(400, 6)) + 3 * std).astype(np.float32)
@@ -161,7 +161,7 @@ def test_adapt_frames_restarts_at_each_recording(rng):
 
 
 def _frameset(labels, hop_ms=HOP_MS, n_classes=4):
-    from training.data import FrameSet
+    from neurohand.training.data import FrameSet
 
     n = len(labels)
     return FrameSet(features=np.zeros((n, 2), np.float32), positions=None, labels=np.asarray(labels, np.int64),
@@ -170,7 +170,7 @@ def _frameset(labels, hop_ms=HOP_MS, n_classes=4):
 
 
 def test_movement_mix_drift_tells_interleaved_from_blocked_protocols():
-    from training.data import movement_mix_drift
+    from neurohand.training.data import movement_mix_drift
 
     trial = 100  # 1 s trials at 10 ms frames
     interleaved = np.tile(np.repeat([0, 1, 0, 2, 0, 3], trial), 20)  # every movement every 6 s
@@ -182,7 +182,7 @@ def test_movement_mix_drift_tells_interleaved_from_blocked_protocols():
 
 
 def test_auto_adaptation_follows_the_training_protocol():
-    from training.train import TrainConfig
+    from neurohand.training.train import TrainConfig
 
     trial = 100
     interleaved = _frameset(np.tile(np.repeat([0, 1, 0, 2, 0, 3], trial), 20))

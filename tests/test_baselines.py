@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from training.baselines import (
+from neurohand.training.baselines import (
     KalmanDecoder,
     LdaDecoder,
     WienerDecoder,
@@ -11,8 +11,8 @@ from training.baselines import (
     load_baselines,
     save_baselines,
 )
-from training.data import FrameSet
-from training.metrics import r2_per_finger
+from neurohand.training.data import FrameSet
+from neurohand.training.metrics import r2_per_finger
 
 
 def synthetic(rng, n=3000, F=6, segments=3, lag=3):

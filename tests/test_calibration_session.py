@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from calibration.protocol import CueProtocol
-from calibration.session import CalibrationSession, resume
-from decoder.recording import read_recording
-from deploy.sources import RecordingSource
-from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+from neurohand.calibration.protocol import CueProtocol
+from neurohand.calibration.session import CalibrationSession, resume
+from neurohand.decoder.recording import read_recording
+from neurohand.deploy.sources import RecordingSource
+from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 
 PROTOCOL = CueProtocol(movements=(("index_flexion", (0, 1, 0, 0, 0)), ("power_grip", (0.8, 1, 1, 1, 1))),
                        repetitions=2, hold_s=0.3, rest_s=0.2, ramp_s=0.1, randomize=False)

@@ -11,11 +11,11 @@ import pytest
 import torch
 from rich.console import Console
 
-from calibration.model_store import ModelStore
-from calibration.workflow import CalibrateOptions, CalibrationStopped, record_session, run_calibration
-from decoder.bundle import Bundle
-from decoder.recording import read_recording
-from training.train import load_model_dir
+from neurohand.calibration.model_store import ModelStore
+from neurohand.calibration.workflow import CalibrateOptions, CalibrationStopped, record_session, run_calibration
+from neurohand.decoder.bundle import Bundle
+from neurohand.decoder.recording import read_recording
+from neurohand.training.train import load_model_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = """repetitions = 3
@@ -81,7 +81,7 @@ def test_calibrate_recalibrate_and_roll_back(tmp_path, protocol_file):
     assert store.meta("v002")["notes"] == "recalibrated from v001"
     assert "before_recalibration_r2_mean" in store.meta("v002")["metrics"]
 
-    from deploy.cli import main
+    from neurohand.deploy.cli import main
 
     assert main(["models", "--patient", "P1", "--store", str(tmp_path / "store"), "--rollback", "v001"]) == 0
     assert store.current() == "v001" and store.versions() == ["v001", "v002"]
@@ -143,7 +143,7 @@ def test_live_view_renders_and_a_stopped_session_resumes(tmp_path, protocol_file
     path = os.path.join(store.sessions_dir(), "s.h5")
     buf = io.StringIO()
     console = Console(file=buf, width=120, force_terminal=True, color_system=None)
-    from calibration.protocol import load_protocol
+    from neurohand.calibration.protocol import load_protocol
 
     script = Scripted(["continue", "pause", "pause", "pause", "continue", "skip", "continue", "stop"])
     with pytest.raises(CalibrationStopped, match="--resume"):
@@ -154,7 +154,7 @@ def test_live_view_renders_and_a_stopped_session_resumes(tmp_path, protocol_file
     assert "paused before trial 1" in screen and "skipped trial 2" in screen
     assert [int(n.split("@")[1]) for n in trial_names(path)] == [0, 1, 3]  # trial 2 skipped, stopped before 4
     assert os.path.exists(path + ".inprogress")
-    from calibration.workflow import interrupted_sessions
+    from neurohand.calibration.workflow import interrupted_sessions
 
     assert interrupted_sessions(store) == [path]
     out = run_calibration(options(tmp_path, protocol_file, resume=path), console=quiet())
@@ -166,7 +166,7 @@ def test_live_view_renders_and_a_stopped_session_resumes(tmp_path, protocol_file
 def test_killed_calibration_resumes(tmp_path, protocol_file):
     """SIGKILL the real command mid-recording (real-time pacing); resuming keeps every complete trial."""
     store = str(tmp_path / "store")
-    cmd = [sys.executable, "-m", "deploy.cli", "calibrate", "--patient", "P1", "--store", store, "--protocol",
+    cmd = [sys.executable, "-m", "neurohand", "calibrate", "--patient", "P1", "--store", store, "--protocol",
            protocol_file, "--no-tui", "--yes", "--sim-channels", "4", "--sim-fs-hz", "4000", "--epochs", "2",
            "--hidden", "16"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1"},

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from decoder.recording import read_recording
-from deploy.cli import main
+from neurohand.decoder.recording import read_recording
+from neurohand.deploy.cli import main
 
 
 def test_simulate_and_inspect(tmp_path, capsys):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from calibration.protocol import DEFAULT_PROTOCOL, CueProtocol, load_protocol
+from neurohand.calibration.protocol import DEFAULT_PROTOCOL, CueProtocol, load_protocol
 
 
 def test_default_protocol_schedule():

@@ -33,7 +33,8 @@ def test_device_packages_do_not_import_torch_or_training():
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                     names = [node.module]
                 for n in names:
-                    if n.split(".")[0] in FORBIDDEN:
+                    parts = n.split(".")
+                    if parts[0] in FORBIDDEN or (parts[0] == "neurohand" and parts[1:2] and parts[1] in FORBIDDEN):
                         bad.append("{}:{} imports {}".format(os.path.relpath(path, ROOT), node.lineno, n))
     assert not bad, "device code must not import torch/training/calibration:\n" + "\n".join(bad)
 
@@ -43,9 +44,9 @@ def test_importing_device_modules_loads_no_torch():
     for pkg in DEVICE_PACKAGES:
         for path in _py_files(pkg):
             rel = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
-            mods.append(rel[: -len(".__init__")] if rel.endswith(".__init__") else rel)
+            mods.append("neurohand." + (rel[: -len(".__init__")] if rel.endswith(".__init__") else rel))
     code = "import sys\n" + "".join("import {}\n".format(m) for m in mods) + (
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'training')]\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] == 'torch' or m.startswith('neurohand.training')]\n"
         "print(','.join(bad))\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -76,9 +77,9 @@ def test_vermin_catches_newer_syntax(tmp_path):
 
 def test_runtime_decodes_without_importing_scipy_signal(tmp_path, small_sim):
     """The bundle carries its designed filter sections, so the device path never imports scipy.signal (~70 MB)."""
-    from decoder.bundle import Bundle
-    from decoder.features import FeatureExtractor
-    from decoder.recording import write_recording
+    from neurohand.decoder.bundle import Bundle
+    from neurohand.decoder.features import FeatureExtractor
+    from neurohand.decoder.recording import write_recording
     from tests.test_export_engines import small_bundle
 
     bundle = Bundle(small_bundle(str(tmp_path), small_sim))
@@ -88,9 +89,10 @@ def test_runtime_decodes_without_importing_scipy_signal(tmp_path, small_sim):
     write_recording(small_sim, session)
     code = (
         "import sys, numpy as np\n"
-        "from decoder.bundle import Bundle\nfrom decoder.engines import create_engine\n"
-        "from decoder.recording import read_recording\nfrom deploy.runtime import Runtime, NoneSink\n"
-        "from deploy.sources import RecordingSource\n"
+        "from neurohand.decoder.bundle import Bundle\nfrom neurohand.decoder.engines import create_engine\n"
+        "from neurohand.decoder.recording import read_recording\n"
+        "from neurohand.deploy.runtime import Runtime, NoneSink\n"
+        "from neurohand.deploy.sources import RecordingSource\n"
         "b = Bundle(sys.argv[1]); rec = read_recording(sys.argv[2])\n"
         "ex = b.feature_extractor(); f, _ = ex.process(ex.new_state(), rec.signals[:5000])\n"
         "np.save(sys.argv[3], f)\n"

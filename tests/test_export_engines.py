@@ -6,20 +6,20 @@ import onnx
 import pytest
 import torch
 
-from decoder.bundle import Bundle, BundleError
-from decoder.engines import available_engines, create_engine
-from decoder.engines.tensorrt_engine import tensorrt_available
-from deploy.export import OPSET, export_bundle
-from training.model import ModelConfig, RecurrentDecoder
-from training.train import TrainConfig, TrainResult, save_model_dir
+from neurohand.decoder.bundle import Bundle, BundleError
+from neurohand.decoder.engines import available_engines, create_engine
+from neurohand.decoder.engines.tensorrt_engine import tensorrt_available
+from neurohand.deploy.export import OPSET, export_bundle
+from neurohand.training.model import ModelConfig, RecurrentDecoder
+from neurohand.training.train import TrainConfig, TrainResult, save_model_dir
 
 
 def make_model_dir(path, rec, frames, *, cell="gru", layers=2, hidden=32, projection=0, n_classes=13, seed=0,
                    adapt=None, class_pool=False):
     """Save an untrained model for ``rec``; with ``adapt`` (an AdaptationConfig) behind a feature adapter; with
     ``class_pool`` its class output pooled with a random linear discriminant."""
-    from decoder.adaptation import FeatureAdapter
-    from decoder.features import config_for_recording
+    from neurohand.decoder.adaptation import FeatureAdapter
+    from neurohand.decoder.features import config_for_recording
 
     torch.manual_seed(seed)
     model = RecurrentDecoder(ModelConfig(n_features=frames.shape[1], n_classes=n_classes, cell=cell, hidden=hidden,
@@ -45,8 +45,8 @@ def make_model_dir(path, rec, frames, *, cell="gru", layers=2, hidden=32, projec
 
 def small_bundle(folder, rec, *, hidden=8, layers=1, adapt=None):
     """Export an untrained (but state-carrying) model for ``rec`` into ``folder/b``; returns the bundle path."""
-    from decoder.features import config_for_recording
-    from training.data import build_frames
+    from neurohand.decoder.features import config_for_recording
+    from neurohand.training.data import build_frames
 
     frames = build_frames([rec], config_for_recording(rec)).features
     make_model_dir(os.path.join(folder, "m"), rec, frames, n_classes=len(rec.class_names), hidden=hidden,
@@ -57,9 +57,9 @@ def small_bundle(folder, rec, *, hidden=8, layers=1, adapt=None):
 
 @pytest.fixture(scope="module")
 def ninapro_frames(ninapro_file):
-    from calibration.importers import import_ninapro
-    from decoder.features import config_for_recording
-    from training.data import build_frames
+    from neurohand.calibration.importers import import_ninapro
+    from neurohand.decoder.features import config_for_recording
+    from neurohand.training.data import build_frames
 
     rec = import_ninapro(ninapro_file, reps=[8])
     frames = build_frames([rec], config_for_recording(rec))
@@ -78,17 +78,17 @@ def test_parity_torch_onnxruntime_numpy_on_real_data(tmp_path, ninapro_frames, c
     assert bundle.contract["model"]["class_pool"] == (layers == 2)
     assert bundle.meta["schema_version"] == (3 if layers == 2 else 1)
     if layers == 2:  # a runtime that knows the adaptation but not the pool refuses the bundle
-        import decoder.bundle
+        import neurohand.decoder.bundle as bundle_module
 
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(decoder.bundle, "SCHEMA_VERSION", 2)
+            mp.setattr(bundle_module, "SCHEMA_VERSION", 2)
             with pytest.raises(BundleError, match="uses bundle schema 3, newer than this runtime reads \\(2\\)"):
                 Bundle(bundle.path)
     with torch.no_grad():
         pos_t, log_t, _ = model(torch.as_tensor(x)[None])
     pos_t, log_t = pos_t[0].numpy(), log_t[0].numpy()
     # the training-time evaluation path (training.evaluate) sees the same frames the same way
-    from training.model import predict_sequences
+    from neurohand.training.model import predict_sequences
 
     pos_eval, prob_eval = predict_sequences(model, x, [slice(0, len(x))])
     np.testing.assert_allclose(pos_eval, pos_t, atol=1e-6)
@@ -109,8 +109,8 @@ def test_parity_torch_onnxruntime_numpy_on_real_data(tmp_path, ninapro_frames, c
 
 
 def test_exported_graph_contract_and_gru_attributes(tmp_path, small_sim):
-    from decoder.features import config_for_recording
-    from training.data import build_frames
+    from neurohand.decoder.features import config_for_recording
+    from neurohand.training.data import build_frames
 
     frames = build_frames([small_sim], config_for_recording(small_sim)).features
     make_model_dir(str(tmp_path / "m"), small_sim, frames, n_classes=len(small_sim.class_names))
@@ -134,9 +134,9 @@ def test_exported_graph_contract_and_gru_attributes(tmp_path, small_sim):
 
 
 def test_the_bundle_carries_the_feature_adaptation_and_refuses_a_bad_one(tmp_path, small_sim, monkeypatch):
-    from decoder.adaptation import AdaptationConfig
-    from decoder.features import config_for_recording
-    from training.data import build_frames
+    from neurohand.decoder.adaptation import AdaptationConfig
+    from neurohand.decoder.features import config_for_recording
+    from neurohand.training.data import build_frames
 
     frames = build_frames([small_sim], config_for_recording(small_sim)).features
     cfg = AdaptationConfig(prior_s=2.0, horizon_s=8.0, limit_sd=3.0)
@@ -151,9 +151,9 @@ def test_the_bundle_carries_the_feature_adaptation_and_refuses_a_bad_one(tmp_pat
     # unadapted frames with a model trained on adapted ones
     assert b.meta["schema_version"] == 2
     assert {p.key: p.value for p in proto.metadata_props}["neurohand_schema_version"] == "2"
-    import decoder.bundle
+    import neurohand.decoder.bundle as bundle_module
 
-    monkeypatch.setattr(decoder.bundle, "SCHEMA_VERSION", 1)
+    monkeypatch.setattr(bundle_module, "SCHEMA_VERSION", 1)
     with pytest.raises(BundleError, match="uses bundle schema 2, newer than this runtime reads \\(1\\); update"):
         Bundle(b.path)
     monkeypatch.undo()
@@ -174,8 +174,8 @@ def test_the_bundle_carries_the_feature_adaptation_and_refuses_a_bad_one(tmp_pat
 
 
 def test_bundle_refuses_corruption_newer_schema_and_wrong_source(tmp_path, small_sim):
-    from decoder.features import config_for_recording
-    from training.data import build_frames
+    from neurohand.decoder.features import config_for_recording
+    from neurohand.training.data import build_frames
 
     frames = build_frames([small_sim], config_for_recording(small_sim)).features
     make_model_dir(str(tmp_path / "m"), small_sim, frames, n_classes=len(small_sim.class_names))
@@ -204,8 +204,8 @@ def test_bundle_refuses_corruption_newer_schema_and_wrong_source(tmp_path, small
 
 
 def test_engine_auto_and_tensorrt_guard(tmp_path, small_sim):
-    from decoder.features import config_for_recording
-    from training.data import build_frames
+    from neurohand.decoder.features import config_for_recording
+    from neurohand.training.data import build_frames
 
     frames = build_frames([small_sim], config_for_recording(small_sim)).features
     make_model_dir(str(tmp_path / "m"), small_sim, frames, n_classes=len(small_sim.class_names))
@@ -224,8 +224,8 @@ def test_tensorrt_matches_numpy(tmp_path, small_sim):
     ok, why = tensorrt_available()
     if not ok:
         pytest.skip("TensorRT cannot run here: " + why)
-    from decoder.features import config_for_recording
-    from training.data import build_frames
+    from neurohand.decoder.features import config_for_recording
+    from neurohand.training.data import build_frames
 
     frames = build_frames([small_sim], config_for_recording(small_sim)).features
     make_model_dir(str(tmp_path / "m"), small_sim, frames, n_classes=len(small_sim.class_names))
@@ -242,10 +242,10 @@ def test_verify_tensorrt_script_skips_cleanly_without_tensorrt(tmp_path, small_s
     ok, why = tensorrt_available()
     if ok:
         pytest.skip("TensorRT present: test_tensorrt_matches_numpy covers it")
-    from decoder.features import config_for_recording
-    from decoder.recording import write_recording
-    from deploy.verify_tensorrt import main as verify_main
-    from training.data import build_frames
+    from neurohand.decoder.features import config_for_recording
+    from neurohand.decoder.recording import write_recording
+    from neurohand.deploy.verify_tensorrt import main as verify_main
+    from neurohand.training.data import build_frames
 
     frames = build_frames([small_sim], config_for_recording(small_sim)).features
     make_model_dir(str(tmp_path / "m"), small_sim, frames, n_classes=len(small_sim.class_names))

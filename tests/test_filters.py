@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import signal
 
-from decoder.filters import CausalFilterBank, FilterConfig, design_sos, group_delay_ms
+from neurohand.decoder.filters import CausalFilterBank, FilterConfig, design_sos, group_delay_ms
 
 EMG = FilterConfig(bandpass_hz=(20.0, 450.0), bandpass_order=4, notch_hz=50.0, notch_harmonics=3)
 
@@ -90,7 +90,7 @@ def test_config_round_trip():
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_fast_path_equals_public_sosfilt(monkeypatch, rng, fast):
-    import decoder.filters as filters
+    import neurohand.decoder.filters as filters
 
     if not fast:
         monkeypatch.setattr(filters, "_sosfilt_inplace", None)

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from training.gru_cpu import gru_forward
-from training.model import ModelConfig, RecurrentDecoder
+from neurohand.training.gru_cpu import gru_forward
+from neurohand.training.model import ModelConfig, RecurrentDecoder
 
 
 def _outputs_and_grads(fn, rnn, x, h0, w_out, w_state):

@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from deploy.keymap import KeyMapper, ProfileError, load_profile
+from neurohand.deploy.keymap import KeyMapper, ProfileError, load_profile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ("rest", "thumb_flexion", "index_flexion", "middle_flexion", "ring_flexion", "little_flexion",

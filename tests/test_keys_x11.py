@@ -98,7 +98,7 @@ def drive(sink, values, finger=0, dt=0.01):
 
 def test_hold_hysteresis_tap_and_combination_on_a_real_x_server(display, tmp_path):
     # named keys: the recorder runs in another process, and X translates their keysyms the same way everywhere
-    from deploy.keys_sink import KeysSink
+    from neurohand.deploy.keys_sink import KeysSink
 
     prof = write(tmp_path, '[keys]\nmax_events_per_s = 100\n'
                  '[[binding]]\nfinger = "thumb"\npress = 0.6\nrelease = 0.4\nkey = "up"\nmin_hold_ms = 0\n'
@@ -127,7 +127,7 @@ def test_hold_hysteresis_tap_and_combination_on_a_real_x_server(display, tmp_pat
 def test_dry_run_sends_nothing(display, tmp_path):
     from io import StringIO
 
-    from deploy.keys_sink import KeysSink
+    from neurohand.deploy.keys_sink import KeysSink
 
     prof = write(tmp_path, '[[binding]]\nfinger = "thumb"\nkey = "up"\nmin_hold_ms = 0\n')
     rec = Recorder(display)
@@ -141,8 +141,8 @@ def test_dry_run_sends_nothing(display, tmp_path):
 
 def test_no_key_stays_down_after_sigterm_mid_press(display, tmp_path):
     """neurohand run --keys, enabled with the real toggle key, holding a key; SIGTERM releases it."""
-    from decoder.recording import write_recording
-    from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+    from neurohand.decoder.recording import write_recording
+    from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
     from tests.test_export_engines import small_bundle
 
     rec_ = simulate_recording(SimulatorConfig(minutes=0.2, n_channels=4, fs_hz=4000.0, seed=2))
@@ -153,7 +153,7 @@ def test_no_key_stays_down_after_sigterm_mid_press(display, tmp_path):
     prof = write(tmp_path, '[keys]\ntoggle_key = "f12"\n[[binding]]\nfinger = "thumb"\npress = 0.02\n'
                  'release = 0.01\nkey = "down"\n')
     rec = Recorder(display)
-    proc = subprocess.Popen([sys.executable, "-m", "deploy.cli", "run", "--bundle", str(tmp_path / "b"), "--source",
+    proc = subprocess.Popen([sys.executable, "-m", "neurohand", "run", "--bundle", str(tmp_path / "b"), "--source",
                              "replay:" + session, "--hand", "none", "--keys", prof, "--engine", "numpy"],
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

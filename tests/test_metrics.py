@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from training.metrics import (
+from neurohand.training.metrics import (
     classification_metrics,
     confusion_matrix,
     decoding_delay_ms,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.model import ModelConfig, RecurrentDecoder, predict_sequences
+from neurohand.training.model import ModelConfig, RecurrentDecoder, predict_sequences
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
@@ -27,7 +27,7 @@ def test_step_by_step_equals_sequence(cell, layers):
 
 
 def test_the_pooled_class_output_is_the_product_of_the_head_and_the_discriminant(rng):
-    from training.baselines import LdaDecoder
+    from neurohand.training.baselines import LdaDecoder
 
     torch.manual_seed(0)
     F, C = 7, 4

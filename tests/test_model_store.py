@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from calibration.model_store import ModelStore
-from decoder.bundle import BundleError
-from deploy.cli import main
+from neurohand.calibration.model_store import ModelStore
+from neurohand.decoder.bundle import BundleError
+from neurohand.deploy.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ import pytest
 from scipy import signal
 from scipy.stats import kurtosis
 
-from decoder.features import FeatureExtractor, default_feature_config
-from firmware_bridge.nerve_simulator import (
+from neurohand.decoder.features import FeatureExtractor, default_feature_config
+from neurohand.firmware_bridge.nerve_simulator import (
     CLASS_NAMES,
     MOVEMENTS,
     SimulatorConfig,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_bridge.protocol import (
+from neurohand.firmware_bridge.protocol import (
     NAMES,
     PAYLOADS,
     Estop,

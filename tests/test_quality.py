@@ -1,7 +1,7 @@
 import numpy as np
 
-from calibration.quality import QualityThresholds, check_recording
-from decoder.recording import Recording
+from neurohand.calibration.quality import QualityThresholds, check_recording
+from neurohand.decoder.recording import Recording
 
 
 def test_simulated_session_is_usable_and_modulated(small_sim):

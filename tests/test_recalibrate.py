@@ -5,11 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from decoder.features import config_for_recording
-from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
-from training.data import TrainingDataError, adapt_frames, build_frames
-from training.recalibrate import RecalibrationConfig, frozen_core_unchanged, input_layer_parameters, recalibrate
-from training.train import TrainConfig, adapter_of, load_model_dir, train
+from neurohand.decoder.features import config_for_recording
+from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+from neurohand.training.data import TrainingDataError, adapt_frames, build_frames
+from neurohand.training.recalibrate import (
+    RecalibrationConfig,
+    frozen_core_unchanged,
+    input_layer_parameters,
+    recalibrate,
+)
+from neurohand.training.train import TrainConfig, adapter_of, load_model_dir, train
 
 TINY = TrainConfig(hidden=16, layers=2, epochs=2, min_epochs=1, device="cpu", max_steps_per_epoch=3, adapt="on")
 
@@ -79,7 +84,7 @@ def test_recalibration_keeps_the_day1_statistics_or_the_absence_of_an_adaptation
 def test_a_pooled_class_output_is_refitted_on_the_new_session(tmp_path, day1):
     from dataclasses import replace
 
-    from training.baselines import load_baselines
+    from neurohand.training.baselines import load_baselines
 
     # gesture-only sessions; day 2 long enough for LDA's validation split (two repetitions)
     longer_day2 = simulate_recording(SimulatorConfig(minutes=1.0, n_channels=8, fs_hz=5000.0, seed=3, day=2))

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from decoder.recording import (
+from neurohand.decoder.recording import (
     CUE_DTYPE,
     FORMAT_VERSION,
     Recording,
@@ -148,7 +148,7 @@ WRITER_SCRIPT = textwrap.dedent(
     """
     import sys, time
     import numpy as np
-    from decoder.recording import SessionWriter
+    from neurohand.decoder.recording import SessionWriter
     w = SessionWriter(sys.argv[1], fs_hz=1000.0, n_channels=4, class_names=("rest", "move"),
                       metadata={"patient_id": "crash-test"})
     i = 0

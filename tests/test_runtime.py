@@ -5,14 +5,14 @@ import time
 import numpy as np
 import pytest
 
-from decoder.bundle import Bundle
-from decoder.postprocess import PostConfig, PostProcessor
-from decoder.signal_quality import QualityConfig, QualityMonitor
-from deploy.runtime import SAFE, HandSink, NoneSink, Runtime
-from deploy.sources import RecordingSource
-from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
-from firmware_bridge.protocol import HandState
-from firmware_bridge.sim_hand import SimHand, track_following
+from neurohand.decoder.bundle import Bundle
+from neurohand.decoder.postprocess import PostConfig, PostProcessor
+from neurohand.decoder.signal_quality import QualityConfig, QualityMonitor
+from neurohand.deploy.runtime import SAFE, HandSink, NoneSink, Runtime
+from neurohand.deploy.sources import RecordingSource
+from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+from neurohand.firmware_bridge.protocol import HandState
+from neurohand.firmware_bridge.sim_hand import SimHand, track_following
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def rec():
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory, rec):
-    from decoder.adaptation import AdaptationConfig
+    from neurohand.decoder.adaptation import AdaptationConfig
     from tests.test_export_engines import small_bundle
 
     # adapting within seconds, so the 6 s recording shows it
@@ -60,8 +60,8 @@ def test_replay_decodes_every_frame(rec, bundle):
 
 
 def test_live_decoding_adapts_exactly_as_the_offline_path(rec, bundle):
-    from decoder.engines import create_engine
-    from training.data import adapt_frames, build_frames
+    from neurohand.decoder.engines import create_engine
+    from neurohand.training.data import adapt_frames, build_frames
 
     rt = Runtime(bundle, RecordingSource(rec, chunk_samples=37, fast=True), NoneSink(), engine="numpy",
                  record_frames=True)
@@ -103,7 +103,7 @@ def test_a_glitch_faults_and_decoding_resumes_with_the_adaptation_kept(rec, bund
 
 
 def test_runtime_refuses_a_mismatched_source(rec, bundle):
-    from decoder.bundle import BundleError
+    from neurohand.decoder.bundle import BundleError
 
     other = simulate_recording(SimulatorConfig(minutes=0.02, n_channels=6, fs_hz=4000.0, seed=2))
     with pytest.raises(BundleError, match="expects 4"):
@@ -227,8 +227,8 @@ def test_quality_monitor_names_the_channel():
 
 def test_end_to_end_interface_runtime_hand_over_two_ptys(rec, bundle):
     """Simulated interface -> runtime -> simulated hand, over pyserial on real pseudo-terminals."""
-    from firmware_bridge.interface_link import InterfaceSource
-    from firmware_bridge.sim_interface import SimInterface
+    from neurohand.firmware_bridge.interface_link import InterfaceSource
+    from neurohand.firmware_bridge.sim_interface import SimInterface
 
     with SimInterface(rec, corrupt_every=25) as iface, SimHand() as hand:
         src = InterfaceSource(iface.port)
@@ -247,8 +247,8 @@ def test_end_to_end_interface_runtime_hand_over_two_ptys(rec, bundle):
 
 
 def test_interface_stall_goes_safe_and_recovers(rec, bundle):
-    from firmware_bridge.interface_link import InterfaceSource
-    from firmware_bridge.sim_interface import SimInterface
+    from neurohand.firmware_bridge.interface_link import InterfaceSource
+    from neurohand.firmware_bridge.sim_interface import SimInterface
 
     with SimInterface(rec) as iface:
         src = InterfaceSource(iface.port, stall_timeout_s=0.05)
@@ -276,7 +276,7 @@ def test_live_view_renders_to_a_captured_console(rec, bundle):
 
     from rich.console import Console
 
-    from deploy.live_view import LiveView
+    from neurohand.deploy.live_view import LiveView
 
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=100)
@@ -295,7 +295,7 @@ def test_lsl_source_against_a_real_outlet_on_loopback(rec, bundle):
     import threading
     import uuid
 
-    from firmware_bridge.lsl_source import LslSource
+    from neurohand.firmware_bridge.lsl_source import LslSource
 
     name = "neurohand-test-" + uuid.uuid4().hex[:8]
     info = pylsl.StreamInfo(name, "ENG", rec.n_channels, rec.fs_hz, "float32", name)
@@ -333,12 +333,12 @@ def launch_run(rec, bundle, tmp_path, port):
     import subprocess
     import sys
 
-    from decoder.recording import write_recording
+    from neurohand.decoder.recording import write_recording
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     session = str(tmp_path / "s.h5")
     write_recording(rec, session)
-    return subprocess.Popen([sys.executable, "-m", "deploy.cli", "run", "--bundle", bundle.path, "--source",
+    return subprocess.Popen([sys.executable, "-m", "neurohand", "run", "--bundle", bundle.path, "--source",
                              "replay:" + session, "--hand", "serial:" + port, "--engine", "numpy"],
                             cwd=root, env={**os.environ, "PYTHONPATH": root}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from firmware_bridge.hand_link import HandLink
-from firmware_bridge.protocol import Fault, HandState, SetPositions, encode
-from firmware_bridge.sim_hand import SimHand, SimHandConfig
+from neurohand.firmware_bridge.hand_link import HandLink
+from neurohand.firmware_bridge.protocol import Fault, HandState, SetPositions, encode
+from neurohand.firmware_bridge.sim_hand import SimHand, SimHandConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -111,7 +111,7 @@ def test_link_backs_off_on_a_missing_port(tmp_path):
 HOST_SCRIPT = textwrap.dedent(
     """
     import sys, time
-    from firmware_bridge.hand_link import HandLink
+    from neurohand.firmware_bridge.hand_link import HandLink
     link = HandLink(sys.argv[1])
     print("ready", flush=True)
     while True:

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from firmware_bridge.interface_link import GloveLink, SourceStalled
-from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
-from firmware_bridge.sim_glove import SimGlove
-from firmware_bridge.sim_interface import SimInterface
-from firmware_bridge.sim_patient import SimulatedPatient
+from neurohand.firmware_bridge.interface_link import GloveLink, SourceStalled
+from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+from neurohand.firmware_bridge.sim_glove import SimGlove
+from neurohand.firmware_bridge.sim_interface import SimInterface
+from neurohand.firmware_bridge.sim_patient import SimulatedPatient
 
 CFG = SimulatorConfig(n_channels=4, fs_hz=4000.0, seed=5)
 

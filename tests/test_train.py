@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from decoder.recording import Recording, write_recording
-from deploy.cli import main
-from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
-from training.data import TrainingDataError, build_frames, validation_split
-from training.evaluate import evaluate
-from training.train import TrainConfig, load_model_dir, train
+from neurohand.decoder.recording import Recording, write_recording
+from neurohand.deploy.cli import main
+from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+from neurohand.training.data import TrainingDataError, build_frames, validation_split
+from neurohand.training.evaluate import evaluate
+from neurohand.training.train import TrainConfig, load_model_dir, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = TrainConfig(hidden=16, layers=1, epochs=3, seq_len=40, burn_in=5, batch_size=8, max_steps_per_epoch=4,
@@ -50,10 +50,10 @@ def test_train_writes_a_model_folder_without_pickle(trained):
 
 
 def test_training_runs_behind_the_feature_adaptation_and_records_its_prior(trained, sim_train):
-    from decoder.adaptation import AdaptationConfig
-    from decoder.features import config_for_recording
-    from training.data import adapt_frames, build_frames, normalisation
-    from training.train import adapter_of
+    from neurohand.decoder.adaptation import AdaptationConfig
+    from neurohand.decoder.features import config_for_recording
+    from neurohand.training.data import adapt_frames, build_frames, normalisation
+    from neurohand.training.train import adapter_of
 
     d, _ = trained
     model, meta = load_model_dir(d)
@@ -72,10 +72,10 @@ def test_training_runs_behind_the_feature_adaptation_and_records_its_prior(train
 def test_the_class_output_is_pooled_with_the_lda_baseline(trained, sim_train, tmp_path):
     from scipy.special import log_softmax
 
-    from decoder.features import config_for_recording
-    from training.baselines import load_baselines
-    from training.data import adapt_frames, build_frames
-    from training.train import adapter_of
+    from neurohand.decoder.features import config_for_recording
+    from neurohand.training.baselines import load_baselines
+    from neurohand.training.data import adapt_frames, build_frames
+    from neurohand.training.train import adapter_of
 
     # a session with finger positions keeps its class head alone
     _, meta = load_model_dir(trained[0])
@@ -105,7 +105,7 @@ def test_the_class_output_is_pooled_with_the_lda_baseline(trained, sim_train, tm
 
 
 def test_a_subset_never_joins_frames_across_a_gap():
-    from training.data import FrameSet
+    from neurohand.training.data import FrameSet
 
     n = 12
     fs = FrameSet(features=np.arange(n, dtype=np.float32)[:, None], positions=None, labels=None,
@@ -152,8 +152,8 @@ def _phase1_weights(rec, tmp_path):
 
 
 def test_a_failed_refit_process_says_why(sim_train):
-    from decoder.features import config_for_recording
-    from training.parallel_refit import ParallelRefit
+    from neurohand.decoder.features import config_for_recording
+    from neurohand.training.parallel_refit import ParallelRefit
 
     frames = build_frames([sim_train], config_for_recording(sim_train))
     worker = ParallelRefit(config=replace(FAST, seq_len=10 ** 6), frames=frames,
@@ -168,9 +168,9 @@ def test_a_failed_refit_process_says_why(sim_train):
 def test_the_refit_process_waits_when_ahead_and_fits_the_baselines_meanwhile(sim_train):
     import time
 
-    from decoder.features import config_for_recording
-    from training.baselines import fit_baselines
-    from training.parallel_refit import LEAD_EPOCHS, ParallelRefit
+    from neurohand.decoder.features import config_for_recording
+    from neurohand.training.baselines import fit_baselines
+    from neurohand.training.parallel_refit import LEAD_EPOCHS, ParallelRefit
 
     fcfg = config_for_recording(sim_train)
     frames = build_frames([sim_train], fcfg)
@@ -196,8 +196,8 @@ def test_the_refit_process_waits_when_ahead_and_fits_the_baselines_meanwhile(sim
 def test_a_refit_process_killed_while_it_waits_never_blocks_the_parent(sim_train):
     import time
 
-    from decoder.features import config_for_recording
-    from training.parallel_refit import ParallelRefit
+    from neurohand.decoder.features import config_for_recording
+    from neurohand.training.parallel_refit import ParallelRefit
 
     fcfg = config_for_recording(sim_train)
     frames = build_frames([sim_train], fcfg)
@@ -219,7 +219,7 @@ def test_a_refit_process_killed_while_it_waits_never_blocks_the_parent(sim_train
 
 
 def test_ctrl_c_keeps_the_best_checkpoint(tmp_path, sim_train, monkeypatch):
-    import training.train as tt
+    import neurohand.training.train as tt
 
     calls = {"n": 0}
     real = tt.evaluate_frames
@@ -250,7 +250,7 @@ def test_class_only_recordings_train_through_the_lda_front_end_and_save_a_plain_
         assert w_ih.shape == (3 * FAST.hidden, model.config.n_features)
         ranks[front_end] = np.linalg.matrix_rank(w_ih, tol=1e-5 * np.abs(w_ih).max())
         assert 0 <= evaluate(res.model_dir, [classes_only])["decoders"]["gru"]["accuracy"] <= 1
-    from decoder.features import config_for_recording
+    from neurohand.decoder.features import config_for_recording
 
     present = len(np.unique(build_frames([classes_only], config_for_recording(classes_only)).labels))
     # the front end's projection (classes present - 1 coordinates) folded into the first layer bounds its rank
@@ -284,7 +284,7 @@ def test_training_windows_are_a_duration():
 
 
 def test_validation_split_is_by_repetition(sim_train):
-    from decoder.features import config_for_recording
+    from neurohand.decoder.features import config_for_recording
 
     frames = build_frames([sim_train], config_for_recording(sim_train))
     tr, val, reps = validation_split(frames)
@@ -348,7 +348,7 @@ def test_torchrun_two_process_gloo(tmp_path, sim_train):
     write_recording(sim_train, path)
     model = str(tmp_path / "ddp")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-           "-m", "deploy.cli", "train", path, "--out", model, "--epochs", "2", "--hidden", "8", "--layers", "1",
+           "-m", "neurohand", "train", path, "--out", model, "--epochs", "2", "--hidden", "8", "--layers", "1",
            "--seq-len", "40", "--quiet", "--no-baselines", "--no-lda-front-end", "--device", "cpu"]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
                        env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"})
@@ -360,9 +360,9 @@ def test_torchrun_two_process_gloo(tmp_path, sim_train):
 
 def test_gain_augmentation_matches_recomputed_features(rng):
     """Scaling a channel's raw signal by g equals applying the gain law to its features."""
-    from decoder.features import FeatureConfig, FeatureExtractor
-    from decoder.filters import FilterConfig
-    from training.augment import apply_gains, gain_law
+    from neurohand.decoder.features import FeatureConfig, FeatureExtractor
+    from neurohand.decoder.filters import FilterConfig
+    from neurohand.training.augment import apply_gains, gain_law
 
     cfg = FeatureConfig(filters=FilterConfig(bandpass_hz=(20.0, 200.0)), window_ms=100.0, hop_ms=20.0,
                         features=("mav", "rms", "wl", "logvar", "log_bandpower"), bands_hz=((20.0, 100.0),),
@@ -378,7 +378,7 @@ def test_gain_augmentation_matches_recomputed_features(rng):
 
 
 def test_experiment_sim_runs_end_to_end(tmp_path):
-    from training import experiments
+    from neurohand.training import experiments
 
     res = experiments.simulated(str(tmp_path), minutes=2.2, config=FAST)
     assert res["experiment"] == "sim" and len(res["test_repetitions"]) == 2
@@ -387,7 +387,7 @@ def test_experiment_sim_runs_end_to_end(tmp_path):
 
 
 def test_experiment_3dc_reports_each_seed_and_their_mean(tmp_path, threedc_dir):
-    from training import experiments
+    from neurohand.training import experiments
 
     data = os.path.dirname(threedc_dir)
     cfg = replace(FAST, epochs=1, max_steps_per_epoch=2, adapt="off")

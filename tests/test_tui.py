@@ -4,8 +4,8 @@ import re
 import numpy as np
 from rich.console import Console
 
-from calibration.protocol import CueProtocol
-from calibration.tui import KeyControls, SessionView
+from neurohand.calibration.protocol import CueProtocol
+from neurohand.calibration.tui import KeyControls, SessionView
 
 PROTOCOL = CueProtocol(movements=(("index_flexion", (0, 1, 0, 0, 0)), ("power_grip", (0.8, 1, 1, 1, 1))),
                        repetitions=2, hold_s=1.0, rest_s=1.0, ramp_s=0.5, randomize=False)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from decoder.validation import check_int, check_option, check_positive, check_signal, parse_index_ranges
+from neurohand.decoder.validation import check_int, check_option, check_positive, check_signal, parse_index_ranges
 
 
 def test_check_option_message():

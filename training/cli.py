@@ -61,7 +61,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from decoder.recording import read_recording
+    from neurohand.decoder.recording import read_recording
 
     from .train import TrainConfig, train, with_overrides
 
@@ -82,7 +82,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from decoder.recording import read_recording
+    from neurohand.decoder.recording import read_recording
 
     from .evaluate import evaluate
 
@@ -112,7 +112,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from decoder.validation import parse_index_ranges
+    from neurohand.decoder.validation import parse_index_ranges
 
     from . import experiments
 

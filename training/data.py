@@ -11,9 +11,9 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from decoder.adaptation import FeatureAdapter
-from decoder.features import FeatureConfig, FeatureExtractor, frames_for_config
-from decoder.recording import Recording
+from neurohand.decoder.adaptation import FeatureAdapter
+from neurohand.decoder.features import FeatureConfig, FeatureExtractor, frames_for_config
+from neurohand.decoder.recording import Recording
 
 
 class TrainingDataError(ValueError):

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-from decoder.recording import Recording
+from neurohand.decoder.recording import Recording
 
 from .baselines import baseline_names, load_baselines
 from .data import TrainingDataError, adapt_frames, build_frames

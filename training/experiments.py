@@ -37,7 +37,7 @@ def _mean_of(runs: Sequence[Dict[str, Any]], decoder: str, key: str):
 def ninapro(data_dir: str, out_dir: str, *, seeds: Sequence[int] = (0, 1, 2), config: TrainConfig = DEFAULT_CONFIG
             ) -> Dict[str, Any]:
     """NinaPro DB1 s2 e1: train on repetitions 1-7, test on 8-10, one run per seed."""
-    from calibration.importers import import_ninapro
+    from neurohand.calibration.importers import import_ninapro
 
     path = os.path.join(data_dir, "ninapro_db1_s2_e1", "S2_A1_E1.mat")
     train_rec = import_ninapro(path, reps=range(1, 8))
@@ -66,7 +66,7 @@ def threedc(data_dir: str, out_dir: str, *, participants: Sequence[int] = (1, 2,
     ``accuracy`` and ``mean_accuracy`` are means over ``seeds``; ``accuracy_by_seed`` holds each seed's table and
     ``wins_by_seed`` how many participants the recurrent decoder beat LDA on at each seed.
     """
-    from calibration.importers import import_3dc
+    from neurohand.calibration.importers import import_3dc
 
     recs = {}
     for p in participants:
@@ -97,7 +97,7 @@ def threedc(data_dir: str, out_dir: str, *, participants: Sequence[int] = (1, 2,
 def simulated(out_dir: str, *, minutes: float = 10.0, seed: int = 0, config: TrainConfig = DEFAULT_CONFIG
               ) -> Dict[str, Any]:
     """Run a simulated patient: the last two repetitions of a session are the test set."""
-    from firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+    from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 
     rec = simulate_recording(SimulatorConfig(minutes=minutes, seed=seed))
     train_rec, test_rec, test_reps = split_last_repetitions(rec, 2)
@@ -122,9 +122,9 @@ def recalibration(out_dir: str, *, seeds: Sequence[int] = (0, 1, 2), minutes: fl
 
     from rich.console import Console
 
-    from calibration.protocol import load_protocol
-    from calibration.workflow import CalibrateOptions, record_session
-    from decoder.recording import read_recording
+    from neurohand.calibration.protocol import load_protocol
+    from neurohand.calibration.workflow import CalibrateOptions, record_session
+    from neurohand.decoder.recording import read_recording
 
     from .recalibrate import recalibrate
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from decoder.validation import check_int, check_option, check_positive
+from neurohand.decoder.validation import check_int, check_option, check_positive
 
 from .gru_cpu import gru_forward
 

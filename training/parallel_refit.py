@@ -27,8 +27,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from decoder.features import FeatureConfig
-from deploy.process_memory import peak_rss_mb
+from neurohand.decoder.features import FeatureConfig
+from neurohand.deploy.process_memory import peak_rss_mb
 
 from .baselines import fit_baselines, load_baselines, save_baselines
 from .data import FrameSet, validation_split

@@ -22,8 +22,8 @@ from typing import Callable, List, Optional, Sequence
 
 import torch
 
-from decoder.recording import Recording
-from decoder.validation import check_int, check_positive
+from neurohand.decoder.recording import Recording
+from neurohand.decoder.validation import check_int, check_positive
 
 from .baselines import fit_baselines
 from .data import adapt_frames, build_frames, check_compatible, normalisation, validation_split

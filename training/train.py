@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from decoder.adaptation import AdaptationConfig, FeatureAdapter
-from decoder.features import FeatureConfig, config_for_recording
-from decoder.recording import Recording
-from decoder.validation import check_int, check_option, check_positive
+from neurohand.decoder.adaptation import AdaptationConfig, FeatureAdapter
+from neurohand.decoder.features import FeatureConfig, config_for_recording
+from neurohand.decoder.recording import Recording
+from neurohand.decoder.validation import check_int, check_option, check_positive
 
 from . import lda_front_end
 from .augment import apply_gains, gain_law

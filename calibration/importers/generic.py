@@ -7,8 +7,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from decoder.recording import Recording
-from decoder.validation import check_option, check_positive
+from neurohand.decoder.recording import Recording
+from neurohand.decoder.validation import check_option, check_positive
 
 
 def _build(signals: np.ndarray, *, fs_hz: float, signal_kind: str, labels: Optional[np.ndarray],

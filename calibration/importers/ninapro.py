@@ -33,7 +33,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from decoder.recording import Recording
+from neurohand.decoder.recording import Recording
 
 FS_HZ = 100.0
 CLASS_NAMES = (

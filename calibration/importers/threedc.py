@@ -14,7 +14,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from decoder.recording import CUE_DTYPE, Recording
+from neurohand.decoder.recording import CUE_DTYPE, Recording
 
 FS_HZ = 1000.0
 N_CHANNELS = 10
