@@ -375,33 +375,3 @@ def test_gain_augmentation_matches_recomputed_features(rng):
     law = (law[0], law[1].float(), law[2].float())
     got = apply_gains(torch.as_tensor(base)[None], torch.as_tensor(np.log(g), dtype=torch.float32)[None], law)[0]
     np.testing.assert_allclose(got.numpy(), scaled, rtol=1e-3, atol=1e-3)
-
-
-def test_experiment_sim_runs_end_to_end(tmp_path):
-    from neurohand.training import experiments
-
-    res = experiments.simulated(str(tmp_path), minutes=2.2, config=FAST)
-    assert res["experiment"] == "sim" and len(res["test_repetitions"]) == 2
-    assert {"gru", "wiener", "kalman", "lda"} == set(res["decoders"])
-    assert os.path.exists(res["report"])
-
-
-def test_experiment_3dc_reports_each_seed_and_their_mean(tmp_path, threedc_dir):
-    from neurohand.training import experiments
-
-    data = os.path.dirname(threedc_dir)
-    cfg = replace(FAST, epochs=1, max_steps_per_epoch=2, adapt="off")
-    res = experiments.threedc(data, str(tmp_path), participants=(2,), seeds=(0, 1), config=cfg)
-    assert res["seeds"] == [0, 1] and set(res["accuracy_by_seed"]) == {"0", "1"}
-    by_seed = [res["accuracy_by_seed"][s]["2"]["gru"] for s in ("0", "1")]
-    assert by_seed[0] != by_seed[1]  # two seeds, two models
-    assert res["accuracy"]["2"]["gru"] == pytest.approx(np.mean(by_seed))
-    lda = res["accuracy_by_seed"]["0"]["2"]["lda"]
-    assert res["accuracy_by_seed"]["1"]["2"]["lda"] == lda  # LDA does not depend on the seed
-    assert res["wins_by_seed"] == {s: int(res["accuracy_by_seed"][s]["2"]["gru"] > lda) for s in ("0", "1")}
-    assert os.path.isfile(os.path.join(str(tmp_path), "3dc_seed1", "3dc_p2", "report", "report.html"))
-
-
-def test_experiment_cli_needs_the_data_folder(tmp_path, capsys):
-    assert main(["experiment", "ninapro", "--data", str(tmp_path / "nowhere")]) == 2
-    assert "No data folder" in capsys.readouterr().err

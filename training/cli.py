@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 
@@ -38,19 +37,6 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--no-baselines", action="store_true", help="skip the classic baselines")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
-
-    x = sub.add_parser("experiment", help="reproduce the README's results (NinaPro, 3DC, simulated patient)",
-                       description="Import or simulate, train with the default settings, evaluate on held-out data.")
-    x.add_argument("which", choices=["ninapro", "3dc", "sim", "recalibration"])
-    x.add_argument("--data", default=os.path.join("..", "shared", "data"), help="folder with the data sets")
-    x.add_argument("--out", default="experiments", help="where models and reports go (default experiments/)")
-    x.add_argument("--seeds", default="0-2", help="NinaPro and 3DC seeds, or simulated patients for recalibration "
-                                                 "(0-2)")
-    x.add_argument("--participants", default="1-5", help="3DC participants (default 1-5)")
-    x.add_argument("--minutes", type=float, default=None,
-                   help="simulated session length (sim: default 10; recalibration: the short session, default 2)")
-    x.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    x.set_defaults(func=_experiment)
 
     e = sub.add_parser("evaluate", help="evaluate a model folder and its baselines on test sessions")
     e.add_argument("model_dir")
@@ -108,29 +94,4 @@ def _evaluate(args: argparse.Namespace) -> int:
     Console().print(t)
     if out["report"]:
         print("report: {}".format(out["report"]))
-    return 0
-
-
-def _experiment(args: argparse.Namespace) -> int:
-    from neurohand.decoder.validation import parse_index_ranges
-
-    from . import experiments
-
-    if args.which in ("ninapro", "3dc") and not os.path.isdir(args.data):
-        raise FileNotFoundError("No data folder at {!r}; pass --data (see ../shared/README.md)".format(args.data))
-    if args.which == "ninapro":
-        res = experiments.ninapro(args.data, args.out, seeds=parse_index_ranges("--seeds", args.seeds))
-    elif args.which == "3dc":
-        res = experiments.threedc(args.data, args.out,
-                                  participants=parse_index_ranges("--participants", args.participants),
-                                  seeds=parse_index_ranges("--seeds", args.seeds))
-    elif args.which == "recalibration":
-        res = experiments.recalibration(args.out, seeds=parse_index_ranges("--seeds", args.seeds),
-                                        minutes=args.minutes or 2.0)
-    else:
-        res = experiments.simulated(args.out, minutes=args.minutes or 10.0)
-    if args.json:
-        print(experiments.dump(res))
-    else:
-        experiments.print_table(res)
     return 0

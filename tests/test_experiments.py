@@ -1,0 +1,101 @@
+"""The experiment scripts in experiments/ (the application layer): options, a short run of each kind, errors."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from neurohand.training.train import TrainConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPERIMENTS = os.path.join(ROOT, "experiments")
+SCRIPTS = ["ninapro", "threedc", "sim", "recalibration"]
+FAST = TrainConfig(hidden=16, layers=1, epochs=3, seq_len=40, burn_in=5, batch_size=8, max_steps_per_epoch=4,
+                   patience=5, adapt="on")  # as tests/test_train.py's
+
+
+def load(name):
+    if EXPERIMENTS not in sys.path:
+        sys.path.insert(0, EXPERIMENTS)  # as when run: the script's folder is on the path, for `import common`
+    spec = importlib.util.spec_from_file_location("experiments_" + name, os.path.join(EXPERIMENTS, name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def script(*args, **kw):
+    return subprocess.run([sys.executable] + list(args), capture_output=True, text=True, timeout=120, **kw)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_each_script_prints_its_help(name, tmp_path):
+    r = script(os.path.join(EXPERIMENTS, name + ".py"), "--help", cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "--json" in r.stdout and "--set" in r.stdout and "--out" in r.stdout
+
+
+def test_experiments_import_only_neurohand_and_the_standard_library():
+    import ast
+
+    allowed = {"neurohand", "common", "numpy", "rich", "__future__", "argparse", "dataclasses", "io", "json", "os",
+               "sys", "typing"}
+    for name in SCRIPTS + ["common"]:
+        tree = ast.parse(open(os.path.join(EXPERIMENTS, name + ".py")).read())
+        for node in ast.walk(tree):
+            mods = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            for m in mods:
+                assert m.split(".")[0] in allowed, (name, m)
+
+
+def test_the_default_output_folder_is_ignored_by_git():
+    common = load("common")
+    assert common.DEFAULT_OUT == os.path.join(EXPERIMENTS, "out")
+    r = subprocess.run(["git", "check-ignore", "-q", os.path.join(common.DEFAULT_OUT, "x", "model.json")], cwd=ROOT)
+    assert r.returncode == 0
+
+
+def test_set_overrides_training_settings_by_their_type():
+    common = load("common")
+    args = common.parser("x", "x").parse_args(["--set", "adapt=off", "--set", "class_pool=false", "--set",
+                                               "seq_ms=2000", "--set", "refit_average_epochs=8", "--set",
+                                               "seq_len=none"])
+    cfg = common.train_config(args)
+    assert (cfg.adapt, cfg.class_pool, cfg.seq_ms, cfg.refit_average_epochs, cfg.seq_len) == ("off", False, 2000.0,
+                                                                                              8, None)
+    with pytest.raises(common.NeurohandError, match="KEY one of"):
+        common.train_config(common.parser("x", "x").parse_args(["--set", "no_such=1"]))
+
+
+def test_a_missing_data_folder_is_one_line_and_exit_code_2(tmp_path):
+    r = script(os.path.join(EXPERIMENTS, "ninapro.py"), "--data", str(tmp_path / "nowhere"), "--out",
+               str(tmp_path / "out"))
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "No NinaPro DB1 recording" in r.stderr and "--data" in r.stderr
+
+
+@pytest.mark.slow
+def test_sim_runs_end_to_end(tmp_path):
+    res = load("sim").run(str(tmp_path), minutes=2.2, config=FAST)
+    assert res["experiment"] == "sim" and len(res["test_repetitions"]) == 2
+    assert {"gru", "wiener", "kalman", "lda"} == set(res["decoders"])
+    assert os.path.exists(res["report"])
+
+
+@pytest.mark.slow
+def test_threedc_reports_each_seed_and_their_mean(tmp_path, threedc_dir):
+    data = os.path.dirname(threedc_dir)
+    cfg = replace(FAST, epochs=1, max_steps_per_epoch=2, adapt="off")
+    res = load("threedc").run(data, str(tmp_path), participants=(2,), seeds=(0, 1), config=cfg)
+    assert res["seeds"] == [0, 1] and set(res["accuracy_by_seed"]) == {"0", "1"}
+    by_seed = [res["accuracy_by_seed"][s]["2"]["gru"] for s in ("0", "1")]
+    assert by_seed[0] != by_seed[1]  # two seeds, two models
+    assert res["accuracy"]["2"]["gru"] == pytest.approx(np.mean(by_seed))
+    lda = res["accuracy_by_seed"]["0"]["2"]["lda"]
+    assert res["accuracy_by_seed"]["1"]["2"]["lda"] == lda  # LDA does not depend on the seed
+    assert res["wins_by_seed"] == {s: int(res["accuracy_by_seed"][s]["2"]["gru"] > lda) for s in ("0", "1")}
+    assert os.path.isfile(os.path.join(str(tmp_path), "3dc_seed1", "3dc_p2", "report", "report.html"))
