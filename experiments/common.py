@@ -144,7 +144,7 @@ def main(build: Callable[[], argparse.ArgumentParser], run: Callable[[argparse.N
         args.out = DEFAULT_OUT
     try:
         result = run(args)
-    except (NeurohandError, ValueError, OSError) as e:
+    except (NeurohandError, OSError) as e:  # expected failures; anything else is a bug and shows its traceback
         print("{}: error: {}".format(p.prog, e), file=sys.stderr)
         return 2
     if args.json:
