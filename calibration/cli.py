@@ -6,6 +6,8 @@ import argparse
 import json
 import os
 
+from neurohand.decoder.vocabulary import SIGNAL_KINDS
+
 
 def _int_list(text: str) -> list:
     from neurohand.decoder.validation import parse_index_ranges
@@ -36,7 +38,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
         g.add_argument("file")
         g.add_argument("--out", required=True)
         g.add_argument("--fs-hz", type=float, required=True, help="sample rate (required)")
-        g.add_argument("--kind", default="emg", choices=["nerve", "emg", "envelope"], help="signal kind")
+        g.add_argument("--kind", default="emg", choices=SIGNAL_KINDS, help="signal kind")
         g.add_argument("--units", default="", help="unit of the samples")
         g.add_argument("--class-names", default=None, help="comma-separated class names, rest first")
         if fmt == "csv":
@@ -77,7 +79,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     c.add_argument("--hidden", type=int, default=None, help="recurrent state size (default: neurohand train's)")
     c.add_argument("--layers", type=int, default=None, help="recurrent layers (default: neurohand train's)")
     c.add_argument("--seed", type=int, default=0, help="training seed")
-    c.add_argument("--signal-kind", default="nerve", choices=["nerve", "emg", "envelope"],
+    c.add_argument("--signal-kind", default="nerve", choices=SIGNAL_KINDS,
                    help="what a serial or LSL source streams (default nerve)")
     c.add_argument("--mains-hz", type=float, default=50.0, help="mains frequency for the quality check")
     c.add_argument("--sim-seed", type=int, default=0, help="simulated patient")

@@ -16,7 +16,9 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from neurohand.decoder.validation import check_int, check_positive
+from neurohand.decoder.errors import InvalidValueError
+from neurohand.decoder.validation import check_int, check_positive, invalid_value
+from neurohand.firmware_bridge.nerve_simulator import min_jerk
 
 DEFAULT_PROTOCOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "protocols", "default.toml")
 
@@ -54,11 +56,12 @@ class CueProtocol:
 
     def __post_init__(self) -> None:
         if not self.movements:
-            raise ValueError("A protocol needs at least one movement in [movements]")
+            raise InvalidValueError("A protocol needs at least one movement in [movements]")
         for name, tgt in self.movements:
             if len(tgt) != 5 or any(not 0.0 <= float(v) <= 1.0 for v in tgt):
-                raise ValueError("Movement {!r}: expected 5 target positions in 0..1 (thumb, index, middle, ring, "
-                                 "little), got {}".format(name, list(tgt)))
+                raise InvalidValueError(
+                    "Movement {!r}: expected 5 target positions in 0..1 (thumb, index, middle, ring, "
+                    "little), got {}".format(name, list(tgt)))
         check_int("repetitions", self.repetitions, minimum=1)
         check_positive("hold_s", self.hold_s)
         check_positive("rest_s", self.rest_s)
@@ -81,7 +84,7 @@ class CueProtocol:
         for name, tgt in self.movements:
             if name == movement:
                 return tgt
-        raise ValueError("Invalid value for 'movement': allowed {}, got {!r}".format(
+        raise invalid_value("movement", "allowed {}, got {!r}".format(
             ", ".join(repr(m) for m, _ in self.movements), movement))
 
     def to_json(self) -> str:
@@ -144,18 +147,14 @@ class CueProtocol:
             rep[m] = tr.repetition
             s = np.zeros(len(t))
             up = (t >= a) & (t < up_end)
-            s[up] = _min_jerk((t[up] - a) / tr.ramp_s)
+            s[up] = min_jerk((t[up] - a) / tr.ramp_s)
             s[(t >= up_end) & (t < hold_end)] = 1.0
             down = (t >= hold_end) & (t < down_end)
-            s[down] = 1.0 - _min_jerk((t[down] - hold_end) / tr.ramp_s)
+            s[down] = 1.0 - min_jerk((t[down] - hold_end) / tr.ramp_s)
             active = (t >= a) & (t < down_end)
             pos[active] = s[active, None] * targets[tr.movement][None, :]
             lab[active] = tr.label
         return pos, lab, rep
-
-
-def _min_jerk(x: np.ndarray) -> np.ndarray:
-    return 10 * x**3 - 15 * x**4 + 6 * x**5
 
 
 def load_protocol(path: str = DEFAULT_PROTOCOL) -> CueProtocol:
@@ -168,11 +167,11 @@ def load_protocol(path: str = DEFAULT_PROTOCOL) -> CueProtocol:
         try:
             doc = tomllib.load(f)
         except Exception as e:
-            raise ValueError("{}: {}".format(path, e)) from None
+            raise InvalidValueError("{}: {}".format(path, e)) from None
     allowed = {"repetitions", "hold_s", "rest_s", "ramp_s", "randomize", "seed", "movements"}
     unknown = set(doc) - allowed
     if unknown:
-        raise ValueError("{}: unknown field(s) {}; allowed {}".format(path, sorted(unknown), sorted(allowed)))
+        raise InvalidValueError("{}: unknown field(s) {}; allowed {}".format(path, sorted(unknown), sorted(allowed)))
     movements = tuple((str(k), tuple(float(x) for x in v)) for k, v in doc.get("movements", {}).items())
     kw = {k: doc[k] for k in allowed - {"movements"} if k in doc}
     return CueProtocol(movements=movements, **kw)

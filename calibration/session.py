@@ -17,7 +17,9 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
+from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.recording import SessionWriter, read_recording
+from neurohand.decoder.validation import invalid_value
 
 from .protocol import CueProtocol, Trial
 
@@ -132,7 +134,7 @@ class CalibrationSession:
             trial = self.trials[self.next_index]
             action = self.clinician(trial)
             if action not in ACTIONS:
-                raise ValueError("Invalid value for 'action': allowed {}, got {!r}".format(
+                raise invalid_value("action", "allowed {}, got {!r}".format(
                     ", ".join(repr(a) for a in ACTIONS), action))
             if action == "stop":
                 self.log.append("stopped before trial {}".format(trial.index))
@@ -179,8 +181,9 @@ def protocol_of(path: str) -> CueProtocol:
 def _stored_protocol(rec, path: str) -> CueProtocol:
     text = rec.metadata.get("protocol")
     if not text:
-        raise ValueError("{}: not a calibration session (no protocol in its metadata); only sessions recorded by "
-                         "'neurohand calibrate' can be resumed".format(path))
+        raise InvalidValueError(
+            "{}: not a calibration session (no protocol in its metadata); only sessions recorded by "
+            "'neurohand calibrate' can be resumed".format(path))
     return CueProtocol.from_json(text)
 
 

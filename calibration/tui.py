@@ -24,7 +24,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from neurohand.decoder.recording import FINGERS
+from neurohand.decoder.vocabulary import FINGERS
 
 from .protocol import CueProtocol, Trial
 

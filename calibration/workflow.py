@@ -19,7 +19,10 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from neurohand.decoder.validation import check_option
+from neurohand.decoder.errors import InvalidValueError
+from neurohand.decoder.validation import check_option, invalid_value
+from neurohand.decoder.vocabulary import SIGNAL_KINDS
+from neurohand.deploy.sources import parse_device_spec
 
 from .model_store import ModelStore
 from .protocol import DEFAULT_PROTOCOL, CueProtocol, load_protocol
@@ -55,17 +58,15 @@ class CalibrateOptions:
     sim_fs_hz: float = 10000.0
 
     def __post_init__(self) -> None:
+        parse_device_spec("--source", self.source, ("sim", "serial", "lsl"))
         if self.labels != "cue" and not self.labels.startswith("glove:"):
-            raise ValueError("Invalid value for '--labels': allowed 'cue', 'glove:PORT' or 'glove:sim', got "
-                             "{!r}".format(self.labels))
+            raise invalid_value("--labels", "allowed 'cue', 'glove:PORT' or 'glove:sim', got "
+                                    "{!r}".format(self.labels))
         if self.labels == "glove:sim" and self.source != "sim":
-            raise ValueError("'--labels glove:sim' is the simulated patient's glove; it needs '--source sim'")
-        if not (self.source == "sim" or self.source.startswith(("serial:", "lsl:"))):
-            raise ValueError("Invalid value for '--source': allowed 'sim', 'serial:PORT' or 'lsl:NAME', got "
-                             "{!r}".format(self.source))
-        check_option("signal_kind", self.signal_kind, ("nerve", "emg", "envelope"))
+            raise InvalidValueError("'--labels glove:sim' is the simulated patient's glove; it needs '--source sim'")
+        check_option("signal_kind", self.signal_kind, SIGNAL_KINDS)
         if self.minutes is not None and self.minutes <= 0:
-            raise ValueError("Invalid value for '--minutes': expected > 0, got {}".format(self.minutes))
+            raise invalid_value("--minutes", "expected > 0, got {}".format(self.minutes))
 
 
 class CalibrationStopped(Exception):
@@ -80,7 +81,8 @@ class _Devices:
         self.closers: List[Callable[[], None]] = []
         self.glove = None
         self.sim_glove = None
-        if opts.source == "sim":
+        kind, target = parse_device_spec("--source", opts.source, ("sim", "serial", "lsl"))
+        if kind == "sim":
             from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig
             from neurohand.firmware_bridge.sim_patient import SimulatedPatient
 
@@ -94,14 +96,14 @@ class _Devices:
                 self.sim_glove = SimGlove(fs_hz=cfg.glove_fs_hz).start()
                 self.closers.append(self.sim_glove.stop)
                 self.source.on_glove = self.sim_glove.push
-        elif opts.source.startswith("serial:"):
+        elif kind == "serial":
             from neurohand.firmware_bridge.interface_link import InterfaceSource
 
-            self.source = InterfaceSource(opts.source.split(":", 1)[1], stall_timeout_s=1.0)
+            self.source = InterfaceSource(target, stall_timeout_s=1.0)
         else:
             from neurohand.firmware_bridge.lsl_source import LslSource
 
-            self.source = LslSource(opts.source.split(":", 1)[1])
+            self.source = LslSource(target)
         self.closers.append(self.source.close)
         if opts.labels.startswith("glove:"):
             from neurohand.firmware_bridge.interface_link import GloveLink
