@@ -66,7 +66,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     c.add_argument("--source", default="sim", help="sim (simulated patient), serial:PORT or lsl:NAME (default sim)")
     c.add_argument("--labels", default="cue", help="cue (the cued trajectory) or glove:PORT (a data glove on the "
                    "mirroring hand; glove:sim with --source sim) (default cue)")
-    c.add_argument("--protocol", default=None, help="cue protocol TOML (default: the shipped protocol)")
+    c.add_argument("--cue-protocol", default=None, help="cue protocol TOML (default: the shipped cue protocol)")
     c.add_argument("--recalibrate", action="store_true", help="adapt the current model instead of training anew")
     c.add_argument("--minutes", type=float, default=None,
                    help="record only as many repetitions as fit (recalibration: e.g. 2)")
@@ -197,7 +197,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     from .workflow import CalibrateOptions, CalibrationStopped, run_calibration
 
-    keys = ("patient", "store", "source", "labels", "protocol", "recalibrate", "minutes", "resume", "yes", "tui",
+    keys = ("patient", "store", "source", "labels", "cue_protocol", "recalibrate", "minutes", "resume", "yes", "tui",
             "fast", "epochs", "hidden", "layers", "seed", "signal_kind", "mains_hz", "sim_seed", "sim_day",
             "sim_channels", "sim_fs_hz")
     opts = CalibrateOptions(**{k: getattr(args, k) for k in keys})

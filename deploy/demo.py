@@ -23,7 +23,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
                        "and decode live into a simulated hand.")
     p.add_argument("--out-dir", default="demo_out", help="where files go (default demo_out/)")
     p.add_argument("--minutes", type=float, default=4.0,
-                   help="calibration length: as many protocol repetitions as fit (default 4: all 5)")
+                   help="calibration length: as many cue protocol repetitions as fit (default 4: all 5)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: neurohand train's)")
     p.add_argument("--hidden", type=int, default=None, help="recurrent state size (default: neurohand train's)")
     p.add_argument("--channels", type=int, default=16, help="simulated recording sites (default 16)")

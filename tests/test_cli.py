@@ -87,7 +87,7 @@ def test_demo_runs(tmp_path, capsys):
         assert os.path.exists(store / f), f
     sessions = [f for f in os.listdir(store / "sessions") if f.endswith(".h5")]
     rec = read_recording(str(store / "sessions" / sessions[0]))
-    assert rec.metadata["labels"] == "glove" and len(rec.cues) == 3 * 9  # 3 repetitions of the default protocol
+    assert rec.metadata["labels"] == "glove" and len(rec.cues) == 3 * 9  # 3 repetitions of the default cue protocol
 
 
 def test_console_script_is_installed():

@@ -31,7 +31,7 @@ def test_the_wheel_holds_only_the_neurohand_package(wheel):
     assert {t for t in tops if not t.endswith(".dist-info")} == {"neurohand"}
     for expected in ("neurohand/__init__.py", "neurohand/decoder/bundle.py", "neurohand/firmware_bridge/PROTOCOL.md",
                      "neurohand/firmware_bridge/test_vectors.json", "neurohand/deploy/neurohand.service",
-                     "neurohand/deploy/profiles/fps.toml", "neurohand/calibration/protocols/default.toml"):
+                     "neurohand/deploy/profiles/fps.toml", "neurohand/calibration/cue_protocols/default.toml"):
         assert expected in names
     assert not any(n.startswith("neurohand/tests/") or n.startswith("neurohand/experiments/") for n in names)
 

@@ -111,7 +111,7 @@ def recalibration(out_dir: str, *, seeds: Sequence[int] = (0, 1, 2), minutes: fl
                   config: TrainConfig = DEFAULT_CONFIG) -> Dict[str, Any]:
     """Day-to-day drift on simulated patients, recorded exactly as ``neurohand calibrate`` records them.
 
-    Per patient (``seed``): a day-1 calibration session with the default protocol (glove labels) trains the day-1
+    Per patient (``seed``): a day-1 calibration session with the default cue protocol (glove labels) trains the day-1
     model; on day 2 (the simulator's drift) a ``minutes`` session is recorded; the test sets are separate sessions
     (another trial order and noise) on day 1 and day 2. Compared on the day-2 test session: the day-1 model as is,
     the day-1 model recalibrated on the short session (:mod:`training.recalibrate`), and a model trained from
@@ -122,14 +122,14 @@ def recalibration(out_dir: str, *, seeds: Sequence[int] = (0, 1, 2), minutes: fl
 
     from rich.console import Console
 
-    from neurohand.calibration.protocol import load_protocol
+    from neurohand.calibration.cue_protocol import load_cue_protocol
     from neurohand.calibration.workflow import CalibrateOptions, record_session
     from neurohand.decoder.recording import read_recording
 
     from .recalibrate import recalibrate
 
     quiet = Console(file=io.StringIO())
-    base = load_protocol()
+    base = load_cue_protocol()
     rows = []
     for seed in seeds:
         d = os.path.join(out_dir, "recalibration_patient{}".format(seed))

@@ -1,10 +1,10 @@
 """Cue protocols for calibration sessions: which movements, how often, how long, in what order.
 
-A protocol is a TOML file (``calibration/protocols/default.toml`` ships): ``repetitions``, ``hold_s``, ``rest_s``,
-``ramp_s``, ``randomize`` and ``seed``, and a ``[movements]`` table mapping each movement name to its five target
-finger positions. :meth:`CueProtocol.schedule` lays the trials out in time (each repetition is one pass over the
-movements, shuffled with the seed when ``randomize``); :meth:`CueProtocol.trajectory` is the target the patient is
-asked to follow, which serves as the label when no data glove is used.
+A cue protocol is a TOML file (``calibration/cue_protocols/default.toml`` ships): ``repetitions``, ``hold_s``,
+``rest_s``, ``ramp_s``, ``randomize`` and ``seed``, and a ``[movements]`` table mapping each movement name to its
+five target finger positions. :meth:`CueProtocol.schedule` lays the trials out in time (each repetition is one pass
+over the movements, shuffled with the seed when ``randomize``); :meth:`CueProtocol.trajectory` is the target the
+patient is asked to follow, which serves as the label when no data glove is used.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.validation import check_int, check_positive, invalid_value
 from neurohand.firmware_bridge.nerve_simulator import min_jerk
 
-DEFAULT_PROTOCOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "protocols", "default.toml")
+DEFAULT_CUE_PROTOCOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cue_protocols", "default.toml")
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Trial:
 
 @dataclass(frozen=True)
 class CueProtocol:
-    """A validated protocol; class labels are 1..n in movement order (0 = rest)."""
+    """A validated cue protocol; class labels are 1..n in movement order (0 = rest)."""
 
     movements: Tuple[Tuple[str, Tuple[float, ...]], ...]
     repetitions: int = 5
@@ -56,7 +56,7 @@ class CueProtocol:
 
     def __post_init__(self) -> None:
         if not self.movements:
-            raise InvalidValueError("A protocol needs at least one movement in [movements]")
+            raise InvalidValueError("A cue_protocol needs at least one movement in [movements]")
         for name, tgt in self.movements:
             if len(tgt) != 5 or any(not 0.0 <= float(v) <= 1.0 for v in tgt):
                 raise InvalidValueError(
@@ -75,7 +75,7 @@ class CueProtocol:
 
     @property
     def duration_s(self) -> float:
-        """Length of the whole protocol."""
+        """Length of the whole cue protocol."""
         trials = self.schedule()
         return trials[-1].end_s if trials else 0.0
 
@@ -88,7 +88,7 @@ class CueProtocol:
             ", ".join(repr(m) for m, _ in self.movements), movement))
 
     def to_json(self) -> str:
-        """Return the protocol as JSON (stored in the session file: a resumed session uses exactly this one)."""
+        """Return the cue protocol as JSON (stored in the session file: a resumed session uses exactly this one)."""
         import json
 
         d = asdict(self)
@@ -105,7 +105,7 @@ class CueProtocol:
         return cls(**d)
 
     def with_repetitions(self, repetitions: int) -> "CueProtocol":
-        """Return the same protocol with another number of repetitions."""
+        """Return the same cue protocol with another number of repetitions."""
         return replace(self, repetitions=int(repetitions))
 
     def repetitions_for(self, minutes: float) -> int:
@@ -157,8 +157,8 @@ class CueProtocol:
         return pos, lab, rep
 
 
-def load_protocol(path: str = DEFAULT_PROTOCOL) -> CueProtocol:
-    """Read and validate a TOML protocol; errors name the field."""
+def load_cue_protocol(path: str = DEFAULT_CUE_PROTOCOL) -> CueProtocol:
+    """Read and validate a TOML cue protocol; errors name the field."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
