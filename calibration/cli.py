@@ -6,6 +6,8 @@ import argparse
 import json
 import os
 
+from neurohand.decoder.vocabulary import SIGNAL_KINDS
+
 
 def _int_list(text: str) -> list:
     from neurohand.decoder.validation import parse_index_ranges
@@ -36,7 +38,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
         g.add_argument("file")
         g.add_argument("--out", required=True)
         g.add_argument("--fs-hz", type=float, required=True, help="sample rate (required)")
-        g.add_argument("--kind", default="emg", choices=["nerve", "emg", "envelope"], help="signal kind")
+        g.add_argument("--kind", default="emg", choices=SIGNAL_KINDS, help="signal kind")
         g.add_argument("--units", default="", help="unit of the samples")
         g.add_argument("--class-names", default=None, help="comma-separated class names, rest first")
         if fmt == "csv":
@@ -64,7 +66,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     c.add_argument("--source", default="sim", help="sim (simulated patient), serial:PORT or lsl:NAME (default sim)")
     c.add_argument("--labels", default="cue", help="cue (the cued trajectory) or glove:PORT (a data glove on the "
                    "mirroring hand; glove:sim with --source sim) (default cue)")
-    c.add_argument("--protocol", default=None, help="cue protocol TOML (default: the shipped protocol)")
+    c.add_argument("--cue-protocol", default=None, help="cue protocol TOML (default: the shipped cue protocol)")
     c.add_argument("--recalibrate", action="store_true", help="adapt the current model instead of training anew")
     c.add_argument("--minutes", type=float, default=None,
                    help="record only as many repetitions as fit (recalibration: e.g. 2)")
@@ -77,7 +79,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     c.add_argument("--hidden", type=int, default=None, help="recurrent state size (default: neurohand train's)")
     c.add_argument("--layers", type=int, default=None, help="recurrent layers (default: neurohand train's)")
     c.add_argument("--seed", type=int, default=0, help="training seed")
-    c.add_argument("--signal-kind", default="nerve", choices=["nerve", "emg", "envelope"],
+    c.add_argument("--signal-kind", default="nerve", choices=SIGNAL_KINDS,
                    help="what a serial or LSL source streams (default nerve)")
     c.add_argument("--mains-hz", type=float, default=50.0, help="mains frequency for the quality check")
     c.add_argument("--sim-seed", type=int, default=0, help="simulated patient")
@@ -195,7 +197,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     from .workflow import CalibrateOptions, CalibrationStopped, run_calibration
 
-    keys = ("patient", "store", "source", "labels", "protocol", "recalibrate", "minutes", "resume", "yes", "tui",
+    keys = ("patient", "store", "source", "labels", "cue_protocol", "recalibrate", "minutes", "resume", "yes", "tui",
             "fast", "epochs", "hidden", "layers", "seed", "signal_kind", "mains_hz", "sim_seed", "sim_day",
             "sim_channels", "sim_fs_hz")
     opts = CalibrateOptions(**{k: getattr(args, k) for k in keys})

@@ -23,6 +23,7 @@ import shutil
 from typing import Any, Dict, List, Optional
 
 from neurohand.decoder.bundle import Bundle
+from neurohand.decoder.validation import invalid_value
 
 _VERSION = re.compile(r"^v(\d{3,})$")
 _PATIENT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -33,8 +34,8 @@ class ModelStore:
 
     def __init__(self, store_dir: str, patient_id: str) -> None:
         if not _PATIENT.match(str(patient_id)):
-            raise ValueError("Invalid value for 'patient': expected 1-64 letters, digits, '_', '-' or '.', got "
-                             "{!r}".format(patient_id))
+            raise invalid_value("patient", "expected 1-64 letters, digits, '_', '-' or '.', got "
+                                    "{!r}".format(patient_id))
         self.root = os.path.join(store_dir, patient_id)
         self.patient_id = patient_id
 
@@ -107,7 +108,7 @@ class ModelStore:
     def rollback(self, version: str) -> None:
         """Make an earlier (or any existing) version current."""
         if version not in self.versions():
-            raise ValueError("Invalid value for 'version': allowed {}, got {!r}".format(
+            raise invalid_value("version", "allowed {}, got {!r}".format(
                 ", ".join(repr(v) for v in self.versions()) or "(none yet)", version))
         Bundle(self.bundle_path(version))
         self._set_current(version)

@@ -14,7 +14,8 @@ from typing import Dict, List, Optional
 import numpy as np
 from scipy import signal
 
-from neurohand.decoder.recording import FINGERS, Recording
+from neurohand.decoder.recording import Recording
+from neurohand.decoder.vocabulary import FINGERS
 
 
 @dataclass(frozen=True)

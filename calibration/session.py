@@ -1,6 +1,6 @@
 """The calibration session as a headless state machine: cues, synchronized recording, clinician actions, resume.
 
-The session walks the protocol's trials; for each it records the source's samples for the trial's duration and
+The session walks the cue protocol's trials; for each it records the source's samples for the trial's duration and
 appends them (crash-safe, :class:`decoder.recording.SessionWriter`) with the finger positions (the cue's target
 trajectory, or a data glove's measurements stored at their arrival), the movement as label, the repetition, and a
 cue event. Consecutive trials form one continuous segment; a pause (which keeps reading and discarding the source,
@@ -17,19 +17,21 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
+from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.recording import SessionWriter, read_recording
+from neurohand.decoder.validation import invalid_value
 
-from .protocol import CueProtocol, Trial
+from .cue_protocol import CueProtocol, Trial
 
 ACTIONS = ("continue", "pause", "repeat", "skip", "stop")
 
 
 class CalibrationSession:
-    """Record ``protocol`` from ``source`` into ``path``.
+    """Record ``cue_protocol`` from ``source`` into ``path``.
 
     Parameters
     ----------
-    protocol : CueProtocol
+    cue_protocol : CueProtocol
     source
         Anything with ``fs_hz``, ``n_channels`` and a blocking ``read() -> (chunk, time)``.
     path : str
@@ -40,11 +42,12 @@ class CalibrationSession:
         Called as each trial starts (the terminal interface shows its cue).
     """
 
-    def __init__(self, protocol: CueProtocol, source, path: str, *, patient_id: str = "", signal_kind: str = "nerve",
-                 clinician: Optional[Callable[[Trial], str]] = None, on_trial=None, on_chunk=None, glove=None,
+    def __init__(self, cue_protocol: CueProtocol, source, path: str, *, patient_id: str = "",
+                 signal_kind: str = "nerve", clinician: Optional[Callable[[Trial], str]] = None, on_trial=None,
+                 on_chunk=None, glove=None,
                  start_trial: int = 0, writer: Optional[SessionWriter] = None, metadata: Optional[dict] = None
                  ) -> None:
-        self.protocol = protocol
+        self.cue_protocol = cue_protocol
         self.source = source
         self.path = path
         self.clinician = clinician or (lambda trial: "continue")
@@ -54,16 +57,16 @@ class CalibrationSession:
         self.glove_positions = np.zeros(5)
         self.paused = False
         self._continuous = False
-        self.trials = protocol.schedule()
+        self.trials = cue_protocol.schedule()
         self.next_index = start_trial
         self.completed: List[int] = []
         self.log: List[str] = []
         self.writer = writer or SessionWriter(
             path, fs_hz=source.fs_hz, n_channels=source.n_channels, signal_kind=signal_kind,
             channel_names=getattr(source, "channel_names", None), units=getattr(source, "units", ""),
-            class_names=protocol.class_names, metadata=dict(
+            class_names=cue_protocol.class_names, metadata=dict(
                 {"patient_id": patient_id, "source": "calibration", "session_id": os.path.basename(path),
-                 "labels": "glove" if glove is not None else "cue", "protocol": protocol.to_json()},
+                 "labels": "glove" if glove is not None else "cue", "protocol": cue_protocol.to_json()},
                 **(metadata or {})))
         self._carry = np.zeros((0, source.n_channels), np.float32)
 
@@ -71,7 +74,7 @@ class CalibrationSession:
         fs = self.source.fs_hz
         n_total = int(round((trial.end_s - trial.start_s) * fs))
         t_rel = np.arange(n_total) / fs + trial.start_s
-        pos, lab, _ = self.protocol.trajectory(t_rel)
+        pos, lab, _ = self.cue_protocol.trajectory(t_rel)
         start_sample = self.writer.n_samples
         if not self._continuous:  # samples were skipped (first trial, after a pause or a resume): a new segment
             self.writer.mark_segment()
@@ -79,7 +82,7 @@ class CalibrationSession:
         self.writer.add_cue(start_sample, "{}@{}".format(trial.movement, trial.index), label=trial.label,
                            duration_samples=int(round((2 * trial.ramp_s + trial.hold_s) * fs)))
         if hasattr(self.source, "cue"):  # a simulated patient sees the cue as a person would
-            self.source.cue(self.protocol.target_of(trial.movement), ramp_s=trial.ramp_s, hold_s=trial.hold_s)
+            self.source.cue(self.cue_protocol.target_of(trial.movement), ramp_s=trial.ramp_s, hold_s=trial.hold_s)
         if self.glove is not None:
             self.glove.poll()  # whatever the glove sent before the cue belongs to no trial
         step = max(1, int(round(fs / 100.0)))  # cue positions at a glove's rate (100 Hz)
@@ -126,13 +129,13 @@ class CalibrationSession:
         self.on_chunk(None, chunk, 0.0, np.zeros(5), self.glove_positions)
 
     def run(self) -> List[int]:
-        """Run to the end of the protocol (or ``stop``); returns the indices of the trials recorded."""
+        """Run to the end of the cue protocol (or ``stop``); returns the indices of the trials recorded."""
         last: Optional[int] = None
         while self.next_index < len(self.trials):
             trial = self.trials[self.next_index]
             action = self.clinician(trial)
             if action not in ACTIONS:
-                raise ValueError("Invalid value for 'action': allowed {}, got {!r}".format(
+                raise invalid_value("action", "allowed {}, got {!r}".format(
                     ", ".join(repr(a) for a in ACTIONS), action))
             if action == "stop":
                 self.log.append("stopped before trial {}".format(trial.index))
@@ -171,30 +174,31 @@ def _trial_of(cue) -> int:
     return int(name.rsplit("@", 1)[1]) if "@" in name else -1
 
 
-def protocol_of(path: str) -> CueProtocol:
-    """Return the protocol a session file was recorded with (stored in its metadata)."""
-    return _stored_protocol(read_recording(path), path)
+def cue_protocol_of(path: str) -> CueProtocol:
+    """Return the cue protocol a session file was recorded with (stored in its metadata)."""
+    return _stored_cue_protocol(read_recording(path), path)
 
 
-def _stored_protocol(rec, path: str) -> CueProtocol:
-    text = rec.metadata.get("protocol")
+def _stored_cue_protocol(rec, path: str) -> CueProtocol:
+    text = rec.metadata.get("protocol")  # the session file's key since format 1
     if not text:
-        raise ValueError("{}: not a calibration session (no protocol in its metadata); only sessions recorded by "
-                         "'neurohand calibrate' can be resumed".format(path))
+        raise InvalidValueError(
+            "{}: not a calibration session (no cue protocol in its metadata); only sessions recorded by "
+            "'neurohand calibrate' can be resumed".format(path))
     return CueProtocol.from_json(text)
 
 
-def resume(protocol: Optional[CueProtocol], source, path: str, **kw) -> CalibrationSession:
+def resume(cue_protocol: Optional[CueProtocol], source, path: str, **kw) -> CalibrationSession:
     """Continue a session whose process died: keep every complete trial and go on after the last one.
 
-    ``protocol`` None takes the one stored in the file.
+    ``cue_protocol`` None takes the one stored in the file.
 
     The file (readable up to the writer's last flush) is copied, without the interrupted trial, into
     ``path + '.resume'``, which atomically replaces ``path`` only once written; recording then continues in it.
     """
     rec = read_recording(path)
-    protocol = protocol or _stored_protocol(rec, path)
-    trials = protocol.schedule()
+    cue_protocol = cue_protocol or _stored_cue_protocol(rec, path)
+    trials = cue_protocol.schedule()
     complete, keep = [], rec.n_samples
     for cue in rec.cues:
         k = _trial_of(cue)
@@ -216,7 +220,7 @@ def resume(protocol: Optional[CueProtocol], source, path: str, **kw) -> Calibrat
     writer.append_recording(kept)
     os.replace(tmp, path)
     writer.path = path
-    session = CalibrationSession(protocol, source, path, writer=writer,
+    session = CalibrationSession(cue_protocol, source, path, writer=writer,
                                  start_trial=(max(complete) + 1) if complete else 0, **kw)
     session.completed = list(complete)
     return session

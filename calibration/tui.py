@@ -1,7 +1,7 @@
 """The calibration session's terminal interface (rich): what the patient and the clinician see while recording.
 
 The view shows the movement to make with a countdown, a target bar per finger (and the glove's measured position
-when a glove is used), the live signal level of every channel, and progress through the protocol. The clinician
+when a glove is used), the live signal level of every channel, and progress through the cue protocol. The clinician
 presses ``p`` to pause or resume, ``r`` to repeat the last trial, ``s`` to skip the next one and ``q`` to stop
 (what was recorded is kept). :class:`SessionView` only renders; :class:`KeyControls` turns key presses into the
 session's clinician actions; tests render the view to a captured console and drive the controls directly.
@@ -24,9 +24,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from neurohand.decoder.recording import FINGERS
+from neurohand.decoder.vocabulary import FINGERS
 
-from .protocol import CueProtocol, Trial
+from .cue_protocol import CueProtocol, Trial
 
 KEYS_HELP = "[b]p[/b] pause/resume   [b]r[/b] repeat last trial   [b]s[/b] skip next trial   [b]q[/b] stop (keeps data)"
 
@@ -36,15 +36,15 @@ class SessionView:
 
     Parameters
     ----------
-    protocol : CueProtocol
+    cue_protocol : CueProtocol
     channel_names : sequence of str
     labels : {'cue', 'glove'}
     patient_id : str
     """
 
-    def __init__(self, protocol: CueProtocol, channel_names, *, labels: str = "cue", patient_id: str = "") -> None:
-        self.protocol = protocol
-        self.trials = protocol.schedule()
+    def __init__(self, cue_protocol: CueProtocol, channel_names, *, labels: str = "cue", patient_id: str = "") -> None:
+        self.cue_protocol = cue_protocol
+        self.trials = cue_protocol.schedule()
         self.channel_names = list(channel_names)
         self.labels = labels
         self.patient_id = patient_id

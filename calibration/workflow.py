@@ -19,10 +19,13 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from neurohand.decoder.validation import check_option
+from neurohand.decoder.errors import InvalidValueError
+from neurohand.decoder.validation import check_option, invalid_value
+from neurohand.decoder.vocabulary import SIGNAL_KINDS
+from neurohand.deploy.sources import parse_device_spec
 
+from .cue_protocol import DEFAULT_CUE_PROTOCOL, CueProtocol, load_cue_protocol
 from .model_store import ModelStore
-from .protocol import DEFAULT_PROTOCOL, CueProtocol, load_protocol
 
 Ask = Callable[[str, List[str], str], str]
 
@@ -35,7 +38,7 @@ class CalibrateOptions:
     store: str
     source: str = "sim"
     labels: str = "cue"
-    protocol: Optional[str] = None
+    cue_protocol: Optional[str] = None
     recalibrate: bool = False
     minutes: Optional[float] = None
     resume: Optional[str] = None
@@ -55,17 +58,15 @@ class CalibrateOptions:
     sim_fs_hz: float = 10000.0
 
     def __post_init__(self) -> None:
+        parse_device_spec("--source", self.source, ("sim", "serial", "lsl"))
         if self.labels != "cue" and not self.labels.startswith("glove:"):
-            raise ValueError("Invalid value for '--labels': allowed 'cue', 'glove:PORT' or 'glove:sim', got "
-                             "{!r}".format(self.labels))
+            raise invalid_value("--labels", "allowed 'cue', 'glove:PORT' or 'glove:sim', got "
+                                    "{!r}".format(self.labels))
         if self.labels == "glove:sim" and self.source != "sim":
-            raise ValueError("'--labels glove:sim' is the simulated patient's glove; it needs '--source sim'")
-        if not (self.source == "sim" or self.source.startswith(("serial:", "lsl:"))):
-            raise ValueError("Invalid value for '--source': allowed 'sim', 'serial:PORT' or 'lsl:NAME', got "
-                             "{!r}".format(self.source))
-        check_option("signal_kind", self.signal_kind, ("nerve", "emg", "envelope"))
+            raise InvalidValueError("'--labels glove:sim' is the simulated patient's glove; it needs '--source sim'")
+        check_option("signal_kind", self.signal_kind, SIGNAL_KINDS)
         if self.minutes is not None and self.minutes <= 0:
-            raise ValueError("Invalid value for '--minutes': expected > 0, got {}".format(self.minutes))
+            raise invalid_value("--minutes", "expected > 0, got {}".format(self.minutes))
 
 
 class CalibrationStopped(Exception):
@@ -80,7 +81,8 @@ class _Devices:
         self.closers: List[Callable[[], None]] = []
         self.glove = None
         self.sim_glove = None
-        if opts.source == "sim":
+        kind, target = parse_device_spec("--source", opts.source, ("sim", "serial", "lsl"))
+        if kind == "sim":
             from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig
             from neurohand.firmware_bridge.sim_patient import SimulatedPatient
 
@@ -94,14 +96,14 @@ class _Devices:
                 self.sim_glove = SimGlove(fs_hz=cfg.glove_fs_hz).start()
                 self.closers.append(self.sim_glove.stop)
                 self.source.on_glove = self.sim_glove.push
-        elif opts.source.startswith("serial:"):
+        elif kind == "serial":
             from neurohand.firmware_bridge.interface_link import InterfaceSource
 
-            self.source = InterfaceSource(opts.source.split(":", 1)[1], stall_timeout_s=1.0)
+            self.source = InterfaceSource(target, stall_timeout_s=1.0)
         else:
             from neurohand.firmware_bridge.lsl_source import LslSource
 
-            self.source = LslSource(opts.source.split(":", 1)[1])
+            self.source = LslSource(target)
         self.closers.append(self.source.close)
         if opts.labels.startswith("glove:"):
             from neurohand.firmware_bridge.interface_link import GloveLink
@@ -119,18 +121,18 @@ class _Devices:
 
 
 # ---------------------------------------------------------------------- recording
-def _protocol_for(opts: CalibrateOptions) -> CueProtocol:
-    protocol = load_protocol(opts.protocol or DEFAULT_PROTOCOL)
+def _cue_protocol_for(opts: CalibrateOptions) -> CueProtocol:
+    cue_protocol = load_cue_protocol(opts.cue_protocol or DEFAULT_CUE_PROTOCOL)
     if opts.minutes is not None:
-        protocol = protocol.with_repetitions(protocol.repetitions_for(opts.minutes))
-    return protocol
+        cue_protocol = cue_protocol.with_repetitions(cue_protocol.repetitions_for(opts.minutes))
+    return cue_protocol
 
 
-def record_session(opts: CalibrateOptions, protocol: Optional[CueProtocol], path: str, console, *,
+def record_session(opts: CalibrateOptions, cue_protocol: Optional[CueProtocol], path: str, console, *,
                    controls=None) -> str:
     """Record (or with ``opts.resume``, continue) a session into ``path``; returns ``path``.
 
-    ``protocol`` is what to record; a resumed session uses the one stored in its file instead. A marker
+    ``cue_protocol`` is what to record; a resumed session uses the one stored in its file instead. A marker
     ``path + '.inprogress'`` exists while recording, so an interrupted session is found and offered for resuming
     the next time.
     """
@@ -142,7 +144,7 @@ def record_session(opts: CalibrateOptions, protocol: Optional[CueProtocol], path
     devices = _Devices(opts)
     marker = path + ".inprogress"
     controls = controls or KeyControls(read_terminal=opts.tui)
-    view: Optional[SessionView] = None  # made once the session (and, when resuming, its stored protocol) is known
+    view: Optional[SessionView] = None  # made once the session (and, when resuming, its stored cue protocol) is known
     session: Optional[CalibrationSession] = None
     live = None
     last_draw = [0.0, None]  # when, and for which (paused, trial) state, the screen was last drawn
@@ -173,10 +175,10 @@ def record_session(opts: CalibrateOptions, protocol: Optional[CueProtocol], path
                 path, len(session.completed), session.next_index + 1))
         else:
             session = CalibrationSession(
-                protocol, devices.source, path, patient_id=opts.patient, signal_kind=opts.signal_kind,
+                cue_protocol, devices.source, path, patient_id=opts.patient, signal_kind=opts.signal_kind,
                 metadata={"mains_hz": "{:g}".format(opts.mains_hz), "source_spec": opts.source,
                           "mode": "recalibration" if opts.recalibrate else "calibration"}, **kw)
-        view = SessionView(session.protocol, devices.source.channel_names or ["ch{}".format(i) for i in range(
+        view = SessionView(session.cue_protocol, devices.source.channel_names or ["ch{}".format(i) for i in range(
             devices.source.n_channels)], labels="glove" if devices.glove is not None else "cue",
             patient_id=opts.patient)
         if opts.tui:
@@ -318,7 +320,7 @@ def run_calibration(opts: CalibrateOptions, *, console=None, ask: Optional[Ask] 
         raise CalibrationStopped("Patient {!r} has no accepted model in {} to recalibrate; calibrate from scratch "
                                  "first (without --recalibrate)".format(opts.patient, opts.store))
     ask = ask or _prompt(opts, console)
-    protocol = None if opts.resume else _protocol_for(opts)
+    cue_protocol = None if opts.resume else _cue_protocol_for(opts)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     if not opts.resume:
         for left in interrupted_sessions(store):
@@ -332,9 +334,9 @@ def run_calibration(opts: CalibrateOptions, *, console=None, ask: Optional[Ask] 
             path = os.path.join(store.sessions_dir(), "{}{}{}.h5".format(
                 stamp, "-recal" if opts.recalibrate else "", "-{}".format(attempt) if attempt > 1 else ""))
             console.rule("[bold]Recording {} ({} trials, {:.1f} min{})".format(
-                os.path.basename(path), len(protocol.schedule()), protocol.duration_s / 60.0,
+                os.path.basename(path), len(cue_protocol.schedule()), cue_protocol.duration_s / 60.0,
                 ", recalibration" if opts.recalibrate else ""))
-        record_session(opts, protocol, path, console, controls=controls)
+        record_session(opts, cue_protocol, path, console, controls=controls)
         rec = read_recording(path)
         rec.metadata["session_path"] = path
         report = check_recording(rec)
@@ -348,7 +350,7 @@ def run_calibration(opts: CalibrateOptions, *, console=None, ask: Optional[Ask] 
             raise CalibrationStopped("Stopped at the quality check ({}); the session is kept in {}".format(
                 report["summary"], path))
         opts = replace(opts, resume=None)
-        protocol = protocol or _protocol_for(opts)
+        cue_protocol = cue_protocol or _cue_protocol_for(opts)
     work = os.path.join(store.root, "work", os.path.splitext(os.path.basename(path))[0])
     outcome = train_and_evaluate(opts, rec, work, store, console)
     choice = ask("Accept this model for patient {}?".format(opts.patient), ["accept", "reject"], "accept")

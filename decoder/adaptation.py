@@ -34,7 +34,8 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from .validation import check_positive
+from .errors import InvalidValueError
+from .validation import check_positive, invalid_value
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,11 @@ class AdaptationConfig:
         check_positive("horizon_s", self.horizon_s)
         check_positive("limit_sd", self.limit_sd)
         if self.horizon_s < self.prior_s:
-            raise ValueError("Invalid value for 'horizon_s': expected at least prior_s={}, got {}".format(
+            raise invalid_value("horizon_s", "expected at least prior_s={}, got {}".format(
                 self.prior_s, self.horizon_s))
         for name in ("limit_sd", "clip_sd"):
             if getattr(self, name) <= 1.0:
-                raise ValueError("Invalid value for {!r}: expected a factor > 1, got {}".format(
+                raise InvalidValueError("Invalid value for {!r}: expected a factor > 1, got {}".format(
                     name, getattr(self, name)))
 
     def to_dict(self) -> Dict[str, Any]:
@@ -90,7 +91,7 @@ class AdaptationConfig:
         keys = tuple(f.name for f in fields(cls))
         if not isinstance(d, dict) or set(d) != set(keys):
             got = sorted(d) if isinstance(d, dict) else type(d).__name__
-            raise ValueError("Invalid adaptation config: expected the keys {}, got {}".format(list(keys), got))
+            raise InvalidValueError("Invalid adaptation config: expected the keys {}, got {}".format(list(keys), got))
         return cls(**{k: check_positive(k, d[k]) for k in keys})
 
 
@@ -129,14 +130,16 @@ class FeatureAdapter:
         self.mean0 = np.asarray(mean, np.float64)
         self.std0 = np.asarray(std, np.float64)
         if self.mean0.ndim != 1 or self.std0.shape != self.mean0.shape or self.mean0.size == 0:
-            raise ValueError("Invalid adaptation prior: expected mean and std of shape (n_features,), got {} and "
-                             "{}".format(self.mean0.shape, self.std0.shape))
+            raise InvalidValueError(
+                "Invalid adaptation prior: expected mean and std of shape (n_features,), got {} and "
+                "{}".format(self.mean0.shape, self.std0.shape))
         if not (np.all(np.isfinite(self.std0)) and np.all(self.std0 > 0) and np.all(np.isfinite(self.mean0))):
-            raise ValueError("Invalid adaptation prior: expected finite means and positive standard deviations")
+            raise InvalidValueError("Invalid adaptation prior: expected finite means and positive standard deviations")
         self.prior_frames = config.prior_s * 1000.0 / float(hop_ms)
         self.horizon_frames = config.horizon_s * 1000.0 / float(hop_ms)
         if self.horizon_frames < 1.0:
-            raise ValueError("Invalid value for 'horizon_s': expected at least one frame ({} ms), got {} s".format(
+            raise invalid_value(
+                "horizon_s", "expected at least one frame ({} ms), got {} s".format(
                 hop_ms, config.horizon_s))
         lim = config.limit_sd
         self._lo_m, self._hi_m = self.mean0 - lim * self.std0, self.mean0 + lim * self.std0
@@ -167,7 +170,7 @@ class FeatureAdapter:
         """
         x = np.asarray(frames, np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_features:
-            raise ValueError("Invalid frames for the feature adapter: expected shape (n, {}), got {}".format(
+            raise InvalidValueError("Invalid frames for the feature adapter: expected shape (n, {}), got {}".format(
                 self.n_features, x.shape))
         n, k = len(x), int(state.n_frames)
         m, v = state.mean.copy(), state.var.copy()
@@ -212,9 +215,10 @@ class FeatureAdapter:
         """
         if not isinstance(d, dict) or set(d) != {"config", "mean", "std"}:
             got = sorted(d) if isinstance(d, dict) else type(d).__name__
-            raise ValueError("Invalid adaptation: expected the keys ['config', 'mean', 'std'], got {}".format(got))
+            raise InvalidValueError(
+                "Invalid adaptation: expected the keys ['config', 'mean', 'std'], got {}".format(got))
         try:
             mean, std = np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64)
         except (TypeError, ValueError):
-            raise ValueError("Invalid adaptation prior: 'mean' and 'std' must be lists of numbers") from None
+            raise InvalidValueError("Invalid adaptation prior: 'mean' and 'std' must be lists of numbers") from None
         return cls(AdaptationConfig.from_dict(d["config"]), hop_ms=hop_ms, mean=mean, std=std)

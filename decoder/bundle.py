@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from .adaptation import FeatureAdapter
+from .errors import InvalidValueError
 from .features import FeatureConfig, FeatureExtractor
 
 SCHEMA_VERSION = 3
@@ -36,7 +37,7 @@ reads."""
 BUNDLE_FILES = ("model.onnx", "weights.npz")
 
 
-class BundleError(ValueError):
+class BundleError(InvalidValueError):
     """A bundle is missing, corrupted, from a newer schema, or does not fit the signal it is asked to decode."""
 
 
@@ -153,6 +154,21 @@ class Bundle:
         sos = self.contract.get("filter_sos")  # designed at export: the device never needs scipy.signal
         return FeatureExtractor(self.feature_config, fs_hz=self.fs_hz, n_channels=self.n_channels,
                                 sos=None if sos is None else np.asarray(sos, dtype=float).reshape(-1, 6))
+
+    def decoder(self, *, engine: str = "auto", post: Optional[Any] = None, **engine_options: Any) -> Any:
+        """Create a :class:`~neurohand.decoder.stream.StreamDecoder`: the whole chain, raw samples to commands.
+
+        Parameters
+        ----------
+        engine : {'auto', 'tensorrt', 'onnxruntime', 'numpy'}
+        post : PostConfig, optional
+            Post-processing of the commands (default ``PostConfig()``).
+        **engine_options
+            Passed to the engine.
+        """
+        from .stream import StreamDecoder  # the engines import this module
+
+        return StreamDecoder(self, engine=engine, post=post, **engine_options)
 
     def feature_adapter(self) -> Optional[FeatureAdapter]:
         """Return the running feature adaptation the model was trained behind, or None when it has none.

@@ -36,11 +36,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .errors import InvalidTypeError, InvalidValueError
 from .filters import DTYPE, CausalFilterBank, FilterConfig
-from .validation import check_int, check_option, check_positive, check_signal
+from .validation import check_int, check_option, check_positive, check_signal, invalid_value
+from .vocabulary import SIGNAL_KINDS
 
 FEATURES = ("mav", "rms", "wl", "zc", "ssc", "logvar", "mean", "logmean", "log_bandpower", "log_mav", "log_wl")
-SIGNAL_KINDS = ("nerve", "emg", "envelope")
 
 # Block statistics and which features need them.
 _STATS_FOR = {
@@ -96,29 +97,30 @@ class FeatureConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.filters, FilterConfig):
-            raise TypeError("'filters' must be a FilterConfig, got {!r}".format(type(self.filters).__name__))
+            raise InvalidTypeError("'filters' must be a FilterConfig, got {!r}".format(type(self.filters).__name__))
         check_positive("window_ms", self.window_ms)
         check_positive("hop_ms", self.hop_ms)
         ratio = self.window_ms / self.hop_ms
         if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
-            raise ValueError(
-                "Invalid value for 'window_ms': expected a whole multiple of hop_ms={}, got {}".format(
+            raise invalid_value(
+                "window_ms", "expected a whole multiple of hop_ms={}, got {}".format(
                     self.hop_ms, self.window_ms)
             )
         feats = tuple(self.features)
         if not feats:
-            raise ValueError("Invalid value for 'features': expected at least one of {}".format(FEATURES))
+            raise invalid_value("features", "expected at least one of {}".format(FEATURES))
         for f in feats:
             check_option("features", f, FEATURES)
         if len(set(feats)) != len(feats):
-            raise ValueError("Invalid value for 'features': duplicates in {}".format(feats))
+            raise invalid_value("features", "duplicates in {}".format(feats))
         object.__setattr__(self, "features", feats)
         bands = tuple((float(lo), float(hi)) for lo, hi in self.bands_hz)
         for lo, hi in bands:
             if not (0 <= lo < hi):
-                raise ValueError("Invalid value for 'bands_hz': expected 0 <= low < high, got ({}, {})".format(lo, hi))
+                raise invalid_value(
+                    "bands_hz", "expected 0 <= low < high, got ({}, {})".format(lo, hi))
         if "log_bandpower" in feats and not bands:
-            raise ValueError("Invalid value for 'bands_hz': 'log_bandpower' needs at least one band")
+            raise invalid_value("bands_hz", "'log_bandpower' needs at least one band")
         object.__setattr__(self, "bands_hz", bands)
         check_positive("zc_threshold", self.zc_threshold, allow_zero=True)
         check_positive("ssc_threshold", self.ssc_threshold, allow_zero=True)
@@ -144,7 +146,7 @@ class FeatureConfig:
         """Build from :meth:`to_dict` output; unknown keys raise."""
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError("Unknown feature config keys {}; allowed {}".format(
+            raise InvalidValueError("Unknown feature config keys {}; allowed {}".format(
                 sorted(unknown), sorted(cls.__dataclass_fields__)))
         d = dict(d)
         if "filters" in d:
@@ -250,8 +252,8 @@ class FeatureExtractor:
         self.n_channels = check_int("n_channels", n_channels, minimum=1)
         hop = config.hop_ms * self.fs_hz / 1000.0
         if abs(hop - round(hop)) > 1e-6 * max(1.0, hop) or round(hop) < 1:
-            raise ValueError(
-                "Invalid value for 'hop_ms': {} ms at fs_hz={} is {} samples; expected a whole number >= 1".format(
+            raise invalid_value(
+                "hop_ms", "{} ms at fs_hz={} is {} samples; expected a whole number >= 1".format(
                     config.hop_ms, self.fs_hz, hop)
             )
         self.hop_samples = int(round(hop))
@@ -270,8 +272,8 @@ class FeatureExtractor:
             for lo, hi in config.bands_hz:
                 mask = (freqs >= lo) & (freqs < hi)
                 if not mask.any():
-                    raise ValueError(
-                        "Invalid value for 'bands_hz': band ({}, {}) Hz holds no frequency bin at a resolution "
+                    raise invalid_value(
+                        "bands_hz", "band ({}, {}) Hz holds no frequency bin at a resolution "
                         "of {:.3g} Hz (hop_ms={}); widen the band or lengthen hop_ms".format(
                             lo, hi, self.fs_hz / self.hop_samples, config.hop_ms)
                     )

@@ -20,7 +20,8 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from .validation import check_int, check_positive, check_signal
+from .errors import InvalidValueError
+from .validation import check_int, check_positive, check_signal, invalid_value
 
 
 def _load_sosfilt_kernel():
@@ -86,8 +87,8 @@ class FilterConfig:
         if self.bandpass_hz is not None:
             band = tuple(float(b) for b in self.bandpass_hz)
             if len(band) != 2 or not (0 < band[0] < band[1]):
-                raise ValueError(
-                    "Invalid value for 'bandpass_hz': expected (low_hz, high_hz) with 0 < low < high, "
+                raise invalid_value(
+                    "bandpass_hz", "expected (low_hz, high_hz) with 0 < low < high, "
                     "got {!r}".format(self.bandpass_hz)
                 )
             object.__setattr__(self, "bandpass_hz", band)
@@ -108,7 +109,7 @@ class FilterConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise."""
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError("Unknown filter config keys {}; allowed {}".format(
+            raise InvalidValueError("Unknown filter config keys {}; allowed {}".format(
                 sorted(unknown), sorted(cls.__dataclass_fields__)))
         d = dict(d)
         if d.get("bandpass_hz") is not None:
@@ -137,15 +138,15 @@ def design_sos(config: FilterConfig, fs_hz: float) -> np.ndarray:
     if config.bandpass_hz is not None:
         lo, hi = config.bandpass_hz
         if hi >= nyq:
-            raise ValueError(
-                "Invalid value for 'bandpass_hz': high edge {} Hz must be below Nyquist ({} Hz at fs_hz={})".format(
+            raise invalid_value(
+                "bandpass_hz", "high edge {} Hz must be below Nyquist ({} Hz at fs_hz={})".format(
                     hi, nyq, fs_hz)
             )
         sections.append(signal.butter(config.bandpass_order, [lo, hi], btype="bandpass", output="sos", fs=fs_hz))
     if config.notch_hz is not None:
         if config.notch_hz >= nyq:
-            raise ValueError(
-                "Invalid value for 'notch_hz': {} Hz must be below Nyquist ({} Hz at fs_hz={})".format(
+            raise invalid_value(
+                "notch_hz", "{} Hz must be below Nyquist ({} Hz at fs_hz={})".format(
                     config.notch_hz, nyq, fs_hz)
             )
         for k in range(1, config.notch_harmonics + 1):
@@ -166,7 +167,7 @@ def check_stable(sos: np.ndarray) -> None:
     for i, sec in enumerate(np.asarray(sos, dtype=float)):
         poles = np.roots(sec[3:])
         if poles.size and np.max(np.abs(poles)) >= 1.0:
-            raise ValueError(
+            raise InvalidValueError(
                 "Unstable filter: section {} has a pole of magnitude {:.6f} (must be < 1); lower the order "
                 "or widen the band".format(i, float(np.max(np.abs(poles))))
             )

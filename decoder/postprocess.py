@@ -12,6 +12,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from .errors import InvalidValueError
 from .validation import check_positive
 
 
@@ -46,8 +47,8 @@ class PostConfig:
         check_positive("max_speed_per_s", self.max_speed_per_s)
         lo, hi = np.asarray(self.finger_min, float), np.asarray(self.finger_max, float)
         if lo.shape != (5,) or hi.shape != (5,) or np.any(lo < 0) or np.any(hi > 1) or np.any(lo >= hi):
-            raise ValueError("finger_min and finger_max must be 5 values with 0 <= min < max <= 1, got {} and "
-                             "{}".format(self.finger_min, self.finger_max))
+            raise InvalidValueError("finger_min and finger_max must be 5 values with 0 <= min < max <= 1, got {} and "
+                                    "{}".format(self.finger_min, self.finger_max))
 
 
 @dataclass

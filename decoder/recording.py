@@ -35,17 +35,17 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .errors import InvalidValueError
 from .validation import check_option, check_positive, check_signal
+from .vocabulary import SIGNAL_KINDS
 
 FORMAT_NAME = "neurohand-session"
 FORMAT_VERSION = 1
-FINGERS = ("thumb", "index", "middle", "ring", "little")
-SIGNAL_KINDS = ("nerve", "emg", "envelope")
 METADATA_KEYS = ("patient_id", "session_id", "device", "date", "source", "notes")
 CUE_DTYPE = np.dtype([("sample", "<i8"), ("label", "<i2"), ("duration_samples", "<i8"), ("name", "S64")])
 
 
-class SessionFormatError(ValueError):
+class SessionFormatError(InvalidValueError):
     """A session file does not follow the neurohand session schema."""
 
 
@@ -106,22 +106,22 @@ class Recording:
         n, c = self.signals.shape
         names = tuple(self.channel_names) or tuple("ch{}".format(i) for i in range(c))
         if len(names) != c:
-            raise ValueError("'channel_names' must have one name per channel ({}), got {}".format(c, len(names)))
+            raise InvalidValueError("'channel_names' must have one name per channel ({}), got {}".format(c, len(names)))
         object.__setattr__(self, "channel_names", names)
         if (self.positions is None) != (self.position_index is None):
-            raise ValueError("'positions' and 'position_index' must be given together")
+            raise InvalidValueError("'positions' and 'position_index' must be given together")
         if self.positions is not None:
             pos = np.asarray(self.positions, dtype=np.float32)
             idx = np.asarray(self.position_index, dtype=np.int64)
             if pos.ndim != 2 or pos.shape[1] != 5:
-                raise ValueError("'positions' must have shape (n_positions, 5), got {}".format(pos.shape))
+                raise InvalidValueError("'positions' must have shape (n_positions, 5), got {}".format(pos.shape))
             if idx.shape != (len(pos),):
-                raise ValueError("'position_index' must have shape ({},), got {}".format(len(pos), idx.shape))
+                raise InvalidValueError("'position_index' must have shape ({},), got {}".format(len(pos), idx.shape))
             if len(idx) and (idx.min() < 0 or idx.max() >= max(n, 1) or np.any(np.diff(idx) < 0)):
-                raise ValueError("'position_index' must be increasing sample indices in [0, {})".format(n))
+                raise InvalidValueError("'position_index' must be increasing sample indices in [0, {})".format(n))
             finite = pos[np.isfinite(pos)]
             if finite.size and (finite.min() < -1e-6 or finite.max() > 1 + 1e-6):
-                raise ValueError("'positions' must lie in 0..1, got range [{:.3g}, {:.3g}]".format(
+                raise InvalidValueError("'positions' must lie in 0..1, got range [{:.3g}, {:.3g}]".format(
                     finite.min(), finite.max()))
             object.__setattr__(self, "positions", pos)
             object.__setattr__(self, "position_index", idx)
@@ -131,16 +131,17 @@ class Recording:
             if arr is not None:
                 arr = np.asarray(arr)
                 if arr.shape != (n,):
-                    raise ValueError("{!r} must have shape ({},) (one per sample), got {}".format(name, n, arr.shape))
+                    raise InvalidValueError(
+                        "{!r} must have shape ({},) (one per sample), got {}".format(name, n, arr.shape))
                 object.__setattr__(self, name, arr.astype(np.int16))
         if self.labels is not None and len(self.labels):
             lo, hi = int(self.labels.min()), int(self.labels.max())
             if lo < 0 or hi >= len(self.class_names):
-                raise ValueError("'labels' must be in 0..{} (one per class name), got {}..{}".format(
+                raise InvalidValueError("'labels' must be in 0..{} (one per class name), got {}..{}".format(
                     len(self.class_names) - 1, lo, hi))
         seg = np.asarray(self.segment_starts, dtype=np.int64).ravel()
         if len(seg) == 0 or seg[0] != 0 or np.any(np.diff(seg) <= 0) or (n and seg[-1] >= n and len(seg) > 1):
-            raise ValueError("'segment_starts' must start at 0 and increase strictly, got {}".format(seg[:10]))
+            raise InvalidValueError("'segment_starts' must start at 0 and increase strictly, got {}".format(seg[:10]))
         object.__setattr__(self, "segment_starts", seg)
         cues = np.asarray(self.cues)
         if cues.dtype != CUE_DTYPE:
@@ -187,7 +188,7 @@ class Recording:
         np.ndarray, shape (k, 5), float32
         """
         if not self.has_positions:
-            raise ValueError("This recording has no finger positions (no glove or cue trajectory was recorded)")
+            raise InvalidValueError("This recording has no finger positions (no glove or cue trajectory was recorded)")
         s = np.asarray(samples, dtype=np.float64)
         out = np.empty((len(s), 5), dtype=np.float32)
         for j in range(5):
@@ -208,7 +209,7 @@ class Recording:
         """
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != (self.n_samples,):
-            raise ValueError("'mask' must have shape ({},), got {}".format(self.n_samples, mask.shape))
+            raise InvalidValueError("'mask' must have shape ({},), got {}".format(self.n_samples, mask.shape))
         keep = np.flatnonzero(mask)
         new_index = np.full(self.n_samples, -1, np.int64)
         new_index[keep] = np.arange(len(keep))
@@ -461,7 +462,7 @@ class SessionWriter:
         self.class_names = tuple(class_names)
         names = list(channel_names) or ["ch{}".format(i) for i in range(self.n_channels)]
         if len(names) != self.n_channels:
-            raise ValueError("'channel_names' must have {} names, got {}".format(self.n_channels, len(names)))
+            raise InvalidValueError("'channel_names' must have {} names, got {}".format(self.n_channels, len(names)))
         f = h5py.File(self.path, "w", libver="latest")
         self._f = f
         f.attrs["format"] = FORMAT_NAME
@@ -516,9 +517,10 @@ class SessionWriter:
         for name, arr, present in (("labels", labels, self.has_labels), ("repetitions", repetitions,
                                                                          self.has_repetitions)):
             if present and arr is None:
-                raise ValueError("{!r} are required with every append (the writer was created with them)".format(name))
+                raise InvalidValueError(
+                    "{!r} are required with every append (the writer was created with them)".format(name))
             if arr is not None and np.shape(arr) != (k,):
-                raise ValueError("{!r} must have shape ({},), got {}".format(name, k, np.shape(arr)))
+                raise InvalidValueError("{!r} must have shape ({},), got {}".format(name, k, np.shape(arr)))
         n0, n1 = self.n_samples, self.n_samples + k
         if self.has_labels:
             self._lab.resize((n1,))
@@ -537,7 +539,7 @@ class SessionWriter:
         pos = np.asarray(positions, dtype=np.float32)
         idx = np.asarray(sample_index, dtype=np.int64)
         if pos.ndim != 2 or pos.shape[1] != 5 or idx.shape != (len(pos),):
-            raise ValueError("positions must have shape (n, 5) and sample_index (n,), got {} and {}".format(
+            raise InvalidValueError("positions must have shape (n, 5) and sample_index (n,), got {} and {}".format(
                 pos.shape, idx.shape))
         m0 = len(self._pos)
         self._pidx.resize((m0 + len(idx),))

@@ -10,8 +10,31 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
+from .errors import InvalidTypeError, InvalidValueError
 
-def check_option(name: str, value: Any, allowed: Iterable[Any]) -> Any:
+
+def invalid_value(name: str, message: str, *, extra: Optional[str] = None) -> InvalidValueError:
+    """Build the error for a bad value, in the one shape ``Invalid value for 'name': <message>[; <extra>]``.
+
+    Parameters
+    ----------
+    name : str
+        The parameter, option (``'--hand'``) or field.
+    message : str
+        What was expected and what was given.
+    extra : str, optional
+        A hint on how to fix it.
+
+    Returns
+    -------
+    InvalidValueError
+        To be raised by the caller.
+    """
+    text = "Invalid value for {!r}: {}".format(name, message)
+    return InvalidValueError(text if extra is None else "{}; {}".format(text, extra))
+
+
+def check_option(name: str, value: Any, allowed: Iterable[Any], *, extra: Optional[str] = None) -> Any:
     """Check that ``value`` is one of ``allowed``.
 
     Returns
@@ -27,7 +50,7 @@ def check_option(name: str, value: Any, allowed: Iterable[Any]) -> Any:
     allowed = tuple(allowed)
     if value not in allowed:
         options = ", ".join(repr(a) for a in allowed)
-        raise ValueError("Invalid value for {!r}: allowed {}, got {!r}".format(name, options, value))
+        raise invalid_value(name, "allowed {}, got {!r}".format(options, value), extra=extra)
     return value
 
 
@@ -36,19 +59,20 @@ def check_positive(name: str, value: float, *, allow_zero: bool = False) -> floa
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise TypeError("{!r} must be a number, got {!r}".format(name, value)) from None
+        raise InvalidTypeError("{!r} must be a number, got {!r}".format(name, value)) from None
     if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         need = "a finite number >= 0" if allow_zero else "a finite number > 0"
-        raise ValueError("Invalid value for {!r}: expected {}, got {!r}".format(name, need, value))
+        raise InvalidValueError("Invalid value for {!r}: expected {}, got {!r}".format(name, need, value))
     return v
 
 
 def check_int(name: str, value: Any, *, minimum: Optional[int] = None) -> int:
     """Check that ``value`` is an integer, optionally at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError("{!r} must be an integer, got {!r}".format(name, value))
+        raise InvalidTypeError("{!r} must be an integer, got {!r}".format(name, value))
     if minimum is not None and value < minimum:
-        raise ValueError("Invalid value for {!r}: expected an integer >= {}, got {}".format(name, minimum, value))
+        raise InvalidValueError(
+            "Invalid value for {!r}: expected an integer >= {}, got {}".format(name, minimum, value))
     return int(value)
 
 
@@ -83,20 +107,20 @@ def check_signal(
         if allow_nonfinite or np.isfinite(arr).all():
             return arr
     if arr.ndim != 2:
-        raise ValueError(
+        raise InvalidValueError(
             "{!r} must have shape (n_samples, n_channels), got an array with shape {}".format(name, arr.shape)
         )
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError("{!r} must hold numbers, got dtype {}".format(name, arr.dtype))
+        raise InvalidTypeError("{!r} must hold numbers, got dtype {}".format(name, arr.dtype))
     if n_channels is not None and arr.shape[1] != n_channels:
-        raise ValueError(
+        raise InvalidValueError(
             "{!r} must have {} channels (shape (n_samples, {})), got {} channels".format(
                 name, n_channels, n_channels, arr.shape[1]
             )
         )
     if not allow_nonfinite and arr.size and not np.isfinite(arr).all():
         bad = np.argwhere(~np.isfinite(arr))[0]
-        raise ValueError(
+        raise InvalidValueError(
             "{!r} contains NaN or inf (first at sample {}, channel {}); expected finite samples".format(
                 name, int(bad[0]), int(bad[1])
             )
@@ -121,9 +145,9 @@ def parse_index_ranges(name: str, text: str) -> Sequence[int]:
             else:
                 out.add(int(part))
         except ValueError:
-            raise ValueError(
+            raise InvalidValueError(
                 "Invalid value for {!r}: expected ranges like '1-7' or '1,3,5', got {!r}".format(name, text)
             ) from None
     if not out:
-        raise ValueError("Invalid value for {!r}: no indices in {!r}".format(name, text))
+        raise InvalidValueError("Invalid value for {!r}: no indices in {!r}".format(name, text))
     return sorted(out)

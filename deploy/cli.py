@@ -1,7 +1,9 @@
 """The ``neurohand`` command: a thin dispatcher over subcommands that live in their own packages.
 
 Each package exposes ``register(subparsers)`` in its ``cli`` module; handlers import their heavy
-dependencies only when run, so ``neurohand run`` on the device never imports torch.
+dependencies only when run, so ``neurohand run`` on the device never imports torch. An expected failure (a
+:class:`~neurohand.decoder.errors.NeurohandError`, or an ``OSError``) is one line on stderr and exit 2; anything else
+is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 from typing import List, Optional
 
 from neurohand import __version__
+from neurohand.decoder.errors import NeurohandError
 
 # Modules whose ``register(subparsers)`` adds subcommands, in help order.
 COMMAND_MODULES = (
@@ -23,6 +26,10 @@ COMMAND_MODULES = (
     "neurohand.deploy.runtime",
     "neurohand.deploy.bench",
 )
+
+# Modules of the optional extras (pyproject.toml), and the extra that installs each.
+OPTIONAL_MODULES = {"torch": "train", "onnx": "train", "safetensors": "train", "sklearn": "train",
+                    "matplotlib": "train", "pynput": "keys", "pylsl": "lsl"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,17 +50,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``neurohand`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from neurohand.firmware_bridge.interface_link import SourceStalled  # a device that never answered
-
     try:
         rc = args.func(args)
-    except (ValueError, OSError, KeyError, SourceStalled) as e:  # OSError: files, and serial ports that won't open
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print("neurohand {}: error: {}".format(args.command, msg), file=sys.stderr)
+    except (NeurohandError, OSError) as e:  # expected: bad input, files, serial ports that won't open, no device
+        print("neurohand {}: error: {}".format(args.command, e), file=sys.stderr)
         return 2
-    except ImportError as e:
-        print("neurohand {}: error: {} is not installed; this command needs the clinic extras: "
-              "pip install 'neurohand[train]'".format(args.command, getattr(e, "name", None) or e), file=sys.stderr)
+    except ModuleNotFoundError as e:
+        extra = OPTIONAL_MODULES.get((e.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print("neurohand {}: error: {} is not installed; this command needs pip install 'neurohand[{}]'".format(
+            args.command, e.name, extra), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("neurohand {}: interrupted".format(args.command), file=sys.stderr)

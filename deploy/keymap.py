@@ -31,7 +31,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-FINGERS = ("thumb", "index", "middle", "ring", "little")
+from neurohand.decoder.errors import InvalidValueError
+from neurohand.decoder.vocabulary import FINGERS
+
 COMBOS = {"fist": (0, 1, 2, 3, 4), "pinch_fingers": (0, 1), "point_away": (0, 2, 3, 4)}
 MODES = ("hold", "tap")
 _NAMED = ("space", "enter", "tab", "esc", "backspace", "shift", "ctrl", "alt", "up", "down", "left", "right",
@@ -40,7 +42,7 @@ KEY_NAMES = frozenset(list("abcdefghijklmnopqrstuvwxyz0123456789") + list(_NAMED
                       ["f{}".format(i) for i in range(1, 21)])
 
 
-class ProfileError(ValueError):
+class ProfileError(InvalidValueError):
     """A keyboard profile is invalid; the message names the line."""
 
 

@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-FINGERS = ("thumb", "index", "middle", "ring", "little")
+from neurohand.decoder.vocabulary import FINGERS
 
 
 def render(command: Optional[np.ndarray], probabilities: Optional[np.ndarray], class_names: Sequence[str],

@@ -17,9 +17,10 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from neurohand.decoder.bundle import Bundle
-from neurohand.decoder.engines import create_engine
-from neurohand.decoder.postprocess import PostConfig, PostProcessor
+from neurohand.decoder.errors import InvalidValueError
+from neurohand.decoder.postprocess import PostConfig
 from neurohand.decoder.signal_quality import QualityConfig, QualityMonitor
+from neurohand.decoder.stream import DecodeFault
 
 from .sources import SourceStalled
 
@@ -98,17 +99,15 @@ class Runtime:
     def __init__(self, bundle: Bundle, source, sink, *, engine: str = "auto", post: Optional[PostConfig] = None,
                  quality: Optional[QualityConfig] = None, log=None, hop_budget_ms: Optional[float] = None,
                  record_frames: bool = False, on_chunk=None) -> None:
-        post = post or PostConfig()
         self.on_chunk = on_chunk
         quality = quality or QualityConfig()
         bundle.check_source(fs_hz=source.fs_hz, n_channels=source.n_channels)
         self.bundle, self.source, self.sink = bundle, source, sink
-        self.engine = create_engine(bundle, engine)
-        self.extractor = bundle.feature_extractor()
-        self.adapter = bundle.feature_adapter()
-        # the session's running feature statistics: they describe the electrodes, so a fault does not reset them
-        self.astate = None if self.adapter is None else self.adapter.new_state()
-        self.post = PostProcessor(post, hop_ms=bundle.feature_config.hop_ms)
+        self.decoder = bundle.decoder(engine=engine, post=post)
+        self.engine = self.decoder.engine
+        # one stream for the session: a fault resets its decoding state but keeps the adaptation's running
+        # statistics (they describe the electrodes)
+        self.stream = self.decoder.new_stream()
         self.quality = QualityMonitor(quality, fs_hz=bundle.fs_hz, n_channels=bundle.n_channels)
         self.log = log or (lambda m: None)
         self.hop_budget_ms = hop_budget_ms or bundle.feature_config.hop_ms
@@ -119,13 +118,15 @@ class Runtime:
         self.last_command: Optional[np.ndarray] = None
         self.current_arrival = 0.0  # arrival time of the chunk being decoded
         self.last_probabilities: Optional[np.ndarray] = None
-        self.reset_stream()
+
+    @property
+    def astate(self):
+        """The stream's running feature statistics (None for a model trained without the adaptation)."""
+        return self.stream.adaptation
 
     def reset_stream(self) -> None:
         """Fresh feature, engine and post-processing state (after a fault, decoding restarts cleanly)."""
-        self.fstate = self.extractor.new_state()
-        self.estate = self.engine.new_state()
-        self.pstate = self.post.new_state()
+        self.decoder.reset(self.stream)
 
     def request_stop(self, *_: Any) -> None:
         """Stop after the current chunk (signal handler)."""
@@ -174,36 +175,30 @@ class Runtime:
                     self._fault("signal", "; ".join(problems))
                     continue
                 try:
-                    frames, self.fstate = self.extractor.process(self.fstate, chunk)
-                    if not np.all(np.isfinite(frames)):  # finite samples far out of range overflow the features
-                        self._fault("signal", "non-finite features: samples out of any physical range")
-                        continue
-                    if self.adapter is not None and len(frames):
-                        frames, self.astate = self.adapter.process(self.astate, frames)
-                    for f in frames:
-                        out, self.estate = self.engine.step(self.estate, f)
-                        if not (np.all(np.isfinite(out.positions)) and np.all(np.isfinite(out.class_logits))):
-                            raise FloatingPointError("the decoder produced non-finite outputs")
-                        prob = out.class_probabilities()
-                        cmd, self.pstate = self.post.step(self.pstate, out.positions, float(prob[0]))
-                        if self.stats.state == SAFE:
-                            # the cause cleared: resume only once a fresh window of clean samples has been decoded
-                            self._recover()
-                        ok = self.sink.write(cmd, prob)
-                        done = time.monotonic()
-                        if not ok:
-                            self._fault("link", "hand link down")
-                        self.last_command, self.last_probabilities = cmd, prob
-                        lat = (done - arrival) * 1000.0
-                        self.stats.latency_ms.append(lat)
-                        if lat > self.hop_budget_ms:
-                            self.stats.overruns += 1
-                        self.stats.frames += 1
-                        if self.record_frames:
-                            self.frames.append({"t": done, "positions": out.positions.tolist(),
-                                                "command": cmd.tolist(), "latency_ms": lat})
+                    out = self.decoder.process(self.stream, chunk)
+                except DecodeFault as e:
+                    self._fault(e.kind, str(e))
+                    continue
                 except Exception as e:  # noqa: BLE001 - any engine/feature error: safe posture, keep running
                     self._fault("engine", "{}: {}".format(type(e).__name__, e))
+                    continue
+                for pos, prob, cmd in zip(out.positions, out.class_probabilities, out.commands):
+                    if self.stats.state == SAFE:
+                        # the cause cleared: resume only once a fresh window of clean samples has been decoded
+                        self._recover()
+                    ok = self.sink.write(cmd, prob)
+                    done = time.monotonic()
+                    if not ok:
+                        self._fault("link", "hand link down")
+                    self.last_command, self.last_probabilities = cmd, prob
+                    lat = (done - arrival) * 1000.0
+                    self.stats.latency_ms.append(lat)
+                    if lat > self.hop_budget_ms:
+                        self.stats.overruns += 1
+                    self.stats.frames += 1
+                    if self.record_frames:
+                        self.frames.append({"t": done, "positions": pos.tolist(), "command": cmd.tolist(),
+                                            "latency_ms": lat})
         finally:
             self.stats.dropped_samples = int(getattr(self.source, "dropped_samples", 0))
             for action in (self.sink.safe, self.sink.close):
@@ -245,18 +240,14 @@ def register(sub) -> None:
 def _run(args) -> int:
     import sys
 
-    from .sources import open_source
+    from .sources import open_source, parse_device_spec
 
     bundle = Bundle(args.bundle)
     hop_ms = bundle.feature_config.hop_ms
     source = open_source(args.source, chunk_samples_for=lambda fs: max(1, int(round(fs * hop_ms / 1000.0))),
                          fast=args.fast)
-    if args.hand == "none":
-        sink = NoneSink()
-    elif args.hand.startswith("serial:"):
-        sink = HandSink(args.hand.split(":", 1)[1])
-    else:
-        raise ValueError("Invalid value for '--hand': allowed 'serial:PORT', 'none', got {!r}".format(args.hand))
+    hand = parse_device_spec("--hand", args.hand, ("serial", "none"))
+    sink = NoneSink() if hand.kind == "none" else HandSink(hand.target)
     if args.keys:
         from .keys_sink import KeysSink, MultiSink
 
@@ -308,7 +299,7 @@ def _keys(args) -> int:
                                              "" if classes else " (class names not checked: no --bundle)"))
         return 0
     if not args.bundle:
-        raise ValueError("--dry-run needs --bundle (the decoder whose output drives the keys)")
+        raise InvalidValueError("--dry-run needs --bundle (the decoder whose output drives the keys)")
     from .keys_sink import KeysSink
     from .sources import open_source
 

@@ -7,11 +7,12 @@ sleeps until each chunk is due, it never spins) or as fast as possible with ``fa
 from __future__ import annotations
 
 import time
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from neurohand.decoder.recording import Recording, read_recording
+from neurohand.decoder.validation import invalid_value
 from neurohand.firmware_bridge.interface_link import SourceStalled  # noqa: F401 - one exception for every source
 
 
@@ -78,26 +79,53 @@ class RecordingSource:
         """Nothing to release."""
 
 
+SPEC_FORMS = {"sim": "sim", "replay": "replay:FILE.h5", "serial": "serial:PORT", "lsl": "lsl:NAME", "none": "none"}
+"""Every device spec's form, by kind: what ``--source``, ``--hand`` and ``--labels`` accept is a subset."""
+
+
+class DeviceSpec(NamedTuple):
+    """A parsed device spec: ``kind`` (a key of :data:`SPEC_FORMS`) and ``target`` (file, port or name; '' if none)."""
+
+    kind: str
+    target: str
+
+
+def parse_device_spec(name: str, spec: str, allowed: Sequence[str]) -> DeviceSpec:
+    """Parse ``sim``, ``none``, ``replay:FILE.h5``, ``serial:PORT`` or ``lsl:NAME``, accepting only ``allowed`` kinds.
+
+    Raises
+    ------
+    InvalidValueError
+        ``Invalid value for '--source': allowed 'sim', 'serial:PORT', got 'usb0'``.
+    """
+    kind, sep, target = str(spec).partition(":")
+    bare = kind in ("sim", "none")
+    if kind not in allowed or (bare and sep) or (not bare and not target):
+        raise invalid_value(name, "allowed {}, got {!r}".format(", ".join(repr(SPEC_FORMS[k]) for k in allowed), spec))
+    return DeviceSpec(kind, target)
+
+
+SOURCE_KINDS = ("sim", "replay", "serial", "lsl")
+
+
 def open_source(spec: str, *, chunk_samples_for, fast: bool = False, minutes: float = 2.0, seed: int = 0):
     """Create a source from ``sim``, ``replay:FILE.h5``, ``serial:PORT`` (a neural interface) or ``lsl:NAME``.
 
     ``chunk_samples_for(fs_hz)`` gives the chunk length (one hop) for the source's rate.
     """
-    if spec == "sim":
+    kind, target = parse_device_spec("--source", spec, SOURCE_KINDS)
+    if kind == "sim":
         from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 
         rec = simulate_recording(SimulatorConfig(minutes=minutes, seed=seed))
         return RecordingSource(rec, chunk_samples=chunk_samples_for(rec.fs_hz), fast=fast, loop=True)
-    if spec.startswith("lsl:"):
+    if kind == "lsl":
         from neurohand.firmware_bridge.lsl_source import LslSource
 
-        return LslSource(spec.split(":", 1)[1])
-    if spec.startswith("serial:"):
+        return LslSource(target)
+    if kind == "serial":
         from neurohand.firmware_bridge.interface_link import InterfaceSource
 
-        return InterfaceSource(spec.split(":", 1)[1])
-    if spec.startswith("replay:"):
-        rec = read_recording(spec.split(":", 1)[1])
-        return RecordingSource(rec, chunk_samples=chunk_samples_for(rec.fs_hz), fast=fast)
-    raise ValueError("Invalid value for '--source': allowed 'sim', 'replay:FILE.h5', 'serial:PORT', 'lsl:NAME', "
-                     "got {!r}".format(spec))
+        return InterfaceSource(target)
+    rec = read_recording(target)
+    return RecordingSource(rec, chunk_samples=chunk_samples_for(rec.fs_hz), fast=fast)

@@ -19,16 +19,12 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 from rich.console import Console
 
+from neurohand.calibration.cue_protocol import load_cue_protocol
 from neurohand.calibration.workflow import CalibrateOptions, record_session
 from neurohand.decoder.recording import read_recording
 from neurohand.training.recalibrate import recalibrate
 
 from common import TrainConfig, evaluate, main, parser, seeds_of, train, train_config, with_overrides
-
-try:  # the cue schedule's module, before and after its rename from calibration.protocol
-    from neurohand.calibration.cue_protocol import load_protocol
-except ImportError:  # pragma: no cover - until the rename lands
-    from neurohand.calibration.protocol import load_protocol
 
 COLUMNS = ["day1_on_day1", "day1_on_day2", "recalibrated_on_day2", "scratch_on_day2", "scratch_wiener_on_day2",
            "recovered_fraction"]
@@ -39,7 +35,7 @@ def run(out_dir: str, *, seeds: Sequence[int] = (0, 1, 2), minutes: float = 2.0,
     """Record four sessions per simulated patient, train, recalibrate, train from scratch, evaluate."""
     config = config or TrainConfig()
     quiet = Console(file=io.StringIO())
-    base = load_protocol()
+    base = load_cue_protocol()
     rows = []
     for seed in seeds:
         d = os.path.join(out_dir, "recalibration_patient{}".format(seed))

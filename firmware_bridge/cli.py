@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from neurohand.decoder.validation import invalid_value
+
 
 def register(sub: "argparse._SubParsersAction") -> None:
     """Add this package's subcommands."""
@@ -53,7 +55,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from .nerve_simulator import SimulatorConfig, simulate_recording
 
     if args.days < 1:
-        raise ValueError("Invalid value for '--days': expected an integer >= 1, got {}".format(args.days))
+        raise invalid_value("--days", "expected an integer >= 1, got {}".format(args.days))
     for day, path in enumerate(day_paths(args.out, args.days), start=1):
         cfg = SimulatorConfig(minutes=args.minutes, n_channels=args.channels, fs_hz=args.fs_hz,
                               mains_hz=args.mains_hz, day=day, seed=args.seed)

@@ -12,10 +12,12 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from neurohand.decoder.errors import DeviceError, InvalidValueError
+
 from .protocol import Hello, Role, Samples, StreamParser, encode
 
 
-class SourceStalled(Exception):
+class SourceStalled(DeviceError):
     """No samples within the timeout."""
 
 
@@ -91,7 +93,8 @@ class GloveLink(InterfaceSource):
     def __init__(self, port: str, **kw) -> None:
         super().__init__(port, **kw)
         if self.n_channels != 5:
-            raise ValueError("The device on {} is not a 5-finger data glove: its HELLO announces {} channels".format(
+            raise InvalidValueError(
+                "The device on {} is not a 5-finger data glove: its HELLO announces {} channels".format(
                 port, self.n_channels))
 
     def poll(self) -> np.ndarray:

@@ -12,6 +12,8 @@ from typing import Tuple
 
 import numpy as np
 
+from neurohand.decoder.errors import InvalidValueError
+
 from .interface_link import SourceStalled
 
 
@@ -35,10 +37,11 @@ class LslSource:
             raise ImportError("The LSL source needs pylsl: pip install 'neurohand[lsl]'") from e
         streams = pylsl.resolve_byprop("name", name, timeout=resolve_timeout_s)
         if not streams:
-            raise ValueError("No LSL stream named {!r} found within {:g} s".format(name, resolve_timeout_s))
+            raise InvalidValueError("No LSL stream named {!r} found within {:g} s".format(name, resolve_timeout_s))
         info = streams[0]
         if info.nominal_srate() <= 0:
-            raise ValueError("LSL stream {!r} has an irregular rate; a decoder needs a fixed sample rate".format(name))
+            raise InvalidValueError(
+                "LSL stream {!r} has an irregular rate; a decoder needs a fixed sample rate".format(name))
         self.name = name
         self.fs_hz = float(info.nominal_srate())
         self.n_channels = int(info.channel_count())

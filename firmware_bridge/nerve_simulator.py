@@ -44,7 +44,7 @@ import numpy as np
 from scipy import signal as sps
 
 from neurohand.decoder.recording import CUE_DTYPE, Recording
-from neurohand.decoder.validation import check_int, check_positive
+from neurohand.decoder.validation import check_int, check_positive, invalid_value
 
 # (name, target flexion per finger: thumb, index, middle, ring, little)
 MOVEMENTS: Tuple[Tuple[str, Tuple[float, ...]], ...] = (
@@ -60,7 +60,7 @@ MOVEMENTS: Tuple[Tuple[str, Tuple[float, ...]], ...] = (
 )
 CLASS_NAMES = ("rest",) + tuple(m[0] for m in MOVEMENTS)
 # Enslavement: row = moving finger, column = finger dragged along.
-_ENSLAVE = np.array(
+ENSLAVE = np.array(
     [
         [0.0, 0.10, 0.05, 0.03, 0.02],
         [0.10, 0.0, 0.30, 0.15, 0.08],
@@ -124,7 +124,7 @@ class SimulatorConfig:
         check_int("n_channels", self.n_channels, minimum=2)
         check_positive("fs_hz", self.fs_hz)
         if self.fs_hz < 2000:
-            raise ValueError("Invalid value for 'fs_hz': nerve spikes need at least 2000 Hz, got {}".format(
+            raise invalid_value("fs_hz", "nerve spikes need at least 2000 Hz, got {}".format(
                 self.fs_hz))
         check_positive("glove_fs_hz", self.glove_fs_hz)
         check_positive("mains_hz", self.mains_hz)
@@ -137,9 +137,20 @@ class SimulatorConfig:
 
 
 # ---------------------------------------------------------------------- kinematics
-def _min_jerk(n: int) -> np.ndarray:
-    s = np.linspace(0.0, 1.0, n)
-    return 10 * s**3 - 15 * s**4 + 6 * s**5
+def min_jerk(x: np.ndarray) -> np.ndarray:
+    """Minimum-jerk profile at normalised times ``x`` in 0..1 (0 at 0, 1 at 1, zero velocity and acceleration at both).
+
+    Parameters
+    ----------
+    x : np.ndarray, any shape
+        Fraction of the movement's duration.
+    """
+    return 10 * x**3 - 15 * x**4 + 6 * x**5
+
+
+def min_jerk_ramp(n: int) -> np.ndarray:
+    """Return a minimum-jerk ramp from 0 to 1 over ``n`` samples, shape (n,)."""
+    return min_jerk(np.linspace(0.0, 1.0, n))
 
 
 def simulate_protocol(minutes: float, glove_fs_hz: float, rng: np.random.Generator) -> Dict[str, np.ndarray]:
@@ -176,8 +187,8 @@ def simulate_protocol(minutes: float, glove_fs_hz: float, rng: np.random.Generat
             on = cue_t + react
             vec = np.asarray(tgt) * amp
             # Enslaved fingers follow the moving ones.
-            vec = np.clip(vec + (vec @ _ENSLAVE) * rng.uniform(0.7, 1.3, 5), 0.0, 1.0)
-            prof = np.concatenate([_min_jerk(up), np.ones(hold), 1.0 - _min_jerk(down)])
+            vec = np.clip(vec + (vec @ ENSLAVE) * rng.uniform(0.7, 1.3, 5), 0.0, 1.0)
+            prof = np.concatenate([min_jerk_ramp(up), np.ones(hold), 1.0 - min_jerk_ramp(down)])
             end = min(on + len(prof), n_total)
             if on < n_total:
                 target[on:end] = prof[: end - on, None] * vec[None, :]
@@ -331,7 +342,8 @@ class SignalSynthesizer:
 
     def __init__(self, patient: _Patient, config: SimulatorConfig, rng: np.random.Generator) -> None:
         if (self.BIN_HZ / config.glove_fs_hz) != int(self.BIN_HZ / config.glove_fs_hz):
-            raise ValueError("Invalid value for 'glove_fs_hz': must divide 1000 Hz (e.g. 50, 100, 200), got {}".format(
+            raise invalid_value(
+                "glove_fs_hz", "must divide 1000 Hz (e.g. 50, 100, 200), got {}".format(
                 config.glove_fs_hz))
         self.patient, self.config, self.rng = patient, config, rng
         C = config.n_channels

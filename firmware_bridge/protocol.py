@@ -17,6 +17,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from cobs import cobs
 
+from neurohand.decoder.errors import InvalidValueError
+
 VERSION = 1
 DELIMITER = b"\x00"
 MAX_PACKET = 8192  # bytes before COBS; longer frames are dropped
@@ -75,7 +77,7 @@ class Fault:
     BAD_FRAMES = 1 << 4  # corrupted frames were received since the last STATUS
 
 
-class ProtocolError(ValueError):
+class ProtocolError(InvalidValueError):
     """A message cannot be built or its payload is malformed."""
 
 

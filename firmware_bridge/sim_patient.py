@@ -19,7 +19,14 @@ from typing import Callable, Deque, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .nerve_simulator import _ENSLAVE, SignalSynthesizer, SimulatorConfig, _min_jerk, channel_names_for, make_patient
+from .nerve_simulator import (
+    ENSLAVE,
+    SignalSynthesizer,
+    SimulatorConfig,
+    channel_names_for,
+    make_patient,
+    min_jerk_ramp,
+)
 
 
 class SimulatedPatient:
@@ -58,12 +65,12 @@ class SimulatedPatient:
         g = self.glove_fs_hz
         rng = self.rng
         vec = np.asarray(target, float) * rng.uniform(0.7, 1.0)
-        vec = np.clip(vec + (vec @ _ENSLAVE) * rng.uniform(0.7, 1.3, 5), 0.0, 1.0)
+        vec = np.clip(vec + (vec @ ENSLAVE) * rng.uniform(0.7, 1.3, 5), 0.0, 1.0)
         react = int(rng.uniform(0.15, 0.35) * g)
         up = max(2, int(ramp_s * rng.uniform(0.75, 1.25) * g))
         down = max(2, int(ramp_s * rng.uniform(0.75, 1.25) * g))
         hold = max(1, int(hold_s * g) - (up - int(ramp_s * g)))
-        prof = np.concatenate([np.zeros(react), _min_jerk(up), np.ones(hold), 1.0 - _min_jerk(down)])
+        prof = np.concatenate([np.zeros(react), min_jerk_ramp(up), np.ones(hold), 1.0 - min_jerk_ramp(down)])
         self._plan.clear()  # a new cue replaces whatever the patient was still doing
         self._plan.extend(prof[:, None] * vec[None, :])
 

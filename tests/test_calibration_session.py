@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from neurohand.calibration.protocol import CueProtocol
+from neurohand.calibration.cue_protocol import CueProtocol
 from neurohand.calibration.session import CalibrationSession, resume
 from neurohand.decoder.recording import read_recording
 from neurohand.deploy.sources import RecordingSource

@@ -1,4 +1,4 @@
-"""The clinician's whole flow, simulator to accepted bundle, on a short protocol."""
+"""The clinician's whole flow, simulator to accepted bundle, on a short cue protocol."""
 
 import io
 import os
@@ -40,7 +40,7 @@ def protocol_file(tmp_path):
 
 
 def options(tmp_path, protocol_file, **kw):
-    base = dict(patient="P1", store=str(tmp_path / "store"), protocol=protocol_file, fast=True, tui=False,
+    base = dict(patient="P1", store=str(tmp_path / "store"), cue_protocol=protocol_file, fast=True, tui=False,
                 yes=True, epochs=2, hidden=16, sim_channels=6, sim_fs_hz=4000.0)
     base.update(kw)
     return CalibrateOptions(**base)
@@ -143,11 +143,11 @@ def test_live_view_renders_and_a_stopped_session_resumes(tmp_path, protocol_file
     path = os.path.join(store.sessions_dir(), "s.h5")
     buf = io.StringIO()
     console = Console(file=buf, width=120, force_terminal=True, color_system=None)
-    from neurohand.calibration.protocol import load_protocol
+    from neurohand.calibration.cue_protocol import load_cue_protocol
 
     script = Scripted(["continue", "pause", "pause", "pause", "continue", "skip", "continue", "stop"])
     with pytest.raises(CalibrationStopped, match="--resume"):
-        record_session(opts, load_protocol(protocol_file), path, console, controls=script)
+        record_session(opts, load_cue_protocol(protocol_file), path, console, controls=script)
     screen = buf.getvalue()
     assert "neurohand calibration  patient P1" in screen and "signal level per channel" in screen
     assert "PAUSED" in screen and "median0" in screen and "p pause/resume" in screen
@@ -166,7 +166,7 @@ def test_live_view_renders_and_a_stopped_session_resumes(tmp_path, protocol_file
 def test_killed_calibration_resumes(tmp_path, protocol_file):
     """SIGKILL the real command mid-recording (real-time pacing); resuming keeps every complete trial."""
     store = str(tmp_path / "store")
-    cmd = [sys.executable, "-m", "neurohand", "calibrate", "--patient", "P1", "--store", store, "--protocol",
+    cmd = [sys.executable, "-m", "neurohand", "calibrate", "--patient", "P1", "--store", store, "--cue-protocol",
            protocol_file, "--no-tui", "--yes", "--sim-channels", "4", "--sim-fs-hz", "4000", "--epochs", "2",
            "--hidden", "16"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1"},

@@ -87,7 +87,7 @@ def test_demo_runs(tmp_path, capsys):
         assert os.path.exists(store / f), f
     sessions = [f for f in os.listdir(store / "sessions") if f.endswith(".h5")]
     rec = read_recording(str(store / "sessions" / sessions[0]))
-    assert rec.metadata["labels"] == "glove" and len(rec.cues) == 3 * 9  # 3 repetitions of the default protocol
+    assert rec.metadata["labels"] == "glove" and len(rec.cues) == 3 * 9  # 3 repetitions of the default cue protocol
 
 
 def test_console_script_is_installed():
@@ -106,3 +106,63 @@ def test_a_serial_port_that_does_not_open_is_one_clear_line(tmp_path, capsys):
                  "--yes", "--no-tui"]) == 2
     err = capsys.readouterr().err
     assert "neurohand calibrate: error:" in err and "/dev/ttyNOPE9" in err and "Traceback" not in err
+
+
+def test_version_is_the_package_version(capsys):
+    import neurohand
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == "neurohand " + neurohand.__version__
+
+
+def test_expected_failures_are_one_line_and_bugs_keep_their_traceback(tmp_path, capsys, monkeypatch):
+    from neurohand.deploy import runtime
+
+    # an expected failure: one line naming what was expected, exit 2
+    assert main(["run", "--bundle", str(tmp_path), "--hand", "usb0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a model bundle" in err
+
+    # a bug (here a KeyError from inside a handler) is not dressed up as bad input: its traceback shows
+    def broken(args):
+        return {}["missing"]
+
+    monkeypatch.setattr(runtime, "_run", broken)
+    with pytest.raises(KeyError, match="missing"):
+        main(["run", "--bundle", "b"])
+
+
+def test_a_missing_optional_module_names_its_extra(capsys, monkeypatch):
+    from neurohand.deploy import runtime
+
+    def needs_pynput(args):
+        raise ModuleNotFoundError("No module named 'pynput'", name="pynput")
+
+    monkeypatch.setattr(runtime, "_run", needs_pynput)
+    assert main(["run", "--bundle", "b"]) == 2
+    assert "pip install 'neurohand[keys]'" in capsys.readouterr().err
+
+    def needs_a_typo(args):
+        raise ModuleNotFoundError("No module named 'neurohand.decoder.nothing'", name="neurohand.decoder.nothing")
+
+    monkeypatch.setattr(runtime, "_run", needs_a_typo)
+    with pytest.raises(ModuleNotFoundError):
+        main(["run", "--bundle", "b"])
+
+
+@pytest.mark.parametrize("spec, allowed, message", [
+    ("usb0", ("serial", "none"), "Invalid value for '--hand': allowed 'serial:PORT', 'none', got 'usb0'"),
+    ("serial:", ("serial", "none"), "allowed 'serial:PORT', 'none', got 'serial:'"),
+    ("sim:x", ("sim", "lsl"), "allowed 'sim', 'lsl:NAME', got 'sim:x'"),
+    ("replay:a.h5", ("sim", "serial", "lsl"), "allowed 'sim', 'serial:PORT', 'lsl:NAME', got 'replay:a.h5'"),
+])
+def test_one_parser_for_every_device_spec(spec, allowed, message):
+    from neurohand.decoder.errors import InvalidValueError
+    from neurohand.deploy.sources import parse_device_spec
+
+    with pytest.raises(InvalidValueError, match=message.replace("(", "\\(").replace(")", "\\)")):
+        parse_device_spec("--hand", spec, allowed)
+    assert parse_device_spec("--source", "serial:/dev/ttyUSB0:1", ("serial",)) == ("serial", "/dev/ttyUSB0:1")
+    assert parse_device_spec("--source", "sim", ("sim",)) == ("sim", "")

@@ -1,18 +1,18 @@
 import numpy as np
 import pytest
 
-from neurohand.calibration.protocol import DEFAULT_PROTOCOL, CueProtocol, load_protocol
+from neurohand.calibration.cue_protocol import DEFAULT_CUE_PROTOCOL, CueProtocol, load_cue_protocol
 
 
 def test_default_protocol_schedule():
-    p = load_protocol(DEFAULT_PROTOCOL)
+    p = load_cue_protocol(DEFAULT_CUE_PROTOCOL)
     trials = p.schedule()
     assert len(trials) == 5 * 9 and p.class_names[0] == "rest" and len(p.class_names) == 10
     # every repetition is one pass over all movements, in a seeded random order
     for rep in range(1, 6):
         names = [t.movement for t in trials if t.repetition == rep]
         assert sorted(names) == sorted(m for m, _ in p.movements)
-    assert [t.movement for t in trials] == [t.movement for t in load_protocol(DEFAULT_PROTOCOL).schedule()]
+    assert [t.movement for t in trials] == [t.movement for t in load_cue_protocol(DEFAULT_CUE_PROTOCOL).schedule()]
     assert all(b.start_s == pytest.approx(a.end_s) for a, b in zip(trials, trials[1:]))
     assert p.duration_s == pytest.approx(2.0 + 45 * (2 * 0.6 + 2.0 + 2.0))
 
@@ -39,12 +39,12 @@ def test_validation_names_the_problem(tmp_path):
     p = tmp_path / "p.toml"
     p.write_text("repetitions = 2\nholds = 3\n[movements]\nx = [1, 0, 0, 0, 0]\n")
     with pytest.raises(ValueError, match=r"unknown field\(s\) \['holds'\]"):
-        load_protocol(str(p))
+        load_cue_protocol(str(p))
 
 
 def test_json_round_trip_target_lookup_and_repetitions_for_minutes():
-    p = load_protocol(DEFAULT_PROTOCOL)
-    assert CueProtocol.from_json(p.to_json()) == p  # what a session file stores is the exact protocol
+    p = load_cue_protocol(DEFAULT_CUE_PROTOCOL)
+    assert CueProtocol.from_json(p.to_json()) == p  # what a session file stores is the exact cue_protocol
     assert p.target_of("pinch") == (0.7, 0.7, 0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="Invalid value for 'movement'"):
         p.target_of("wave")

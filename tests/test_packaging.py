@@ -1,6 +1,7 @@
 """One namespace: the built wheel installs ``neurohand`` and nothing else at the top of site-packages."""
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,8 +14,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
+    src = str(tmp_path_factory.mktemp("src") / "neurohand")  # setuptools builds in place: keep the checkout clean
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info",
+                                                             "__pycache__", "demo_out", "out"))
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                        str(out), ROOT], capture_output=True, text=True, timeout=300)
+                        str(out), src], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     (whl,) = [os.path.join(out, f) for f in os.listdir(out) if f.endswith(".whl")]
     return whl
@@ -27,7 +31,7 @@ def test_the_wheel_holds_only_the_neurohand_package(wheel):
     assert {t for t in tops if not t.endswith(".dist-info")} == {"neurohand"}
     for expected in ("neurohand/__init__.py", "neurohand/decoder/bundle.py", "neurohand/firmware_bridge/PROTOCOL.md",
                      "neurohand/firmware_bridge/test_vectors.json", "neurohand/deploy/neurohand.service",
-                     "neurohand/deploy/profiles/fps.toml", "neurohand/calibration/protocols/default.toml"):
+                     "neurohand/deploy/profiles/fps.toml", "neurohand/calibration/cue_protocols/default.toml"):
         assert expected in names
     assert not any(n.startswith("neurohand/tests/") or n.startswith("neurohand/experiments/") for n in names)
 

@@ -4,7 +4,7 @@ import re
 import numpy as np
 from rich.console import Console
 
-from neurohand.calibration.protocol import CueProtocol
+from neurohand.calibration.cue_protocol import CueProtocol
 from neurohand.calibration.tui import KeyControls, SessionView
 
 PROTOCOL = CueProtocol(movements=(("index_flexion", (0, 1, 0, 0, 0)), ("power_grip", (0.8, 1, 1, 1, 1))),

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-FINGERS = ("thumb", "index", "middle", "ring", "little")
+from neurohand.decoder.vocabulary import FINGERS
 
 
 def _plt():

@@ -7,6 +7,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from neurohand.decoder.errors import InvalidValueError, MissingKeyError
 from neurohand.decoder.recording import Recording
 from neurohand.decoder.validation import check_option, check_positive
 
@@ -19,7 +20,7 @@ def _build(signals: np.ndarray, *, fs_hz: float, signal_kind: str, labels: Optio
     if labels is not None:
         labels = np.asarray(labels).astype(np.int64)
         if labels.min() < 0:
-            raise ValueError("labels must be >= 0 (0 = rest), got a minimum of {}".format(labels.min()))
+            raise InvalidValueError("labels must be >= 0 (0 = rest), got a minimum of {}".format(labels.min()))
         names = tuple(class_names) if class_names else ("rest",) + tuple(
             "class{}".format(i) for i in range(1, int(labels.max()) + 1))
     else:
@@ -28,10 +29,12 @@ def _build(signals: np.ndarray, *, fs_hz: float, signal_kind: str, labels: Optio
     if positions is not None:
         positions = np.asarray(positions, dtype=np.float64)
         if positions.ndim != 2 or positions.shape[1] != 5:
-            raise ValueError("positions must be 5 columns (thumb, index, middle, ring, little), got shape {}".format(
+            raise InvalidValueError(
+                "positions must be 5 columns (thumb, index, middle, ring, little), got shape {}".format(
                 positions.shape))
         if np.nanmin(positions) < 0 or np.nanmax(positions) > 1:
-            raise ValueError("positions must already be scaled to 0..1 (0 open, 1 flexed), got range [{}, {}]".format(
+            raise InvalidValueError(
+                "positions must already be scaled to 0..1 (0 open, 1 flexed), got range [{}, {}]".format(
                 np.nanmin(positions), np.nanmax(positions)))
         pos_idx = np.arange(len(positions), dtype=np.int64)
     return Recording(
@@ -81,7 +84,8 @@ def import_csv(
         position_columns or [])
     bad = [c for c in used if not (0 <= c < ncol)]
     if bad:
-        raise ValueError("{!r} has {} columns (0..{}); columns {} do not exist".format(path, ncol, ncol - 1, bad))
+        raise InvalidValueError(
+            "{!r} has {} columns (0..{}); columns {} do not exist".format(path, ncol, ncol - 1, bad))
     return _build(
         data[:, _cols(signal_columns)].astype(np.float32), fs_hz=fs_hz, signal_kind=signal_kind,
         labels=None if label_column is None else data[:, label_column],
@@ -118,7 +122,7 @@ def import_npz(
         keys = list(z.keys())
         for k in [signals_key, labels_key, positions_key, repetitions_key]:
             if k is not None and k not in z:
-                raise KeyError("{!r} has no array {!r}; it has {}".format(path, k, keys))
+                raise MissingKeyError("{!r} has no array {!r}; it has {}".format(path, k, keys))
         return _build(
             np.asarray(z[signals_key], dtype=np.float32), fs_hz=fs_hz, signal_kind=signal_kind,
             labels=None if labels_key is None else z[labels_key],

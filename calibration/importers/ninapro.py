@@ -33,6 +33,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.recording import Recording
 
 FS_HZ = 100.0
@@ -67,7 +68,7 @@ def glove_to_positions(glove: np.ndarray) -> np.ndarray:
     """
     glove = np.asarray(glove, dtype=np.float64)
     if glove.ndim != 2 or glove.shape[1] != 22:
-        raise ValueError("glove must have shape (n, 22) (CyberGlove II), got {}".format(glove.shape))
+        raise InvalidValueError("glove must have shape (n, 22) (CyberGlove II), got {}".format(glove.shape))
     out = np.empty((len(glove), 5), dtype=np.float32)
     for j, (sensors, sign) in enumerate(GLOVE_FINGER_SENSORS.values()):
         v = sign * glove[:, list(sensors)].mean(axis=1)
@@ -128,7 +129,7 @@ def import_ninapro(path: str, *, reps: Optional[Sequence[int]] = None) -> Record
     d = loadmat(path)
     for key in ("emg", "glove", "restimulus", "rerepetition"):
         if key not in d:
-            raise ValueError("{!r} is not a NinaPro DB1 file: variable {!r} is missing (found {})".format(
+            raise InvalidValueError("{!r} is not a NinaPro DB1 file: variable {!r} is missing (found {})".format(
                 path, key, sorted(k for k in d if not k.startswith("__"))))
     emg = np.asarray(d["emg"], dtype=np.float32)
     glove = np.asarray(d["glove"], dtype=np.float64)
@@ -136,9 +137,9 @@ def import_ninapro(path: str, *, reps: Optional[Sequence[int]] = None) -> Record
     rep = _fill_rest_repetitions(np.asarray(d["rerepetition"]).ravel())
     n = len(emg)
     if len(glove) != n or len(labels) != n or len(rep) != n:
-        raise ValueError("{!r}: emg, glove, restimulus and rerepetition differ in length".format(path))
+        raise InvalidValueError("{!r}: emg, glove, restimulus and rerepetition differ in length".format(path))
     if labels.max() >= len(CLASS_NAMES):
-        raise ValueError("{!r}: labels up to {} but exercise 1 has {} classes".format(
+        raise InvalidValueError("{!r}: labels up to {} but exercise 1 has {} classes".format(
             path, labels.max(), len(CLASS_NAMES)))
     subject = int(np.asarray(d.get("subject", [[0]])).ravel()[0])
     exercise = int(np.asarray(d.get("exercise", [[0]])).ravel()[0])
@@ -165,7 +166,7 @@ def import_ninapro(path: str, *, reps: Optional[Sequence[int]] = None) -> Record
     if reps is not None:
         wanted = np.isin(rec.repetitions, np.asarray(list(reps)))
         if not wanted.any():
-            raise ValueError("None of repetitions {} is in {!r} (it has {})".format(
+            raise InvalidValueError("None of repetitions {} is in {!r} (it has {})".format(
                 list(reps), path, sorted(set(int(r) for r in np.unique(rep)))))
         rec = rec.select_samples(wanted)
     return rec

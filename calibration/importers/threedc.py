@@ -14,6 +14,7 @@ from typing import List, Tuple
 
 import numpy as np
 
+from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.recording import CUE_DTYPE, Recording
 
 FS_HZ = 1000.0
@@ -49,10 +50,10 @@ def import_3dc(folder: str) -> Recording:
     n = 0
     for rep, cls, path in files:
         if cls >= len(CLASS_NAMES):
-            raise ValueError("{!r}: class {} is outside 0..{}".format(path, cls, len(CLASS_NAMES) - 1))
+            raise InvalidValueError("{!r}: class {} is outside 0..{}".format(path, cls, len(CLASS_NAMES) - 1))
         x = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
         if x.shape[1] != N_CHANNELS:
-            raise ValueError("{!r}: expected {} columns (channels), got {}".format(path, N_CHANNELS, x.shape[1]))
+            raise InvalidValueError("{!r}: expected {} columns (channels), got {}".format(path, N_CHANNELS, x.shape[1]))
         if len(x) == 0:
             continue
         starts.append(n)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, List, Tuple
 
 from ..bundle import Bundle
+from ..errors import DeviceError
 from ..validation import check_option
 from .base import StepOutput
 
@@ -59,7 +60,7 @@ def create_engine(bundle: Bundle, kind: str = "auto", **options: Any) -> Any:
                 return create_engine(bundle, k, **options)
             except Exception as e:  # noqa: BLE001 - fall back to the next engine, say why at the end
                 errors.append((k, str(e)))
-        raise RuntimeError("No engine could be created: {}".format(errors))
+        raise DeviceError("No engine could be created: {}".format(errors))
     if kind == "numpy":
         from .numpy_engine import NumpyEngine
 

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from ..bundle import Bundle, BundleError
+from ..errors import DeviceError, InvalidValueError
 from .base import StepOutput
 
 
@@ -54,7 +55,7 @@ def _cudart():
 def _check(result: Any) -> Any:
     err = result[0] if isinstance(result, tuple) else result
     if int(err) != 0:
-        raise RuntimeError("CUDA error {}".format(err))
+        raise DeviceError("CUDA error {}".format(err))
     if isinstance(result, tuple):
         return result[1] if len(result) == 2 else result[1:]
     return None
@@ -80,7 +81,7 @@ def build_engine(bundle: Bundle, *, fp16: bool = False, workspace_mb: int = 256)
     """Build and serialize a TensorRT engine from ``model.onnx``; returns its path."""
     ok, why = tensorrt_available()
     if not ok:
-        raise RuntimeError("Cannot build a TensorRT engine here: " + why)
+        raise DeviceError("Cannot build a TensorRT engine here: " + why)
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -92,7 +93,7 @@ def build_engine(bundle: Bundle, *, fp16: bool = False, workspace_mb: int = 256)
     with open(bundle.file("model.onnx"), "rb") as f:
         if not parser.parse(f.read()):
             errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-            raise RuntimeError("TensorRT could not parse model.onnx: {}".format("; ".join(errors)))
+            raise DeviceError("TensorRT could not parse model.onnx: {}".format("; ".join(errors)))
     config = builder.create_builder_config()
     if hasattr(config, "set_memory_pool_limit"):
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
@@ -100,14 +101,14 @@ def build_engine(bundle: Bundle, *, fp16: bool = False, workspace_mb: int = 256)
         config.max_workspace_size = workspace_mb << 20
     if fp16:
         if not builder.platform_has_fast_fp16:
-            raise RuntimeError("This GPU has no fast FP16; build without --fp16")
+            raise DeviceError("This GPU has no fast FP16; build without --fp16")
         config.set_flag(trt.BuilderFlag.FP16)
     if hasattr(builder, "build_serialized_network"):
         plan = builder.build_serialized_network(network, config)
     else:  # pragma: no cover - very old TensorRT
         plan = builder.build_engine(network, config).serialize()
     if plan is None:
-        raise RuntimeError("TensorRT failed to build the engine (see its log above)")
+        raise DeviceError("TensorRT failed to build the engine (see its log above)")
     path = engine_path(bundle, fp16=fp16)
     tmp = path + ".partial"
     with open(tmp, "wb") as f:
@@ -128,7 +129,7 @@ class TensorRTEngine:
     def __init__(self, bundle: Bundle, *, fp16: bool = False, build: bool = True) -> None:
         ok, why = tensorrt_available()
         if not ok:
-            raise RuntimeError("TensorRT engine unavailable: " + why)
+            raise DeviceError("TensorRT engine unavailable: " + why)
         import tensorrt as trt
 
         self._trt = trt
@@ -143,7 +144,7 @@ class TensorRTEngine:
         with open(path, "rb") as f:
             self.engine = runtime.deserialize_cuda_engine(f.read())
         if self.engine is None:
-            raise RuntimeError("Could not deserialize {!r}; delete it and rebuild".format(path))
+            raise DeviceError("Could not deserialize {!r}; delete it and rebuild".format(path))
         self.context = self.engine.create_execution_context()
         c = bundle.contract["model"]
         self.cell = c["cell"]
@@ -193,8 +194,8 @@ class TensorRTEngine:
     def step(self, state: int, frame: np.ndarray) -> Tuple[StepOutput, int]:
         """One frame of raw features, shape (n_features,) -> outputs and the next state token."""
         if state != self._token:
-            raise ValueError("TensorRT state token {} is stale (current {}): pass the token the previous step "
-                             "returned; the state lives on the GPU".format(state, self._token))
+            raise InvalidValueError("TensorRT state token {} is stale (current {}): pass the token the previous step "
+                                    "returned; the state lives on the GPU".format(state, self._token))
         cud = self._cudart
         kind_h2d = cud.cudaMemcpyKind.cudaMemcpyHostToDevice
         kind_d2h = cud.cudaMemcpyKind.cudaMemcpyDeviceToHost
@@ -206,7 +207,7 @@ class TensorRTEngine:
         else:
             ok = self.context.execute_async_v3(self.stream)
         if not ok:
-            raise RuntimeError("TensorRT execution failed")
+            raise DeviceError("TensorRT execution failed")
         for name in ("positions", "class_logits"):
             h = self._host[name]
             _check(cud.cudaMemcpyAsync(h.ctypes.data, self._dev[name], h.nbytes, kind_d2h, self.stream))

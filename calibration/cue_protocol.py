@@ -1,10 +1,10 @@
 """Cue protocols for calibration sessions: which movements, how often, how long, in what order.
 
-A protocol is a TOML file (``calibration/protocols/default.toml`` ships): ``repetitions``, ``hold_s``, ``rest_s``,
-``ramp_s``, ``randomize`` and ``seed``, and a ``[movements]`` table mapping each movement name to its five target
-finger positions. :meth:`CueProtocol.schedule` lays the trials out in time (each repetition is one pass over the
-movements, shuffled with the seed when ``randomize``); :meth:`CueProtocol.trajectory` is the target the patient is
-asked to follow, which serves as the label when no data glove is used.
+A cue protocol is a TOML file (``calibration/cue_protocols/default.toml`` ships): ``repetitions``, ``hold_s``,
+``rest_s``, ``ramp_s``, ``randomize`` and ``seed``, and a ``[movements]`` table mapping each movement name to its
+five target finger positions. :meth:`CueProtocol.schedule` lays the trials out in time (each repetition is one pass
+over the movements, shuffled with the seed when ``randomize``); :meth:`CueProtocol.trajectory` is the target the
+patient is asked to follow, which serves as the label when no data glove is used.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from neurohand.decoder.validation import check_int, check_positive
+from neurohand.decoder.errors import InvalidValueError
+from neurohand.decoder.validation import check_int, check_positive, invalid_value
+from neurohand.firmware_bridge.nerve_simulator import min_jerk
 
-DEFAULT_PROTOCOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "protocols", "default.toml")
+DEFAULT_CUE_PROTOCOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cue_protocols", "default.toml")
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class Trial:
 
 @dataclass(frozen=True)
 class CueProtocol:
-    """A validated protocol; class labels are 1..n in movement order (0 = rest)."""
+    """A validated cue protocol; class labels are 1..n in movement order (0 = rest)."""
 
     movements: Tuple[Tuple[str, Tuple[float, ...]], ...]
     repetitions: int = 5
@@ -54,11 +56,12 @@ class CueProtocol:
 
     def __post_init__(self) -> None:
         if not self.movements:
-            raise ValueError("A protocol needs at least one movement in [movements]")
+            raise InvalidValueError("A cue_protocol needs at least one movement in [movements]")
         for name, tgt in self.movements:
             if len(tgt) != 5 or any(not 0.0 <= float(v) <= 1.0 for v in tgt):
-                raise ValueError("Movement {!r}: expected 5 target positions in 0..1 (thumb, index, middle, ring, "
-                                 "little), got {}".format(name, list(tgt)))
+                raise InvalidValueError(
+                    "Movement {!r}: expected 5 target positions in 0..1 (thumb, index, middle, ring, "
+                    "little), got {}".format(name, list(tgt)))
         check_int("repetitions", self.repetitions, minimum=1)
         check_positive("hold_s", self.hold_s)
         check_positive("rest_s", self.rest_s)
@@ -72,7 +75,7 @@ class CueProtocol:
 
     @property
     def duration_s(self) -> float:
-        """Length of the whole protocol."""
+        """Length of the whole cue protocol."""
         trials = self.schedule()
         return trials[-1].end_s if trials else 0.0
 
@@ -81,11 +84,11 @@ class CueProtocol:
         for name, tgt in self.movements:
             if name == movement:
                 return tgt
-        raise ValueError("Invalid value for 'movement': allowed {}, got {!r}".format(
+        raise invalid_value("movement", "allowed {}, got {!r}".format(
             ", ".join(repr(m) for m, _ in self.movements), movement))
 
     def to_json(self) -> str:
-        """Return the protocol as JSON (stored in the session file: a resumed session uses exactly this one)."""
+        """Return the cue protocol as JSON (stored in the session file: a resumed session uses exactly this one)."""
         import json
 
         d = asdict(self)
@@ -102,7 +105,7 @@ class CueProtocol:
         return cls(**d)
 
     def with_repetitions(self, repetitions: int) -> "CueProtocol":
-        """Return the same protocol with another number of repetitions."""
+        """Return the same cue protocol with another number of repetitions."""
         return replace(self, repetitions=int(repetitions))
 
     def repetitions_for(self, minutes: float) -> int:
@@ -144,22 +147,18 @@ class CueProtocol:
             rep[m] = tr.repetition
             s = np.zeros(len(t))
             up = (t >= a) & (t < up_end)
-            s[up] = _min_jerk((t[up] - a) / tr.ramp_s)
+            s[up] = min_jerk((t[up] - a) / tr.ramp_s)
             s[(t >= up_end) & (t < hold_end)] = 1.0
             down = (t >= hold_end) & (t < down_end)
-            s[down] = 1.0 - _min_jerk((t[down] - hold_end) / tr.ramp_s)
+            s[down] = 1.0 - min_jerk((t[down] - hold_end) / tr.ramp_s)
             active = (t >= a) & (t < down_end)
             pos[active] = s[active, None] * targets[tr.movement][None, :]
             lab[active] = tr.label
         return pos, lab, rep
 
 
-def _min_jerk(x: np.ndarray) -> np.ndarray:
-    return 10 * x**3 - 15 * x**4 + 6 * x**5
-
-
-def load_protocol(path: str = DEFAULT_PROTOCOL) -> CueProtocol:
-    """Read and validate a TOML protocol; errors name the field."""
+def load_cue_protocol(path: str = DEFAULT_CUE_PROTOCOL) -> CueProtocol:
+    """Read and validate a TOML cue protocol; errors name the field."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
@@ -168,11 +167,11 @@ def load_protocol(path: str = DEFAULT_PROTOCOL) -> CueProtocol:
         try:
             doc = tomllib.load(f)
         except Exception as e:
-            raise ValueError("{}: {}".format(path, e)) from None
+            raise InvalidValueError("{}: {}".format(path, e)) from None
     allowed = {"repetitions", "hold_s", "rest_s", "ramp_s", "randomize", "seed", "movements"}
     unknown = set(doc) - allowed
     if unknown:
-        raise ValueError("{}: unknown field(s) {}; allowed {}".format(path, sorted(unknown), sorted(allowed)))
+        raise InvalidValueError("{}: unknown field(s) {}; allowed {}".format(path, sorted(unknown), sorted(allowed)))
     movements = tuple((str(k), tuple(float(x) for x in v)) for k, v in doc.get("movements", {}).items())
     kw = {k: doc[k] for k in allowed - {"movements"} if k in doc}
     return CueProtocol(movements=movements, **kw)
