@@ -118,6 +118,10 @@ def test_device_modules_import_without_torch_or_the_desktop_side(venv, work):
     check_import_report(r.stdout)
     r = run_in([python, "-c", "import torch"], work)
     assert r.returncode != 0, "torch is installed in .venv-" + name
+    # --engine auto (the default) looks for TensorRT first: on 3.6 too, without it, it falls back
+    r = run_in([python, "-c", "from neurohand.decoder.engines import available_engines; print(available_engines())"],
+               work)
+    assert r.returncode == 0 and r.stdout.strip() == "['onnxruntime', 'numpy']", r.stdout + r.stderr
     neurohand = os.path.join(os.path.dirname(python), "neurohand")
     r = run_in([neurohand, "--help"], work)
     assert r.returncode == 0 and " run " in r.stdout and " train " in r.stdout, r.stdout + r.stderr
