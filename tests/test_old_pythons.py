@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.test_device_rules import check_import_report, device_modules, import_check_code
+from tests.test_device_rules import check_import_report, cli_files, device_modules, import_check_code, runtime_files
 
 pytestmark = pytest.mark.slow
 
@@ -32,11 +32,28 @@ BUNDLES = ("gru", "lstm", "pooled")
 ATOL = 1e-5
 
 
+def _stale_files(name):
+    """Device files whose installed copy in the venv differs from the checkout's."""
+    site = os.path.join(ROOT, ".venv-" + name, "lib", "python{}.{}".format(*VENVS[name][0]), "site-packages")
+    stale = []
+    for rel in runtime_files() + cli_files():
+        installed = os.path.join(site, "neurohand", rel)
+        with open(os.path.join(ROOT, rel), "rb") as f:
+            if not os.path.exists(installed) or open(installed, "rb").read() != f.read():
+                stale.append(rel)
+    return stale
+
+
 def _venv_python(name):
     path = os.path.join(ROOT, ".venv-" + name, "bin", "python")
+    why = None
     if not os.path.exists(os.path.join(ROOT, ".venv-" + name, ".installed")):
         why = ".venv-{} is absent: make device-venvs builds it (needs Python {}.{} from pyenv)".format(
             name, *VENVS[name][0])
+    elif _stale_files(name):
+        why = ".venv-{} holds an older wheel than the checkout (changed: {}): make device-venvs".format(
+            name, ", ".join(_stale_files(name)[:3]))
+    if why:
         if os.environ.get("NEUROHAND_REQUIRE_DEVICE_VENVS") == "1":
             pytest.fail(why + " (NEUROHAND_REQUIRE_DEVICE_VENVS=1)")
         pytest.skip(why)
