@@ -1,7 +1,5 @@
 """Subcommands of the calibration package: ``calibrate``, ``models``, ``import``, ``inspect``."""
 
-from __future__ import annotations
-
 import argparse
 import json
 import os

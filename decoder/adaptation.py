@@ -27,8 +27,6 @@ patient runs the calibration protocol or uses the hand throughout the day. A lon
 estimates towards it, within the bounds above.
 """
 
-from __future__ import annotations
-
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, Tuple
 

@@ -15,8 +15,6 @@ signal kind, feature configuration, normalisation statistics, the running featur
 version and training metrics. :meth:`Bundle.check_source` refuses a signal source that does not match it.
 """
 
-from __future__ import annotations
-
 import hashlib
 import json
 import os

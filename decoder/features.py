@@ -29,8 +29,6 @@ Frame ``k`` covers samples ``[k*hop, k*hop + window)`` and is emitted when its l
 Its features are laid out feature-major: all channels of the first feature, then the next.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 

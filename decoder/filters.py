@@ -10,8 +10,6 @@ is loaded on its own, so the runtime never imports :mod:`scipy.signal`, whose im
 70 MB resident: stats, optimize, sparse, interpolate ...).
 """
 
-from __future__ import annotations
-
 import importlib.machinery
 import importlib.util
 import os

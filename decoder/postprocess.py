@@ -5,8 +5,6 @@ smoothing (time constant ``smoothing_ms``), a dead-band (changes smaller than ``
 not hunt), a per-finger velocity limit, and clamping to each finger's range. State is separate from configuration.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from typing import Optional, Tuple
 

@@ -24,8 +24,6 @@ writer killed at any moment leaves a file that :func:`read_recording` reads back
 :func:`recover_session` turns into a normal, appendable file again.
 """
 
-from __future__ import annotations
-
 import datetime
 import json
 import os
@@ -273,6 +271,20 @@ def _h5py():
     return h5py
 
 
+def _libver_bounds(h5py, swmr: bool) -> Tuple[str, str]:
+    """HDF5 format bounds for a new session file: the 1.10 format at most, whatever HDF5 writes it.
+
+    ``libver="latest"`` lets a new HDF5 (recent h5py wheels ship 1.14 or 2.0) use object versions that the HDF5 of
+    a Jetson (1.10 on JetPack 4, 1.12 in h5py 3.1's wheels) cannot read ("bad version number for datatype
+    message"). SWMR writing needs the 1.10 superblock, so a SWMR writer's lower bound is 1.10 as well; a plain
+    file may use older object versions where they suffice. HDF5 before 1.10.2 has no "v110" bound: there the
+    latest format is the 1.10 one.
+    """
+    if h5py.version.hdf5_version_tuple < (1, 10, 2):  # pragma: no cover - HDF5 1.10.0/1.10.1 (Ubuntu 18.04's)
+        return ("latest", "latest") if swmr else ("earliest", "latest")
+    return ("v110", "v110") if swmr else ("earliest", "v110")
+
+
 def _open_for_read(path: str):
     h5py = _h5py()
     if not os.path.exists(path):
@@ -463,7 +475,7 @@ class SessionWriter:
         names = list(channel_names) or ["ch{}".format(i) for i in range(self.n_channels)]
         if len(names) != self.n_channels:
             raise InvalidValueError("'channel_names' must have {} names, got {}".format(self.n_channels, len(names)))
-        f = h5py.File(self.path, "w", libver="latest")
+        f = h5py.File(self.path, "w", libver=_libver_bounds(h5py, swmr))
         self._f = f
         f.attrs["format"] = FORMAT_NAME
         f.attrs["format_version"] = FORMAT_VERSION
@@ -557,7 +569,7 @@ class SessionWriter:
         for s in recording.segment_starts[1:]:
             self.mark_segment(offset + int(s))
         for c in recording.cues:
-            self.add_cue(offset + int(c["sample"]), c["name"].decode(), label=int(c["label"]),
+            self.add_cue(offset + int(c["sample"]), str(c["name"], "utf-8"), label=int(c["label"]),
                          duration_samples=int(c["duration_samples"]))
         self.flush()
 

@@ -1,7 +1,5 @@
 """Signal faults the runtime must catch before decoding: NaN/inf, saturation, flat (disconnected) channels."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from typing import List, Optional
 

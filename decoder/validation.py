@@ -4,8 +4,6 @@ Modelled on MNE's ``_check_option``: every user-facing check raises ``ValueError
 with the parameter name, what is allowed and what was given. Never ``assert`` for user input.
 """
 
-from __future__ import annotations
-
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np

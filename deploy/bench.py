@@ -3,8 +3,6 @@
 Benchmarks, not tests: each figure is the median of several runs, single thread.
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import os
@@ -158,7 +156,7 @@ def bench_train(*, minutes: float = 10.0, threads: int = 2) -> Dict[str, Any]:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         r = subprocess.run([sys.executable, "-c", _TRAIN_CHILD, path, os.path.join(tmp, "model"), str(threads)],
-                           capture_output=True, text=True, cwd=root, env=env)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, cwd=root, env=env)
         process_wall = time.perf_counter() - t0
         if r.returncode != 0:
             raise RuntimeError("training child failed:\n" + r.stderr[-3000:])
@@ -215,12 +213,12 @@ def bench_decoder(bundle_dir: str, *, steps: int = 5000, warmup: int = 200) -> D
         times = np.empty(steps)
         for i in range(warmup):
             _, state = eng.step(state, frames[i])
-        clock = time.perf_counter_ns
+        clock = time.perf_counter  # float seconds: sub-microsecond resolution (perf_counter_ns is Python 3.7+)
         for i in range(steps):
             t0 = clock()
             _, state = eng.step(state, frames[warmup + i])
             times[i] = clock() - t0
-        us = times / 1000.0
+        us = times * 1e6
         out[name] = {"median_us": float(np.median(us)), "p99_us": float(np.percentile(us, 99)),
                      "frames_per_s": float(1e6 / np.mean(us))}
     m = bundle.contract["model"]
@@ -324,7 +322,7 @@ def bench_pipeline(*, bundle_dir: Optional[str] = None, seconds: float = 20.0,
         argv = [sys.executable, "-c", _PIPELINE_CHILD, bundle_dir, session, str(seconds)]
         if keys_profile:
             argv.append(os.path.abspath(keys_profile))
-        r = subprocess.run(argv, capture_output=True, text=True, cwd=root)
+        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, cwd=root)
         if r.returncode != 0:
             raise RuntimeError("pipeline child failed:\n" + r.stderr[-3000:])
         child = json.loads(r.stdout.strip().splitlines()[-1])

@@ -4,12 +4,16 @@ Each package exposes ``register(subparsers)`` in its ``cli`` module; handlers im
 dependencies only when run, so ``neurohand run`` on the device never imports torch. An expected failure (a
 :class:`~neurohand.decoder.errors.NeurohandError`, or an ``OSError``) is one line on stderr and exit 2; anything else
 is a bug and shows its traceback.
-"""
 
-from __future__ import annotations
+This module and every module in ``COMMAND_MODULES`` import on Python 3.6 without torch (the Jetson Nano's
+JetPack 4.6): ``neurohand --help`` and ``neurohand run`` work there. The desktop commands (train, calibrate, export,
+...) need Python 3.8+; on an older interpreter they stop with one line saying so.
+"""
 
 import argparse
 import importlib
+import os
+import platform
 import sys
 from typing import List, Optional
 
@@ -61,6 +65,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise
         print("neurohand {}: error: {} is not installed; this command needs pip install 'neurohand[{}]'".format(
             args.command, e.name, extra), file=sys.stderr)
+        return 2
+    except SyntaxError as e:
+        if sys.version_info >= (3, 8):
+            raise
+        # The device side runs on Python 3.6 (JetPack 4); training and calibration need 3.8+ and are imported
+        # only by their handlers, so only their commands end up here.
+        print("neurohand {}: error: this command needs Python 3.8 or later (the desktop side); this is Python {} "
+              "({}: {})".format(args.command, platform.python_version(), os.path.basename(e.filename or "?"), e.msg),
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("neurohand {}: interrupted".format(args.command), file=sys.stderr)

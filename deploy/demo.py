@@ -9,8 +9,6 @@ with the accepted bundle on the device engine, and finally runs the standalone r
 a simulated hand on a pseudo-terminal, printing accuracy, latency and how well the hand follows.
 """
 
-from __future__ import annotations
-
 import argparse
 import os
 import time

@@ -6,8 +6,6 @@ The graph is exported with the TorchScript-based exporter (``dynamo=False``) at 
 compared step by step with PyTorch before the bundle is written.
 """
 
-from __future__ import annotations
-
 import json
 import os
 import shutil

@@ -22,8 +22,6 @@ Profile format::
     retrigger_ms = 200
 """
 
-from __future__ import annotations
-
 import re
 import sys
 from dataclasses import dataclass, field
@@ -73,7 +71,7 @@ class Profile:
 
 def _toml():
     if sys.version_info >= (3, 11):
-        import tomllib
+        import tomllib  # novermin - only on 3.11+, tomli before
     else:  # pragma: no cover - Python 3.8-3.10
         import tomli as tomllib
     return tomllib

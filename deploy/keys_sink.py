@@ -5,8 +5,6 @@ Every held key is released on disable (toggle key or gesture), on a decoder faul
 ``dry_run`` prints what would be pressed and sends nothing.
 """
 
-from __future__ import annotations
-
 import sys
 import threading
 import time

@@ -4,8 +4,6 @@ One bar per finger (the command sent), the decoded class and its probability, th
 the latency percentiles. The view is refreshed from the decoding loop at most ``refresh_hz`` times a second.
 """
 
-from __future__ import annotations
-
 import time
 from typing import Optional, Sequence
 

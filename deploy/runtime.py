@@ -6,8 +6,6 @@ and clears by itself when the cause does; the loop keeps running. Ctrl-C and SIG
 the port closes. Latency is measured per frame from the arrival of its last chunk to the return of the sink's write.
 """
 
-from __future__ import annotations
-
 import json
 import signal
 import time

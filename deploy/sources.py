@@ -4,8 +4,6 @@
 sleeps until each chunk is due, it never spins) or as fast as possible with ``fast=True``.
 """
 
-from __future__ import annotations
-
 import time
 from typing import NamedTuple, Optional, Sequence, Tuple
 

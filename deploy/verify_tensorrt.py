@@ -8,8 +8,6 @@ per-step latency (median and p99). Exits 1 when the difference exceeds the toler
 Device side only: no torch needed.
 """
 
-from __future__ import annotations
-
 import argparse
 import sys
 import time

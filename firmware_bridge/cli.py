@@ -1,7 +1,5 @@
 """Subcommands of the firmware bridge: ``neurohand simulate``."""
 
-from __future__ import annotations
-
 import argparse
 import os
 

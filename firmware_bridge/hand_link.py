@@ -5,8 +5,6 @@ down, and :meth:`HandLink.ensure_open` reopens it with exponential backoff (0.1 
 is down the hand's own 200 ms watchdog has already put it in its safe posture.
 """
 
-from __future__ import annotations
-
 import threading
 import time
 from typing import Optional

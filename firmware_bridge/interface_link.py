@@ -5,8 +5,6 @@ units with their arrival time. Gaps in ``first_sample`` are counted as dropped s
 by the parser and counted; no data within ``stall_timeout_s`` raises :class:`SourceStalled`.
 """
 
-from __future__ import annotations
-
 import time
 from typing import Optional, Tuple
 

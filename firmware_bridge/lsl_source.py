@@ -5,8 +5,6 @@ resolves the stream by name, and ``read()`` blocks in ``pull_chunk`` (with a tim
 arrive.
 """
 
-from __future__ import annotations
-
 import time
 from typing import Tuple
 

@@ -35,8 +35,6 @@ day ``k`` is reached through days ``1..k-1``.
 Nothing here is tuned to make a decoder look good; the real data sets are the judge.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 

@@ -7,8 +7,6 @@ receiver resynchronises at the next zero byte after any corruption. :class:`Stre
 it drops bad frames, counts them and carries on.
 """
 
-from __future__ import annotations
-
 import binascii
 import struct
 from dataclasses import dataclass, field

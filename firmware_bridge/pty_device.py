@@ -1,7 +1,5 @@
 """A simulated serial device behind a real pseudo-terminal: the lifecycle the simulated hand and interface share."""
 
-from __future__ import annotations
-
 import os
 import threading
 import tty

@@ -5,8 +5,6 @@ sends whatever :meth:`SimGlove.push` gives it as it arrives: in the simulator th
 glove sample per 10 ms.
 """
 
-from __future__ import annotations
-
 import os
 import select
 import threading

@@ -6,8 +6,6 @@ has arrived for ``watchdog_ms`` (200 ms), exactly as ``PROTOCOL.md`` requires of
 ``select`` with a timeout (no busy-waiting).
 """
 
-from __future__ import annotations
-
 import os
 import select
 import threading

@@ -4,8 +4,6 @@ It streams a recording (the simulator's, or a replayed session) as int16 values 
 one SAMPLES message every ``chunk_ms``, paced by sleeping until each is due.
 """
 
-from __future__ import annotations
-
 import os
 import select
 import threading

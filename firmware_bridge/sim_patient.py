@@ -11,8 +11,6 @@ those positions to ``on_glove`` (the simulated glove, :class:`~firmware_bridge.s
 over its own pseudo-terminal). Reads are paced in real time unless ``fast``.
 """
 
-from __future__ import annotations
-
 import collections
 import time
 from typing import Callable, Deque, Optional, Sequence, Tuple

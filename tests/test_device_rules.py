@@ -1,6 +1,12 @@
-"""The device side (decoder/, firmware_bridge/) runs on a Jetson: Python 3.8, no torch, no training/."""
+"""The device side runs on a Jetson: Python 3.6 (JetPack 4.6, the original Nano) and later, no torch, no training/.
+
+The device side is decoder/, firmware_bridge/, the runtime half of deploy/ (``DEVICE_DEPLOY_MODULES``), and every
+module the ``neurohand`` command imports to register its subcommands (deploy/cli.py and its ``COMMAND_MODULES``, whose
+handlers import the desktop side lazily). ``tests/test_old_pythons.py`` runs it on real 3.6 and 3.8 interpreters.
+"""
 
 import ast
+import json
 import os
 import shutil
 import subprocess
@@ -11,66 +17,159 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICE_PACKAGES = ("decoder", "firmware_bridge")
+DEVICE_DEPLOY_MODULES = ("__init__", "sources", "runtime", "keymap", "keys_sink", "live_view", "process_memory",
+                         "verify_tensorrt")
+# Not yet on Python 3.6: being rewritten for JetPack 4's TensorRT 8.2 (issue 18). Until then it is imported only by
+# the TensorRT engine's own code paths, lazily; engines.available_engines() treats its SyntaxError on 3.6 as "no
+# TensorRT". Remove it from here once rewritten.
+NOT_YET_PY36 = ("decoder/engines/tensorrt_engine.py",)
 FORBIDDEN = ("torch", "training", "calibration")
 
 
-def _py_files(pkg):
-    for dirpath, _, files in os.walk(os.path.join(ROOT, pkg)):
-        for f in files:
-            if f.endswith(".py"):
-                yield os.path.join(dirpath, f)
+def _rel(module):
+    """Path of a ``neurohand.*`` module relative to the repository root."""
+    parts = module.split(".")[1:]
+    path = os.path.join(*parts) if parts else "__init__"
+    return path + ".py" if os.path.isfile(os.path.join(ROOT, path + ".py")) else os.path.join(path, "__init__.py")
 
 
-def test_device_packages_do_not_import_torch_or_training():
-    bad = []
+def module_name(rel):
+    """``neurohand.*`` name of a file relative to the repository root."""
+    rel = rel[:-3].replace(os.sep, ".")
+    rel = rel[: -len(".__init__")] if rel.endswith(".__init__") else rel
+    return "neurohand" if rel == "__init__" else "neurohand." + rel
+
+
+def command_modules():
+    """``neurohand.deploy.cli.COMMAND_MODULES``, read from the source (no import)."""
+    tree = ast.parse(open(os.path.join(ROOT, "deploy", "cli.py")).read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["COMMAND_MODULES"]:
+            return tuple(ast.literal_eval(node.value))
+    raise AssertionError("deploy/cli.py has no COMMAND_MODULES")
+
+
+def runtime_files(include_not_yet=False):
+    """The device runtime: decoder/, firmware_bridge/ and deploy's runtime modules (paths relative to ROOT)."""
+    out = []
     for pkg in DEVICE_PACKAGES:
-        for path in _py_files(pkg):
-            tree = ast.parse(open(path).read(), path)
-            for node in ast.walk(tree):
-                names = []
-                if isinstance(node, ast.Import):
-                    names = [a.name for a in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    names = [node.module]
-                for n in names:
-                    parts = n.split(".")
-                    if parts[0] in FORBIDDEN or (parts[0] == "neurohand" and parts[1:2] and parts[1] in FORBIDDEN):
-                        bad.append("{}:{} imports {}".format(os.path.relpath(path, ROOT), node.lineno, n))
-    assert not bad, "device code must not import torch/training/calibration:\n" + "\n".join(bad)
+        for dirpath, _, files in os.walk(os.path.join(ROOT, pkg)):
+            out += [os.path.relpath(os.path.join(dirpath, f), ROOT) for f in sorted(files) if f.endswith(".py")]
+    out += [os.path.join("deploy", m + ".py") for m in DEVICE_DEPLOY_MODULES]
+    return sorted(f for f in out if include_not_yet or f not in NOT_YET_PY36)
+
+
+def cli_files():
+    """The command and the modules it imports to register subcommands (their handlers may import torch lazily)."""
+    files = ["__init__.py", "__main__.py", os.path.join("deploy", "cli.py")]
+    return sorted(set(files + [_rel(m) for m in command_modules()]) - set(runtime_files(include_not_yet=True)))
+
+
+def device_modules():
+    """Every device module by name: what must import on Python 3.6 without torch."""
+    return [module_name(f) for f in runtime_files() + cli_files() if f != "__main__.py"]
+
+
+def allowed_desktop_modules():
+    """Desktop-side modules the command may load: its COMMAND_MODULES there and their packages."""
+    out = set()
+    for m in command_modules():
+        parts = m.split(".")
+        if parts[1] in FORBIDDEN:
+            out.update(".".join(parts[:i]) for i in range(2, len(parts) + 1))
+    return out
+
+
+def import_check_code(modules):
+    """Python (3.6-compatible) that imports ``modules``, builds the CLI parser and prints what loaded, as JSON."""
+    return ("import json, sys\n"
+            + "".join("import {}\n".format(m) for m in modules)
+            + "from neurohand.deploy.cli import build_parser\nbuild_parser()\n"
+            "print(json.dumps({'torch': sorted(m for m in sys.modules if m.split('.')[0] == 'torch'),\n"
+            "                  'desktop': sorted(m for m in sys.modules if m.split('.')[:2] in\n"
+            "                                    (['neurohand', 'training'], ['neurohand', 'calibration']))}))\n")
+
+
+def check_import_report(stdout):
+    """Assert the output of :func:`import_check_code`: no torch, no desktop module beyond the CLI's own."""
+    loaded = json.loads(stdout.strip().splitlines()[-1])
+    assert loaded["torch"] == [], "loaded torch: {}".format(loaded["torch"])
+    extra = sorted(set(loaded["desktop"]) - allowed_desktop_modules())
+    assert extra == [], "the device side loaded desktop modules: {}".format(extra)
+
+
+def _imports(path, module, top_level_only):
+    """(imported module, line) of the file's imports; relative imports resolved; top level: not inside functions."""
+    tree = ast.parse(open(path).read(), path)
+    package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+    found = []
+
+    def visit(node):
+        if top_level_only and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            return
+        if isinstance(node, ast.Import):
+            found.extend((a.name, node.lineno) for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                pkg = package.split(".")
+                pkg = pkg[: len(pkg) - node.level + 1]
+                base = ".".join(pkg + ([base] if base else []))
+            found.append((base, node.lineno))
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def _forbidden(name):
+    parts = name.split(".")
+    return parts[0] in FORBIDDEN or (parts[0] == "neurohand" and parts[1:2] and parts[1] in FORBIDDEN)
+
+
+def test_device_side_does_not_import_torch_or_training():
+    bad = []
+    for files, top_level_only in ((runtime_files(include_not_yet=True), False), (cli_files(), True)):
+        for rel in files:
+            for name, line in _imports(os.path.join(ROOT, rel), module_name(rel), top_level_only):
+                if _forbidden(name):
+                    bad.append("{}:{} imports {}".format(rel, line, name))
+    assert not bad, ("the device runtime must not import torch/training/calibration, nor the CLI modules at their "
+                     "top level:\n" + "\n".join(bad))
 
 
 def test_importing_device_modules_loads_no_torch():
-    mods = []
-    for pkg in DEVICE_PACKAGES:
-        for path in _py_files(pkg):
-            rel = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
-            mods.append("neurohand." + (rel[: -len(".__init__")] if rel.endswith(".__init__") else rel))
-    code = "import sys\n" + "".join("import {}\n".format(m) for m in mods) + (
-        "bad = [m for m in sys.modules if m.split('.')[0] == 'torch' or m.startswith('neurohand.training')]\n"
-        "print(','.join(bad))\n")
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", import_check_code(device_modules())], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "", "loaded: " + r.stdout
+    check_import_report(r.stdout)
 
 
-def test_device_packages_are_python38_compatible():
+def test_device_side_is_python36_compatible():
     vermin = shutil.which("vermin") or os.path.join(os.path.dirname(sys.executable), "vermin")
     if not os.path.exists(vermin):
         pytest.fail("vermin is not installed; it is part of the test extras (pip install -e '.[test]')")
+    files = runtime_files() + cli_files()
+    assert "deploy/cli.py" in files and "deploy/runtime.py" in files and "training/cli.py" in files
     r = subprocess.run(
-        [vermin, "-t=3.8-", "--violations", "--no-tips", "--eval-annotations", "--backport", "typing",
-         *DEVICE_PACKAGES],
+        [vermin, "-t=3.6-", "--violations", "--no-tips", "--eval-annotations", "--backport", "typing",
+         "--backport", "dataclasses", *files],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
-    assert r.returncode == 0, "vermin found code needing Python > 3.8:\n" + r.stdout + r.stderr
+    assert r.returncode == 0, "vermin found code needing Python > 3.6:\n" + r.stdout + r.stderr
 
 
 def test_vermin_catches_newer_syntax(tmp_path):
-    """The 3.8 check can fail: a match statement (3.10) is reported."""
+    """The check can fail: a match statement (3.10) and postponed annotations (3.7) are reported."""
     vermin = shutil.which("vermin") or os.path.join(os.path.dirname(sys.executable), "vermin")
     f = tmp_path / "new.py"
     f.write_text("def f(x):\n    match x:\n        case 1:\n            return 2\n")
-    r = subprocess.run([vermin, "-t=3.8-", "--violations", "--no-tips", str(f)], capture_output=True, text=True,
+    r = subprocess.run([vermin, "-t=3.6-", "--violations", "--no-tips", str(f)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode != 0
+    f.write_text("from __future__ import annotations\n")
+    r = subprocess.run([vermin, "-t=3.6-", "--violations", "--no-tips", str(f)], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode != 0
 

@@ -199,3 +199,23 @@ def test_sigkill_writer_loses_at_most_one_second(tmp_path):
     with h5py.File(path, "r") as f:  # opens normally now
         assert f["signals"].shape == (n, 4)
     assert not os.path.exists(path + ".crashed")
+
+
+def test_session_files_stay_within_the_hdf5_1_10_format(tmp_path, rng):
+    """HDF5 1.10/1.12 (a Jetson's h5py 3.1) reads them: a newer HDF5's ``libver="latest"`` objects it cannot
+    ("bad version number for datatype message"; tests/test_old_pythons.py reads them with h5py 3.1). A SWMR writer
+    keeps the version-3 superblock that SWMR, and so crash safety, needs."""
+    from neurohand.decoder.recording import _libver_bounds
+
+    if h5py.version.hdf5_version_tuple >= (1, 10, 2):
+        assert _libver_bounds(h5py, True) == ("v110", "v110")
+        assert _libver_bounds(h5py, False) == ("earliest", "v110")
+    path = str(tmp_path / "live.h5")
+    w = SessionWriter(path, fs_hz=1000.0, n_channels=2)
+    w.append(rng.normal(size=(100, 2)).astype(np.float32), labels=np.zeros(100), repetitions=np.zeros(100))
+    w.flush()
+    with open(path, "rb") as f:
+        head = f.read(9)
+    w.close()
+    assert head[:8] == b"\x89HDF\r\n\x1a\n" and head[8] == 3  # superblock version 3: SWMR-capable, HDF5 1.10
+    assert read_recording(path).n_samples == 100

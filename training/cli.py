@@ -1,7 +1,5 @@
 """Subcommands of the training package: ``neurohand train`` and ``neurohand evaluate``."""
 
-from __future__ import annotations
-
 import argparse
 import json
 import sys

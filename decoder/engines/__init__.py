@@ -11,8 +11,6 @@ Every engine holds only weights; per-stream state is separate (sherpa-onnx style
 ``"auto"`` picks TensorRT where it works, then onnxruntime, then numpy.
 """
 
-from __future__ import annotations
-
 from typing import Any, List, Tuple
 
 from ..bundle import Bundle
@@ -28,9 +26,13 @@ __all__ = ["ENGINES", "StepOutput", "available_engines", "create_engine"]
 def available_engines() -> List[str]:
     """Engines that can run on this machine, fastest first."""
     out = []
-    from . import tensorrt_engine
+    try:
+        from . import tensorrt_engine
 
-    if tensorrt_engine.tensorrt_available()[0]:
+        trt_ok = tensorrt_engine.tensorrt_available()[0]
+    except SyntaxError:  # Python 3.6: tensorrt_engine.py still uses 3.7+ syntax (being rewritten for JetPack 4)
+        trt_ok = False
+    if trt_ok:
         out.append("tensorrt")
     try:
         import onnxruntime  # noqa: F401

@@ -1,7 +1,5 @@
 """What every engine returns from a step."""
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 import numpy as np

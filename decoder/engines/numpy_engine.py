@@ -3,8 +3,6 @@
 Equations follow PyTorch's ``nn.GRU`` (gates r, z, n; ``linear_before_reset``) and ``nn.LSTM`` (gates i, f, g, o).
 """
 
-from __future__ import annotations
-
 from typing import Dict, Tuple
 
 import numpy as np

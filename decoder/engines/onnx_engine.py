@@ -1,7 +1,5 @@
 """The exported step graph on onnxruntime: CPU by default, CUDA or TensorRT providers when asked and present."""
 
-from __future__ import annotations
-
 from typing import Dict, Sequence, Tuple
 
 import numpy as np
