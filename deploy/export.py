@@ -206,6 +206,6 @@ def _build_engine(args) -> int:
     if not ok:
         raise InvalidValueError("TensorRT is not usable here: {}. Build on the Jetson (see the README's Jetson "
                                 "guide)".format(why))
-    path = build_engine(Bundle(args.bundle_dir), fp16=args.fp16)
+    path = build_engine(Bundle(args.bundle_dir), "fp16" if args.fp16 else "fp32")
     print("wrote {}".format(path))
     return 0
