@@ -345,3 +345,41 @@ def test_the_fake_parser_refuses_what_tensorrt_82_cannot_import(use_fakes, tmp_p
     # and an implicit-batch network is refused by the 8.x parser
     parser = trt.OnnxParser(builder.create_network(0), trt.Logger())
     assert not parser.parse(model.SerializeToString())
+
+
+def test_pooled_class_output_stays_finite_on_tensorrt(use_fakes, frames_and_bundles, tmp_path, monkeypatch):
+    """TensorRT imports LogSoftmax as Log(Softmax): -inf for a vanishing class; the engine floors it, and the class
+    probabilities still match the reference (the exporter should compute a stable log-softmax: see the report)."""
+    use_fakes("8.2")
+    frames, paths = frames_and_bundles
+    bundle = fresh_bundle(paths["pooled"], tmp_path)
+    te.build_engine(bundle, "fp32")
+    w = bundle.weights()
+    mean, std = w["feature_mean"], w["feature_std"]
+    extreme = (mean + 300.0 * std * np.sign(np.random.default_rng(1).normal(size=(20, len(mean))))).astype(np.float32)
+    ref = create_engine(bundle, "numpy")
+    s = ref.new_state()
+    ref_logits = []
+    for f in extreme:
+        o, s = ref.step(s, f)
+        ref_logits.append(o.class_logits)
+    assert np.all(np.isfinite(ref_logits)) and np.min(ref_logits) < -200  # far beyond float32's exp range
+    floor = te.LOGIT_FLOOR
+    monkeypatch.setattr(te, "LOGIT_FLOOR", -np.inf)  # as TensorRT computes it
+    eng = create_engine(bundle, "tensorrt")
+    s = eng.new_state()
+    raw = []
+    for f in extreme:
+        o, s = eng.step(s, f)
+        raw.append(o.class_logits)
+    assert np.isneginf(np.array(raw)).any()
+    eng.close()
+    monkeypatch.setattr(te, "LOGIT_FLOOR", floor)
+    eng = create_engine(bundle, "tensorrt")
+    s, t = eng.new_state(), ref.new_state()
+    for f in extreme:
+        o, s = eng.step(s, f)
+        r, t = ref.step(t, f)
+        assert np.all(np.isfinite(o.class_logits)) and np.min(o.class_logits) >= te.LOGIT_FLOOR
+        np.testing.assert_allclose(o.class_probabilities(), r.class_probabilities(), atol=1e-3)
+        np.testing.assert_allclose(o.positions, r.positions, atol=1e-4)

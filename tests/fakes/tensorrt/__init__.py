@@ -25,7 +25,8 @@ The ONNX parser refuses operators outside onnx-tensorrt's 8.2 support list (docs
 opsets above the version's limit. A plan is bound to the TensorRT version and the GPU's compute capability it was
 built for (deserializing elsewhere logs an error and returns None, like TensorRT). Execution reads and writes the
 fake libcudart's device memory (tests/fakes/fake_cudart.c, found through ``NEUROHAND_LIBCUDART``) in stream order and
-computes with onnxruntime on the plan's ONNX model; an FP16 build rounds the inputs, state and outputs to float16.
+computes with onnxruntime on the plan's ONNX model as onnx-tensorrt imports it (LogSoftmax as Log(Softmax)); an FP16
+build rounds the inputs, state and outputs to float16.
 
 Test hooks: ``BUILDS`` (one dict per ``build_serialized_network``: network flags, builder flags, workspace),
 ``DESERIALIZED`` (one entry per deserialized plan) and ``EXECUTIONS`` (a one-item list: steps run).
@@ -342,6 +343,27 @@ class Runtime(object):
         return ICudaEngine(header, model)
 
 
+def _as_imported(model):
+    """The graph as onnx-tensorrt imports it: LogSoftmax becomes Log(Softmax(x)) (builtin_op_importers.cpp, 8.2 to
+    10.x), which is -inf, not a large negative number, wherever the softmax underflows."""
+    import onnx
+    from onnx import helper
+
+    proto = onnx.load_from_string(model)
+    nodes = []
+    for node in proto.graph.node:
+        if node.op_type != "LogSoftmax":
+            nodes.append(node)
+            continue
+        axis = [a.i for a in node.attribute if a.name == "axis"]
+        mid = node.output[0] + "__softmax"
+        nodes.append(helper.make_node("Softmax", list(node.input), [mid], axis=axis[0] if axis else -1))
+        nodes.append(helper.make_node("Log", [mid], list(node.output)))
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+    return proto.SerializeToString()
+
+
 class ICudaEngine(object):
     def __init__(self, header, model):
         import onnxruntime as ort
@@ -349,7 +371,7 @@ class ICudaEngine(object):
         self.header = header
         self._io = [(n, tuple(s), True) for n, s in header["inputs"]] + [
             (n, tuple(s), False) for n, s in header["outputs"]]
-        self._session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(_as_imported(model), providers=["CPUExecutionProvider"])
 
     def create_execution_context(self):
         return IExecutionContext(self)
