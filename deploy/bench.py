@@ -207,7 +207,7 @@ def bench_decoder(bundle_dir: str, *, steps: int = 5000, warmup: int = 200) -> D
     std = np.asarray(bundle.contract["normalisation"]["std"], np.float32)
     frames = (mean + std * np.random.default_rng(0).normal(size=(steps + warmup, len(mean)))).astype(np.float32)
     out: Dict[str, Any] = {}
-    for name in available_engines():
+    for name in available_engines(bundle):  # TensorRT only with an engine built for this bundle
         eng = create_engine(bundle, name)
         state = eng.new_state()
         times = np.empty(steps)

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "neurohand.calibration.cli",
     "neurohand.training.cli",
     "neurohand.deploy.export",
+    "neurohand.deploy.device_commands",
     "neurohand.deploy.runtime",
     "neurohand.deploy.bench",
 )

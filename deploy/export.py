@@ -15,7 +15,6 @@ from typing import Any, Dict
 import numpy as np
 
 from neurohand.decoder.bundle import Bundle, schema_version_for, write_bundle_json
-from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.features import FeatureConfig
 from neurohand.decoder.filters import design_sos
 
@@ -175,17 +174,13 @@ def parity_error(model, bundle: Bundle, *, frames: int = 200, seed: int = 0) -> 
 
 
 def register(sub) -> None:
-    """Add ``neurohand export`` and ``neurohand build-engine``."""
+    """Add ``neurohand export`` (``neurohand build-engine`` is a device command: deploy/device_commands.py)."""
     p = sub.add_parser("export", help="export a trained model folder to a bundle (ONNX step graph + weights)",
                        description="Write BUNDLE_DIR with model.onnx (one step, explicit state, opset 13, "
                        "TorchScript exporter), weights.npz and bundle.json (contract + sha256 of each file).")
     p.add_argument("model_dir")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.set_defaults(func=_export)
-    b = sub.add_parser("build-engine", help="build the TensorRT engine for a bundle on this device (Jetson)")
-    b.add_argument("bundle_dir")
-    b.add_argument("--fp16", action="store_true", help="build with FP16 kernels")
-    b.set_defaults(func=_build_engine)
 
 
 def _export(args) -> int:
@@ -196,14 +191,3 @@ def _export(args) -> int:
         b.fs_hz))
     return 0
 
-
-def _build_engine(args) -> int:
-    from neurohand.decoder.engines.tensorrt_engine import build_engine, tensorrt_available
-
-    ok, why = tensorrt_available()
-    if not ok:
-        raise InvalidValueError("TensorRT is not usable here: {}. Build on the Jetson (see the README's Jetson "
-                                "guide)".format(why))
-    path = build_engine(Bundle(args.bundle_dir), fp16=args.fp16)
-    print("wrote {}".format(path))
-    return 0

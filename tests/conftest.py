@@ -3,6 +3,8 @@ import os
 import numpy as np
 import pytest
 
+from tests.fakes.harness import fake_cudart_path, use_fakes  # noqa: F401 - fixtures: the GPU-less fakes
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 NINAPRO_FILE = os.path.join(SHARED_DATA, "ninapro_db1_s2_e1", "S2_A1_E1.mat")

@@ -18,11 +18,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICE_PACKAGES = ("decoder", "firmware_bridge")
 DEVICE_DEPLOY_MODULES = ("__init__", "sources", "runtime", "keymap", "keys_sink", "live_view", "process_memory",
-                         "verify_tensorrt")
-# Not yet on Python 3.6: being rewritten for JetPack 4's TensorRT 8.2 (issue 18). Until then it is imported only by
-# the TensorRT engine's own code paths, lazily; engines.available_engines() treats its SyntaxError on 3.6 as "no
-# TensorRT". Remove it from here once rewritten.
-NOT_YET_PY36 = ("decoder/engines/tensorrt_engine.py",)
+                         "device_commands")
 FORBIDDEN = ("torch", "training", "calibration")
 
 
@@ -49,20 +45,20 @@ def command_modules():
     raise AssertionError("deploy/cli.py has no COMMAND_MODULES")
 
 
-def runtime_files(include_not_yet=False):
+def runtime_files():
     """The device runtime: decoder/, firmware_bridge/ and deploy's runtime modules (paths relative to ROOT)."""
     out = []
     for pkg in DEVICE_PACKAGES:
         for dirpath, _, files in os.walk(os.path.join(ROOT, pkg)):
             out += [os.path.relpath(os.path.join(dirpath, f), ROOT) for f in sorted(files) if f.endswith(".py")]
     out += [os.path.join("deploy", m + ".py") for m in DEVICE_DEPLOY_MODULES]
-    return sorted(f for f in out if include_not_yet or f not in NOT_YET_PY36)
+    return sorted(out)
 
 
 def cli_files():
     """The command and the modules it imports to register subcommands (their handlers may import torch lazily)."""
     files = ["__init__.py", "__main__.py", os.path.join("deploy", "cli.py")]
-    return sorted(set(files + [_rel(m) for m in command_modules()]) - set(runtime_files(include_not_yet=True)))
+    return sorted(set(files + [_rel(m) for m in command_modules()]) - set(runtime_files()))
 
 
 def device_modules():
@@ -130,7 +126,7 @@ def _forbidden(name):
 
 def test_device_side_does_not_import_torch_or_training():
     bad = []
-    for files, top_level_only in ((runtime_files(include_not_yet=True), False), (cli_files(), True)):
+    for files, top_level_only in ((runtime_files(), False), (cli_files(), True)):
         for rel in files:
             for name, line in _imports(os.path.join(ROOT, rel), module_name(rel), top_level_only):
                 if _forbidden(name):

@@ -230,26 +230,12 @@ def test_tensorrt_matches_numpy(tmp_path, small_sim):
     frames = build_frames([small_sim], config_for_recording(small_sim)).features
     make_model_dir(str(tmp_path / "m"), small_sim, frames, n_classes=len(small_sim.class_names))
     b = export_bundle(str(tmp_path / "m"), str(tmp_path / "b"))
+    from neurohand.decoder.engines.tensorrt_engine import build_engine
+
+    build_engine(b, "fp32")  # engines are built only on request (neurohand build-engine), never on loading
     trt_e, np_e = create_engine(b, "tensorrt"), create_engine(b, "numpy")
     s1, s2 = trt_e.new_state(), np_e.new_state()
     for t in range(300):
         a, s1 = trt_e.step(s1, frames[t])
         c, s2 = np_e.step(s2, frames[t])
         assert np.max(np.abs(a.positions - c.positions)) < 1e-3
-
-
-def test_verify_tensorrt_script_skips_cleanly_without_tensorrt(tmp_path, small_sim):
-    ok, why = tensorrt_available()
-    if ok:
-        pytest.skip("TensorRT present: test_tensorrt_matches_numpy covers it")
-    from neurohand.decoder.features import config_for_recording
-    from neurohand.decoder.recording import write_recording
-    from neurohand.deploy.verify_tensorrt import main as verify_main
-    from neurohand.training.data import build_frames
-
-    frames = build_frames([small_sim], config_for_recording(small_sim)).features
-    make_model_dir(str(tmp_path / "m"), small_sim, frames, n_classes=len(small_sim.class_names))
-    export_bundle(str(tmp_path / "m"), str(tmp_path / "b"))
-    write_recording(small_sim, str(tmp_path / "s.h5"))
-    with pytest.raises(RuntimeError, match="TensorRT engine unavailable"):
-        verify_main([str(tmp_path / "b"), str(tmp_path / "s.h5"), "--seconds", "1"])

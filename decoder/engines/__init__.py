@@ -8,10 +8,12 @@ Every engine holds only weights; per-stream state is separate (sherpa-onnx style
     out.positions    # (5,) in 0..1
     out.class_logits # (n_classes,)
 
-``"auto"`` picks TensorRT where it works, then onnxruntime, then numpy.
+``"auto"`` picks TensorRT where it works and an engine is already built for the bundle (``neurohand build-engine``;
+nothing here builds one), then onnxruntime, then numpy.
 """
 
-from typing import Any, List, Tuple
+import logging
+from typing import Any, List, Optional, Tuple
 
 from ..bundle import Bundle
 from ..errors import DeviceError
@@ -23,16 +25,15 @@ ENGINES = ("auto", "tensorrt", "onnxruntime", "numpy")
 __all__ = ["ENGINES", "StepOutput", "available_engines", "create_engine"]
 
 
-def available_engines() -> List[str]:
-    """Engines that can run on this machine, fastest first."""
-    out = []
-    try:
-        from . import tensorrt_engine
+def available_engines(bundle: Optional[Bundle] = None) -> List[str]:
+    """Engines that can run on this machine, fastest first.
 
-        trt_ok = tensorrt_engine.tensorrt_available()[0]
-    except SyntaxError:  # Python 3.6: tensorrt_engine.py still uses 3.7+ syntax (being rewritten for JetPack 4)
-        trt_ok = False
-    if trt_ok:
+    With ``bundle``, TensorRT is listed only when an engine is already built for it on this GPU.
+    """
+    out = []
+    from . import tensorrt_engine
+
+    if tensorrt_engine.tensorrt_available()[0] and (bundle is None or tensorrt_engine.built_engines(bundle)):
         out.append("tensorrt")
     try:
         import onnxruntime  # noqa: F401
@@ -51,13 +52,19 @@ def create_engine(bundle: Bundle, kind: str = "auto", **options: Any) -> Any:
     ----------
     bundle : Bundle
     kind : {'auto', 'tensorrt', 'onnxruntime', 'numpy'}
+        ``'auto'``: TensorRT when an engine is built for this bundle on this GPU, else onnxruntime, else numpy;
+        when TensorRT works but no engine is built, a warning (logger ``neurohand.engines``) names the command
+        that builds one. No engine is ever built here.
     **options
-        Passed to the engine (``threads`` for onnxruntime, ``fp16`` for TensorRT).
+        Passed to the engine (``threads`` for onnxruntime, ``precision`` for TensorRT).
     """
     check_option("engine", kind, ENGINES)
     if kind == "auto":
+        kinds = available_engines(bundle)
+        if "tensorrt" not in kinds:
+            _warn_if_not_built(bundle)
         errors: List[Tuple[str, str]] = []
-        for k in available_engines():
+        for k in kinds:
             try:
                 return create_engine(bundle, k, **options)
             except Exception as e:  # noqa: BLE001 - fall back to the next engine, say why at the end
@@ -74,3 +81,14 @@ def create_engine(bundle: Bundle, kind: str = "auto", **options: Any) -> Any:
     from .tensorrt_engine import TensorRTEngine
 
     return TensorRTEngine(bundle, **options)
+
+
+def _warn_if_not_built(bundle: Bundle) -> None:
+    from . import tensorrt_engine
+
+    try:
+        info = tensorrt_engine.device_info()
+    except DeviceError:
+        return  # TensorRT cannot run here at all: nothing to build
+    logging.getLogger("neurohand.engines").warning(
+        "TensorRT is not used: %s", tensorrt_engine.not_built_message(bundle, info))
