@@ -277,7 +277,7 @@ def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore
 
 def accept(opts: CalibrateOptions, store: ModelStore, outcome: Dict[str, Any], session_path: str, console) -> str:
     """Export the bundle and add it to the patient's store as the new current version."""
-    from neurohand.deploy.export import export_bundle
+    from neurohand.training.export import export_bundle
 
     bundle_dir = os.path.join(os.path.dirname(outcome["model_dir"]), "bundle")
     export_bundle(outcome["model_dir"], bundle_dir)

@@ -337,7 +337,7 @@ def bench_pipeline(*, bundle_dir: Optional[str] = None, seconds: float = 20.0,
 
 def _small_bundle(rec, tmp: str) -> str:
     """Train a quick default-shaped model on the simulated session and export it (needs the train extras)."""
-    from neurohand.deploy.export import export_bundle
+    from neurohand.training.export import export_bundle
     from neurohand.training.train import TrainConfig, train
 
     model_dir = os.path.join(tmp, "model")

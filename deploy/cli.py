@@ -19,7 +19,7 @@ COMMAND_MODULES = (
     "neurohand.firmware_bridge.cli",
     "neurohand.calibration.cli",
     "neurohand.training.cli",
-    "neurohand.deploy.export",
+    "neurohand.training.export",
     "neurohand.deploy.runtime",
     "neurohand.deploy.bench",
 )

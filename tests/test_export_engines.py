@@ -9,7 +9,7 @@ import torch
 from neurohand.decoder.bundle import Bundle, BundleError
 from neurohand.decoder.engines import available_engines, create_engine
 from neurohand.decoder.engines.tensorrt_engine import tensorrt_available
-from neurohand.deploy.export import OPSET, export_bundle
+from neurohand.training.export import OPSET, export_bundle
 from neurohand.training.model import ModelConfig, RecurrentDecoder
 from neurohand.training.train import TrainConfig, TrainResult, save_model_dir
 
