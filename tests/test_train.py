@@ -405,3 +405,15 @@ def test_experiment_3dc_reports_each_seed_and_their_mean(tmp_path, threedc_dir):
 def test_experiment_cli_needs_the_data_folder(tmp_path, capsys):
     assert main(["experiment", "ninapro", "--data", str(tmp_path / "nowhere")]) == 2
     assert "No data folder" in capsys.readouterr().err
+
+
+def test_training_errors_are_neurohand_errors():
+    from neurohand.decoder.errors import InvalidValueError, NeurohandError
+    from neurohand.training.train import ModelFormatError
+
+    for cls in (TrainingDataError, ModelFormatError):
+        assert issubclass(cls, InvalidValueError) and issubclass(cls, NeurohandError) and issubclass(cls, ValueError)
+    with pytest.raises(InvalidValueError, match="'burn_in': must be < the 40-frame training window"):
+        TrainConfig(seq_ms=400.0, burn_in=40).windows(10.0)
+    with pytest.raises(ModelFormatError, match="model.json is missing"):
+        load_model_dir(ROOT)

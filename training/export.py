@@ -17,6 +17,7 @@ from typing import Any, Dict
 import numpy as np
 
 from neurohand.decoder.bundle import Bundle, schema_version_for, write_bundle_json
+from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.features import FeatureConfig
 from neurohand.decoder.filters import design_sos
 
@@ -204,8 +205,8 @@ def _build_engine(args) -> int:
 
     ok, why = tensorrt_available()
     if not ok:
-        raise ValueError("TensorRT is not usable here: {}. Build on the Jetson (see the README's Jetson "
-                         "guide)".format(why))
+        raise InvalidValueError("TensorRT is not usable here: {}. Build on the Jetson (see the README's Jetson "
+                                "guide)".format(why))
     path = build_engine(Bundle(args.bundle_dir), fp16=args.fp16)
     print("wrote {}".format(path))
     return 0

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from neurohand.decoder.adaptation import AdaptationConfig, FeatureAdapter
+from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.features import FeatureConfig, config_for_recording
 from neurohand.decoder.recording import Recording
 from neurohand.decoder.validation import check_int, check_option, check_positive
@@ -194,7 +195,7 @@ class TrainConfig:
         check_int("burn_in", self.burn_in, minimum=0)
         check_int("seed", self.seed, minimum=0)
         if self.seq_len is not None and self.burn_in >= self.seq_len:
-            raise ValueError("Invalid value for 'burn_in': must be < seq_len={}, got {}".format(
+            raise InvalidValueError("Invalid value for 'burn_in': must be < seq_len={}, got {}".format(
                 self.seq_len, self.burn_in))
         for name in ("seq_ms", "lr", "val_fraction"):
             check_positive(name, getattr(self, name))
@@ -255,8 +256,8 @@ class TrainConfig:
             if longest is not None and longest < seq_len:
                 seq_len = max(int(longest), (seq_len + 1) // 2)
         if self.burn_in >= seq_len:
-            raise ValueError("Invalid value for 'burn_in': must be < the {}-frame training window, got {}".format(
-                seq_len, self.burn_in))
+            raise InvalidValueError("Invalid value for 'burn_in': must be < the {}-frame training window, got {}"
+                                    .format(seq_len, self.burn_in))
         batch = self.batch_size if self.batch_size is not None else max(1, int(round(self.frames_per_step / seq_len)))
         return seq_len, batch
 
@@ -287,7 +288,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a clear error."""
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise ValueError("Invalid value for '--device': 'cuda' requested but no CUDA GPU is available; "
+            raise InvalidValueError("Invalid value for '--device': 'cuda' requested but no CUDA GPU is available; "
                              "use --device cpu or install the CUDA build of PyTorch")
         return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
     return torch.device("cpu")
@@ -716,7 +717,7 @@ def save_model_dir(model_dir: str, model: RecurrentDecoder, fcfg: FeatureConfig,
         save_baselines(os.path.join(model_dir, "baselines.npz"), baselines)
 
 
-class ModelFormatError(ValueError):
+class ModelFormatError(InvalidValueError):
     """A model folder is missing files or was written by a newer neurohand."""
 
 
