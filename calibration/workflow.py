@@ -236,10 +236,11 @@ def metrics_table(results: Dict[str, Dict[str, Any]], title: str):
 
 def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore, console) -> Dict[str, Any]:
     """Train (or recalibrate) on all but the last repetition, evaluate on it; returns what acceptance needs."""
+    from neurohand.training.config import TrainConfig, with_overrides
     from neurohand.training.data import split_last_repetitions
     from neurohand.training.evaluate import evaluate
     from neurohand.training.recalibrate import RecalibrationConfig, recalibrate
-    from neurohand.training.train import TrainConfig, train, with_overrides
+    from neurohand.training.train import train
 
     train_rec, test_rec, test_reps = split_last_repetitions(rec)
     model_dir, report_dir = os.path.join(work, "model"), os.path.join(work, "report")

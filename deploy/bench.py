@@ -121,7 +121,8 @@ if hasattr(os, "sched_setaffinity"):  # the budget is cores: the parallel refit'
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:n_cores])
 torch.set_num_threads(n_cores)
 from neurohand.decoder.recording import read_recording
-from neurohand.training.train import TrainConfig, train
+from neurohand.training.config import TrainConfig
+from neurohand.training.train import train
 rec = read_recording(sys.argv[1])
 t0 = time.perf_counter()
 res = train([rec], sys.argv[2], config=TrainConfig(device="cpu"), progress=False, log=lambda m: None)
@@ -337,8 +338,9 @@ def bench_pipeline(*, bundle_dir: Optional[str] = None, seconds: float = 20.0,
 
 def _small_bundle(rec, tmp: str) -> str:
     """Train a quick default-shaped model on the simulated session and export it (needs the train extras)."""
+    from neurohand.training.config import TrainConfig
     from neurohand.training.export import export_bundle
-    from neurohand.training.train import TrainConfig, train
+    from neurohand.training.train import train
 
     model_dir = os.path.join(tmp, "model")
     # adapt="on": a model from a calibration session runs behind the feature adaptation (this 1.5-minute session is

@@ -182,7 +182,7 @@ def test_movement_mix_drift_tells_interleaved_from_blocked_protocols():
 
 
 def test_auto_adaptation_follows_the_training_protocol():
-    from neurohand.training.train import TrainConfig
+    from neurohand.training.config import TrainConfig
 
     trial = 100
     interleaved = _frameset(np.tile(np.repeat([0, 1, 0, 2, 0, 3], trial), 20))

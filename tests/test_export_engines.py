@@ -9,9 +9,11 @@ import torch
 from neurohand.decoder.bundle import Bundle, BundleError
 from neurohand.decoder.engines import available_engines, create_engine
 from neurohand.decoder.engines.tensorrt_engine import tensorrt_available
+from neurohand.training.config import TrainConfig
 from neurohand.training.export import OPSET, export_bundle
 from neurohand.training.model import ModelConfig, RecurrentDecoder
-from neurohand.training.train import TrainConfig, TrainResult, save_model_dir
+from neurohand.training.model_dir import save_model_dir
+from neurohand.training.train import TrainResult
 
 
 def make_model_dir(path, rec, frames, *, cell="gru", layers=2, hidden=32, projection=0, n_classes=13, seed=0,

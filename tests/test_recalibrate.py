@@ -7,14 +7,16 @@ import torch
 
 from neurohand.decoder.features import config_for_recording
 from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+from neurohand.training.config import TrainConfig
 from neurohand.training.data import TrainingDataError, adapt_frames, build_frames
+from neurohand.training.model_dir import adapter_of, load_model_dir
 from neurohand.training.recalibrate import (
     RecalibrationConfig,
     frozen_core_unchanged,
     input_layer_parameters,
     recalibrate,
 )
-from neurohand.training.train import TrainConfig, adapter_of, load_model_dir, train
+from neurohand.training.train import train
 
 TINY = TrainConfig(hidden=16, layers=2, epochs=2, min_epochs=1, device="cpu", max_steps_per_epoch=3, adapt="on")
 

@@ -12,9 +12,11 @@ import torch
 from neurohand.decoder.recording import Recording, write_recording
 from neurohand.deploy.cli import main
 from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+from neurohand.training.config import TrainConfig
 from neurohand.training.data import TrainingDataError, build_frames, validation_split
 from neurohand.training.evaluate import evaluate
-from neurohand.training.train import TrainConfig, load_model_dir, train
+from neurohand.training.model_dir import load_model_dir
+from neurohand.training.train import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = TrainConfig(hidden=16, layers=1, epochs=3, seq_len=40, burn_in=5, batch_size=8, max_steps_per_epoch=4,
@@ -53,7 +55,7 @@ def test_training_runs_behind_the_feature_adaptation_and_records_its_prior(train
     from neurohand.decoder.adaptation import AdaptationConfig
     from neurohand.decoder.features import config_for_recording
     from neurohand.training.data import adapt_frames, build_frames, normalisation
-    from neurohand.training.train import adapter_of
+    from neurohand.training.model_dir import adapter_of
 
     d, _ = trained
     model, meta = load_model_dir(d)
@@ -75,7 +77,7 @@ def test_the_class_output_is_pooled_with_the_lda_baseline(trained, sim_train, tm
     from neurohand.decoder.features import config_for_recording
     from neurohand.training.baselines import load_baselines
     from neurohand.training.data import adapt_frames, build_frames
-    from neurohand.training.train import adapter_of
+    from neurohand.training.model_dir import adapter_of
 
     # a session with finger positions keeps its class head alone
     _, meta = load_model_dir(trained[0])
@@ -219,10 +221,10 @@ def test_a_refit_process_killed_while_it_waits_never_blocks_the_parent(sim_train
 
 
 def test_ctrl_c_keeps_the_best_checkpoint(tmp_path, sim_train, monkeypatch):
-    import neurohand.training.train as tt
+    import neurohand.training.loop as loop
 
     calls = {"n": 0}
-    real = tt.evaluate_frames
+    real = loop.evaluate_frames
 
     def eval_then_interrupt(*a, **k):
         calls["n"] += 1
@@ -230,7 +232,7 @@ def test_ctrl_c_keeps_the_best_checkpoint(tmp_path, sim_train, monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(tt, "evaluate_frames", eval_then_interrupt)
+    monkeypatch.setattr(loop, "evaluate_frames", eval_then_interrupt)
     res = train([sim_train], str(tmp_path / "m"), config=FAST, progress=False, fit_classic=False,
                 log=lambda m: None)
     assert res.interrupted and res.best_epoch == 1
@@ -409,7 +411,7 @@ def test_experiment_cli_needs_the_data_folder(tmp_path, capsys):
 
 def test_training_errors_are_neurohand_errors():
     from neurohand.decoder.errors import InvalidValueError, NeurohandError
-    from neurohand.training.train import ModelFormatError
+    from neurohand.training.model_dir import ModelFormatError
 
     for cls in (TrainingDataError, ModelFormatError):
         assert issubclass(cls, InvalidValueError) and issubclass(cls, NeurohandError) and issubclass(cls, ValueError)

@@ -63,7 +63,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
 def _train(args: argparse.Namespace) -> int:
     from neurohand.decoder.recording import read_recording
 
-    from .train import TrainConfig, train, with_overrides
+    from .config import TrainConfig, with_overrides
+    from .train import train
 
     cfg = with_overrides(TrainConfig(), cell=args.model, hidden=args.hidden, layers=args.layers,
                          epochs=args.epochs, seq_len=args.seq_len, device=args.device, seed=args.seed,

@@ -90,7 +90,7 @@ def export_bundle(model_dir: str, out_dir: str, *, parity_frames: int = 200, tol
     import onnx
     import torch
 
-    from neurohand.training.train import load_model_dir
+    from neurohand.training.model_dir import load_model_dir
 
     model, meta = load_model_dir(model_dir)
     cfg = model.config

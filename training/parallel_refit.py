@@ -31,7 +31,9 @@ from neurohand.decoder.features import FeatureConfig
 from neurohand.deploy.process_memory import peak_rss_mb
 
 from .baselines import fit_baselines, load_baselines, save_baselines
+from .config import TrainConfig
 from .data import FrameSet, validation_split
+from .loop import Progress, build_model, fit
 
 LEAD_EPOCHS = 2
 """How many epochs past the first phase's best so far the worker trains before it waits."""
@@ -70,7 +72,7 @@ class RecentStates:
         return {k: np.mean([s[k] for s in chosen], axis=0).astype(chosen[-1][k].dtype) for k in chosen[-1]}
 
 
-def _worker(config: Any, frames: FrameSet, fcfg: FeatureConfig, n_channels: int, n_classes: int,
+def _worker(config: TrainConfig, frames: FrameSet, fcfg: FeatureConfig, n_channels: int, n_classes: int,
             inbox: Any, outbox: Any, claim: Any, out_dir: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
@@ -78,10 +80,8 @@ def _worker(config: Any, frames: FrameSet, fcfg: FeatureConfig, n_channels: int,
     try:
         from threadpoolctl import threadpool_limits
 
-        from .train import _build_model, _fit, _Progress
-
         cpu = torch.device("cpu")
-        model = _build_model(config, frames, n_classes, cpu, seed_offset=1)
+        model = build_model(config, frames, n_classes, cpu, seed_offset=1)
         recent = RecentStates(config.refit_average_epochs)
         best, stop_at = 0, 0  # the first phase's best epoch so far; the epoch it settled on (0: not yet)
         baselines = None
@@ -106,8 +106,8 @@ def _worker(config: Any, frames: FrameSet, fcfg: FeatureConfig, n_channels: int,
                 take(inbox.recv())  # blocks until the parent moves on; EOFError once it is gone
             return 0 < stop_at <= epoch
 
-        _fit(model, frames, None, config, fcfg, n_channels, cpu, {"world": 1, "rank": 0, "local_rank": 0},
-             stop_after=None, bar=_Progress(enabled=False, total=0), seed_offset=1, on_epoch=on_epoch)
+        fit(model, frames, None, config, fcfg, n_channels, cpu, {"world": 1, "rank": 0, "local_rank": 0},
+             stop_after=None, bar=Progress(enabled=False, total=0), seed_offset=1, on_epoch=on_epoch)
         while stop_at == 0:
             take(inbox.recv())
         np.savez(os.path.join(out_dir, "refit.npz"), **recent.mean(stop_at))
@@ -159,7 +159,7 @@ class ParallelRefit:
         claimed them (:meth:`claim_baselines`) by then; they come back as :attr:`baselines`.
     """
 
-    def __init__(self, *, config: Any, frames: FrameSet, fcfg: FeatureConfig, n_channels: int,
+    def __init__(self, *, config: TrainConfig, frames: FrameSet, fcfg: FeatureConfig, n_channels: int,
                  n_classes: int, fit_classic: bool = True) -> None:
         ctx = mp.get_context("spawn")  # no fork of a process that already runs torch's thread pools
         self._dir = tempfile.mkdtemp(prefix="neurohand-refit-")
@@ -183,7 +183,7 @@ class ParallelRefit:
             pass
 
     def on_phase1_epoch(self, epoch: int, model: torch.nn.Module, improved: bool) -> bool:
-        """``_fit``'s ``on_epoch`` hook for the first phase: tells the worker the best epoch so far."""
+        """:func:`training.loop.fit`'s ``on_epoch`` hook for the first phase: tells the worker the best epoch so far."""
         if improved:
             self._send("best", epoch)
         return False
