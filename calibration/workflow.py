@@ -257,8 +257,8 @@ def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore
     else:
         console.rule("[bold]Training the decoder on repetitions {} (the last, {}, is the test)".format(
             sorted(set(int(r) for r in np.unique(train_rec.repetitions))), test_reps))
-        cfg = with_overrides(TrainConfig(), seed=opts.seed, epochs=opts.epochs, hidden=opts.hidden,
-                             layers=opts.layers)
+        cfg = with_overrides(TrainConfig(), {"schedule.epochs": opts.epochs, "model.hidden": opts.hidden,
+                                             "model.layers": opts.layers}, seed=opts.seed)
         train([train_rec], model_dir, config=cfg, progress=opts.tui, log=console.print)
     wall = time.perf_counter() - t0
     ev = evaluate(model_dir, [test_rec], report_dir=report_dir,

@@ -1,8 +1,8 @@
 """The optimiser loop: random training windows, early stopping on validation, a progress bar.
 
-Sequences: random windows of ``seq_len`` frames (4 s by default: :meth:`TrainConfig.windows`) drawn inside
-continuous segments of the training split, each started from a zero state; the first ``burn_in`` frames of a window
-are not scored (the state is still settling), which is truncated back-propagation through ``seq_len`` steps.
+Sequences: random windows of ``seq_len`` frames (4 s by default: :meth:`training.config.BatchConfig.windows`) drawn
+inside continuous segments of the training split, each started from a zero state; the first ``burn_in`` frames of a
+window are not scored (the state is still settling), which is truncated back-propagation through ``seq_len`` steps.
 Validation runs over whole segments with the state carried, exactly as inference does.
 """
 
@@ -25,7 +25,7 @@ from .augment import apply_gains, gain_law
 from .config import TrainConfig
 from .data import FrameSet, TrainingDataError, normalisation
 from .metrics import classification_metrics, regression_metrics
-from .model import ModelConfig, RecurrentDecoder, predict_sequences
+from .model import RecurrentDecoder, predict_sequences
 
 
 def distributed_env() -> Dict[str, int]:
@@ -92,13 +92,10 @@ def build_model(config: TrainConfig, frames: FrameSet, n_classes: int, device: t
     """Build a fresh model, its weights drawn from ``config.seed + seed_offset``, normalised to ``frames``."""
     torch.manual_seed(config.seed + seed_offset)
     mean, std = normalisation(frames.features)
-    mcfg = ModelConfig(n_features=frames.n_features, n_classes=n_classes, cell=config.cell, hidden=config.hidden,
-                       layers=config.layers, projection=config.projection, dropout=config.dropout,
-                       positions=frames.positions is not None,
-                       class_pool=config.class_pool and n_classes > 1 and frames.positions is None)
-    model = RecurrentDecoder(mcfg)
+    model = RecurrentDecoder(config.model.model_config(n_features=frames.n_features, n_classes=n_classes,
+                                                       positions=frames.positions is not None))
     model.set_normalisation(mean, std)
-    if config.lda_front_end and config.projection == 0 and lda_front_end.applies(frames, n_classes):
+    if config.model.lda_front_end and config.model.projection == 0 and lda_front_end.applies(frames, n_classes):
         model.set_fixed_projection(*lda_front_end.lda_projection(frames, mean, std))
     return model.to(device)
 
@@ -109,9 +106,10 @@ def fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], c
          on_epoch: Optional[Callable[[int, RecurrentDecoder, bool], bool]] = None) -> Dict[str, Any]:
     """Run the optimiser; with ``val_f``, keep the best state by validation score and stop early.
 
-    The learning-rate schedule always spans ``config.epochs``; ``stop_after`` ends the run earlier (the refit stops
-    at the first phase's best epoch, on the same schedule). ``on_epoch(epoch, model, improved)`` runs after each
-    epoch (``improved``: a new best validation score, or every epoch without ``val_f``) and returns True to stop.
+    The learning-rate schedule always spans ``config.schedule.epochs``; ``stop_after`` ends the run earlier (the
+    refit stops at the first phase's best epoch, on the same schedule). ``on_epoch(epoch, model, improved)`` runs
+    after each epoch (``improved``: a new best validation score, or every epoch without ``val_f``) and returns True
+    to stop.
     """
     distributed = env["world"] > 1
     torch.manual_seed(config.seed + seed_offset)
@@ -121,15 +119,16 @@ def fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], c
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     has_pos = train_f.positions is not None
     n_classes = model.config.n_classes
-    seq_len, batch_size = config.windows(train_f.hop_ms, longest=train_f.longest_segment())
-    max_speed = float(np.exp(2.5 * config.speed_std))
-    span = int(math.ceil(seq_len * max_speed)) + 1 if config.speed_std > 0 else seq_len
+    seq_len, batch_size = config.batches.windows(train_f.hop_ms, longest=train_f.longest_segment())
+    schedule, aug, loss_cfg = config.schedule, config.augmentation, config.loss
+    max_speed = float(np.exp(2.5 * aug.speed_std))
+    span = int(math.ceil(seq_len * max_speed)) + 1 if aug.speed_std > 0 else seq_len
     sampler = WindowSampler(train_f, span, np_rng)
     per_epoch = math.ceil(2 * len(train_f) / (batch_size * seq_len * env["world"]))
-    steps = int(min(config.max_steps_per_epoch, max(config.min_steps_per_epoch, per_epoch)))
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    last_epoch = config.epochs if stop_after is None else min(stop_after, config.epochs)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps,
+    steps = int(min(schedule.max_steps_per_epoch, max(schedule.min_steps_per_epoch, per_epoch)))
+    opt = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
+    last_epoch = schedule.epochs if stop_after is None else min(stop_after, schedule.epochs)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=schedule.lr, total_steps=schedule.epochs * steps,
                                                 pct_start=0.2)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -155,8 +154,8 @@ def fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], c
             for _ in range(steps):
                 starts = torch.as_tensor(sampler.starts(batch_size), device=device)
                 t = torch.arange(seq_len, device=device, dtype=torch.float32)[None, :]
-                if config.speed_std > 0:
-                    speed = torch.exp(config.speed_std * torch.randn(batch_size, 1, device=device))
+                if aug.speed_std > 0:
+                    speed = torch.exp(aug.speed_std * torch.randn(batch_size, 1, device=device))
                     t = t * speed.clamp(1.0 / max_speed, max_speed)
                 else:
                     t = t.expand(batch_size, -1)
@@ -164,24 +163,24 @@ def fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], c
                 frac = (t - i0)[..., None]
                 idx = starts[:, None] + i0
                 x = x_all[idx] * (1 - frac) + x_all[idx + (frac[..., 0] > 0)] * frac
-                if config.gain_std > 0:
-                    lg = config.gain_std * torch.randn(batch_size, n_channels, device=device)
+                if aug.gain_std > 0:
+                    lg = aug.gain_std * torch.randn(batch_size, n_channels, device=device)
                     x = apply_gains(x, lg, law)
-                if config.noise_std > 0:
-                    x = x + config.noise_std * std_t * torch.randn_like(x)
+                if aug.noise_std > 0:
+                    x = x + aug.noise_std * std_t * torch.randn_like(x)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                    pos, logits, _ = net(x, detach_class=has_pos and config.class_head_detached)
-                b = config.burn_in
+                    pos, logits, _ = net(x, detach_class=has_pos and loss_cfg.class_head_detached)
+                b = config.batches.burn_in
                 loss = torch.zeros((), device=device)
                 if has_pos:
                     target = pos_all[idx] * (1 - frac) + pos_all[idx + (frac[..., 0] > 0)] * frac
                     loss = loss + torch.mean(finger_w * (pos[:, b:].float() - target[:, b:]) ** 2)
                 if lab_all is not None and n_classes > 1:
-                    w = config.class_weight if has_pos else 1.0
+                    w = loss_cfg.class_weight if has_pos else 1.0
                     loss = loss + w * nn.functional.cross_entropy(
                         logits[:, b:].float().reshape(-1, n_classes),
                         lab_all[idx + (frac[..., 0] >= 0.5)][:, b:].reshape(-1),
-                        label_smoothing=config.label_smoothing)
+                        label_smoothing=loss_cfg.label_smoothing)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(opt)
@@ -204,9 +203,9 @@ def fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], c
                     bad_epochs, improved = 0, True
                 else:
                     bad_epochs += 1
-                stop = bad_epochs >= config.patience and epoch >= config.min_epochs
+                stop = bad_epochs >= schedule.patience and epoch >= schedule.min_epochs
                 bar.describe("epoch {}/{} loss {:.4f} val {} {:.3f}".format(
-                    epoch, config.epochs, row["train_loss"], "R2" if has_pos else "acc", score))
+                    epoch, schedule.epochs, row["train_loss"], "R2" if has_pos else "acc", score))
             else:
                 bar.describe("refit on all training data: epoch {}/{} loss {:.4f}".format(
                     epoch, last_epoch, row["train_loss"]))

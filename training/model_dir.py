@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence
 
 import torch
@@ -32,7 +31,9 @@ if TYPE_CHECKING:
     from .train import TrainResult
 
 MODEL_FORMAT = "neurohand-model"
-MODEL_FORMAT_VERSION = 2  # 2: model_config may hold class_pool and the weights pool_weight / pool_bias
+MODEL_FORMAT_VERSION = 3
+"""2: ``model_config`` may hold ``class_pool`` and the weights ``pool_weight`` / ``pool_bias``. 3: ``train_config`` is
+nested, one dict per part of :class:`training.config.TrainConfig` (2 and older: flat, migrated when loaded)."""
 
 
 def save_model_dir(model_dir: str, model: RecurrentDecoder, fcfg: FeatureConfig, rec: Recording,
@@ -61,7 +62,7 @@ def save_model_dir(model_dir: str, model: RecurrentDecoder, fcfg: FeatureConfig,
         "class_names": list(rec.class_names) if model.config.n_classes > 1 else ["rest"],
         "normalisation": {"mean": model.feature_mean.tolist(), "std": model.feature_std.tolist()},
         "adaptation": None if adapter is None else adapter.to_dict(),
-        "train_config": asdict(config),
+        "train_config": config.to_dict(),
         "training_windows": dict(zip(("seq_len", "batch_size"), result.training_windows)),
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
@@ -91,7 +92,10 @@ class ModelFormatError(InvalidValueError):
 
 
 def load_model_dir(model_dir: str):
-    """Load ``(model, meta)`` from a folder written by :func:`train` (tensors only, no pickle)."""
+    """Load ``(model, meta)`` from a folder written by :func:`training.train.train` (tensors only, no pickle).
+
+    ``meta`` is ``model.json``, its ``train_config`` in the current layout whatever format wrote it.
+    """
     from safetensors.torch import load_file
 
     path = os.path.join(model_dir, "model.json")
@@ -106,6 +110,12 @@ def load_model_dir(model_dir: str):
     if int(meta.get("format_version", 0)) > MODEL_FORMAT_VERSION:
         raise ModelFormatError("{!r} was written by a newer neurohand (model format {}); upgrade".format(
             model_dir, meta["format_version"]))
+    if "train_config" in meta:
+        try:
+            meta["train_config"] = TrainConfig.from_dict(meta["train_config"]).to_dict()
+        except (AttributeError, TypeError, ValueError) as e:
+            raise ModelFormatError("{!r}: model.json's 'train_config' is invalid ({}); retrain or restore the model "
+                                   "folder".format(model_dir, e)) from e
     model = RecurrentDecoder(ModelConfig.from_dict(meta["model_config"]))
     model.load_state_dict(load_file(os.path.join(model_dir, "model.safetensors")))
     model.eval()

@@ -7,7 +7,7 @@ thread each. A recurrent network's small matrix products gain little from a seco
 the two phases together take little longer than one.
 
 The worker keeps its weights at every epoch from a few before the first phase's best so far (which only moves
-later), and at the end hands back the mean of its last ``refit_average_epochs`` up to the epoch the first phase
+later), and at the end hands back the mean of its last ``refit.average_epochs`` up to the epoch the first phase
 settled on, as the sequential refit does. It never runs more than ``LEAD_EPOCHS`` past the first phase's best so
 far: epochs beyond the final best are thrown away, and the first phase runs ``patience`` epochs past its best before
 it stops, so the worker waits instead and uses the wait to fit the classic baselines (which the parent would
@@ -82,7 +82,7 @@ def _worker(config: TrainConfig, frames: FrameSet, fcfg: FeatureConfig, n_channe
 
         cpu = torch.device("cpu")
         model = build_model(config, frames, n_classes, cpu, seed_offset=1)
-        recent = RecentStates(config.refit_average_epochs)
+        recent = RecentStates(config.refit.average_epochs)
         best, stop_at = 0, 0  # the first phase's best epoch so far; the epoch it settled on (0: not yet)
         baselines = None
 
@@ -107,7 +107,7 @@ def _worker(config: TrainConfig, frames: FrameSet, fcfg: FeatureConfig, n_channe
             return 0 < stop_at <= epoch
 
         fit(model, frames, None, config, fcfg, n_channels, cpu, {"world": 1, "rank": 0, "local_rank": 0},
-             stop_after=None, bar=Progress(enabled=False, total=0), seed_offset=1, on_epoch=on_epoch)
+            stop_after=None, bar=Progress(enabled=False, total=0), seed_offset=1, on_epoch=on_epoch)
         while stop_at == 0:
             take(inbox.recv())
         np.savez(os.path.join(out_dir, "refit.npz"), **recent.mean(stop_at))

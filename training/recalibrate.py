@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Callable, List, Optional, Sequence
 
 import torch
@@ -26,7 +26,7 @@ from neurohand.decoder.recording import Recording
 from neurohand.decoder.validation import check_int, check_positive
 
 from .baselines import fit_baselines
-from .config import TrainConfig
+from .config import TrainConfig, with_overrides
 from .data import adapt_frames, build_frames, check_compatible, normalisation, validation_split
 from .loop import Progress, distributed_env, evaluate_frames, fit
 from .model import RecurrentDecoder
@@ -112,8 +112,9 @@ def recalibrate(model_dir: str, recordings: Sequence[Recording], out_dir: str, *
     for name, p in model.named_parameters():
         p.requires_grad_(name in trainable)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    base = TrainConfig(**{k: v for k, v in meta["train_config"].items() if k in TrainConfig.__dataclass_fields__})
-    tcfg = replace(base, epochs=config.epochs, lr=config.lr, seed=config.seed, device="cpu", refit=False)
+    tcfg = with_overrides(TrainConfig.from_dict(meta["train_config"]),
+                          {"schedule.epochs": config.epochs, "schedule.lr": config.lr, "refit.enabled": False},
+                          seed=config.seed, device="cpu")
     log("recalibrating {} of {} parameters ({}) on {} frames".format(
         n_trainable, sum(p.numel() for p in model.parameters()), ", ".join(sorted(trainable)), len(frames)))
     bar = Progress(enabled=progress, total=config.epochs)

@@ -77,7 +77,7 @@ def train(
     """Train a recurrent decoder (and the classic baselines) and write ``model_dir``.
 
     Two phases: train on the training split with early stopping on the validation split; then, with
-    ``config.refit``, train a fresh model on training and validation data together for the number of epochs the
+    ``config.refit.enabled``, train a fresh model on training and validation data together for the number of epochs the
     first phase found best (the validation metrics reported are those of the first phase). Ctrl-C in either phase
     keeps the best model so far.
 
@@ -112,7 +112,7 @@ def train(
     is_main = env["rank"] == 0
     fcfg = feature_config or config_for_recording(recordings[0])
     frames = build_frames(recordings, fcfg)
-    adapt_cfg, adapt_decision = config.choose_adaptation(frames)
+    adapt_cfg, adapt_decision = config.adaptation.choose(frames)
     # the prior is the statistics of every training frame, validation repetitions included: it is what the saved
     # model carries, so validation sees the adaptation the deployed model will run
     adapter = prior_adapter(adapt_cfg, frames)
@@ -122,11 +122,11 @@ def train(
     n_channels = recordings[0].n_channels
     if is_main:
         log("training {} on {} frames ({} validation frames, repetitions {} held out), {} features, device {}{}"
-            .format(config.cell.upper(), len(train_f), len(val_f), val_reps, frames.n_features, device,
+            .format(config.model.cell.upper(), len(train_f), len(val_f), val_reps, frames.n_features, device,
                     ", {} processes".format(env["world"]) if distributed else ""))
-    parallel = (config.refit and device.type == "cpu" and not distributed and config.parallel_refit
+    parallel = (config.refit.enabled and device.type == "cpu" and not distributed and config.refit.parallel
                 and usable_cores() >= 2)
-    total = config.epochs * (2 if config.refit and not parallel else 1)
+    total = config.schedule.epochs * (2 if config.refit.enabled and not parallel else 1)
     bar = Progress(enabled=progress and is_main, total=total)
     worker: Optional[ParallelRefit] = None
     baselines: Optional[Dict[str, object]] = None
@@ -138,7 +138,7 @@ def train(
                 worker = ParallelRefit(config=config, frames=frames, fcfg=fcfg, n_channels=n_channels,
                                        n_classes=n_classes, fit_classic=fit_classic and is_main)
             phase1 = fit(model, train_f, val_f, config, fcfg, n_channels, device, env, stop_after=None, bar=bar,
-                          seed_offset=0, on_epoch=worker.on_phase1_epoch if worker else None)
+                         seed_offset=0, on_epoch=worker.on_phase1_epoch if worker else None)
             interrupted = phase1["interrupted"]
             model.to("cpu")
             val_metrics = evaluate_frames(model, val_f, torch.device("cpu"))
@@ -147,7 +147,7 @@ def train(
             if is_main and fit_classic and not interrupted and (worker is None or worker.claim_baselines()):
                 bar.describe("classic baselines")
                 baselines = fit_baselines(train_f, val_f)
-            if config.refit and not interrupted and phase1["best_epoch"] > 0:
+            if config.refit.enabled and not interrupted and phase1["best_epoch"] > 0:
                 if worker is not None:
                     bar.describe("refit on all training data (second process) up to epoch {}".format(
                         phase1["best_epoch"]))
@@ -166,14 +166,14 @@ def train(
                             baselines = worker.baselines  # fitted while it waited for the first phase
                 else:
                     refit = build_model(config, frames, n_classes, device, seed_offset=1)
-                    recent = RecentStates(config.refit_average_epochs)
+                    recent = RecentStates(config.refit.average_epochs)
 
                     def keep(epoch: int, m: RecurrentDecoder, improved: bool) -> bool:
                         recent.add(epoch, m, earliest_choice=epoch)
                         return False
 
                     phase2 = fit(refit, frames, None, config, fcfg, n_channels, device, env,
-                                  stop_after=phase1["best_epoch"], bar=bar, seed_offset=1, on_epoch=keep)
+                                 stop_after=phase1["best_epoch"], bar=bar, seed_offset=1, on_epoch=keep)
                     if not phase2["interrupted"]:
                         refit = refit.to("cpu")
                         refit.load_state_dict({k: torch.from_numpy(v)
@@ -190,7 +190,7 @@ def train(
         set_class_pool(model, (baselines or {}).get("lda"), train_f, val_f, log=log)
     if interrupted and is_main:
         log("interrupted: keeping the best model so far (epoch {}{})".format(
-            phase1["best_epoch"], ", before the refit" if config.refit else ""))
+            phase1["best_epoch"], ", before the refit" if config.refit.enabled else ""))
     result = TrainResult(model_dir=model_dir, best_epoch=phase1["best_epoch"], epochs_run=phase1["epochs_run"],
                          interrupted=interrupted, val_metrics=val_metrics, history=history)
     result.refit_epochs = refit_epochs
