@@ -25,7 +25,7 @@ from .data import FrameSet, adapt_frames, build_frames, validation_split
 from .loop import Progress, build_model, distributed_env, evaluate_frames, fit, resolve_device
 from .model import RecurrentDecoder
 from .model_dir import prior_adapter, save_model_dir
-from .parallel_refit import ParallelRefit, RecentStates, usable_cores
+from .parallel_refit import ParallelRefit, RecentStates, RefitDidNotStart, spawn_reruns_caller, usable_cores
 
 __all__ = ["TrainConfig", "TrainResult", "set_class_pool", "train", "with_overrides"]
 
@@ -126,11 +126,16 @@ def train(
                     ", {} processes".format(env["world"]) if distributed else ""))
     parallel = (config.refit.enabled and device.type == "cpu" and not distributed and config.refit.parallel
                 and usable_cores() >= 2)
+    if parallel and spawn_reruns_caller():
+        parallel = False
+        log("the refit runs after the first phase, not beside it: the script calling train() has no "
+            "'if __name__ == \"__main__\":' block, so a second process would run it again (put the calls in one)")
     total = config.schedule.epochs * (2 if config.refit.enabled and not parallel else 1)
     bar = Progress(enabled=progress and is_main, total=total)
     worker: Optional[ParallelRefit] = None
     baselines: Optional[Dict[str, object]] = None
     refit_rss_mb = 0.0
+    refit_here = not parallel  # the sequential refit, after the first phase (full threads again)
     try:
         with _one_thread_each(parallel):
             model = build_model(config, train_f, n_classes, device, seed_offset=0)
@@ -155,6 +160,10 @@ def train(
                         state = worker.result(phase1["best_epoch"])
                     except KeyboardInterrupt:
                         interrupted = True
+                    except RefitDidNotStart as exc:
+                        log("{}: refitting after the first phase instead (a script calling train() needs its calls in "
+                            "an 'if __name__ == \"__main__\":' block for the refit to run beside it)".format(exc))
+                        refit_here = True
                     except RuntimeError as exc:
                         log("{}: keeping the model trained without the validation repetitions".format(exc))
                     else:
@@ -164,22 +173,22 @@ def train(
                         refit_rss_mb = worker.peak_rss_mb
                         if fit_classic and baselines is None:
                             baselines = worker.baselines  # fitted while it waited for the first phase
-                else:
-                    refit = build_model(config, frames, n_classes, device, seed_offset=1)
-                    recent = RecentStates(config.refit.average_epochs)
+        if config.refit.enabled and not interrupted and phase1["best_epoch"] > 0 and refit_here:
+            refit = build_model(config, frames, n_classes, device, seed_offset=1)
+            recent = RecentStates(config.refit.average_epochs)
 
-                    def keep(epoch: int, m: RecurrentDecoder, improved: bool) -> bool:
-                        recent.add(epoch, m, earliest_choice=epoch)
-                        return False
+            def keep(epoch: int, m: RecurrentDecoder, improved: bool) -> bool:
+                recent.add(epoch, m, earliest_choice=epoch)
+                return False
 
-                    phase2 = fit(refit, frames, None, config, fcfg, n_channels, device, env,
-                                 stop_after=phase1["best_epoch"], bar=bar, seed_offset=1, on_epoch=keep)
-                    if not phase2["interrupted"]:
-                        refit = refit.to("cpu")
-                        refit.load_state_dict({k: torch.from_numpy(v)
-                                               for k, v in recent.mean(phase2["epochs_run"]).items()})
-                        model, refit_epochs = refit, phase2["epochs_run"]
-                    interrupted = phase2["interrupted"]
+            phase2 = fit(refit, frames, None, config, fcfg, n_channels, device, env,
+                         stop_after=phase1["best_epoch"], bar=bar, seed_offset=1, on_epoch=keep)
+            if not phase2["interrupted"]:
+                refit = refit.to("cpu")
+                refit.load_state_dict({k: torch.from_numpy(v)
+                                       for k, v in recent.mean(phase2["epochs_run"]).items()})
+                model, refit_epochs = refit, phase2["epochs_run"]
+            interrupted = phase2["interrupted"]
     finally:
         bar.close()
         if worker is not None:
