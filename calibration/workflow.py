@@ -238,10 +238,11 @@ def metrics_table(results: Dict[str, Dict[str, Any]], title: str):
 
 def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore, console) -> Dict[str, Any]:
     """Train (or recalibrate) on all but the last repetition, evaluate on it; returns what acceptance needs."""
+    from neurohand.training.config import TrainConfig, with_overrides
     from neurohand.training.data import split_last_repetitions
     from neurohand.training.evaluate import evaluate
     from neurohand.training.recalibrate import RecalibrationConfig, recalibrate
-    from neurohand.training.train import TrainConfig, train, with_overrides
+    from neurohand.training.train import train
 
     train_rec, test_rec, test_reps = split_last_repetitions(rec)
     model_dir, report_dir = os.path.join(work, "model"), os.path.join(work, "report")
@@ -258,8 +259,8 @@ def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore
     else:
         console.rule("[bold]Training the decoder on repetitions {} (the last, {}, is the test)".format(
             sorted(set(int(r) for r in np.unique(train_rec.repetitions))), test_reps))
-        cfg = with_overrides(TrainConfig(), seed=opts.seed, epochs=opts.epochs, hidden=opts.hidden,
-                             layers=opts.layers)
+        cfg = with_overrides(TrainConfig(), {"schedule.epochs": opts.epochs, "model.hidden": opts.hidden,
+                                             "model.layers": opts.layers}, seed=opts.seed)
         train([train_rec], model_dir, config=cfg, progress=opts.tui, log=console.print)
     wall = time.perf_counter() - t0
     ev = evaluate(model_dir, [test_rec], report_dir=report_dir,
@@ -279,7 +280,7 @@ def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore
 
 def accept(opts: CalibrateOptions, store: ModelStore, outcome: Dict[str, Any], session_path: str, console) -> str:
     """Export the bundle and add it to the patient's store as the new current version."""
-    from neurohand.deploy.export import export_bundle
+    from neurohand.training.export import export_bundle
 
     bundle_dir = os.path.join(os.path.dirname(outcome["model_dir"]), "bundle")
     export_bundle(outcome["model_dir"], bundle_dir)

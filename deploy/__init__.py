@@ -1,1 +1,1 @@
-"""Export, bundles, the standalone runtime, the command line and benchmarks."""
+"""The standalone runtime, the command line and benchmarks."""

@@ -119,7 +119,8 @@ if hasattr(os, "sched_setaffinity"):  # the budget is cores: the parallel refit'
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:n_cores])
 torch.set_num_threads(n_cores)
 from neurohand.decoder.recording import read_recording
-from neurohand.training.train import TrainConfig, train
+from neurohand.training.config import TrainConfig
+from neurohand.training.train import train
 rec = read_recording(sys.argv[1])
 t0 = time.perf_counter()
 res = train([rec], sys.argv[2], config=TrainConfig(device="cpu"), progress=False, log=lambda m: None)
@@ -335,14 +336,15 @@ def bench_pipeline(*, bundle_dir: Optional[str] = None, seconds: float = 20.0,
 
 def _small_bundle(rec, tmp: str) -> str:
     """Train a quick default-shaped model on the simulated session and export it (needs the train extras)."""
-    from neurohand.deploy.export import export_bundle
-    from neurohand.training.train import TrainConfig, train
+    from neurohand.training.config import TrainConfig, with_overrides
+    from neurohand.training.export import export_bundle
+    from neurohand.training.train import train
 
     model_dir = os.path.join(tmp, "model")
-    # adapt="on": a model from a calibration session runs behind the feature adaptation (this 1.5-minute session is
+    # adaptation "on": a model from a calibration session runs behind the feature adaptation (this 1.5-minute session is
     # too short for auto to turn it on), and the benchmark should time what the patient runs
-    train([rec], model_dir, config=TrainConfig(epochs=2, device="cpu", adapt="on"), progress=False, fit_classic=False,
-          log=lambda m: None)
+    config = with_overrides(TrainConfig(), {"schedule.epochs": 2, "adaptation.mode": "on"}, device="cpu")
+    train([rec], model_dir, config=config, progress=False, fit_classic=False, log=lambda m: None)
     out = os.path.join(tmp, "bundle")
     export_bundle(model_dir, out)
     return out

@@ -26,7 +26,7 @@ COMMAND_MODULES = (
     "neurohand.firmware_bridge.cli",
     "neurohand.calibration.cli",
     "neurohand.training.cli",
-    "neurohand.deploy.export",
+    "neurohand.training.export",
     "neurohand.deploy.device_commands",
     "neurohand.deploy.runtime",
     "neurohand.deploy.bench",

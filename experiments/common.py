@@ -20,6 +20,7 @@ import numpy as np
 
 from neurohand.decoder.errors import NeurohandError
 from neurohand.decoder.validation import parse_index_ranges
+from neurohand.training.config import FLAT_LAYOUT
 from neurohand.training.evaluate import evaluate
 from neurohand.training.train import TrainConfig, train, with_overrides
 
@@ -44,8 +45,8 @@ def parser(prog: str, description: str, *, data: bool = False, seeds: Optional[s
     if seeds is not None:
         p.add_argument("--seeds", default=seeds, help=seeds_help.format(seeds))
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="change one training setting, a field of TrainConfig (e.g. adapt=off, class_pool=false, "
-                        "seq_ms=2000); repeatable")
+                   help="change one training setting by its path in TrainConfig (e.g. adaptation.mode=off, "
+                        "model.class_pool=false, batches.seq_ms=2000); repeatable")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return p
 
@@ -73,16 +74,28 @@ def _parse_value(key: str, text: str, default: Any) -> Any:
 def train_config(args: argparse.Namespace, base: Optional[TrainConfig] = None) -> TrainConfig:
     """``TrainConfig()`` (or ``base``) with the script's ``--set KEY=VALUE`` overrides applied."""
     config = base or TrainConfig()
-    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     changes: Dict[str, Any] = {}
     for item in args.overrides:
         key, sep, value = item.partition("=")
         key = key.strip()
-        if not sep or key not in fields:
-            raise NeurohandError("--set {!r}: expected KEY=VALUE with KEY one of {}".format(
-                item, ", ".join(sorted(fields))))
-        changes[key] = _parse_value(key, value, fields[key])
-    return dataclasses.replace(config, **changes) if changes else config
+        default = _setting(config, key) if sep else _MISSING
+        if default is _MISSING:
+            raise NeurohandError("--set {!r}: expected KEY=VALUE with KEY a setting path, one of {}".format(
+                item, ", ".join(sorted(FLAT_LAYOUT.values()))))
+        changes[key] = _parse_value(key, value, default)
+    return with_overrides(config, changes) if changes else config
+
+
+_MISSING = object()
+
+
+def _setting(config: Any, path: str) -> Any:
+    """Return the value at a dotted setting path (``model.class_pool``), or ``_MISSING``."""
+    for name in path.split("."):
+        if not dataclasses.is_dataclass(config) or name not in {f.name for f in dataclasses.fields(config)}:
+            return _MISSING
+        config = getattr(config, name)
+    return config
 
 
 def seeds_of(args: argparse.Namespace, name: str = "--seeds") -> List[int]:

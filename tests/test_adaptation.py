@@ -182,24 +182,24 @@ def test_movement_mix_drift_tells_interleaved_from_blocked_protocols():
 
 
 def test_auto_adaptation_follows_the_training_protocol():
-    from neurohand.training.train import TrainConfig
+    from neurohand.training.config import AdaptationPolicy, TrainConfig
 
     trial = 100
     interleaved = _frameset(np.tile(np.repeat([0, 1, 0, 2, 0, 3], trial), 20))
     blocked = _frameset(np.concatenate([np.tile(np.repeat([0, c], trial), 45) for c in (1, 2, 3, 4, 5)]),
                         n_classes=6)
-    cfg, why = TrainConfig().choose_adaptation(interleaved)
+    cfg, why = TrainConfig().adaptation.choose(interleaved)
     assert cfg == AdaptationConfig() and why["on"] and "interleaves" in why["reason"]
-    cfg, why = TrainConfig().choose_adaptation(blocked)
+    cfg, why = TrainConfig().adaptation.choose(blocked)
     assert cfg is None and not why["on"] and "blocks" in why["reason"] and why["mix_drift"] > 0.3
     no_classes = _frameset(np.zeros(600, np.int64), n_classes=1)
-    assert TrainConfig().choose_adaptation(no_classes)[0] is None
-    assert TrainConfig(adapt="on").choose_adaptation(blocked)[0] == AdaptationConfig()
-    assert TrainConfig(adapt="off").choose_adaptation(interleaved)[0] is None
+    assert TrainConfig().adaptation.choose(no_classes)[0] is None
+    assert AdaptationPolicy(mode="on").choose(blocked)[0] == AdaptationConfig()
+    assert AdaptationPolicy(mode="off").choose(interleaved)[0] is None
     # shorter than two horizons the check cannot see blocks (a 40 s session is one 60 s window): off, saying why
     short_blocked = _frameset(np.concatenate([np.tile(np.repeat([0, c], trial), 5) for c in (1, 2, 3, 4)]),
                               n_classes=5)
-    cfg, why = TrainConfig().choose_adaptation(short_blocked)
+    cfg, why = TrainConfig().adaptation.choose(short_blocked)
     assert cfg is None and not why["on"] and "too short to check its movement mix (40 s" in why["reason"]
     with pytest.raises(ValueError, match="Invalid value for 'adapt': allowed 'auto', 'on', 'off', got 'yes'"):
-        TrainConfig(adapt="yes")
+        AdaptationPolicy(mode="yes")

@@ -4,18 +4,19 @@ import importlib.util
 import os
 import subprocess
 import sys
-from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from neurohand.training.train import TrainConfig
+from neurohand.training.train import TrainConfig, with_overrides
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = os.path.join(ROOT, "experiments")
 SCRIPTS = ["ninapro", "threedc", "sim", "recalibration"]
-FAST = TrainConfig(hidden=16, layers=1, epochs=3, seq_len=40, burn_in=5, batch_size=8, max_steps_per_epoch=4,
-                   patience=5, adapt="on")  # as tests/test_train.py's
+FAST = with_overrides(TrainConfig(), {"model.hidden": 16, "model.layers": 1, "schedule.epochs": 3,
+                                     "batches.seq_len": 40, "batches.burn_in": 5, "batches.batch_size": 8,
+                                     "schedule.max_steps_per_epoch": 4, "schedule.patience": 5,
+                                     "adaptation.mode": "on"})  # as tests/test_train.py's
 
 
 def load(name):
@@ -61,14 +62,15 @@ def test_the_default_output_folder_is_ignored_by_git():
 
 def test_set_overrides_training_settings_by_their_type():
     common = load("common")
-    args = common.parser("x", "x").parse_args(["--set", "adapt=off", "--set", "class_pool=false", "--set",
-                                               "seq_ms=2000", "--set", "refit_average_epochs=8", "--set",
-                                               "seq_len=none"])
+    args = common.parser("x", "x").parse_args(["--set", "adaptation.mode=off", "--set", "model.class_pool=false",
+                                               "--set", "batches.seq_ms=2000", "--set", "refit.average_epochs=8",
+                                               "--set", "batches.seq_len=none", "--set", "adaptation.config.clip_sd=9"])
     cfg = common.train_config(args)
-    assert (cfg.adapt, cfg.class_pool, cfg.seq_ms, cfg.refit_average_epochs, cfg.seq_len) == ("off", False, 2000.0,
-                                                                                              8, None)
-    with pytest.raises(common.NeurohandError, match="KEY one of"):
-        common.train_config(common.parser("x", "x").parse_args(["--set", "no_such=1"]))
+    assert (cfg.adaptation.mode, cfg.model.class_pool, cfg.batches.seq_ms, cfg.refit.average_epochs,
+            cfg.batches.seq_len, cfg.adaptation.config.clip_sd) == ("off", False, 2000.0, 8, None, 9.0)
+    for bad in ("no_such=1", "class_pool=false", "model.nothing=1", "model.hidden"):
+        with pytest.raises(common.NeurohandError, match="KEY a setting path"):
+            common.train_config(common.parser("x", "x").parse_args(["--set", bad]))
 
 
 def test_a_missing_data_folder_is_one_line_and_exit_code_2(tmp_path):
@@ -89,7 +91,7 @@ def test_sim_runs_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_threedc_reports_each_seed_and_their_mean(tmp_path, threedc_dir):
     data = os.path.dirname(threedc_dir)
-    cfg = replace(FAST, epochs=1, max_steps_per_epoch=2, adapt="off")
+    cfg = with_overrides(FAST, {"schedule.epochs": 1, "schedule.max_steps_per_epoch": 2, "adaptation.mode": "off"})
     res = load("threedc").run(data, str(tmp_path), participants=(2,), seeds=(0, 1), config=cfg)
     assert res["seeds"] == [0, 1] and set(res["accuracy_by_seed"]) == {"0", "1"}
     by_seed = [res["accuracy_by_seed"][s]["2"]["gru"] for s in ("0", "1")]

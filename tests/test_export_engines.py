@@ -9,9 +9,11 @@ import torch
 from neurohand.decoder.bundle import Bundle, BundleError
 from neurohand.decoder.engines import available_engines, create_engine
 from neurohand.decoder.engines.tensorrt_engine import tensorrt_available
-from neurohand.deploy.export import OPSET, export_bundle
+from neurohand.training.config import TrainConfig, with_overrides
+from neurohand.training.export import OPSET, export_bundle
 from neurohand.training.model import ModelConfig, RecurrentDecoder
-from neurohand.training.train import TrainConfig, TrainResult, save_model_dir
+from neurohand.training.model_dir import save_model_dir
+from neurohand.training.train import TrainResult
 
 
 def make_model_dir(path, rec, frames, *, cell="gru", layers=2, hidden=32, projection=0, n_classes=13, seed=0,
@@ -39,7 +41,8 @@ def make_model_dir(path, rec, frames, *, cell="gru", layers=2, hidden=32, projec
     fcfg = config_for_recording(rec)
     adapter = None if adapt is None else FeatureAdapter(adapt, hop_ms=fcfg.hop_ms, mean=frames.mean(0),
                                                         std=frames.std(0) + 1e-6)
-    save_model_dir(path, model, fcfg, rec, TrainConfig(cell=cell), res, {}, [], [7], adapter=adapter)
+    config = with_overrides(TrainConfig(), {"model.cell": cell})
+    save_model_dir(path, model, fcfg, rec, config, res, {}, [], [7], adapter=adapter)
     return model.eval()
 
 

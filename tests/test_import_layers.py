@@ -16,15 +16,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = ("decoder", "firmware_bridge", "runtime", "training", "calibration", "application")
 APPLICATION_MODULES = ("neurohand.deploy.cli", "neurohand.deploy.demo", "neurohand.deploy.bench", "neurohand.__main__")
 PACKAGES = ("decoder", "firmware_bridge", "deploy", "training", "calibration")
-# Being moved (the exporter to training/, training's private helpers made public):
-# listed so the check fails on any new violation, and on these once they are gone.
-KNOWN_UPWARD = {("deploy/export.py", "neurohand.training.train")}
-KNOWN_PRIVATE = {("training/parallel_refit.py", "neurohand.training.train._build_model"),
-                 ("training/parallel_refit.py", "neurohand.training.train._fit"),
-                 ("training/parallel_refit.py", "neurohand.training.train._Progress"),
-                 ("training/recalibrate.py", "neurohand.training.train._dist_env"),
-                 ("training/recalibrate.py", "neurohand.training.train._fit"),
-                 ("training/recalibrate.py", "neurohand.training.train._Progress")}
 
 
 def layer_of(module):
@@ -82,20 +73,16 @@ def _resolve(name, known):
 
 def test_no_module_imports_a_layer_above_its_own():
     modules = dict(_modules())
-    bad, known = [], set()
+    bad = []
     for module, path in modules.items():
         mine = layer_of(module)
         for name, line, _ in _imports(module, path):
             target = _resolve(name, modules) or name
             theirs = layer_of(target)
             if mine is not None and theirs is not None and theirs > mine:
-                rel = os.path.relpath(path, ROOT)
-                if (rel, target) in KNOWN_UPWARD:
-                    known.add((rel, target))
-                    continue
-                bad.append("{}:{} ({}) imports {} ({})".format(rel, line, LAYERS[mine], target, LAYERS[theirs]))
+                bad.append("{}:{} ({}) imports {} ({})".format(os.path.relpath(path, ROOT), line, LAYERS[mine],
+                                                               target, LAYERS[theirs]))
     assert not bad, "upward imports:\n" + "\n".join(bad)
-    assert known == KNOWN_UPWARD, "fixed: remove from KNOWN_UPWARD: {}".format(KNOWN_UPWARD - known)
 
 
 def test_no_import_cycle_between_modules():
@@ -125,19 +112,14 @@ def test_no_import_cycle_between_modules():
 
 def test_no_private_name_is_imported_from_another_module():
     modules = dict(_modules())
-    bad, known = [], set()
+    bad = []
     for module, path in modules.items():
         for name, line, _ in _imports(module, path):
             target = _resolve(name, modules)
             leaf = name.rpartition(".")[2]
             if target != name and leaf.startswith("_") and not leaf.startswith("__"):
-                rel = os.path.relpath(path, ROOT)
-                if (rel, name) in KNOWN_PRIVATE:
-                    known.add((rel, name))
-                    continue
-                bad.append("{}:{} imports {}".format(rel, line, name))
+                bad.append("{}:{} imports {}".format(os.path.relpath(path, ROOT), line, name))
     assert not bad, "private names used across modules:\n" + "\n".join(bad)
-    assert known == KNOWN_PRIVATE, "fixed: remove from KNOWN_PRIVATE: {}".format(KNOWN_PRIVATE - known)
 
 
 def test_the_layer_check_sees_an_upward_import(tmp_path):

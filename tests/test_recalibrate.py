@@ -7,16 +7,22 @@ import torch
 
 from neurohand.decoder.features import config_for_recording
 from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+from neurohand.training.config import TrainConfig, with_overrides
 from neurohand.training.data import TrainingDataError, adapt_frames, build_frames
+from neurohand.training.model_dir import adapter_of, load_model_dir
 from neurohand.training.recalibrate import (
     RecalibrationConfig,
     frozen_core_unchanged,
     input_layer_parameters,
     recalibrate,
 )
-from neurohand.training.train import TrainConfig, adapter_of, load_model_dir, train
+from neurohand.training.train import train
 
-TINY = TrainConfig(hidden=16, layers=2, epochs=2, min_epochs=1, device="cpu", max_steps_per_epoch=3, adapt="on")
+TINY = with_overrides(TrainConfig(), {"model.hidden": 16, "model.layers": 2, "schedule.epochs": 2,
+                                      "schedule.min_epochs": 1, "schedule.max_steps_per_epoch": 3,
+                                      "adaptation.mode": "on"}, device="cpu")
+ONE_EPOCH = with_overrides(TrainConfig(), {"model.hidden": 8, "model.layers": 1, "schedule.epochs": 1,
+                                           "schedule.min_epochs": 1, "schedule.max_steps_per_epoch": 2}, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +61,7 @@ def test_only_the_input_layer_and_normalisation_change(tmp_path, day1_model, day
         "config"]
     assert meta["recalibrated_from"] == os.path.abspath(day1_model)
     assert meta["recalibration"]["trained_parameters"] == ["rnn.bias_ih_l0", "rnn.weight_ih_l0"]
-    assert meta["train_config"]["hidden"] == 16  # same model, same format: it exports like any other
+    assert meta["train_config"]["model"]["hidden"] == 16  # same model, same format: it exports like any other
     with open(os.path.join(out, "model.json")) as f:
         assert json.load(f)["model_config"] == json.load(open(os.path.join(day1_model, "model.json")))["model_config"]
 
@@ -71,8 +77,7 @@ def test_recalibration_keeps_the_day1_statistics_or_the_absence_of_an_adaptation
     assert meta["adaptation_decision"]["on"] and meta["adaptation_decision"]["reason"].endswith("with its prior")
     # a model trained without the adaptation is recalibrated without one: normalised to the new session's raw frames
     plain = str(tmp_path / "plain")
-    train([day1], plain, config=TrainConfig(hidden=8, layers=1, epochs=1, min_epochs=1, device="cpu",
-                                            max_steps_per_epoch=2, adapt="off"),
+    train([day1], plain, config=with_overrides(ONE_EPOCH, {"adaptation.mode": "off"}),
           progress=False, fit_classic=False, log=lambda m: None)
     out = str(tmp_path / "plain_recal")
     recalibrate(plain, [day2], out, config=RecalibrationConfig(epochs=1), log=lambda m: None)
@@ -90,8 +95,7 @@ def test_a_pooled_class_output_is_refitted_on_the_new_session(tmp_path, day1):
     longer_day2 = simulate_recording(SimulatorConfig(minutes=1.0, n_channels=8, fs_hz=5000.0, seed=3, day=2))
     d1, d2 = (replace(r, positions=None, position_index=None) for r in (day1, longer_day2))
     m1 = str(tmp_path / "m1")
-    train([d1], m1, config=TrainConfig(hidden=8, layers=1, epochs=1, min_epochs=1, device="cpu",
-                                       max_steps_per_epoch=2), progress=False, log=lambda m: None)
+    train([d1], m1, config=ONE_EPOCH, progress=False, log=lambda m: None)
     out = str(tmp_path / "r")
     recalibrate(m1, [d2], out, config=RecalibrationConfig(epochs=1), log=lambda m: None)
     before, _ = load_model_dir(m1)
@@ -111,8 +115,7 @@ def test_a_pooled_class_output_is_refitted_on_the_new_session(tmp_path, day1):
 
 def test_projection_models_adapt_the_projection(tmp_path, day1, day2):
     d = str(tmp_path / "p")
-    train([day1], d, config=TrainConfig(hidden=8, layers=1, projection=12, epochs=1, min_epochs=1,
-                                             device="cpu", max_steps_per_epoch=2),
+    train([day1], d, config=with_overrides(ONE_EPOCH, {"model.projection": 12}),
           progress=False, fit_classic=False, log=lambda m: None)
     recalibrate(d, [day2], str(tmp_path / "r"), config=RecalibrationConfig(epochs=1, train_heads=True),
                 log=lambda m: None)

@@ -12,13 +12,24 @@ import torch
 from neurohand.decoder.recording import Recording, write_recording
 from neurohand.deploy.cli import main
 from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+from neurohand.training.config import (
+    AdaptationPolicy,
+    ArchitectureConfig,
+    BatchConfig,
+    ScheduleConfig,
+    TrainConfig,
+    with_overrides,
+)
 from neurohand.training.data import TrainingDataError, build_frames, validation_split
 from neurohand.training.evaluate import evaluate
-from neurohand.training.train import TrainConfig, load_model_dir, train
+from neurohand.training.model_dir import load_model_dir
+from neurohand.training.train import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAST = TrainConfig(hidden=16, layers=1, epochs=3, seq_len=40, burn_in=5, batch_size=8, max_steps_per_epoch=4,
-                   patience=5, adapt="on")
+FAST = TrainConfig(model=ArchitectureConfig(hidden=16, layers=1),
+                   batches=BatchConfig(seq_len=40, burn_in=5, batch_size=8),
+                   schedule=ScheduleConfig(epochs=3, max_steps_per_epoch=4, patience=5),
+                   adaptation=AdaptationPolicy(mode="on"))
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +64,7 @@ def test_training_runs_behind_the_feature_adaptation_and_records_its_prior(train
     from neurohand.decoder.adaptation import AdaptationConfig
     from neurohand.decoder.features import config_for_recording
     from neurohand.training.data import adapt_frames, build_frames, normalisation
-    from neurohand.training.train import adapter_of
+    from neurohand.training.model_dir import adapter_of
 
     d, _ = trained
     model, meta = load_model_dir(d)
@@ -75,7 +86,7 @@ def test_the_class_output_is_pooled_with_the_lda_baseline(trained, sim_train, tm
     from neurohand.decoder.features import config_for_recording
     from neurohand.training.baselines import load_baselines
     from neurohand.training.data import adapt_frames, build_frames
-    from neurohand.training.train import adapter_of
+    from neurohand.training.model_dir import adapter_of
 
     # a session with finger positions keeps its class head alone
     _, meta = load_model_dir(trained[0])
@@ -130,8 +141,8 @@ def test_parallel_refit_equals_the_refit_after_the_first_phase(tmp_path, sim_tra
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # the second process trains on one thread: compare like with like
     try:
-        seq = train([sim_train], str(tmp_path / "seq"), config=replace(FAST, parallel_refit=False), progress=False,
-                    fit_classic=False, log=lambda m: None)
+        seq = train([sim_train], str(tmp_path / "seq"), config=with_overrides(FAST, {"refit.parallel": False}),
+                    progress=False, fit_classic=False, log=lambda m: None)
     finally:
         torch.set_num_threads(before)
     par = train([sim_train], str(tmp_path / "par"), config=FAST, progress=False, fit_classic=False,
@@ -146,7 +157,7 @@ def test_parallel_refit_equals_the_refit_after_the_first_phase(tmp_path, sim_tra
 
 
 def _phase1_weights(rec, tmp_path):
-    res = train([rec], str(tmp_path / "norefit"), config=replace(FAST, refit=False), progress=False,
+    res = train([rec], str(tmp_path / "norefit"), config=with_overrides(FAST, {"refit.enabled": False}), progress=False,
                 fit_classic=False, log=lambda m: None)
     return load_model_dir(res.model_dir)[0].state_dict()["rnn.weight_hh_l0"]
 
@@ -156,7 +167,7 @@ def test_a_failed_refit_process_says_why(sim_train):
     from neurohand.training.parallel_refit import ParallelRefit
 
     frames = build_frames([sim_train], config_for_recording(sim_train))
-    worker = ParallelRefit(config=replace(FAST, seq_len=10 ** 6), frames=frames,
+    worker = ParallelRefit(config=with_overrides(FAST, {"batches.seq_len": 10 ** 6}), frames=frames,
                            fcfg=config_for_recording(sim_train), n_channels=6, n_classes=len(frames.class_names))
     try:
         with pytest.raises(RuntimeError, match="refit process failed: TrainingDataError: No continuous stretch"):
@@ -174,7 +185,7 @@ def test_the_refit_process_waits_when_ahead_and_fits_the_baselines_meanwhile(sim
 
     fcfg = config_for_recording(sim_train)
     frames = build_frames([sim_train], fcfg)
-    worker = ParallelRefit(config=replace(FAST, epochs=6), frames=frames, fcfg=fcfg, n_channels=6,
+    worker = ParallelRefit(config=with_overrides(FAST, {"schedule.epochs": 6}), frames=frames, fcfg=fcfg, n_channels=6,
                            n_classes=len(frames.class_names))
     try:
         worker.on_phase1_epoch(1, None, True)  # the first phase's best stays at epoch 1
@@ -201,7 +212,7 @@ def test_a_refit_process_killed_while_it_waits_never_blocks_the_parent(sim_train
 
     fcfg = config_for_recording(sim_train)
     frames = build_frames([sim_train], fcfg)
-    worker = ParallelRefit(config=replace(FAST, epochs=6), frames=frames, fcfg=fcfg, n_channels=6,
+    worker = ParallelRefit(config=with_overrides(FAST, {"schedule.epochs": 6}), frames=frames, fcfg=fcfg, n_channels=6,
                            n_classes=len(frames.class_names), fit_classic=False)
     try:
         worker.on_phase1_epoch(1, None, True)
@@ -219,10 +230,10 @@ def test_a_refit_process_killed_while_it_waits_never_blocks_the_parent(sim_train
 
 
 def test_ctrl_c_keeps_the_best_checkpoint(tmp_path, sim_train, monkeypatch):
-    import neurohand.training.train as tt
+    import neurohand.training.loop as loop
 
     calls = {"n": 0}
-    real = tt.evaluate_frames
+    real = loop.evaluate_frames
 
     def eval_then_interrupt(*a, **k):
         calls["n"] += 1
@@ -230,7 +241,7 @@ def test_ctrl_c_keeps_the_best_checkpoint(tmp_path, sim_train, monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(tt, "evaluate_frames", eval_then_interrupt)
+    monkeypatch.setattr(loop, "evaluate_frames", eval_then_interrupt)
     res = train([sim_train], str(tmp_path / "m"), config=FAST, progress=False, fit_classic=False,
                 log=lambda m: None)
     assert res.interrupted and res.best_epoch == 1
@@ -242,12 +253,13 @@ def test_class_only_recordings_train_through_the_lda_front_end_and_save_a_plain_
     classes_only = replace(sim_train, positions=None, position_index=None)
     ranks = {}
     for front_end in (True, False):
-        res = train([classes_only], str(tmp_path / str(front_end)), config=replace(FAST, lda_front_end=front_end),
-                    progress=False, fit_classic=False, log=lambda m: None)
+        res = train([classes_only], str(tmp_path / str(front_end)),
+                    config=with_overrides(FAST, {"model.lda_front_end": front_end}), progress=False, fit_classic=False,
+                    log=lambda m: None)
         model, meta = load_model_dir(res.model_dir)  # a plain decoder: loads with its saved config
         assert meta["model_config"]["projection"] == 0 and meta["model_config"]["positions"] is False
         w_ih = model.rnn.weight_ih_l0.detach().double().numpy()
-        assert w_ih.shape == (3 * FAST.hidden, model.config.n_features)
+        assert w_ih.shape == (3 * FAST.model.hidden, model.config.n_features)
         ranks[front_end] = np.linalg.matrix_rank(w_ih, tol=1e-5 * np.abs(w_ih).max())
         assert 0 <= evaluate(res.model_dir, [classes_only])["decoders"]["gru"]["accuracy"] <= 1
     from neurohand.decoder.features import config_for_recording
@@ -270,17 +282,17 @@ def test_bad_training_input_says_what_to_do(tmp_path, sim_train, rng):
 
 
 def test_training_windows_are_a_duration():
-    assert TrainConfig().windows(10.0) == (400, 16)  # nerve and envelope frames: 4 s, 6400 frames a step
-    assert TrainConfig().windows(20.0) == (200, 32)  # EMG frames
-    assert TrainConfig(seq_len=50).windows(10.0) == (50, 128)
-    assert TrainConfig(seq_len=50, batch_size=4).windows(20.0) == (50, 4)
-    assert TrainConfig().windows(10.0, longest=250) == (250, 26)  # a session paused often: down to 2 s
-    assert TrainConfig().windows(10.0, longest=120) == (200, 32)  # shorter still: WindowSampler says what to do
-    assert TrainConfig(seq_len=300).windows(10.0, longest=120) == (300, 21)  # explicit: as asked
+    assert TrainConfig().batches.windows(10.0) == (400, 16)  # nerve and envelope frames: 4 s, 6400 frames a step
+    assert TrainConfig().batches.windows(20.0) == (200, 32)  # EMG frames
+    assert BatchConfig(seq_len=50).windows(10.0) == (50, 128)
+    assert BatchConfig(seq_len=50, batch_size=4).windows(20.0) == (50, 4)
+    assert BatchConfig().windows(10.0, longest=250) == (250, 26)  # a session paused often: down to 2 s
+    assert BatchConfig().windows(10.0, longest=120) == (200, 32)  # shorter still: WindowSampler says what to do
+    assert BatchConfig(seq_len=300).windows(10.0, longest=120) == (300, 21)  # explicit: as asked
     with pytest.raises(ValueError, match="'burn_in': must be < the 40-frame training window, got 40"):
-        TrainConfig(seq_ms=400.0, burn_in=40).windows(10.0)
+        BatchConfig(seq_ms=400.0, burn_in=40).windows(10.0)
     with pytest.raises(ValueError, match="seq_len"):
-        TrainConfig(seq_len=0)
+        BatchConfig(seq_len=0)
 
 
 def test_validation_split_is_by_repetition(sim_train):
@@ -355,7 +367,7 @@ def test_torchrun_two_process_gloo(tmp_path, sim_train):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 processes" in r.stderr
     meta = json.load(open(os.path.join(model, "model.json")))
-    assert meta["epochs_run"] >= 1 and meta["train_config"]["lda_front_end"] is False
+    assert meta["epochs_run"] >= 1 and meta["train_config"]["model"]["lda_front_end"] is False
 
 
 def test_gain_augmentation_matches_recomputed_features(rng):
@@ -375,3 +387,15 @@ def test_gain_augmentation_matches_recomputed_features(rng):
     law = (law[0], law[1].float(), law[2].float())
     got = apply_gains(torch.as_tensor(base)[None], torch.as_tensor(np.log(g), dtype=torch.float32)[None], law)[0]
     np.testing.assert_allclose(got.numpy(), scaled, rtol=1e-3, atol=1e-3)
+
+
+def test_training_errors_are_neurohand_errors():
+    from neurohand.decoder.errors import InvalidValueError, NeurohandError
+    from neurohand.training.model_dir import ModelFormatError
+
+    for cls in (TrainingDataError, ModelFormatError):
+        assert issubclass(cls, InvalidValueError) and issubclass(cls, NeurohandError) and issubclass(cls, ValueError)
+    with pytest.raises(InvalidValueError, match="'burn_in': must be < the 40-frame training window"):
+        BatchConfig(seq_ms=400.0, burn_in=40).windows(10.0)
+    with pytest.raises(ModelFormatError, match="model.json is missing"):
+        load_model_dir(ROOT)

@@ -44,17 +44,25 @@ def register(sub: "argparse._SubParsersAction") -> None:
     e.set_defaults(func=_evaluate)
 
 
+def train_config_from_args(args: argparse.Namespace):
+    """Return the :class:`training.config.TrainConfig` that ``neurohand train``'s options ``args`` ask for."""
+    from .config import TrainConfig, with_overrides
+
+    return with_overrides(TrainConfig(), {
+        "model.cell": args.model, "model.hidden": args.hidden, "model.layers": args.layers,
+        "model.lda_front_end": False if args.no_lda_front_end else None,
+        "model.class_pool": False if args.no_class_pool else None,
+        "schedule.epochs": args.epochs, "batches.seq_len": args.seq_len, "adaptation.mode": args.adapt,
+        "adaptation.config.prior_s": args.adapt_prior_s, "adaptation.config.horizon_s": args.adapt_horizon_s,
+    }, device=args.device, seed=args.seed)
+
+
 def _train(args: argparse.Namespace) -> int:
     from neurohand.decoder.recording import read_recording
 
-    from .train import TrainConfig, train, with_overrides
+    from .train import train
 
-    cfg = with_overrides(TrainConfig(), cell=args.model, hidden=args.hidden, layers=args.layers,
-                         epochs=args.epochs, seq_len=args.seq_len, device=args.device, seed=args.seed,
-                         lda_front_end=False if args.no_lda_front_end else None,
-                         class_pool=False if args.no_class_pool else None,
-                         adapt=args.adapt, adapt_prior_s=args.adapt_prior_s,
-                         adapt_horizon_s=args.adapt_horizon_s)
+    cfg = train_config_from_args(args)
     recs = [read_recording(s) for s in args.sessions]
     res = train(recs, args.out, config=cfg, progress=not args.quiet, fit_classic=not args.no_baselines,
                 log=lambda m: print(m, file=sys.stderr) if m else None, source_files=args.sessions)

@@ -12,11 +12,12 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from neurohand.decoder.adaptation import FeatureAdapter
+from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.features import FeatureConfig, FeatureExtractor, frames_for_config
 from neurohand.decoder.recording import Recording
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(InvalidValueError):
     """The recordings cannot be used for training as given; the message says what to do."""
 
 

@@ -13,7 +13,7 @@ from .baselines import baseline_names, load_baselines
 from .data import TrainingDataError, adapt_frames, build_frames
 from .metrics import classification_metrics, decoder_summary, regression_metrics
 from .model import predict_sequences
-from .train import adapter_of, feature_config_of, load_model_dir
+from .model_dir import adapter_of, feature_config_of, load_model_dir
 
 
 def check_contract(meta: Dict[str, Any], recordings: Sequence[Recording]) -> None:

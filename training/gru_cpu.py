@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from neurohand.decoder.errors import InvalidValueError
+
 
 class _GRULayer(torch.autograd.Function):
     """One GRU layer over a time-major sequence: ``(x (T, B, I), h0 (B, H), weights) -> out (T, B, H)``."""
@@ -120,7 +122,7 @@ def gru_forward(rnn: nn.GRU, x: torch.Tensor, h0: Optional[torch.Tensor] = None
         Every layer's final state.
     """
     if not supports(rnn):
-        raise ValueError("Invalid value for 'rnn': expected a batch-first, unidirectional nn.GRU with biases, "
+        raise InvalidValueError("Invalid value for 'rnn': expected a batch-first, unidirectional nn.GRU with biases, "
                          "got {!r}".format(rnn))
     if h0 is None:
         h0 = x.new_zeros(rnn.num_layers, x.shape[0], rnn.hidden_size)

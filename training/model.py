@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.validation import check_int, check_option, check_positive
 
 from .gru_cpu import gru_forward
@@ -69,10 +70,11 @@ class ModelConfig:
         check_int("projection", self.projection, minimum=0)
         check_positive("dropout", self.dropout, allow_zero=True)
         if self.dropout >= 1:
-            raise ValueError("Invalid value for 'dropout': expected 0 <= dropout < 1, got {}".format(self.dropout))
+            raise InvalidValueError("Invalid value for 'dropout': expected 0 <= dropout < 1, got {}".format(
+                self.dropout))
         if self.class_pool and self.n_classes < 2:
-            raise ValueError("Invalid value for 'class_pool': a pooled class output needs a class head (n_classes >= "
-                             "2), got n_classes={}".format(self.n_classes))
+            raise InvalidValueError("Invalid value for 'class_pool': a pooled class output needs a class head "
+                                    "(n_classes >= 2), got n_classes={}".format(self.n_classes))
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready dict."""
@@ -135,11 +137,11 @@ class RecurrentDecoder(nn.Module):
             cannot be pooled: its scores say nothing about it).
         """
         if not self.pools_classes:
-            raise ValueError("Invalid call: this model does not pool its classes (class_pool=False)")
+            raise InvalidValueError("Invalid call: this model does not pool its classes (class_pool=False)")
         rows = np.asarray(classes, np.int64)
         if sorted(rows.tolist()) != list(range(self.config.n_classes)):
-            raise ValueError("Invalid discriminant for the class pool: expected rows for classes 0..{}, got {}".format(
-                self.config.n_classes - 1, sorted(rows.tolist())))
+            raise InvalidValueError("Invalid discriminant for the class pool: expected rows for classes 0..{}, got {}"
+                                    .format(self.config.n_classes - 1, sorted(rows.tolist())))
         m, s = self.feature_mean.double().cpu().numpy(), self.feature_std.double().cpu().numpy()
         mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
         coef, intercept = np.asarray(coef, np.float64), np.asarray(intercept, np.float64)
@@ -174,7 +176,7 @@ class RecurrentDecoder(nn.Module):
         bias : np.ndarray, shape (k,)
         """
         if self.config.projection:
-            raise ValueError("Invalid value for 'projection': a fixed projection replaces the learned one; "
+            raise InvalidValueError("Invalid value for 'projection': a fixed projection replaces the learned one; "
                              "expected 0, got {}".format(self.config.projection))
         k = int(weight.shape[0])
         lin = nn.Linear(self.config.n_features, k)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Callable, List, Optional, Sequence
 
 import torch
@@ -26,22 +26,12 @@ from neurohand.decoder.recording import Recording
 from neurohand.decoder.validation import check_int, check_positive
 
 from .baselines import fit_baselines
+from .config import TrainConfig, with_overrides
 from .data import adapt_frames, build_frames, check_compatible, normalisation, validation_split
+from .loop import Progress, distributed_env, evaluate_frames, fit
 from .model import RecurrentDecoder
-from .train import (
-    TrainConfig,
-    TrainResult,
-    _dist_env,
-    _fit,
-    _Progress,
-    adapter_of,
-    evaluate_frames,
-    feature_config_of,
-    load_model_dir,
-    prior_adapter,
-    save_model_dir,
-    set_class_pool,
-)
+from .model_dir import adapter_of, feature_config_of, load_model_dir, prior_adapter, save_model_dir
+from .train import TrainResult, set_class_pool
 
 
 @dataclass(frozen=True)
@@ -122,13 +112,14 @@ def recalibrate(model_dir: str, recordings: Sequence[Recording], out_dir: str, *
     for name, p in model.named_parameters():
         p.requires_grad_(name in trainable)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    base = TrainConfig(**{k: v for k, v in meta["train_config"].items() if k in TrainConfig.__dataclass_fields__})
-    tcfg = replace(base, epochs=config.epochs, lr=config.lr, seed=config.seed, device="cpu", refit=False)
+    tcfg = with_overrides(TrainConfig.from_dict(meta["train_config"]),
+                          {"schedule.epochs": config.epochs, "schedule.lr": config.lr, "refit.enabled": False},
+                          seed=config.seed, device="cpu")
     log("recalibrating {} of {} parameters ({}) on {} frames".format(
         n_trainable, sum(p.numel() for p in model.parameters()), ", ".join(sorted(trainable)), len(frames)))
-    bar = _Progress(enabled=progress, total=config.epochs)
+    bar = Progress(enabled=progress, total=config.epochs)
     try:
-        fit = _fit(model, frames, None, tcfg, fcfg, rec0.n_channels, torch.device("cpu"), _dist_env(),
+        run = fit(model, frames, None, tcfg, fcfg, rec0.n_channels, torch.device("cpu"), distributed_env(),
                    stop_after=config.epochs, bar=bar, seed_offset=7)
     finally:
         bar.close()
@@ -147,8 +138,8 @@ def recalibrate(model_dir: str, recordings: Sequence[Recording], out_dir: str, *
         else:
             log("the class output is not pooled with LDA: LDA could not be fitted on the recalibration data")
     metrics = evaluate_frames(model, frames, torch.device("cpu"))
-    result = TrainResult(model_dir=out_dir, best_epoch=fit["epochs_run"], epochs_run=fit["epochs_run"],
-                         interrupted=fit["interrupted"], val_metrics=metrics, history=fit["history"])
+    result = TrainResult(model_dir=out_dir, best_epoch=run["epochs_run"], epochs_run=run["epochs_run"],
+                         interrupted=run["interrupted"], val_metrics=metrics, history=run["history"])
     result.refit_epochs = 0
     result.wall_s = time.perf_counter() - t0
     save_model_dir(out_dir, model, fcfg, rec0, tcfg, result, baselines, source_files, val_reps, adapter=adapter,

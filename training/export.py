@@ -87,7 +87,7 @@ def export_bundle(model_dir: str, out_dir: str, *, parity_frames: int = 200, tol
     import onnx
     import torch
 
-    from neurohand.training.train import load_model_dir
+    from neurohand.training.model_dir import load_model_dir
 
     model, meta = load_model_dir(model_dir)
     cfg = model.config
@@ -111,7 +111,8 @@ def export_bundle(model_dir: str, out_dir: str, *, parity_frames: int = 200, tol
         warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")
         # the legacy exporter is chosen on purpose (see the module docstring); its deprecation notices and the
         # tracer's notes on nn.GRU's input checks say nothing about this graph
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx.*|deploy\.export")
+        warnings.filterwarnings("ignore", category=DeprecationWarning,
+                                module=r"torch\.onnx.*|neurohand\.training\.export")
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(step, args, onnx_path, input_names=inputs, output_names=outputs, opset_version=OPSET,
                           dynamo=False, do_constant_folding=True)
@@ -190,4 +191,3 @@ def _export(args) -> int:
         args.out, m["cell"].upper(), m["layers"], m["hidden"], m["n_features"], m["n_classes"], b.n_channels,
         b.fs_hz))
     return 0
-
