@@ -19,8 +19,8 @@ def bundle_and_session(tmp_path_factory, small_sim):
     from neurohand.decoder.adaptation import AdaptationConfig
     from neurohand.decoder.features import config_for_recording
     from neurohand.decoder.recording import write_recording
-    from neurohand.deploy.export import export_bundle
     from neurohand.training.data import build_frames
+    from neurohand.training.export import export_bundle
     from tests.test_export_engines import make_model_dir
 
     root = tmp_path_factory.mktemp("device_cmds")

@@ -93,8 +93,8 @@ def bundles(work, small_sim):
     """GRU, two-layer LSTM, and a GRU whose class output is pooled with LDA behind the feature adaptation."""
     from neurohand.decoder.adaptation import AdaptationConfig
     from neurohand.decoder.features import config_for_recording
-    from neurohand.deploy.export import export_bundle
     from neurohand.training.data import build_frames
+    from neurohand.training.export import export_bundle
     from tests.test_export_engines import make_model_dir
 
     frames = build_frames([small_sim], config_for_recording(small_sim)).features

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neurohand.decoder.engines.base import LOG_PROBABILITY_FLOOR
 from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.validation import check_int, check_option, check_positive
 
@@ -86,6 +87,17 @@ class ModelConfig:
         return cls(**d)
 
 
+
+def stable_log_softmax(x: torch.Tensor) -> torch.Tensor:
+    """``log_softmax`` over the last axis, written out as ``s - log(sum(exp(s)))`` with ``s = x - max(x)``.
+
+    The same numbers as ``torch.log_softmax``, but exported as ReduceMax, Sub, Exp, ReduceSum and Log: TensorRT's ONNX
+    importer turns a ``LogSoftmax`` node into ``Log(Softmax(x))``, which is ``-inf`` for any class whose probability
+    underflows (an LDA score hundreds of nats below the best), and a non-finite output faults the runtime.
+    """
+    s = x - x.amax(dim=-1, keepdim=True)
+    return s - torch.log(torch.exp(s).sum(dim=-1, keepdim=True))
+
 class RecurrentDecoder(nn.Module):
     """Feature frames -> finger positions (0..1) and class logits.
 
@@ -156,8 +168,8 @@ class RecurrentDecoder(nn.Module):
         """Return the class output from the head's logits and the normalised frames ``z`` (pooled if configured)."""
         if not self.pools_classes:
             return head_logits
-        return (torch.log_softmax(head_logits, dim=-1)
-                + torch.log_softmax(z @ self.pool_weight.T + self.pool_bias, dim=-1))
+        pooled = stable_log_softmax(head_logits) + stable_log_softmax(z @ self.pool_weight.T + self.pool_bias)
+        return torch.clamp(pooled, min=LOG_PROBABILITY_FLOOR)
 
     def set_normalisation(self, mean: np.ndarray, std: np.ndarray) -> None:
         """Store per-feature statistics, shape (n_features,) each."""

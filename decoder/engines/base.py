@@ -4,6 +4,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+LOG_PROBABILITY_FLOOR = -1e4
+"""Lowest pooled class log-probability any engine outputs: exp() of it is 0 in every precision, and FP16 (largest
+magnitude 65504) still holds it, so a class LDA rules out by hundreds of nats stays a finite number."""
+
 
 class StepOutput(NamedTuple):
     """Outputs of one decoder step.

@@ -8,7 +8,7 @@ from typing import Dict, Tuple
 import numpy as np
 
 from ..bundle import Bundle, BundleError
-from .base import StepOutput, zero_state
+from .base import LOG_PROBABILITY_FLOOR, StepOutput, zero_state
 
 State = Dict[str, np.ndarray]
 
@@ -93,7 +93,8 @@ class NumpyEngine:
             x = h
         logits = self.w_cls @ x + self.b_cls
         if self.pool is not None:
-            logits = _log_softmax(logits) + _log_softmax(self.pool[0] @ zn + self.pool[1])
+            logits = np.maximum(_log_softmax(logits) + _log_softmax(self.pool[0] @ zn + self.pool[1]),
+                                LOG_PROBABILITY_FLOOR)
         out = StepOutput(_sigmoid(self.w_pos @ x + self.b_pos), logits)
         new = {"h": np.stack(hs)[:, None, :].astype(np.float32)}
         if cs:

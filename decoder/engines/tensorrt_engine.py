@@ -22,8 +22,10 @@ strongly typed: the precision comes from the model's own tensor types); there ``
 and ``fp32`` builds a strongly typed network from the FP32 model.
 
 Per step only the feature frame goes to the GPU and the 5 positions + class logits come back; the recurrent state
-stays in two device buffers per state tensor that swap roles every step. Class logits are floored at
-:data:`LOGIT_FLOOR`: TensorRT computes a pooled model's LogSoftmax as Log(Softmax), -inf for a vanishing class.
+stays in two device buffers per state tensor that swap roles every step. A pooled model's class output is finite
+here by construction: the exported graph writes its log-softmax out (no ``LogSoftmax`` node, which TensorRT would
+import as ``Log(Softmax)``, -inf for a vanishing class) and clamps it at
+:data:`~neurohand.decoder.engines.base.LOG_PROBABILITY_FLOOR`.
 """
 
 import datetime
@@ -44,9 +46,6 @@ PRECISIONS = ("fp32", "fp16")
 BUILD_COMMAND = "neurohand build-engine {bundle} --precision fp16|fp32"
 # compute capabilities with fast native FP16 (Maxwell sm_53 = Jetson Nano/TX1, Pascal sm_60/sm_62, Volta and newer)
 _FAST_FP16 = ((5, 3), (6, 0), (6, 2))
-# onnx-tensorrt imports LogSoftmax as Log(Softmax(x)): a class whose probability underflows gets -inf where the
-# reference has a large negative logit. Both mean probability 0; the floor keeps the output finite (NaN stays NaN).
-LOGIT_FLOOR = -1e4
 
 
 class EngineNotBuilt(DeviceError):
@@ -383,7 +382,7 @@ class TensorRTEngine:
         cuda.stream_synchronize(self.stream)
         self._cur = 1 - self._cur
         self._token += 1
-        return StepOutput(host["positions"][0].copy(), np.maximum(host["class_logits"][0], LOGIT_FLOOR)), self._token
+        return StepOutput(host["positions"][0].copy(), host["class_logits"][0].copy()), self._token
 
     def close(self) -> None:
         """Free the device buffers and the stream."""
