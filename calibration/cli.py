@@ -100,7 +100,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def _write(rec, out: str) -> int:
-    from neurohand.decoder.recording import write_recording
+    from neurohand.decoder.session_file import write_recording
 
     d = os.path.dirname(os.path.abspath(out))
     os.makedirs(d, exist_ok=True)
@@ -152,7 +152,7 @@ def _import_npz(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from neurohand.decoder.recording import read_recording
+    from neurohand.decoder.session_file import read_recording
 
     s = read_recording(args.file).summary()
     if args.json:

@@ -1,13 +1,13 @@
 """The calibration session as a headless state machine: cues, synchronized recording, clinician actions, resume.
 
 The session walks the cue protocol's trials; for each it records the source's samples for the trial's duration and
-appends them (crash-safe, :class:`decoder.recording.SessionWriter`) with the finger positions (the cue's target
-trajectory, or a data glove's measurements stored at their arrival), the movement as label, the repetition, and a
-cue event. Consecutive trials form one continuous segment; a pause (which keeps reading and discarding the source,
-so no backlog builds) or a resume starts a new one. A clinician can ``pause``, ``repeat`` the last
-trial or ``skip`` the next one between trials. A session killed at any point is resumed with :func:`resume`: the file
-is recovered (everything flushed survives) and the session continues after the last trial whose cue was recorded
-completely. The terminal interface drives this object; tests drive it with a scripted source and clinician.
+appends them (crash-safe, :class:`~neurohand.decoder.session_file.SessionWriter`) with the finger positions (the
+cue's target trajectory, or a data glove's measurements stored at their arrival), the movement as label, the
+repetition, and a cue event. Consecutive trials form one continuous segment; a pause (which keeps reading and
+discarding the source, so no backlog builds) or a resume starts a new one. A clinician can ``pause``, ``repeat`` the
+last trial or ``skip`` the next one between trials. A session killed at any point is resumed with :func:`resume`:
+the file is recovered (everything flushed survives) and the session continues after the last trial whose cue was
+recorded completely. The terminal interface drives this object; tests drive it with a scripted source and clinician.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from neurohand.decoder.errors import InvalidValueError
-from neurohand.decoder.recording import SessionWriter, read_recording
+from neurohand.decoder.session_file import SessionWriter, read_recording
 from neurohand.decoder.validation import invalid_value
 
 from .cue_protocol import CueProtocol, Trial

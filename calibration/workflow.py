@@ -311,7 +311,7 @@ def run_calibration(opts: CalibrateOptions, *, console=None, ask: Optional[Ask] 
     """
     from rich.console import Console
 
-    from neurohand.decoder.recording import read_recording
+    from neurohand.decoder.session_file import read_recording
 
     from .quality import check_recording
 

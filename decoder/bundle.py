@@ -24,7 +24,8 @@ import numpy as np
 
 from .adaptation import FeatureAdapter
 from .errors import InvalidValueError
-from .features import FeatureConfig, FeatureExtractor
+from .feature_config import FeatureConfig
+from .features import FeatureExtractor
 
 SCHEMA_VERSION = 3
 """The newest bundle schema this code reads. 2 added the contract's ``adaptation``, 3 the model's pooled class output

@@ -29,17 +29,14 @@ Frame ``k`` covers samples ``[k*hop, k*hop + window)`` and is emitted when its l
 Its features are laid out feature-major: all channels of the first feature, then the next.
 """
 
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import InvalidTypeError, InvalidValueError
-from .filters import DTYPE, CausalFilterBank, FilterConfig
-from .validation import check_int, check_option, check_positive, check_signal, invalid_value
-from .vocabulary import SIGNAL_KINDS
-
-FEATURES = ("mav", "rms", "wl", "zc", "ssc", "logvar", "mean", "logmean", "log_bandpower", "log_mav", "log_wl")
+from .feature_config import FeatureConfig
+from .filters import DTYPE, CausalFilterBank
+from .validation import check_int, check_positive, check_signal, invalid_value
 
 # Block statistics and which features need them.
 _STATS_FOR = {
@@ -55,165 +52,6 @@ _STATS_FOR = {
     "log_wl": ("wl",),
     "log_bandpower": ("bp",),
 }
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    """How raw samples become feature frames; saved with every model and bundle.
-
-    Parameters
-    ----------
-    filters : FilterConfig
-        Causal filters applied first.
-    window_ms : float
-        Window of each frame; a whole multiple of ``hop_ms``.
-    hop_ms : float
-        Time between frames; must be a whole number of samples at the recording's rate.
-    features : tuple of str
-        Feature kinds, from :data:`FEATURES`, in output order.
-    zc_threshold : float
-        Noise threshold of ``zc``, in signal units.
-    ssc_threshold : float
-        Noise threshold of ``ssc``, in signal units.
-    bands_hz : tuple of (float, float)
-        Bands of ``log_bandpower``.
-    log_floor : float
-        Added inside every logarithm, in the feature's units.
-    signal_kind : str
-        The input this config is meant for: ``'nerve'``, ``'emg'`` or ``'envelope'``.
-    """
-
-    filters: FilterConfig = field(default_factory=FilterConfig)
-    window_ms: float = 100.0
-    hop_ms: float = 10.0
-    features: Tuple[str, ...] = ("mav", "rms", "wl", "zc", "ssc", "logvar")
-    zc_threshold: float = 0.0
-    ssc_threshold: float = 0.0
-    bands_hz: Tuple[Tuple[float, float], ...] = ()
-    log_floor: float = 1e-6
-    signal_kind: str = "emg"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.filters, FilterConfig):
-            raise InvalidTypeError("'filters' must be a FilterConfig, got {!r}".format(type(self.filters).__name__))
-        check_positive("window_ms", self.window_ms)
-        check_positive("hop_ms", self.hop_ms)
-        ratio = self.window_ms / self.hop_ms
-        if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
-            raise invalid_value(
-                "window_ms", "expected a whole multiple of hop_ms={}, got {}".format(
-                    self.hop_ms, self.window_ms)
-            )
-        feats = tuple(self.features)
-        if not feats:
-            raise invalid_value("features", "expected at least one of {}".format(FEATURES))
-        for f in feats:
-            check_option("features", f, FEATURES)
-        if len(set(feats)) != len(feats):
-            raise invalid_value("features", "duplicates in {}".format(feats))
-        object.__setattr__(self, "features", feats)
-        bands = tuple((float(lo), float(hi)) for lo, hi in self.bands_hz)
-        for lo, hi in bands:
-            if not (0 <= lo < hi):
-                raise invalid_value(
-                    "bands_hz", "expected 0 <= low < high, got ({}, {})".format(lo, hi))
-        if "log_bandpower" in feats and not bands:
-            raise invalid_value("bands_hz", "'log_bandpower' needs at least one band")
-        object.__setattr__(self, "bands_hz", bands)
-        check_positive("zc_threshold", self.zc_threshold, allow_zero=True)
-        check_positive("ssc_threshold", self.ssc_threshold, allow_zero=True)
-        check_positive("log_floor", self.log_floor)
-        check_option("signal_kind", self.signal_kind, SIGNAL_KINDS)
-
-    def to_dict(self) -> Dict[str, Any]:
-        """Plain JSON-ready dict (round-trips through :meth:`from_dict`)."""
-        return {
-            "filters": self.filters.to_dict(),
-            "window_ms": float(self.window_ms),
-            "hop_ms": float(self.hop_ms),
-            "features": list(self.features),
-            "zc_threshold": float(self.zc_threshold),
-            "ssc_threshold": float(self.ssc_threshold),
-            "bands_hz": [list(b) for b in self.bands_hz],
-            "log_floor": float(self.log_floor),
-            "signal_kind": self.signal_kind,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "FeatureConfig":
-        """Build from :meth:`to_dict` output; unknown keys raise."""
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise InvalidValueError("Unknown feature config keys {}; allowed {}".format(
-                sorted(unknown), sorted(cls.__dataclass_fields__)))
-        d = dict(d)
-        if "filters" in d:
-            d["filters"] = FilterConfig.from_dict(d["filters"])
-        if "features" in d:
-            d["features"] = tuple(d["features"])
-        if "bands_hz" in d:
-            d["bands_hz"] = tuple(tuple(b) for b in d["bands_hz"])
-        return cls(**d)
-
-
-def default_feature_config(signal_kind: str, *, mains_hz: float = 50.0, fs_hz: Optional[float] = None) -> FeatureConfig:
-    """Return the feature configuration chosen for a kind of recording.
-
-    Parameters
-    ----------
-    signal_kind : {'nerve', 'emg', 'envelope'}
-        ``'nerve'``: intrafascicular recordings at 10-30 kHz (300-3000 Hz band, spike-sensitive features,
-        thresholds in microvolts). ``'emg'``: raw surface EMG at about 1 kHz (20-450 Hz band, mains notches,
-        time-domain features and band powers). ``'envelope'``: already rectified and smoothed EMG such as
-        NinaPro DB1 at 100 Hz (no filters; windowed mean and its logarithm).
-    mains_hz : float
-        Mains frequency notched for ``'emg'`` (50 in Europe, 60 in the Americas).
-    fs_hz : float, optional
-        Sample rate the config is for; band edges above 0.45 * fs_hz are lowered to it.
-    """
-    check_option("signal_kind", signal_kind, SIGNAL_KINDS)
-    def top(hz: float) -> float:
-        return hz if fs_hz is None else min(hz, 0.45 * float(fs_hz))
-
-    if signal_kind == "nerve":
-        return FeatureConfig(
-            filters=FilterConfig(bandpass_hz=(300.0, top(3000.0)), bandpass_order=2),
-            window_ms=100.0,
-            hop_ms=10.0,
-            features=("mav", "wl", "zc", "ssc", "logvar"),
-            zc_threshold=10.0,
-            ssc_threshold=5.0,
-            log_floor=1e-3,
-            signal_kind="nerve",
-        )
-    if signal_kind == "emg":
-        return FeatureConfig(
-            filters=FilterConfig(bandpass_hz=(20.0, top(450.0)), bandpass_order=4, notch_hz=mains_hz,
-                                 notch_harmonics=3),
-            window_ms=200.0,
-            hop_ms=20.0,
-            features=("mav", "rms", "wl", "zc", "ssc", "logvar", "log_bandpower"),
-            bands_hz=((20.0, 100.0), (100.0, 200.0), (200.0, 450.0)),
-            log_floor=1e-3,
-            signal_kind="emg",
-        )
-    return FeatureConfig(
-        filters=FilterConfig(),
-        window_ms=100.0,
-        hop_ms=10.0,
-        features=("mean", "logmean"),
-        log_floor=1e-4,
-        signal_kind="envelope",
-    )
-
-
-def config_for_recording(recording: Any) -> FeatureConfig:
-    """Return :func:`default_feature_config` for a :class:`~decoder.recording.Recording`.
-
-    Uses its ``signal_kind``, ``fs_hz`` and, when recorded, ``metadata['mains_hz']``.
-    """
-    mains = float(recording.metadata.get("mains_hz", 50.0))
-    return default_feature_config(recording.signal_kind, mains_hz=mains, fs_hz=recording.fs_hz)
 
 
 @dataclass

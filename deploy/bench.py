@@ -65,7 +65,8 @@ def bench_features(*, seconds: float = 5.0, runs: int = 5) -> Dict[str, Any]:
     _single_thread()
     import numpy as np
 
-    from neurohand.decoder.features import FeatureExtractor, default_feature_config
+    from neurohand.decoder.feature_config import default_feature_config
+    from neurohand.decoder.features import FeatureExtractor
 
     cfg = default_feature_config("nerve")
     results: List[Dict[str, Any]] = []
@@ -118,7 +119,7 @@ n_cores = int(sys.argv[3])
 if hasattr(os, "sched_setaffinity"):  # the budget is cores: the parallel refit's second process shares them
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:n_cores])
 torch.set_num_threads(n_cores)
-from neurohand.decoder.recording import read_recording
+from neurohand.decoder.session_file import read_recording
 from neurohand.training.config import TrainConfig
 from neurohand.training.train import train
 rec = read_recording(sys.argv[1])
@@ -145,7 +146,7 @@ def bench_train(*, minutes: float = 10.0, threads: int = 2) -> Dict[str, Any]:
     import sys
     import tempfile
 
-    from neurohand.decoder.recording import write_recording
+    from neurohand.decoder.session_file import write_recording
     from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -249,7 +250,7 @@ _PIPELINE_CHILD = """
 import json, resource, sys, time
 from neurohand.deploy.process_memory import peak_rss_mb
 from neurohand.decoder.bundle import Bundle
-from neurohand.decoder.recording import read_recording
+from neurohand.decoder.session_file import read_recording
 from neurohand.deploy.runtime import HandSink, Runtime
 from neurohand.deploy.sources import RecordingSource
 from neurohand.firmware_bridge.sim_hand import SimHand
@@ -310,7 +311,7 @@ def bench_pipeline(*, bundle_dir: Optional[str] = None, seconds: float = 20.0,
     import sys
     import tempfile
 
-    from neurohand.decoder.recording import write_recording
+    from neurohand.decoder.session_file import write_recording
     from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 
     with tempfile.TemporaryDirectory() as tmp:

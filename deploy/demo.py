@@ -41,9 +41,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
     from neurohand.calibration.model_store import ModelStore
     from neurohand.calibration.workflow import CalibrateOptions, run_calibration
-    from neurohand.decoder.features import FeatureExtractor, config_for_recording
+    from neurohand.decoder.feature_config import config_for_recording
+    from neurohand.decoder.features import FeatureExtractor
     from neurohand.decoder.filters import group_delay_ms
-    from neurohand.decoder.recording import read_recording
+    from neurohand.decoder.session_file import read_recording
 
     console = Console()
     store_dir = os.path.join(args.out_dir, "store")

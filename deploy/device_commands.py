@@ -81,7 +81,7 @@ def _build_engine(args) -> int:
 # ---------------------------------------------------------------------------------------------- verify
 def session_frames(bundle: Bundle, session: str, seconds: float) -> np.ndarray:
     """Return the engine's input for the first ``seconds`` of ``session``: features, then the bundle's adaptation."""
-    from neurohand.decoder.recording import read_recording
+    from neurohand.decoder.session_file import read_recording
 
     rec = read_recording(session)
     bundle.check_source(fs_hz=rec.fs_hz, n_channels=rec.n_channels)

@@ -9,7 +9,8 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from neurohand.decoder.recording import Recording, read_recording
+from neurohand.decoder.recording import Recording
+from neurohand.decoder.session_file import read_recording
 from neurohand.decoder.validation import invalid_value
 from neurohand.firmware_bridge.interface_link import SourceStalled  # noqa: F401 - one exception for every source
 

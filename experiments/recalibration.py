@@ -21,7 +21,7 @@ from rich.console import Console
 
 from neurohand.calibration.cue_protocol import load_cue_protocol
 from neurohand.calibration.workflow import CalibrateOptions, record_session
-from neurohand.decoder.recording import read_recording
+from neurohand.decoder.session_file import read_recording
 from neurohand.training.recalibrate import recalibrate
 
 from common import TrainConfig, evaluate, main, parser, seeds_of, train, train_config, with_overrides

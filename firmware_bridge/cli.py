@@ -48,7 +48,7 @@ def day_paths(out: str, days: int) -> list:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from neurohand.decoder.recording import write_recording
+    from neurohand.decoder.session_file import write_recording
 
     from .nerve_simulator import SimulatorConfig, simulate_recording
 
@@ -75,7 +75,7 @@ def _sim_hand(args: argparse.Namespace) -> int:
 def _sim_interface(args: argparse.Namespace) -> int:
     import time
 
-    from neurohand.decoder.recording import read_recording
+    from neurohand.decoder.session_file import read_recording
 
     from .nerve_simulator import SimulatorConfig, simulate_recording
     from .sim_interface import SimInterface

@@ -33,6 +33,25 @@ def threedc_dir():
 
 
 @pytest.fixture(scope="session")
+def short_rec():
+    """Six seconds of a simulated patient, 4 channels at 4 kHz."""
+    from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+
+    return simulate_recording(SimulatorConfig(minutes=0.1, n_channels=4, fs_hz=4000.0, seed=2))
+
+
+@pytest.fixture(scope="session")
+def adapted_bundle(tmp_path_factory, short_rec):
+    """An untrained, state-carrying bundle for ``short_rec`` behind a feature adaptation that moves within seconds."""
+    from neurohand.decoder.adaptation import AdaptationConfig
+    from neurohand.decoder.bundle import Bundle
+    from tests.test_export_engines import small_bundle
+
+    return Bundle(small_bundle(str(tmp_path_factory.mktemp("adapted")), short_rec, hidden=16,
+                               adapt=AdaptationConfig(prior_s=0.5, horizon_s=1.0)))
+
+
+@pytest.fixture(scope="session")
 def small_sim():
     from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 

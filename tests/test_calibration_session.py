@@ -3,7 +3,7 @@ import pytest
 
 from neurohand.calibration.cue_protocol import CueProtocol
 from neurohand.calibration.session import CalibrationSession, resume
-from neurohand.decoder.recording import read_recording
+from neurohand.decoder.session_file import read_recording
 from neurohand.deploy.sources import RecordingSource
 from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from neurohand.calibration.model_store import ModelStore
 from neurohand.calibration.workflow import CalibrateOptions, CalibrationStopped, record_session, run_calibration
 from neurohand.decoder.bundle import Bundle
-from neurohand.decoder.recording import read_recording
+from neurohand.decoder.session_file import read_recording
 from neurohand.training.model_dir import load_model_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

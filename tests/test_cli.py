@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from neurohand.decoder.recording import read_recording
+from neurohand.decoder.session_file import read_recording
 from neurohand.deploy.cli import main
 
 

@@ -17,8 +17,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def bundle_and_session(tmp_path_factory, small_sim):
     """A GRU bundle with a pooled class output behind the feature adaptation, and a session file for it."""
     from neurohand.decoder.adaptation import AdaptationConfig
-    from neurohand.decoder.features import config_for_recording
-    from neurohand.decoder.recording import write_recording
+    from neurohand.decoder.feature_config import config_for_recording
+    from neurohand.decoder.session_file import write_recording
     from neurohand.training.data import build_frames
     from neurohand.training.export import export_bundle
     from tests.test_export_engines import make_model_dir

@@ -174,7 +174,7 @@ def test_runtime_decodes_without_importing_scipy_signal(tmp_path, small_sim):
     """The bundle carries its designed filter sections, so the device path never imports scipy.signal (~70 MB)."""
     from neurohand.decoder.bundle import Bundle
     from neurohand.decoder.features import FeatureExtractor
-    from neurohand.decoder.recording import write_recording
+    from neurohand.decoder.session_file import write_recording
     from tests.test_export_engines import small_bundle
 
     bundle = Bundle(small_bundle(str(tmp_path), small_sim))
@@ -185,7 +185,7 @@ def test_runtime_decodes_without_importing_scipy_signal(tmp_path, small_sim):
     code = (
         "import sys, numpy as np\n"
         "from neurohand.decoder.bundle import Bundle\nfrom neurohand.decoder.engines import create_engine\n"
-        "from neurohand.decoder.recording import read_recording\n"
+        "from neurohand.decoder.session_file import read_recording\n"
         "from neurohand.deploy.runtime import Runtime, NoneSink\n"
         "from neurohand.deploy.sources import RecordingSource\n"
         "b = Bundle(sys.argv[1]); rec = read_recording(sys.argv[2])\n"

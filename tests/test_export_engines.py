@@ -21,7 +21,7 @@ def make_model_dir(path, rec, frames, *, cell="gru", layers=2, hidden=32, projec
     """Save an untrained model for ``rec``; with ``adapt`` (an AdaptationConfig) behind a feature adapter; with
     ``class_pool`` its class output pooled with a random linear discriminant."""
     from neurohand.decoder.adaptation import FeatureAdapter
-    from neurohand.decoder.features import config_for_recording
+    from neurohand.decoder.feature_config import config_for_recording
 
     torch.manual_seed(seed)
     model = RecurrentDecoder(ModelConfig(n_features=frames.shape[1], n_classes=n_classes, cell=cell, hidden=hidden,
@@ -48,7 +48,7 @@ def make_model_dir(path, rec, frames, *, cell="gru", layers=2, hidden=32, projec
 
 def small_bundle(folder, rec, *, hidden=8, layers=1, adapt=None):
     """Export an untrained (but state-carrying) model for ``rec`` into ``folder/b``; returns the bundle path."""
-    from neurohand.decoder.features import config_for_recording
+    from neurohand.decoder.feature_config import config_for_recording
     from neurohand.training.data import build_frames
 
     frames = build_frames([rec], config_for_recording(rec)).features
@@ -61,7 +61,7 @@ def small_bundle(folder, rec, *, hidden=8, layers=1, adapt=None):
 @pytest.fixture(scope="module")
 def ninapro_frames(ninapro_file):
     from neurohand.calibration.importers import import_ninapro
-    from neurohand.decoder.features import config_for_recording
+    from neurohand.decoder.feature_config import config_for_recording
     from neurohand.training.data import build_frames
 
     rec = import_ninapro(ninapro_file, reps=[8])
@@ -112,7 +112,7 @@ def test_parity_torch_onnxruntime_numpy_on_real_data(tmp_path, ninapro_frames, c
 
 
 def test_exported_graph_contract_and_gru_attributes(tmp_path, small_sim):
-    from neurohand.decoder.features import config_for_recording
+    from neurohand.decoder.feature_config import config_for_recording
     from neurohand.training.data import build_frames
 
     frames = build_frames([small_sim], config_for_recording(small_sim)).features
@@ -138,7 +138,7 @@ def test_exported_graph_contract_and_gru_attributes(tmp_path, small_sim):
 
 def test_the_bundle_carries_the_feature_adaptation_and_refuses_a_bad_one(tmp_path, small_sim, monkeypatch):
     from neurohand.decoder.adaptation import AdaptationConfig
-    from neurohand.decoder.features import config_for_recording
+    from neurohand.decoder.feature_config import config_for_recording
     from neurohand.training.data import build_frames
 
     frames = build_frames([small_sim], config_for_recording(small_sim)).features
@@ -177,7 +177,7 @@ def test_the_bundle_carries_the_feature_adaptation_and_refuses_a_bad_one(tmp_pat
 
 
 def test_bundle_refuses_corruption_newer_schema_and_wrong_source(tmp_path, small_sim):
-    from neurohand.decoder.features import config_for_recording
+    from neurohand.decoder.feature_config import config_for_recording
     from neurohand.training.data import build_frames
 
     frames = build_frames([small_sim], config_for_recording(small_sim)).features
@@ -207,7 +207,7 @@ def test_bundle_refuses_corruption_newer_schema_and_wrong_source(tmp_path, small
 
 
 def test_engine_auto_and_tensorrt_guard(tmp_path, small_sim):
-    from neurohand.decoder.features import config_for_recording
+    from neurohand.decoder.feature_config import config_for_recording
     from neurohand.training.data import build_frames
 
     frames = build_frames([small_sim], config_for_recording(small_sim)).features
@@ -227,7 +227,7 @@ def test_tensorrt_matches_numpy(tmp_path, small_sim):
     ok, why = tensorrt_available()
     if not ok:
         pytest.skip("TensorRT cannot run here: " + why)
-    from neurohand.decoder.features import config_for_recording
+    from neurohand.decoder.feature_config import config_for_recording
     from neurohand.training.data import build_frames
 
     frames = build_frames([small_sim], config_for_recording(small_sim)).features

@@ -4,13 +4,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import signal
 
-from neurohand.decoder.features import (
-    FEATURES,
-    FeatureConfig,
-    FeatureExtractor,
-    default_feature_config,
-    frames_for_config,
-)
+from neurohand.decoder.feature_config import FEATURES, FeatureConfig, default_feature_config
+from neurohand.decoder.features import FeatureExtractor, frames_for_config
 from neurohand.decoder.filters import FilterConfig
 
 ALL_TIME = ("mav", "rms", "wl", "zc", "ssc", "logvar", "mean", "logmean", "log_bandpower", "log_mav", "log_wl")
@@ -210,7 +205,7 @@ def test_frame_end_samples_align_with_frames():
 
 
 def test_config_for_recording_uses_kind_rate_and_mains():
-    from neurohand.decoder.features import config_for_recording
+    from neurohand.decoder.feature_config import config_for_recording
     from neurohand.decoder.recording import Recording
 
     rec = Recording(signals=np.zeros((10, 2)), fs_hz=1000.0, signal_kind="emg", metadata={"mains_hz": "60"})

@@ -141,7 +141,7 @@ def test_dry_run_sends_nothing(display, tmp_path):
 
 def test_no_key_stays_down_after_sigterm_mid_press(display, tmp_path):
     """neurohand run --keys, enabled with the real toggle key, holding a key; SIGTERM releases it."""
-    from neurohand.decoder.recording import write_recording
+    from neurohand.decoder.session_file import write_recording
     from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
     from tests.test_export_engines import small_bundle
 

@@ -3,7 +3,8 @@ import pytest
 from scipy import signal
 from scipy.stats import kurtosis
 
-from neurohand.decoder.features import FeatureExtractor, default_feature_config
+from neurohand.decoder.feature_config import default_feature_config
+from neurohand.decoder.features import FeatureExtractor
 from neurohand.firmware_bridge.nerve_simulator import (
     CLASS_NAMES,
     MOVEMENTS,

@@ -81,7 +81,7 @@ def work(tmp_path_factory):
 @pytest.fixture(scope="module")
 def session(work, small_sim):
     """A desktop-written session file (and its recording)."""
-    from neurohand.decoder.recording import write_recording
+    from neurohand.decoder.session_file import write_recording
 
     path = os.path.join(work, "session.h5")
     write_recording(small_sim, path)
@@ -92,7 +92,7 @@ def session(work, small_sim):
 def bundles(work, small_sim):
     """GRU, two-layer LSTM, and a GRU whose class output is pooled with LDA behind the feature adaptation."""
     from neurohand.decoder.adaptation import AdaptationConfig
-    from neurohand.decoder.features import config_for_recording
+    from neurohand.decoder.feature_config import config_for_recording
     from neurohand.training.data import build_frames
     from neurohand.training.export import export_bundle
     from tests.test_export_engines import make_model_dir
@@ -186,7 +186,7 @@ def test_run_decodes_the_session_as_the_desktop_does(venv, work, bundles, sessio
 _READ_BACK = """
 import json, sys
 import numpy as np
-from neurohand.decoder.recording import read_recording
+from neurohand.decoder.session_file import read_recording
 r = read_recording(sys.argv[1])
 arrays = {k: getattr(r, k) for k in ("signals", "labels", "repetitions", "positions", "position_index",
                                      "segment_starts") if getattr(r, k) is not None}
@@ -200,7 +200,7 @@ print(json.dumps({"fs_hz": r.fs_hz, "signal_kind": r.signal_kind, "units": r.uni
 
 _KILLED_WRITER = """
 import os, sys
-from neurohand.decoder.recording import SessionWriter, read_recording
+from neurohand.decoder.session_file import SessionWriter, read_recording
 rec = read_recording(sys.argv[1])
 w = SessionWriter(sys.argv[2], fs_hz=rec.fs_hz, n_channels=rec.n_channels, signal_kind=rec.signal_kind,
                   channel_names=rec.channel_names, units=rec.units, class_names=rec.class_names,
@@ -213,7 +213,7 @@ os._exit(0)  # killed while recording: the file is still marked open for SWMR wr
 
 def test_desktop_session_files_read_back_intact(venv, work, session):
     """A finished session file and one whose (SWMR) writer was killed, both written by this process's h5py."""
-    from neurohand.decoder.recording import read_recording
+    from neurohand.decoder.session_file import read_recording
 
     name, python = venv
     path, _ = session
@@ -241,3 +241,17 @@ def test_desktop_session_files_read_back_intact(venv, work, session):
         assert tuple(info["class_names"]) == ref.class_names and tuple(info["channel_names"]) == ref.channel_names
         if name == "py36":
             assert info["h5py"] == "3.1.0", info
+
+
+def test_doctor_and_verify_run_on_the_device_python(venv, work, bundles, session):
+    """``neurohand doctor`` explains why this machine is not ready for TensorRT (no TensorRT, no GPU) and what still
+    decodes; ``neurohand verify`` checks the engines it has against numpy on a desktop-written session."""
+    name, python = venv
+    neurohand = os.path.join(os.path.dirname(python), "neurohand")
+    r = run_in([neurohand, "doctor", "--bundle", bundles["pooled"]], work)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert "Python {}.{}".format(*VENVS[name][0]) in r.stdout
+    assert "NOT READY" in r.stdout and "no TensorRT" in r.stdout, r.stdout
+    assert "onnxruntime, numpy" in r.stdout, r.stdout
+    r = run_in([neurohand, "verify", bundles["pooled"], "--session", session[0], "--seconds", "5"], work)
+    assert r.returncode == 0 and "PASS" in r.stdout and "FAIL" not in r.stdout, r.stdout + r.stderr

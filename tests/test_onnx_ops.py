@@ -4,6 +4,8 @@ The operator list is onnx-tensorrt's for TensorRT 8.2 (docs/operators.md at tag 
 fake TensorRT (tests/fakes/tensorrt).
 """
 
+import os
+
 import numpy as np
 import onnx
 import pytest
@@ -20,7 +22,7 @@ KINDS = {"gru": dict(cell="gru", layers=1), "lstm": dict(cell="lstm", layers=2),
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
-    from neurohand.decoder.features import config_for_recording
+    from neurohand.decoder.feature_config import config_for_recording
     from neurohand.training.data import build_frames
     from neurohand.training.export import export_bundle
     from tests.test_export_engines import make_model_dir
@@ -88,3 +90,19 @@ def test_the_pooled_graph_decodes_finite_where_lda_rules_a_class_out(bundles):
         assert np.all(np.isfinite(outs[name])) and outs[name].min() >= -1e4
     assert outs["numpy"].min() < -100
     np.testing.assert_allclose(outs["onnxruntime"], outs["numpy"], rtol=1e-4, atol=1e-2)
+
+
+@pytest.mark.slow
+def test_a_pooled_3dc_bundle_has_no_log_softmax(tmp_path, threedc_dir):
+    """The bundle a class-only EMG session gives (pooled with LDA by default) exports no LogSoftmax or Softmax."""
+    from neurohand.deploy.cli import main
+
+    session, model, bundle = (str(tmp_path / n) for n in ("p1.h5", "model", "bundle"))
+    assert main(["import", "3dc", os.path.join(threedc_dir, "Participant1", "train"), "--out", session]) == 0
+    assert main(["train", session, "--out", model, "--epochs", "1", "--hidden", "8", "--layers", "1", "--quiet",
+                 "--device", "cpu"]) == 0
+    assert main(["export", model, "--out", bundle]) == 0
+    b = Bundle(bundle)
+    assert b.contract["model"]["class_pool"]
+    used = {n.op_type for n in onnx.load(b.file("model.onnx")).graph.node}
+    assert not used & {"LogSoftmax", "Softmax"} and used <= SUPPORTED_OPS

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurohand.decoder.features import config_for_recording
+from neurohand.decoder.feature_config import config_for_recording
 from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 from neurohand.training.config import TrainConfig, with_overrides
 from neurohand.training.data import TrainingDataError, adapt_frames, build_frames

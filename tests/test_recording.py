@@ -9,10 +9,9 @@ import h5py
 import numpy as np
 import pytest
 
-from neurohand.decoder.recording import (
-    CUE_DTYPE,
+from neurohand.decoder.recording import CUE_DTYPE, Recording
+from neurohand.decoder.session_file import (
     FORMAT_VERSION,
-    Recording,
     SessionFormatError,
     SessionWriter,
     read_recording,
@@ -148,7 +147,7 @@ WRITER_SCRIPT = textwrap.dedent(
     """
     import sys, time
     import numpy as np
-    from neurohand.decoder.recording import SessionWriter
+    from neurohand.decoder.session_file import SessionWriter
     w = SessionWriter(sys.argv[1], fs_hz=1000.0, n_channels=4, class_names=("rest", "move"),
                       metadata={"patient_id": "crash-test"})
     i = 0
@@ -205,7 +204,7 @@ def test_session_files_stay_within_the_hdf5_1_10_format(tmp_path, rng):
     """HDF5 1.10/1.12 (a Jetson's h5py 3.1) reads them: a newer HDF5's ``libver="latest"`` objects it cannot
     ("bad version number for datatype message"; tests/test_old_pythons.py reads them with h5py 3.1). A SWMR writer
     keeps the version-3 superblock that SWMR, and so crash safety, needs."""
-    from neurohand.decoder.recording import _libver_bounds
+    from neurohand.decoder.session_file import _libver_bounds
 
     if h5py.version.hdf5_version_tuple >= (1, 10, 2):
         assert _libver_bounds(h5py, True) == ("v110", "v110")

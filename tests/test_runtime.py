@@ -5,7 +5,6 @@ import time
 import numpy as np
 import pytest
 
-from neurohand.decoder.bundle import Bundle
 from neurohand.decoder.postprocess import PostConfig, PostProcessor
 from neurohand.decoder.signal_quality import QualityConfig, QualityMonitor
 from neurohand.deploy.runtime import SAFE, HandSink, NoneSink, Runtime
@@ -15,19 +14,14 @@ from neurohand.firmware_bridge.protocol import HandState
 from neurohand.firmware_bridge.sim_hand import SimHand, track_following
 
 
-@pytest.fixture(scope="module")
-def rec():
-    return simulate_recording(SimulatorConfig(minutes=0.1, n_channels=4, fs_hz=4000.0, seed=2))
+@pytest.fixture
+def rec(short_rec):
+    return short_rec
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory, rec):
-    from neurohand.decoder.adaptation import AdaptationConfig
-    from tests.test_export_engines import small_bundle
-
-    # adapting within seconds, so the 6 s recording shows it
-    return Bundle(small_bundle(str(tmp_path_factory.mktemp("rt")), rec, hidden=16,
-                               adapt=AdaptationConfig(prior_s=0.5, horizon_s=1.0)))
+@pytest.fixture
+def bundle(adapted_bundle):  # adapting within seconds, so the 6 s recording shows it
+    return adapted_bundle
 
 
 class RecordingSink(NoneSink):
@@ -333,7 +327,7 @@ def launch_run(rec, bundle, tmp_path, port):
     import subprocess
     import sys
 
-    from neurohand.decoder.recording import write_recording
+    from neurohand.decoder.session_file import write_recording
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     session = str(tmp_path / "s.h5")

@@ -3,26 +3,20 @@
 import numpy as np
 import pytest
 
-from neurohand.decoder.adaptation import AdaptationConfig
-from neurohand.decoder.bundle import Bundle
 from neurohand.decoder.engines import create_engine
 from neurohand.decoder.errors import InvalidValueError, NeurohandError
 from neurohand.decoder.postprocess import PostConfig, PostProcessor
 from neurohand.decoder.stream import DecodeFault
-from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 
 
-@pytest.fixture(scope="module")
-def rec():
-    return simulate_recording(SimulatorConfig(minutes=0.1, n_channels=4, fs_hz=4000.0, seed=2))
+@pytest.fixture
+def rec(short_rec):
+    return short_rec
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory, rec):
-    from tests.test_export_engines import small_bundle
-
-    return Bundle(small_bundle(str(tmp_path_factory.mktemp("stream")), rec, hidden=16,
-                               adapt=AdaptationConfig(prior_s=0.5, horizon_s=1.0)))
+@pytest.fixture
+def bundle(adapted_bundle):
+    return adapted_bundle
 
 
 def _chunked(decoder, stream, signals, sizes):

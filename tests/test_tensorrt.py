@@ -25,7 +25,7 @@ STEPS = 200
 @pytest.fixture(scope="module")
 def frames_and_bundles(tmp_path_factory, small_sim):
     """Features of ``small_sim`` and three exported bundles: GRU, LSTM (with a projection), pooled GRU."""
-    from neurohand.decoder.features import config_for_recording
+    from neurohand.decoder.feature_config import config_for_recording
     from neurohand.training.data import build_frames
     from neurohand.training.export import export_bundle
     from tests.test_export_engines import make_model_dir

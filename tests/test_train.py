@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from neurohand.decoder.recording import Recording, write_recording
+from neurohand.decoder.recording import Recording
+from neurohand.decoder.session_file import write_recording
 from neurohand.deploy.cli import main
 from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 from neurohand.training.config import (
@@ -62,7 +63,7 @@ def test_train_writes_a_model_folder_without_pickle(trained):
 
 def test_training_runs_behind_the_feature_adaptation_and_records_its_prior(trained, sim_train):
     from neurohand.decoder.adaptation import AdaptationConfig
-    from neurohand.decoder.features import config_for_recording
+    from neurohand.decoder.feature_config import config_for_recording
     from neurohand.training.data import adapt_frames, build_frames, normalisation
     from neurohand.training.model_dir import adapter_of
 
@@ -83,7 +84,7 @@ def test_training_runs_behind_the_feature_adaptation_and_records_its_prior(train
 def test_the_class_output_is_pooled_with_the_lda_baseline(trained, sim_train, tmp_path):
     from scipy.special import log_softmax
 
-    from neurohand.decoder.features import config_for_recording
+    from neurohand.decoder.feature_config import config_for_recording
     from neurohand.training.baselines import load_baselines
     from neurohand.training.data import adapt_frames, build_frames
     from neurohand.training.model_dir import adapter_of
@@ -163,7 +164,7 @@ def _phase1_weights(rec, tmp_path):
 
 
 def test_a_failed_refit_process_says_why(sim_train):
-    from neurohand.decoder.features import config_for_recording
+    from neurohand.decoder.feature_config import config_for_recording
     from neurohand.training.parallel_refit import ParallelRefit
 
     frames = build_frames([sim_train], config_for_recording(sim_train))
@@ -179,7 +180,7 @@ def test_a_failed_refit_process_says_why(sim_train):
 def test_the_refit_process_waits_when_ahead_and_fits_the_baselines_meanwhile(sim_train):
     import time
 
-    from neurohand.decoder.features import config_for_recording
+    from neurohand.decoder.feature_config import config_for_recording
     from neurohand.training.baselines import fit_baselines
     from neurohand.training.parallel_refit import LEAD_EPOCHS, ParallelRefit
 
@@ -207,7 +208,7 @@ def test_the_refit_process_waits_when_ahead_and_fits_the_baselines_meanwhile(sim
 def test_a_refit_process_killed_while_it_waits_never_blocks_the_parent(sim_train):
     import time
 
-    from neurohand.decoder.features import config_for_recording
+    from neurohand.decoder.feature_config import config_for_recording
     from neurohand.training.parallel_refit import ParallelRefit
 
     fcfg = config_for_recording(sim_train)
@@ -262,7 +263,7 @@ def test_class_only_recordings_train_through_the_lda_front_end_and_save_a_plain_
         assert w_ih.shape == (3 * FAST.model.hidden, model.config.n_features)
         ranks[front_end] = np.linalg.matrix_rank(w_ih, tol=1e-5 * np.abs(w_ih).max())
         assert 0 <= evaluate(res.model_dir, [classes_only])["decoders"]["gru"]["accuracy"] <= 1
-    from neurohand.decoder.features import config_for_recording
+    from neurohand.decoder.feature_config import config_for_recording
 
     present = len(np.unique(build_frames([classes_only], config_for_recording(classes_only)).labels))
     # the front end's projection (classes present - 1 coordinates) folded into the first layer bounds its rank
@@ -296,7 +297,7 @@ def test_training_windows_are_a_duration():
 
 
 def test_validation_split_is_by_repetition(sim_train):
-    from neurohand.decoder.features import config_for_recording
+    from neurohand.decoder.feature_config import config_for_recording
 
     frames = build_frames([sim_train], config_for_recording(sim_train))
     tr, val, reps = validation_split(frames)
@@ -372,7 +373,8 @@ def test_torchrun_two_process_gloo(tmp_path, sim_train):
 
 def test_gain_augmentation_matches_recomputed_features(rng):
     """Scaling a channel's raw signal by g equals applying the gain law to its features."""
-    from neurohand.decoder.features import FeatureConfig, FeatureExtractor
+    from neurohand.decoder.feature_config import FeatureConfig
+    from neurohand.decoder.features import FeatureExtractor
     from neurohand.decoder.filters import FilterConfig
     from neurohand.training.augment import apply_gains, gain_law
 

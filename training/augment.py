@@ -14,7 +14,7 @@ from typing import Tuple
 import numpy as np
 import torch
 
-from neurohand.decoder.features import FeatureConfig
+from neurohand.decoder.feature_config import FeatureConfig
 
 _SCALE = {"mav": 1.0, "rms": 1.0, "wl": 1.0, "mean": 1.0}
 _LOG_SHIFT = {"logmean": 1.0, "logvar": 2.0, "log_bandpower": 2.0, "log_mav": 1.0, "log_wl": 1.0}

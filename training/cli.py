@@ -58,7 +58,7 @@ def train_config_from_args(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from neurohand.decoder.recording import read_recording
+    from neurohand.decoder.session_file import read_recording
 
     from .train import train
 
@@ -74,7 +74,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from neurohand.decoder.recording import read_recording
+    from neurohand.decoder.session_file import read_recording
 
     from .evaluate import evaluate
 

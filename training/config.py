@@ -12,7 +12,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from neurohand.decoder.adaptation import AdaptationConfig
 from neurohand.decoder.errors import InvalidValueError
-from neurohand.decoder.validation import check_int, check_option, check_positive
+from neurohand.decoder.validation import check_int, check_option, check_positive, invalid_value
 
 from .data import FrameSet, movement_mix_drift
 from .model import ModelConfig
@@ -93,7 +93,7 @@ class BatchConfig:
                 check_int(name, getattr(self, name), minimum=1)
         check_int("burn_in", self.burn_in, minimum=0)
         if self.seq_len is not None and self.burn_in >= self.seq_len:
-            raise InvalidValueError("Invalid value for 'burn_in': must be < seq_len={}, got {}".format(
+            raise invalid_value("burn_in", "must be < seq_len={}, got {}".format(
                 self.seq_len, self.burn_in))
 
     def windows(self, hop_ms: float, *, longest: Optional[int] = None) -> Tuple[int, int]:
@@ -109,7 +109,7 @@ class BatchConfig:
             if longest is not None and longest < seq_len:
                 seq_len = max(int(longest), (seq_len + 1) // 2)
         if self.burn_in >= seq_len:
-            raise InvalidValueError("Invalid value for 'burn_in': must be < the {}-frame training window, got {}"
+            raise invalid_value("burn_in", "must be < the {}-frame training window, got {}"
                                     .format(seq_len, self.burn_in))
         batch = self.batch_size if self.batch_size is not None else max(1, int(round(self.frames_per_step / seq_len)))
         return seq_len, batch
@@ -254,7 +254,7 @@ class AdaptationPolicy:
         check_option("adapt", self.mode, ("auto", "on", "off"))
         check_positive("max_mix_drift", self.max_mix_drift)
         if not isinstance(self.config, AdaptationConfig):
-            raise InvalidValueError("Invalid value for 'config': expected an AdaptationConfig, got {!r}".format(
+            raise invalid_value("config", "expected an AdaptationConfig, got {!r}".format(
                 self.config))
 
     def adaptation(self) -> Optional[AdaptationConfig]:
@@ -329,8 +329,8 @@ class TrainConfig:
         for f in fields(self):
             default = _default_of(f)
             if is_dataclass(default) and not isinstance(getattr(self, f.name), type(default)):
-                raise InvalidValueError("Invalid value for {!r}: expected {}, got {!r}".format(
-                    f.name, type(default).__name__, getattr(self, f.name)))
+                raise invalid_value(f.name, "expected {}, got {!r}".format(type(default).__name__,
+                                                                          getattr(self, f.name)))
         check_positive("val_fraction", self.val_fraction)
         check_option("device", self.device, ("auto", "cpu", "cuda"))
         check_int("seed", self.seed, minimum=0)

@@ -13,7 +13,8 @@ import numpy as np
 
 from neurohand.decoder.adaptation import FeatureAdapter
 from neurohand.decoder.errors import InvalidValueError
-from neurohand.decoder.features import FeatureConfig, FeatureExtractor, frames_for_config
+from neurohand.decoder.feature_config import FeatureConfig
+from neurohand.decoder.features import FeatureExtractor, frames_for_config
 from neurohand.decoder.recording import Recording
 
 

@@ -15,7 +15,7 @@ from typing import Any, Dict
 import numpy as np
 
 from neurohand.decoder.bundle import Bundle, schema_version_for, write_bundle_json
-from neurohand.decoder.features import FeatureConfig
+from neurohand.decoder.feature_config import FeatureConfig
 from neurohand.decoder.filters import design_sos
 
 OPSET = 13

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from neurohand.decoder.errors import InvalidValueError
+from neurohand.decoder.validation import invalid_value
 
 
 class _GRULayer(torch.autograd.Function):
@@ -122,7 +122,7 @@ def gru_forward(rnn: nn.GRU, x: torch.Tensor, h0: Optional[torch.Tensor] = None
         Every layer's final state.
     """
     if not supports(rnn):
-        raise InvalidValueError("Invalid value for 'rnn': expected a batch-first, unidirectional nn.GRU with biases, "
+        raise invalid_value("rnn", "expected a batch-first, unidirectional nn.GRU with biases, "
                          "got {!r}".format(rnn))
     if h0 is None:
         h0 = x.new_zeros(rnn.num_layers, x.shape[0], rnn.hidden_size)

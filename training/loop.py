@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from neurohand.decoder.errors import InvalidValueError
-from neurohand.decoder.features import FeatureConfig
+from neurohand.decoder.feature_config import FeatureConfig
+from neurohand.decoder.validation import invalid_value
 
 from . import lda_front_end
 from .augment import apply_gains, gain_law
@@ -38,7 +38,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a clear error."""
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise InvalidValueError("Invalid value for '--device': 'cuda' requested but no CUDA GPU is available; "
+            raise invalid_value("--device", "'cuda' requested but no CUDA GPU is available; "
                              "use --device cpu or install the CUDA build of PyTorch")
         return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
     return torch.device("cpu")

@@ -16,7 +16,7 @@ from torch import nn
 
 from neurohand.decoder.engines.base import LOG_PROBABILITY_FLOOR
 from neurohand.decoder.errors import InvalidValueError
-from neurohand.decoder.validation import check_int, check_option, check_positive
+from neurohand.decoder.validation import check_int, check_option, check_positive, invalid_value
 
 from .gru_cpu import gru_forward
 
@@ -71,10 +71,10 @@ class ModelConfig:
         check_int("projection", self.projection, minimum=0)
         check_positive("dropout", self.dropout, allow_zero=True)
         if self.dropout >= 1:
-            raise InvalidValueError("Invalid value for 'dropout': expected 0 <= dropout < 1, got {}".format(
+            raise invalid_value("dropout", "expected 0 <= dropout < 1, got {}".format(
                 self.dropout))
         if self.class_pool and self.n_classes < 2:
-            raise InvalidValueError("Invalid value for 'class_pool': a pooled class output needs a class head "
+            raise invalid_value("class_pool", "a pooled class output needs a class head "
                                     "(n_classes >= 2), got n_classes={}".format(self.n_classes))
 
     def to_dict(self) -> Dict[str, Any]:
@@ -188,7 +188,7 @@ class RecurrentDecoder(nn.Module):
         bias : np.ndarray, shape (k,)
         """
         if self.config.projection:
-            raise InvalidValueError("Invalid value for 'projection': a fixed projection replaces the learned one; "
+            raise invalid_value("projection", "a fixed projection replaces the learned one; "
                              "expected 0, got {}".format(self.config.projection))
         k = int(weight.shape[0])
         lin = nn.Linear(self.config.n_features, k)

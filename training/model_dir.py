@@ -19,7 +19,7 @@ import torch
 
 from neurohand.decoder.adaptation import AdaptationConfig, FeatureAdapter
 from neurohand.decoder.errors import InvalidValueError
-from neurohand.decoder.features import FeatureConfig
+from neurohand.decoder.feature_config import FeatureConfig
 from neurohand.decoder.recording import Recording
 
 from .baselines import save_baselines

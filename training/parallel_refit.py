@@ -38,7 +38,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from neurohand.decoder.features import FeatureConfig
+from neurohand.decoder.feature_config import FeatureConfig
 from neurohand.deploy.process_memory import peak_rss_mb
 
 from .baselines import fit_baselines, load_baselines, save_baselines

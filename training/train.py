@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import torch
 
-from neurohand.decoder.features import FeatureConfig, config_for_recording
+from neurohand.decoder.feature_config import FeatureConfig, config_for_recording
 from neurohand.decoder.recording import Recording
 
 from .baselines import LdaDecoder, fit_baselines
