@@ -24,6 +24,7 @@ from neurohand.decoder.errors import NeurohandError
 COMMAND_MODULES = (
     "neurohand.deploy.demo",
     "neurohand.firmware_bridge.cli",
+    "neurohand.training.data_cli",
     "neurohand.calibration.cli",
     "neurohand.training.cli",
     "neurohand.training.export",

@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-from neurohand.calibration.importers import import_ninapro
+from neurohand.training.importers import import_ninapro
 
 from common import (
     TrainConfig,

@@ -14,8 +14,8 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-from neurohand.calibration.importers import import_3dc
 from neurohand.decoder.validation import parse_index_ranges
+from neurohand.training.importers import import_3dc
 
 from common import TrainConfig, main, need_data, parser, run_and_evaluate, seeds_of, slim, train_config, with_overrides
 

@@ -54,6 +54,7 @@ def trial_names(path):
     return [c["name"].decode() for c in read_recording(path).cues]
 
 
+@pytest.mark.slow
 def test_calibrate_recalibrate_and_roll_back(tmp_path, protocol_file):
     out = run_calibration(options(tmp_path, protocol_file, labels="glove:sim"), console=quiet())
     store = ModelStore(str(tmp_path / "store"), "P1")
@@ -87,6 +88,7 @@ def test_calibrate_recalibrate_and_roll_back(tmp_path, protocol_file):
     assert store.current() == "v001" and store.versions() == ["v001", "v002"]
 
 
+@pytest.mark.slow
 def test_clinician_rejects_or_stops(tmp_path, protocol_file):
     asked = []
 
@@ -137,6 +139,7 @@ class Scripted:
         pass
 
 
+@pytest.mark.slow
 def test_live_view_renders_and_a_stopped_session_resumes(tmp_path, protocol_file):
     opts = options(tmp_path, protocol_file, tui=True)
     store = ModelStore(opts.store, "P1")
@@ -163,6 +166,7 @@ def test_live_view_renders_and_a_stopped_session_resumes(tmp_path, protocol_file
     assert out["version"] == "v001" and interrupted_sessions(store) == []
 
 
+@pytest.mark.slow
 def test_killed_calibration_resumes(tmp_path, protocol_file):
     """SIGKILL the real command mid-recording (real-time pacing); resuming keeps every complete trial."""
     store = str(tmp_path / "store")

@@ -74,6 +74,7 @@ def test_bench_features_json_shape(capsys):
         assert r["realtime_factor"] > 0 and r["samples_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_demo_runs(tmp_path, capsys):
     assert main(["demo", "--out-dir", str(tmp_path), "--minutes", "2.4", "--fs-hz", "4000", "--channels", "6",
                  "--epochs", "2", "--hidden", "16", "--live-seconds", "2"]) == 0

@@ -60,9 +60,9 @@ def small_bundle(folder, rec, *, hidden=8, layers=1, adapt=None):
 
 @pytest.fixture(scope="module")
 def ninapro_frames(ninapro_file):
-    from neurohand.calibration.importers import import_ninapro
     from neurohand.decoder.feature_config import config_for_recording
     from neurohand.training.data import build_frames
+    from neurohand.training.importers import import_ninapro
 
     rec = import_ninapro(ninapro_file, reps=[8])
     frames = build_frames([rec], config_for_recording(rec))

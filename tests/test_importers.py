@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from neurohand.calibration.importers import (
+from neurohand.training.importers import (
     GLOVE_FINGER_SENSORS,
     glove_to_positions,
     import_3dc,
@@ -11,7 +11,7 @@ from neurohand.calibration.importers import (
     import_ninapro,
     import_npz,
 )
-from neurohand.calibration.importers.ninapro import FLEXION_MOVEMENT, _fill_rest_repetitions, finger_check
+from neurohand.training.importers.ninapro import FLEXION_MOVEMENT, _fill_rest_repetitions, finger_check
 
 
 def test_ninapro_import(ninapro_file):

@@ -86,6 +86,7 @@ def test_recalibration_keeps_the_day1_statistics_or_the_absence_of_an_adaptation
     np.testing.assert_allclose(after.feature_mean.numpy(), raw.features.mean(0), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_pooled_class_output_is_refitted_on_the_new_session(tmp_path, day1):
     from dataclasses import replace
 
@@ -113,6 +114,7 @@ def test_a_pooled_class_output_is_refitted_on_the_new_session(tmp_path, day1):
     assert not torch.equal(before.pool_weight, after.pool_weight)
 
 
+@pytest.mark.slow
 def test_projection_models_adapt_the_projection(tmp_path, day1, day2):
     d = str(tmp_path / "p")
     train([day1], d, config=with_overrides(ONE_EPOCH, {"model.projection": 12}),

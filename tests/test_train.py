@@ -81,6 +81,7 @@ def test_training_runs_behind_the_feature_adaptation_and_records_its_prior(train
     assert np.max(np.abs(adapted - raw.features) / std) > 0.05
 
 
+@pytest.mark.slow
 def test_the_class_output_is_pooled_with_the_lda_baseline(trained, sim_train, tmp_path):
     from scipy.special import log_softmax
 
@@ -129,6 +130,7 @@ def test_a_subset_never_joins_frames_across_a_gap():
     assert len(fs.subset(np.zeros(n, bool)).segment_slices()) == 0
 
 
+@pytest.mark.slow
 def test_training_is_reproducible_for_a_seed(tmp_path, sim_train):
     a = train([sim_train], str(tmp_path / "a"), config=FAST, progress=False, fit_classic=False, log=lambda m: None)
     b = train([sim_train], str(tmp_path / "b"), config=FAST, progress=False, fit_classic=False, log=lambda m: None)
@@ -138,6 +140,7 @@ def test_training_is_reproducible_for_a_seed(tmp_path, sim_train):
         torch.testing.assert_close(va, vb, msg=k)
 
 
+@pytest.mark.slow
 def test_parallel_refit_equals_the_refit_after_the_first_phase(tmp_path, sim_train):
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # the second process trains on one thread: compare like with like
@@ -177,6 +180,7 @@ def test_a_failed_refit_process_says_why(sim_train):
         worker.close()
 
 
+@pytest.mark.slow
 def test_the_refit_process_waits_when_ahead_and_fits_the_baselines_meanwhile(sim_train):
     import time
 
@@ -250,6 +254,7 @@ def test_ctrl_c_keeps_the_best_checkpoint(tmp_path, sim_train, monkeypatch):
     assert meta["interrupted"] is True and meta["best_epoch"] == 1
 
 
+@pytest.mark.slow
 def test_class_only_recordings_train_through_the_lda_front_end_and_save_a_plain_decoder(tmp_path, sim_train):
     classes_only = replace(sim_train, positions=None, position_index=None)
     ranks = {}
@@ -337,6 +342,7 @@ def test_evaluate_refuses_a_mismatched_recording(trained, rng):
         evaluate(d, [wrong])
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_cli_json(tmp_path, sim_train, capsys):
     path = str(tmp_path / "s.h5")
     write_recording(sim_train, path)
@@ -355,6 +361,7 @@ def test_train_and_evaluate_cli_json(tmp_path, sim_train, capsys):
     assert isinstance(r["accuracy"], float) and isinstance(r["delay_ms"], float)
 
 
+@pytest.mark.slow
 def test_torchrun_two_process_gloo(tmp_path, sim_train):
     """DistributedDataParallel on CPU: the same command, two processes, gloo backend."""
     path = str(tmp_path / "s.h5")

@@ -34,6 +34,7 @@ def _run_script(tmp_path, text):
                           capture_output=True, text=True, timeout=240)
 
 
+@pytest.mark.slow
 @needs_two_cores
 def test_a_script_without_a_main_guard_refits_after_the_first_phase(tmp_path):
     r = _run_script(tmp_path, TRAIN_SCRIPT.format(patch=""))
@@ -44,6 +45,7 @@ def test_a_script_without_a_main_guard_refits_after_the_first_phase(tmp_path):
     assert os.path.isfile(tmp_path / "model" / "model.json")
 
 
+@pytest.mark.slow
 @needs_two_cores
 def test_a_refit_process_that_dies_while_starting_falls_back_to_the_refit_after_the_first_phase(tmp_path):
     # as if the script's guard could not be checked: the spawned process runs the script again and dies starting

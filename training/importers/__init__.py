@@ -1,4 +1,4 @@
-"""Importers that turn real recordings into neurohand session files."""
+"""Importers that turn real recordings (NinaPro DB1, 3DC, CSV, NPZ) into neurohand session files."""
 
 from .generic import import_csv, import_npz
 from .ninapro import GLOVE_FINGER_SENSORS, glove_to_positions, import_ninapro

@@ -1,0 +1,125 @@
+"""Subcommands for data sets: ``import`` (real recordings to session files) and ``inspect``."""
+
+import argparse
+import json
+import os
+
+from neurohand.decoder.vocabulary import SIGNAL_KINDS
+
+
+def _int_list(text: str) -> list:
+    from neurohand.decoder.validation import parse_index_ranges
+
+    return list(parse_index_ranges("columns", text))
+
+
+def register(sub: "argparse._SubParsersAction") -> None:
+    """Add ``import`` and ``inspect``."""
+    p = sub.add_parser("import", help="import a real recording into a session file",
+                       description="Convert NinaPro DB1, 3DC, CSV or NPZ recordings into neurohand session files.")
+    isub = p.add_subparsers(dest="format", metavar="FORMAT")
+    isub.required = True
+
+    n = isub.add_parser("ninapro", help="NinaPro DB1 exercise .mat file")
+    n.add_argument("file", help="e.g. S2_A1_E1.mat")
+    n.add_argument("--out", required=True, help="session file to write (.h5)")
+    n.add_argument("--reps", default=None, help="repetitions to keep, e.g. 1-7 or 8,9,10 (default all)")
+    n.set_defaults(func=_import_ninapro)
+
+    t = isub.add_parser("3dc", help="3DC participant's train/ or test/ folder")
+    t.add_argument("folder")
+    t.add_argument("--out", required=True)
+    t.set_defaults(func=_import_3dc)
+
+    for fmt in ("csv", "npz"):
+        g = isub.add_parser(fmt, help="generic {} file (one row per sample)".format(fmt.upper()))
+        g.add_argument("file")
+        g.add_argument("--out", required=True)
+        g.add_argument("--fs-hz", type=float, required=True, help="sample rate (required)")
+        g.add_argument("--kind", default="emg", choices=SIGNAL_KINDS, help="signal kind")
+        g.add_argument("--units", default="", help="unit of the samples")
+        g.add_argument("--class-names", default=None, help="comma-separated class names, rest first")
+        if fmt == "csv":
+            g.add_argument("--signal-columns", type=_int_list, required=True, help="0-based, e.g. 0-9")
+            g.add_argument("--label-column", type=int, default=None)
+            g.add_argument("--repetition-column", type=int, default=None)
+            g.add_argument("--position-columns", type=_int_list, default=None, help="5 columns in 0..1")
+            g.add_argument("--delimiter", default=",")
+            g.add_argument("--skip-rows", type=int, default=0)
+            g.set_defaults(func=_import_csv)
+        else:
+            g.add_argument("--signals-key", default="signals")
+            g.add_argument("--labels-key", default=None)
+            g.add_argument("--positions-key", default=None)
+            g.add_argument("--repetitions-key", default=None)
+            g.set_defaults(func=_import_npz)
+
+    i = sub.add_parser("inspect", help="print the summary of a session file")
+    i.add_argument("file")
+    i.add_argument("--json", action="store_true", help="print JSON")
+    i.set_defaults(func=_inspect)
+
+
+
+def _write(rec, out: str) -> int:
+    from neurohand.decoder.session_file import write_recording
+
+    d = os.path.dirname(os.path.abspath(out))
+    os.makedirs(d, exist_ok=True)
+    write_recording(rec, out)
+    s = rec.summary()
+    print("wrote {}: {} samples x {} channels at {:g} Hz ({}), {} segments, positions: {}, classes: {}".format(
+        out, s["samples"], s["channels"], s["fs_hz"], s["signal_kind"], s["segments"],
+        "yes" if rec.has_positions else "no", len(rec.class_names)))
+    return 0
+
+
+def _import_ninapro(args: argparse.Namespace) -> int:
+    from neurohand.decoder.validation import parse_index_ranges
+
+    from .importers import import_ninapro
+
+    reps = parse_index_ranges("--reps", args.reps) if args.reps else None
+    return _write(import_ninapro(args.file, reps=reps), args.out)
+
+
+def _import_3dc(args: argparse.Namespace) -> int:
+    from .importers import import_3dc
+
+    return _write(import_3dc(args.folder), args.out)
+
+
+def _class_names(text):
+    return [c.strip() for c in text.split(",")] if text else None
+
+
+def _import_csv(args: argparse.Namespace) -> int:
+    from .importers import import_csv
+
+    rec = import_csv(args.file, fs_hz=args.fs_hz, signal_columns=args.signal_columns, signal_kind=args.kind,
+                     label_column=args.label_column, position_columns=args.position_columns,
+                     repetition_column=args.repetition_column, delimiter=args.delimiter,
+                     skip_rows=args.skip_rows, units=args.units, class_names=_class_names(args.class_names))
+    return _write(rec, args.out)
+
+
+def _import_npz(args: argparse.Namespace) -> int:
+    from .importers import import_npz
+
+    rec = import_npz(args.file, fs_hz=args.fs_hz, signals_key=args.signals_key, signal_kind=args.kind,
+                     labels_key=args.labels_key, positions_key=args.positions_key,
+                     repetitions_key=args.repetitions_key, units=args.units,
+                     class_names=_class_names(args.class_names))
+    return _write(rec, args.out)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from neurohand.decoder.session_file import read_recording
+
+    s = read_recording(args.file).summary()
+    if args.json:
+        print(json.dumps(s))
+    else:
+        for k, v in s.items():
+            print("{:>12}: {}".format(k, v))
+    return 0
