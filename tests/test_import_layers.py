@@ -144,3 +144,10 @@ def test_importing_a_layer_loads_nothing_above_it(layer):
     assert r.returncode == 0, r.stderr
     loaded = [m for m in r.stdout.split() if layer_of(m) is not None and layer_of(m) > mine]
     assert not loaded, "importing the {} layer loaded {}".format(layer, loaded)
+
+
+def test_no_module_is_over_500_lines():
+    """Modules are small enough to read whole; a bigger one is split along its seams."""
+    long = ["{} ({} lines)".format(os.path.relpath(path, ROOT), n) for _, path in _modules()
+            for n in [sum(1 for _ in open(path))] if n > 500]
+    assert not long, "over 500 lines: " + ", ".join(long)
