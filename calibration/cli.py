@@ -55,10 +55,11 @@ def _models(args: argparse.Namespace) -> int:
     if args.rollback:
         store.rollback(args.rollback)
         print("patient {}: current model is now {}".format(args.patient, args.rollback))
+    current = store.current()  # a broken pointer is an error (exit 2), not a listing without a current version
     rows = []
     for v in store.versions():
         meta = store.meta(v)
-        rows.append({"version": v, "current": v == store.current(), "accepted_at": meta["accepted_at"],
+        rows.append({"version": v, "current": v == current, "accepted_at": meta["accepted_at"],
                      "metrics": meta.get("metrics", {}), "notes": meta.get("notes", "")})
     if args.json:
         print(json.dumps({"patient": args.patient, "versions": rows}))

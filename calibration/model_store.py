@@ -23,21 +23,42 @@ import shutil
 from typing import Any, Dict, List, Optional
 
 from neurohand.decoder.bundle import Bundle
+from neurohand.decoder.errors import NeurohandError
 from neurohand.decoder.validation import invalid_value
 
-_VERSION = re.compile(r"^v(\d{3,})$")
-_PATIENT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_VERSION = re.compile(r"^v(\d{3,9})$")
+# a letter, digit or '_' first: never '.', '..' or a hidden folder; no separators anywhere
+_PATIENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+class BrokenStoreError(NeurohandError):
+    """The store's ``current.json`` is unreadable or points at a version that is not there."""
 
 
 class ModelStore:
     """One patient's versions in ``store_dir``."""
 
     def __init__(self, store_dir: str, patient_id: str) -> None:
-        if not _PATIENT.match(str(patient_id)):
-            raise invalid_value("patient", "expected 1-64 letters, digits, '_', '-' or '.', got "
-                                    "{!r}".format(patient_id))
-        self.root = os.path.join(store_dir, patient_id)
+        if not isinstance(patient_id, str) or not _PATIENT.match(patient_id):
+            raise invalid_value("patient", "expected 1-64 letters, digits, '_', '-' or '.', starting with a letter, "
+                                "digit or '_', got {!r}".format(patient_id))
+        self.store_dir = os.path.abspath(store_dir)
+        self.root = self._inside(self.store_dir, patient_id)
         self.patient_id = patient_id
+
+    @staticmethod
+    def _inside(base: str, *parts: str) -> str:
+        """``base/parts`` after checking it resolves inside ``base`` (no '..', no symlink out)."""
+        path = os.path.join(base, *parts)
+        real, real_base = os.path.realpath(path), os.path.realpath(base)
+        if os.path.commonpath([real, real_base]) != real_base or real == real_base:
+            raise invalid_value("path", "a folder inside {!r}, got {!r} (resolves to {!r})".format(base, path, real))
+        return path
+
+    def _version_dir(self, version: str) -> str:
+        if not isinstance(version, str) or not _VERSION.match(version):
+            raise invalid_value("version", "'v' and 3-9 digits (e.g. 'v001'), got {!r}".format(version))
+        return self._inside(self.root, "versions", version)
 
     def versions(self) -> List[str]:
         """Version names, oldest first."""
@@ -51,8 +72,18 @@ class ModelStore:
         p = os.path.join(self.root, "current.json")
         if not os.path.exists(p):
             return None
-        with open(p) as f:
-            return json.load(f)["version"]
+        try:
+            with open(p) as f:
+                version = json.load(f)["version"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise BrokenStoreError("{!r} is broken ({}: {}); choose a version with 'neurohand models --patient {} "
+                                   "--store STORE --rollback VERSION'".format(p, type(e).__name__, e,
+                                                                              self.patient_id)) from e
+        if not isinstance(version, str) or not _VERSION.match(version) or version not in self.versions():
+            raise BrokenStoreError("{!r} points at version {!r}, which is not in the store ({}); choose one with "
+                                   "'neurohand models --patient {} --store STORE --rollback VERSION'".format(
+                                       p, version, ", ".join(self.versions()) or "no versions", self.patient_id))
+        return version
 
     def bundle_path(self, version: Optional[str] = None) -> str:
         """Bundle folder of ``version`` (default: current)."""
@@ -60,7 +91,7 @@ class ModelStore:
         if v is None:
             raise FileNotFoundError("Patient {!r} has no accepted model yet; run 'neurohand calibrate'".format(
                 self.patient_id))
-        return os.path.join(self.root, "versions", v, "bundle")
+        return os.path.join(self._version_dir(v), "bundle")
 
     def model_path(self, version: Optional[str] = None) -> str:
         """Trained-model folder of ``version`` (default: current), the starting point of a recalibration."""
@@ -78,7 +109,7 @@ class ModelStore:
 
     def meta(self, version: str) -> Dict[str, Any]:
         """Return what was recorded when ``version`` was accepted."""
-        with open(os.path.join(self.root, "versions", version, "meta.json")) as f:
+        with open(os.path.join(self._version_dir(version), "meta.json")) as f:
             return json.load(f)
 
     def accept(self, bundle_dir: str, *, metrics: Optional[Dict[str, Any]] = None, report_dir: Optional[str] = None,
@@ -87,7 +118,7 @@ class ModelStore:
         Bundle(bundle_dir)  # refuse a corrupted bundle before it becomes a patient's model
         existing = self.versions()
         version = "v{:03d}".format(int(existing[-1][1:]) + 1 if existing else 1)
-        vdir = os.path.join(self.root, "versions", version)
+        vdir = self._version_dir(version)
         tmp = vdir + ".partial"
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
@@ -113,7 +144,12 @@ class ModelStore:
         Bundle(self.bundle_path(version))
         self._set_current(version)
 
+    def check(self) -> None:
+        """Raise :class:`BrokenStoreError` when ``current.json`` is unreadable or points at a missing version."""
+        self.current()
+
     def _set_current(self, version: str) -> None:
+        self._version_dir(version)
         os.makedirs(self.root, exist_ok=True)
         tmp = os.path.join(self.root, "current.json.partial")
         with open(tmp, "w") as f:

@@ -12,11 +12,42 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from .errors import InvalidValueError
-from .validation import check_option, check_positive, check_signal
+from .validation import check_option, check_positive, check_signal, invalid_value
 from .vocabulary import SIGNAL_KINDS
 
 METADATA_KEYS = ("patient_id", "session_id", "device", "date", "source", "notes")
 CUE_DTYPE = np.dtype([("sample", "<i8"), ("label", "<i2"), ("duration_samples", "<i8"), ("name", "S64")])
+
+
+INT16_MAX = 32767
+
+
+def first_bad_integer(arr: np.ndarray, lo: int = 0, hi: int = INT16_MAX) -> Optional[int]:
+    """Index of the first value of ``arr`` that is not an integer in ``lo..hi`` (None when all are)."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "iuf":
+        return 0 if arr.size else None
+    with np.errstate(invalid="ignore"):
+        x = arr.astype(np.float64)
+        bad = ~np.isfinite(x) | (x != np.round(x)) | (x < lo) | (x > hi)
+    idx = np.flatnonzero(bad)
+    return int(idx[0]) if idx.size else None
+
+
+def int16_column(name: str, arr: np.ndarray) -> np.ndarray:
+    """``arr`` as int16 after checking every value is an integer in 0..32767 (no silent wrap or truncation).
+
+    Raises
+    ------
+    InvalidValueError
+        Naming the column and the first sample that is not.
+    """
+    arr = np.asarray(arr)
+    k = first_bad_integer(arr)
+    if k is not None:
+        raise invalid_value(name, "integers in 0..{}, got {!r} at sample {}".format(
+            INT16_MAX, arr.ravel()[k].item() if arr.dtype.kind in "iufb" else str(arr.dtype), k))
+    return arr.astype(np.int16)
 
 
 @dataclass(frozen=True)
@@ -103,7 +134,7 @@ class Recording:
                 if arr.shape != (n,):
                     raise InvalidValueError(
                         "{!r} must have shape ({},) (one per sample), got {}".format(name, n, arr.shape))
-                object.__setattr__(self, name, arr.astype(np.int16))
+                object.__setattr__(self, name, int16_column(name, arr))
         if self.labels is not None and len(self.labels):
             lo, hi = int(self.labels.min()), int(self.labels.max())
             if lo < 0 or hi >= len(self.class_names):

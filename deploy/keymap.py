@@ -86,6 +86,33 @@ def _parse_keys(text: str, line: int) -> Tuple[str, ...]:
     return keys
 
 
+BINDING_FIELDS = ("finger", "class", "combo", "press", "release", "min_confidence", "key", "mode", "min_hold_ms",
+                  "retrigger_ms")
+KEYS_FIELDS = ("toggle_gesture", "toggle_key", "max_events_per_s")
+LIMITS = {"press": (0.0, 1.0), "release": (0.0, 1.0), "min_confidence": (0.0, 1.0), "min_hold_ms": (0.0, 10000.0),
+          "retrigger_ms": (0.0, 60000.0), "max_events_per_s": (1.0, 100.0)}
+"""Bounds of every number in a profile (inclusive). The rate limit is at least one event a second and at most 100:
+NaN, infinity, zero or a negative rate would drop every press or none."""
+
+
+def _number(value: object, name: str, line: int) -> float:
+    lo, hi = LIMITS[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ProfileError("line {}: Invalid value for {!r}: a number in {:g}..{:g}, got {!r}".format(
+            line, name, lo, hi, value))
+    x = float(value)
+    if not (lo <= x <= hi):  # NaN fails this too
+        raise ProfileError("line {}: Invalid value for {!r}: a number in {:g}..{:g}, got {!r}".format(
+            line, name, lo, hi, value))
+    return x
+
+
+def _string(value: object, name: str, line: int) -> str:
+    if not isinstance(value, str) or not value:
+        raise ProfileError("line {}: Invalid value for {!r}: a non-empty string, got {!r}".format(line, name, value))
+    return value
+
+
 def load_profile(path: str, *, class_names: Optional[Sequence[str]] = None) -> Profile:
     """Read and validate a TOML profile.
 
@@ -98,39 +125,65 @@ def load_profile(path: str, *, class_names: Optional[Sequence[str]] = None) -> P
     Raises
     ------
     ProfileError
-        With the line of the offending binding or key: TOML syntax, unknown key or class name, overlapping
-        thresholds (``release >= press``), unknown mode.
+        With the line of the offending binding or key: TOML syntax, unknown section, field, key or class name,
+        a value of the wrong type or outside :data:`LIMITS`, overlapping thresholds (``release >= press``), unknown
+        mode, no binding at all.
     """
-    text = open(path).read()
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProfileError("{}: not UTF-8 text ({})".format(path, e)) from None
     try:
         doc = _toml().loads(text)
     except Exception as e:  # tomllib.TOMLDecodeError carries the line in its message
         raise ProfileError("{}: {}".format(path, e)) from None
     lines = text.splitlines()
     starts = [i + 1 for i, ln in enumerate(lines) if re.match(r"^\s*\[\[binding\]\]", ln)]
+    keys_at = next((i + 1 for i, ln in enumerate(lines) if re.match(r"^\s*\[keys\]", ln)), 1)
 
-    def line_of(block: int, key: str) -> int:
-        a = starts[block]
-        b = starts[block + 1] if block + 1 < len(starts) else len(lines) + 1
-        for i in range(a, b):
+    def find(a: int, key: str) -> int:
+        """Line of ``key = ...`` in the section starting at line ``a`` (``a`` when not found)."""
+        for i in range(a + 1, len(lines) + 1):
+            if re.match(r"^\s*\[", lines[i - 1]):
+                break
             if re.match(r"^\s*{}\s*=".format(re.escape(key)), lines[i - 1]):
                 return i
         return a
 
-    keys_section = doc.get("keys", {})
+    def line_of(block: int, key: str) -> int:
+        return find(starts[block], key) if block < len(starts) else 1
+
     unknown_top = set(doc) - {"keys", "binding"}
     if unknown_top:
         raise ProfileError("{}: unknown section(s) {}; allowed [keys] and [[binding]]".format(
             path, sorted(unknown_top)))
+    keys_section = doc.get("keys", {})
+    if not isinstance(keys_section, dict):
+        raise ProfileError("line {}: 'keys' must be a table ([keys]), got {!r}".format(keys_at, keys_section))
+    unknown = sorted(set(keys_section) - set(KEYS_FIELDS))
+    if unknown:
+        raise ProfileError("line {}: unknown field {!r} in [keys]; allowed {}".format(
+            find(keys_at, unknown[0]), unknown[0], ", ".join(KEYS_FIELDS)))
+    blocks = doc.get("binding", [])
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+        raise ProfileError("{}: 'binding' must be an array of tables, each starting with [[binding]]".format(path))
+    if not blocks:
+        raise ProfileError("{}: the profile has no [[binding]]; it would never press a key".format(path))
     bindings = []
-    for k, b in enumerate(doc.get("binding", [])):
+    for k, b in enumerate(blocks):
+        unknown = sorted(set(b) - set(BINDING_FIELDS))
+        if unknown:
+            raise ProfileError("line {}: unknown field {!r} in a binding; allowed {}".format(
+                line_of(k, unknown[0]), unknown[0], ", ".join(BINDING_FIELDS)))
         sources = [s for s in ("finger", "class", "combo") if s in b]
         if len(sources) != 1:
             raise ProfileError("line {}: a binding needs exactly one of finger, class, combo; got {}".format(
                 starts[k], sources or "none"))
         source = sources[0]
-        target = str(b[source])
         ln = line_of(k, source)
+        target = _string(b[source], source, ln)
         if source == "finger" and target not in FINGERS:
             raise ProfileError("line {}: unknown finger {!r}; allowed {}".format(ln, target, ", ".join(FINGERS)))
         if source == "combo" and target not in COMBOS:
@@ -140,27 +193,36 @@ def load_profile(path: str, *, class_names: Optional[Sequence[str]] = None) -> P
                 ln, target, ", ".join(class_names)))
         if "key" not in b:
             raise ProfileError("line {}: binding has no key".format(starts[k]))
-        keys = _parse_keys(b["key"], line_of(k, "key"))
-        press = float(b.get("press", b.get("min_confidence", 0.6 if source != "class" else 0.8)))
-        release = float(b.get("release", press - 0.2 if source != "class" else press - 0.2))
+        keys = _parse_keys(_string(b["key"], "key", line_of(k, "key")), line_of(k, "key"))
+        if "press" in b and "min_confidence" in b:
+            raise ProfileError("line {}: give press or min_confidence, not both".format(line_of(k, "min_confidence")))
+        pkey = "press" if "press" in b else "min_confidence"
+        press = _number(b[pkey], pkey, line_of(k, pkey)) if pkey in b else (0.6 if source != "class" else 0.8)
+        release = _number(b["release"], "release", line_of(k, "release")) if "release" in b else press - 0.2
         if not (0.0 <= release < press <= 1.0):
             raise ProfileError("line {}: overlapping thresholds: need 0 <= release < press <= 1, got press {} and "
-                               "release {}".format(line_of(k, "release" if "release" in b else "press"), press,
+                               "release {}".format(line_of(k, "release" if "release" in b else pkey), press,
                                                    release))
-        mode = str(b.get("mode", "hold"))
+        mode = b.get("mode", "hold")
         if mode not in MODES:
             raise ProfileError("line {}: Invalid value for 'mode': allowed 'hold', 'tap', got {!r}".format(
                 line_of(k, "mode"), mode))
-        bindings.append(Binding(source, target, press, release, keys, mode, float(b.get("min_hold_ms", 40.0)),
-                                float(b.get("retrigger_ms", 200.0)), starts[k]))
+        timing = [_number(b[name], name, line_of(k, name)) if name in b else default
+                  for name, default in (("min_hold_ms", 40.0), ("retrigger_ms", 200.0))]
+        bindings.append(Binding(source, target, press, release, keys, mode, timing[0], timing[1], starts[k]))
     gesture = keys_section.get("toggle_gesture")
-    if gesture is not None and class_names is not None and gesture not in class_names:
-        raise ProfileError("{}: toggle_gesture {!r} is not a class of the model ({})".format(
-            path, gesture, ", ".join(class_names)))
+    if gesture is not None:
+        _string(gesture, "toggle_gesture", find(keys_at, "toggle_gesture"))
+        if class_names is not None and gesture not in class_names:
+            raise ProfileError("line {}: toggle_gesture {!r} is not a class of the model ({})".format(
+                find(keys_at, "toggle_gesture"), gesture, ", ".join(class_names)))
     toggle_key = keys_section.get("toggle_key")
     if toggle_key is not None:
-        _parse_keys(toggle_key, next((i + 1 for i, ln in enumerate(lines) if "toggle_key" in ln), 0))
-    return Profile(tuple(bindings), gesture, toggle_key, float(keys_section.get("max_events_per_s", 30.0)))
+        ln = find(keys_at, "toggle_key")
+        _parse_keys(_string(toggle_key, "toggle_key", ln), ln)
+    rate = keys_section.get("max_events_per_s", 30.0)
+    rate = _number(rate, "max_events_per_s", find(keys_at, "max_events_per_s"))
+    return Profile(tuple(bindings), gesture, toggle_key, rate)
 
 
 @dataclass

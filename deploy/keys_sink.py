@@ -12,12 +12,34 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from neurohand.decoder.errors import DeviceError
+
 from .keymap import KeyMapper, load_profile
+
+
+def _keyboard():
+    """Return pynput's ``keyboard`` module, or a one-line error saying how to get it working.
+
+    Raises
+    ------
+    DeviceError
+        pynput is not installed (``pip install 'neurohand[keys]'``), or it is but has no display/backend to use.
+    """
+    try:
+        from pynput import keyboard
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] != "pynput":
+            raise
+        raise DeviceError("--keys needs pynput, which is not installed: pip install 'neurohand[keys]'") from None
+    except ImportError as e:  # pynput is there but its backend is not (no X display, no uinput)
+        raise DeviceError("--keys: pynput cannot send key presses here ({}); run inside the desktop session "
+                          "(DISPLAY set) or see pynput's platform notes".format(e)) from None
+    return keyboard
 
 
 def pynput_key(name: str):
     """Return the pynput key object for a profile key name."""
-    from pynput import keyboard
+    keyboard = _keyboard()
 
     if len(name) == 1:
         return keyboard.KeyCode.from_char(name)
@@ -51,8 +73,7 @@ class KeysSink:
         self._controller = None
         self._listener = None
         if not dry_run:
-            from pynput import keyboard
-
+            keyboard = _keyboard()
             self._controller = keyboard.Controller()
             if self.profile.toggle_key:
                 toggle = pynput_key(self.profile.toggle_key)

@@ -98,3 +98,32 @@ def test_csv_and_npz_imports(tmp_path, rng):
     np.savez(npz, emg=sig, pos=pos * 3)
     with pytest.raises(ValueError, match="scaled to 0..1"):
         import_npz(str(npz), fs_hz=500.0, signals_key="emg", positions_key="pos")
+
+
+@pytest.mark.parametrize("column, value, what", [(0, "65537", "label"), (0, "1.7", "label"), (0, "-1", "label"),
+                                                 (0, "nan", "label"), (1, "70001", "repetition")])
+def test_csv_labels_and_repetitions_never_wrap(tmp_path, capsys, column, value, what):
+    """Issue 19.9: label 65537 became class 1 (int16), repetition 70001 became 4465, label 1.7 became 1."""
+    from neurohand.deploy.cli import main
+
+    rows = [["0", "1", "0.5", "0.1"] for _ in range(6)]
+    rows[3][column] = value
+    path = tmp_path / "d.csv"
+    path.write_text("label,rep,a,b\n" + "".join(",".join(r) + "\n" for r in rows))
+    out = tmp_path / "s.h5"
+    assert main(["import", "csv", str(path), "--out", str(out), "--fs-hz", "100", "--signal-columns", "2-3",
+                 "--label-column", "0", "--repetition-column", "1", "--skip-rows", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "row 5, column {} ({}): expected an integer in 0..32767".format(column, what) in err
+    assert err.count("\n") == 1 and not out.exists()
+
+
+def test_recording_refuses_labels_it_would_wrap():
+    from neurohand.decoder.recording import Recording
+
+    with pytest.raises(ValueError, match="'repetitions': integers in 0..32767, got 70001 at sample 2"):
+        Recording(signals=np.zeros((4, 1), np.float32), fs_hz=100.0, signal_kind="emg",
+                  repetitions=np.array([1, 1, 70001, 1]))
+    with pytest.raises(ValueError, match="Invalid value for 'labels': integers in 0..32767, got 1.7 at sample 0"):
+        Recording(signals=np.zeros((2, 1), np.float32), fs_hz=100.0, signal_kind="emg", labels=np.array([1.7, 0.0]),
+                  class_names=("rest", "a"))

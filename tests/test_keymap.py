@@ -112,3 +112,50 @@ def test_release_all_and_rate_limit_never_drop_releases(tmp_path):
 def test_profile_errors_name_the_line(tmp_path, text, match):
     with pytest.raises(ProfileError, match=match):
         load_profile(write(tmp_path, text), class_names=CLASSES)
+
+
+B = '[[binding]]\nfinger = "thumb"\nkey = "w"\n'
+
+
+@pytest.mark.parametrize("text,match", [
+    ("[keys]\nmax_events_per_s = nan\n" + B, r"line 2: Invalid value for 'max_events_per_s': a number in 1..100, "
+                                             r"got nan"),
+    ("[keys]\nmax_events_per_s = 1e12\n" + B, r"line 2: Invalid value for 'max_events_per_s'.*got 1000000000000.0"),
+    ("[keys]\ntoggle_key = \"f12\"\nmax_events_per_s = -5\n" + B, r"line 3: .*'max_events_per_s'.*got -5"),
+    ("[keys]\nmax_events_per_s = \"30\"\n" + B, r"line 2: .*'max_events_per_s'.*got '30'"),
+    (B + "min_hold_ms = -1\n", r"line 4: Invalid value for 'min_hold_ms': a number in 0..10000, got -1"),
+    (B + "retrigger_ms = inf\n", r"line 4: Invalid value for 'retrigger_ms'"),
+    (B + "relase = 0.3\n", r"line 4: unknown field 'relase' in a binding"),
+    (B + "press = true\n", r"line 4: Invalid value for 'press'"),
+    ("[keys]\nmax_event_per_s = 3\n" + B, r"line 2: unknown field 'max_event_per_s' in \[keys\]"),
+    ("[keys]\nmax_events_per_s = 30\n", r"has no \[\[binding\]\]"),
+    ("", r"has no \[\[binding\]\]"),
+    ('[binding]\nfinger = "thumb"\nkey = "w"\n', r"'binding' must be an array of tables"),
+    ('[[binding]]\nfinger = "thumb"\nkey = 3\n', r"line 3: Invalid value for 'key': a non-empty string, got 3"),
+    ('[[binding]]\nfinger = "thumb"\nkey = "w"\nmode = ["hold"]\n', r"line 4: Invalid value for 'mode'"),
+    ('keys = 3\n' + B, r"'keys' must be a table"),
+])
+def test_every_profile_field_is_bounded(tmp_path, text, match):
+    """Issue 19.13: a NaN/1e12/negative rate limit, a negative hold, a typo'd field, an empty profile all passed."""
+    with pytest.raises(ProfileError, match=match):
+        load_profile(write(tmp_path, text), class_names=CLASSES)
+
+
+@pytest.mark.parametrize("text", ["[keys]\nmax_events_per_s = nan\n" + B, "[keys]\n", '[binding]\nkey = "w"\n'])
+def test_keys_check_refuses_a_bad_profile_with_one_line(tmp_path, capsys, text):
+    from neurohand.deploy.cli import main
+
+    assert main(["keys", "--profile", write(tmp_path, text), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("neurohand keys: error: ") and err.count("\n") == 1
+
+
+def test_keys_without_pynput_says_what_to_install(monkeypatch):
+    import sys
+
+    from neurohand.decoder.errors import DeviceError
+    from neurohand.deploy.keys_sink import KeysSink
+
+    monkeypatch.setitem(sys.modules, "pynput", None)  # import pynput -> ModuleNotFoundError
+    with pytest.raises(DeviceError, match=r"pip install 'neurohand\[keys\]'"):
+        KeysSink(os.path.join(ROOT, "deploy", "profiles", "fps.toml"), CLASSES)

@@ -4,6 +4,7 @@ import pytest
 
 from neurohand.calibration.model_store import ModelStore
 from neurohand.decoder.bundle import BundleError
+from neurohand.decoder.errors import NeurohandError
 from neurohand.deploy.cli import main
 
 
@@ -59,3 +60,40 @@ def test_the_trained_model_is_kept_for_recalibration(tmp_path, bundle_dir):
     assert os.path.exists(os.path.join(store.model_path(), "model.safetensors")) and store.current() == v2
     assert store.meta(v2)["sessions"] == ["/data/s.h5"]
     assert os.path.isdir(store.sessions_dir()) and store.sessions_dir().startswith(store.root)
+
+
+@pytest.mark.parametrize("patient", ["..", ".", ".hidden", "a/b", "../P001", "", "x" * 65])
+def test_patient_ids_cannot_escape_the_store(tmp_path, patient, capsys):
+    """Issue 19.10: '--patient ..' made a rollback rewrite the store's parent's current.json."""
+    store = tmp_path / "store"
+    store.mkdir()
+    assert main(["models", "--patient", patient, "--store", str(store), "--rollback", "v001"]) == 2
+    assert "Invalid value for 'patient'" in capsys.readouterr().err
+    assert not (tmp_path / "current.json").exists() and not (store / "current.json").exists()
+
+
+def test_a_patient_folder_linked_out_of_the_store_is_refused(tmp_path):
+    import os
+
+    (tmp_path / "store").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(str(tmp_path / "elsewhere"), str(tmp_path / "store" / "P9"))
+    with pytest.raises(ValueError, match="Invalid value for 'path'"):
+        ModelStore(str(tmp_path / "store"), "P9")
+
+
+@pytest.mark.parametrize("pointer", ['{"version": "v999"}', '{"version": "../../x"}', '{"v": 1}', "[", "[]"])
+def test_a_broken_current_pointer_is_an_error(tmp_path, bundle_dir, pointer, capsys):
+    """Issue 19.12: current.json pointing at v999 listed with exit 0 and no current version."""
+    store = ModelStore(str(tmp_path), "P003")
+    store.accept(bundle_dir)
+    (tmp_path / "P003" / "current.json").write_text(pointer)
+    capsys.readouterr()
+    assert main(["models", "--patient", "P003", "--store", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "current.json" in err and "--rollback VERSION" in err and err.count("\n") == 1
+    with pytest.raises(NeurohandError, match="current.json"):
+        store.bundle_path()
+    # the way out still works: roll back to an existing version
+    assert main(["models", "--patient", "P003", "--store", str(tmp_path), "--rollback", "v001"]) == 0
+    assert store.current() == "v001"

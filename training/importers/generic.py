@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from neurohand.decoder.errors import InvalidValueError, MissingKeyError
-from neurohand.decoder.recording import Recording
+from neurohand.decoder.recording import INT16_MAX, Recording, first_bad_integer, int16_column
 from neurohand.decoder.validation import check_option, check_positive
 
 
@@ -18,9 +18,7 @@ def _build(signals: np.ndarray, *, fs_hz: float, signal_kind: str, labels: Optio
     check_positive("fs_hz", fs_hz)
     check_option("signal_kind", signal_kind, ("nerve", "emg", "envelope"))
     if labels is not None:
-        labels = np.asarray(labels).astype(np.int64)
-        if labels.min() < 0:
-            raise InvalidValueError("labels must be >= 0 (0 = rest), got a minimum of {}".format(labels.min()))
+        labels = int16_column("labels", labels).astype(np.int64)  # no wrap (65537 -> 1) or truncation (1.7 -> 1)
         names = tuple(class_names) if class_names else ("rest",) + tuple(
             "class{}".format(i) for i in range(1, int(labels.max()) + 1))
     else:
@@ -86,6 +84,13 @@ def import_csv(
     if bad:
         raise InvalidValueError(
             "{!r} has {} columns (0..{}); columns {} do not exist".format(path, ncol, ncol - 1, bad))
+    for what, col in (("label", label_column), ("repetition", repetition_column)):
+        if col is not None:
+            k = first_bad_integer(data[:, col])
+            if k is not None:
+                raise InvalidValueError(
+                    "{!r} row {}, column {} ({}): expected an integer in 0..{}, got {!r}".format(
+                        path, skip_rows + k + 1, col, what, INT16_MAX, data[k, col].item()))
     return _build(
         data[:, _cols(signal_columns)].astype(np.float32), fs_hz=fs_hz, signal_kind=signal_kind,
         labels=None if label_column is None else data[:, label_column],
