@@ -22,13 +22,18 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from . import bundle_check
 from .adaptation import FeatureAdapter
 from .errors import InvalidValueError
 from .feature_config import FeatureConfig
 from .features import FeatureExtractor
 
-SCHEMA_VERSION = 3
-"""The newest bundle schema this code reads. 2 added the contract's ``adaptation``, 3 the model's pooled class output
+SCHEMA_VERSION = 4
+SEALED_SCHEMA = 4
+"""The oldest schema this code reads: 4 seals the contract, the schema and the sha256 of weights.npz in model.onnx's
+metadata (:mod:`decoder.bundle_check`), so an edit of bundle.json or a swapped file is caught; older bundles are
+refused with "re-export". The newest bundle schema this code reads is :data:`SCHEMA_VERSION`.
+Before 4: 2 added the contract's ``adaptation``, 3 the model's pooled class output
 (``class_pool``: weights the numpy engine must apply). A bundle is written with the oldest schema that describes it,
 so a runtime from before a feature refuses a bundle that needs it ("update neurohand on the device") instead of
 feeding the model unadapted frames or leaving out the pool; a bundle with neither is schema 1, which every runtime
@@ -72,21 +77,30 @@ class Bundle:
         try:
             with open(meta_path) as f:
                 meta = json.load(f)
-        except ValueError as e:
+        except (ValueError, UnicodeDecodeError) as e:
             raise BundleError("{!r}: bundle.json is not valid JSON ({})".format(self.path, e)) from e
+        if not isinstance(meta, dict):
+            raise BundleError("{!r}: bundle.json must hold an object (schema_version, contract, files), got {}".format(
+                self.path, type(meta).__name__))
         version = meta.get("schema_version")
-        if not isinstance(version, int):
+        if isinstance(version, bool) or not isinstance(version, int):
             raise BundleError("{!r}: bundle.json has no integer 'schema_version'".format(self.path))
         if version > SCHEMA_VERSION:
             raise BundleError("{!r} uses bundle schema {}, newer than this runtime reads ({}); update neurohand on "
                               "the device".format(self.path, version, SCHEMA_VERSION))
-        for key in ("contract", "files"):
-            if key not in meta:
-                raise BundleError("{!r}: bundle.json is missing {!r}".format(self.path, key))
-        for name in BUNDLE_FILES:
-            if name not in meta["files"]:
-                raise BundleError("{!r}: bundle.json lists no hash for {!r}".format(self.path, name))
-        for name, expected in meta["files"].items():
+        if version < SEALED_SCHEMA:
+            raise BundleError("{!r} uses bundle schema {}, which does not seal bundle.json and weights.npz to "
+                              "model.onnx; re-export it with this version (neurohand export MODEL_DIR --out "
+                              "BUNDLE_DIR; a patient's store keeps MODEL_DIR as versions/vNNN/model)".format(
+                                  self.path, version))
+        for key, kind in (("contract", dict), ("files", dict)):
+            if not isinstance(meta.get(key), kind):
+                raise BundleError("{!r}: bundle.json is missing {!r} (an object)".format(self.path, key))
+        files = meta["files"]
+        if sorted(files) != sorted(BUNDLE_FILES) or not all(isinstance(v, str) for v in files.values()):
+            raise BundleError("{!r}: bundle.json's 'files' must hash exactly {}, got {}".format(
+                self.path, ", ".join(BUNDLE_FILES), sorted(files)))
+        for name, expected in files.items():
             fp = os.path.join(self.path, name)
             if not os.path.isfile(fp):
                 raise BundleError("{!r}: file {!r} is missing".format(self.path, name))
@@ -94,10 +108,36 @@ class Bundle:
             if got != expected:
                 raise BundleError("{!r}: {!r} is corrupted (sha256 {}..., bundle.json says {}...); re-export or "
                                   "copy the bundle again".format(self.path, name, got[:12], expected[:12]))
+        self._check_integrity(meta)
         self.meta = meta
-        self.contract: Dict[str, Any] = meta["contract"]
+        self.contract = meta["contract"]  # type: Dict[str, Any]
         # built once, on loading: a malformed adaptation is refused here, not when the runtime starts
         self._adapter = self._load_adapter()
+
+    def _check_integrity(self, meta: Dict[str, Any]) -> None:
+        """Check the seal in model.onnx, then the contract against the graph, the weights and the feature extractor."""
+        where = repr(self.path)
+        try:
+            onnx_meta, inputs, outputs = bundle_check.read_onnx(os.path.join(self.path, "model.onnx"))
+        except ValueError as e:
+            raise BundleError("{}: model.onnx is {}; re-export the bundle".format(where, e)) from None
+        contract = meta["contract"]
+        try:
+            bundle_check.check_seal(where, meta, onnx_meta)
+            bundle_check.check_graph(contract, inputs, outputs)
+            with np.load(os.path.join(self.path, "weights.npz"), allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            bundle_check.check_weights(contract, {k: v.shape for k, v in arrays.items()},
+                                       {k: bool(np.all(np.isfinite(v))) for k, v in arrays.items()
+                                        if v.dtype.kind == "f"})
+            self.contract = contract
+            extractor = self.feature_extractor()
+            bundle_check.check_features(contract, extractor.n_features)
+        except BundleError:
+            raise
+        except (InvalidValueError, KeyError, TypeError, ValueError) as e:
+            raise BundleError("{}: the bundle is inconsistent, refused before decoding: {}".format(
+                where, str(e) if isinstance(e, InvalidValueError) else "{}: {}".format(type(e).__name__, e))) from None
 
     # ------------------------------------------------------------------ contract
     @property
@@ -204,10 +244,8 @@ class Bundle:
 
 
 def schema_version_for(contract: Dict[str, Any]) -> int:
-    """Oldest bundle schema that can describe ``contract`` (see :data:`SCHEMA_VERSION`)."""
-    if contract.get("model", {}).get("class_pool"):
-        return 3
-    return 2 if contract.get("adaptation") else 1
+    """Return the schema a bundle for ``contract`` is written with: :data:`SEALED_SCHEMA`, every bundle is sealed."""
+    return SEALED_SCHEMA
 
 
 def write_bundle_json(path: str, contract: Dict[str, Any], files: Sequence[str]) -> None:

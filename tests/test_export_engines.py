@@ -58,6 +58,26 @@ def small_bundle(folder, rec, *, hidden=8, layers=1, adapt=None):
     return os.path.join(folder, "b")
 
 
+def forge(path, edit, *, weights=None):
+    """Rewrite a bundle consistently, past the seal: ``edit(contract)`` in bundle.json and model.onnx's metadata,
+    ``weights`` (name -> array) replacing weights.npz, every hash recomputed. What the seal cannot catch (a deliberate
+    multi-file rewrite); the load-time consistency checks must."""
+    from neurohand.decoder.bundle import sha256_of
+
+    meta = json.load(open(os.path.join(path, "bundle.json")))
+    edit(meta["contract"])
+    if weights is not None:
+        np.savez(os.path.join(path, "weights.npz"), **weights)
+        meta["files"]["weights.npz"] = sha256_of(os.path.join(path, "weights.npz"))
+    proto = onnx.load(os.path.join(path, "model.onnx"))
+    seal = {p.key: p for p in proto.metadata_props}
+    seal["neurohand_contract"].value = json.dumps(meta["contract"])
+    seal["neurohand_weights_sha256"].value = meta["files"]["weights.npz"]
+    onnx.save(proto, os.path.join(path, "model.onnx"))
+    meta["files"]["model.onnx"] = sha256_of(os.path.join(path, "model.onnx"))
+    json.dump(meta, open(os.path.join(path, "bundle.json"), "w"))
+
+
 @pytest.fixture(scope="module")
 def ninapro_frames(ninapro_file):
     from neurohand.decoder.feature_config import config_for_recording
@@ -79,13 +99,13 @@ def test_parity_torch_onnxruntime_numpy_on_real_data(tmp_path, ninapro_frames, c
                            class_pool=layers == 2)
     bundle = export_bundle(str(tmp_path / "m"), str(tmp_path / "b"))
     assert bundle.contract["model"]["class_pool"] == (layers == 2)
-    assert bundle.meta["schema_version"] == (3 if layers == 2 else 1)
+    assert bundle.meta["schema_version"] == 4  # every bundle is sealed (decoder/bundle_check.py)
     if layers == 2:  # a runtime that knows the adaptation but not the pool refuses the bundle
         import neurohand.decoder.bundle as bundle_module
 
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(bundle_module, "SCHEMA_VERSION", 2)
-            with pytest.raises(BundleError, match="uses bundle schema 3, newer than this runtime reads \\(2\\)"):
+            with pytest.raises(BundleError, match="uses bundle schema 4, newer than this runtime reads \\(2\\)"):
                 Bundle(bundle.path)
     with torch.no_grad():
         pos_t, log_t, _ = model(torch.as_tensor(x)[None])
@@ -132,7 +152,7 @@ def test_exported_graph_contract_and_gru_attributes(tmp_path, small_sim):
     assert len(contract["normalisation"]["mean"]) == frames.shape[1]
     assert contract["feature_config"]["signal_kind"] == "nerve"
     assert contract["adaptation"] is None and b.feature_adapter() is None  # a model trained without one
-    assert b.meta["schema_version"] == 1  # the schema every runtime reads
+    assert b.meta["schema_version"] == 4
     assert set(os.listdir(b.path)) == {"bundle.json", "model.onnx", "weights.npz"}
 
 
@@ -150,28 +170,27 @@ def test_the_bundle_carries_the_feature_adaptation_and_refuses_a_bad_one(tmp_pat
     assert contract["adaptation"]["config"] == cfg.to_dict()  # in the graph's metadata as in bundle.json
     ad = b.feature_adapter()
     assert ad.config == cfg and ad.n_features == frames.shape[1]
-    # schema 2: a runtime from before the adaptation (reading schema 1) refuses the bundle rather than decode
-    # unadapted frames with a model trained on adapted ones
-    assert b.meta["schema_version"] == 2
-    assert {p.key: p.value for p in proto.metadata_props}["neurohand_schema_version"] == "2"
+    # schema 4: a runtime from before the seal refuses the bundle ("update neurohand on the device")
+    assert b.meta["schema_version"] == 4
+    assert {p.key: p.value for p in proto.metadata_props}["neurohand_schema_version"] == "4"
     import neurohand.decoder.bundle as bundle_module
 
-    monkeypatch.setattr(bundle_module, "SCHEMA_VERSION", 1)
-    with pytest.raises(BundleError, match="uses bundle schema 2, newer than this runtime reads \\(1\\); update"):
+    monkeypatch.setattr(bundle_module, "SCHEMA_VERSION", 3)
+    with pytest.raises(BundleError, match="uses bundle schema 4, newer than this runtime reads \\(3\\); update"):
         Bundle(b.path)
     monkeypatch.undo()
     np.testing.assert_allclose(ad.mean0, frames.mean(0), rtol=1e-5, atol=1e-6)
-    # a prior that does not fit the model's input is refused (the hashes are re-written to get past them)
-    meta = json.load(open(b.file("bundle.json")))
-    meta["contract"]["adaptation"]["mean"] = meta["contract"]["adaptation"]["mean"][:-1]
-    meta["contract"]["adaptation"]["std"] = meta["contract"]["adaptation"]["std"][:-1]
-    json.dump(meta, open(b.file("bundle.json"), "w"))
+    # a prior that does not fit the model's input is refused (forged past the seal)
+    def shorter(c):
+        c["adaptation"]["mean"] = c["adaptation"]["mean"][:-1]
+        c["adaptation"]["std"] = c["adaptation"]["std"][:-1]
+
+    forge(b.path, shorter)
     # refused on loading, before any runtime starts
     with pytest.raises(BundleError, match="prior has {} features but the model reads {}".format(
             frames.shape[1] - 1, frames.shape[1])):
         Bundle(b.path)
-    meta["contract"]["adaptation"]["config"]["horizon_s"] = 0.5
-    json.dump(meta, open(b.file("bundle.json"), "w"))
+    forge(b.path, lambda c: c["adaptation"]["config"].update(horizon_s=0.5))
     with pytest.raises(BundleError, match="'adaptation' is invalid .*'horizon_s'"):
         Bundle(b.path)
 

@@ -14,11 +14,17 @@ from typing import Any, Dict
 
 import numpy as np
 
-from neurohand.decoder.bundle import Bundle, schema_version_for, write_bundle_json
+from neurohand.decoder.bundle import Bundle, schema_version_for, sha256_of, write_bundle_json
+from neurohand.decoder.bundle_check import CONTRACT_KEY, SCHEMA_KEY, WEIGHTS_KEY
+from neurohand.decoder.errors import NeurohandError
 from neurohand.decoder.feature_config import FeatureConfig
 from neurohand.decoder.filters import design_sos
 
 OPSET = 13
+
+
+class ExportError(NeurohandError, RuntimeError):
+    """The model cannot be exported to a bundle that decodes: non-finite weights or a failed parity check."""
 
 
 def _step_module(model):
@@ -80,8 +86,9 @@ def export_bundle(model_dir: str, out_dir: str, *, parity_frames: int = 200, tol
 
     Raises
     ------
-    RuntimeError
-        If the exported graph differs from PyTorch by more than ``tolerance`` over ``parity_frames`` random
+    ExportError
+        If the model's weights are not finite, or the exported graph differs from PyTorch by more than
+        ``tolerance`` over ``parity_frames`` random
         frames with the state carried.
     """
     import onnx
@@ -91,6 +98,12 @@ def export_bundle(model_dir: str, out_dir: str, *, parity_frames: int = 200, tol
 
     model, meta = load_model_dir(model_dir)
     cfg = model.config
+    weights = numpy_weights(model)
+    bad = sorted(k for k, v in weights.items() if not np.all(np.isfinite(v)))
+    if bad:  # before anything is written: such a model outputs NaN on every frame
+        raise ExportError("{!r} holds non-finite weights (NaN or infinity) in {}: this model cannot decode; retrain "
+                          "it from finite data (neurohand inspect SESSION shows the signal range)".format(
+                              model_dir, ", ".join(bad)))
     os.makedirs(out_dir, exist_ok=True)
     for name in ("bundle.json", "model.onnx", "weights.npz"):
         if os.path.exists(os.path.join(out_dir, name)):
@@ -119,20 +132,25 @@ def export_bundle(model_dir: str, out_dir: str, *, parity_frames: int = 200, tol
     proto = onnx.load(onnx_path)
     onnx.checker.check_model(proto)
     contract = contract_from(meta, cfg.to_dict())
+    np.savez(os.path.join(out_dir, "weights.npz"), **weights)
+    # the seal (decoder/bundle_check.py): the contract, the schema and the weights' hash inside the hashed graph
     del proto.metadata_props[:]
-    for key, value in (("neurohand_contract", json.dumps(contract)), ("neurohand_schema_version",
-                                                                       str(schema_version_for(contract)))):
+    for key, value in ((CONTRACT_KEY, json.dumps(contract)), (SCHEMA_KEY, str(schema_version_for(contract))),
+                       (WEIGHTS_KEY, sha256_of(os.path.join(out_dir, "weights.npz")))):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(proto, onnx_path)
-    np.savez(os.path.join(out_dir, "weights.npz"), **numpy_weights(model))
     write_bundle_json(out_dir, contract, ["model.onnx", "weights.npz"])
-    bundle = Bundle(out_dir)
-    err = parity_error(model, bundle, frames=parity_frames)
-    if err > tolerance:
+    try:
+        bundle = Bundle(out_dir)
+        err = parity_error(model, bundle, frames=parity_frames)
+    except Exception:
         shutil.rmtree(out_dir, ignore_errors=True)
-        raise RuntimeError("Exported graph differs from PyTorch by {:.2e} (> {:.0e}); bundle not written".format(
-            err, tolerance))
+        raise
+    if not np.isfinite(err) or err > tolerance:  # NaN > tolerance is False: a NaN model once passed as "checked"
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise ExportError("Exported graph differs from PyTorch by {:.2e} (> {:.0e}) over {} frames; bundle not "
+                          "written".format(err, tolerance, parity_frames))
     return bundle
 
 
@@ -153,7 +171,10 @@ def numpy_weights(model) -> Dict[str, np.ndarray]:
 
 
 def parity_error(model, bundle: Bundle, *, frames: int = 200, seed: int = 0) -> float:
-    """Largest absolute difference between PyTorch and onnxruntime over random frames, state carried."""
+    """Largest absolute difference between PyTorch and onnxruntime over random frames, state carried.
+
+    ``inf`` when either output is not finite.
+    """
     import torch
 
     from neurohand.decoder.engines import create_engine
@@ -169,8 +190,11 @@ def parity_error(model, bundle: Bundle, *, frames: int = 200, seed: int = 0) -> 
     worst = 0.0
     for t in range(frames):
         out, state = eng.step(state, xs[t])
-        worst = max(worst, float(np.max(np.abs(out.positions - pos_t[0, t].numpy()))),
-                    float(np.max(np.abs(out.class_logits - log_t[0, t].numpy()))))
+        d = max(float(np.max(np.abs(out.positions - pos_t[0, t].numpy()))),
+                float(np.max(np.abs(out.class_logits - log_t[0, t].numpy()))))
+        if not np.isfinite(d):  # max() would drop a NaN: a model whose outputs are not finite never passes
+            return float("inf")
+        worst = max(worst, d)
     return worst
 
 

@@ -66,10 +66,16 @@ def create_engine(bundle: Bundle, kind: str = "auto", **options: Any) -> Any:
         errors: List[Tuple[str, str]] = []
         for k in kinds:
             try:
-                return create_engine(bundle, k, **options)
+                engine = create_engine(bundle, k, **options)
             except Exception as e:  # noqa: BLE001 - fall back to the next engine, say why at the end
                 errors.append((k, str(e)))
-        raise DeviceError("No engine could be created: {}".format(errors))
+                continue
+            if errors:  # never silent: the same sealed weights (decoder/bundle_check.py), another engine
+                logging.getLogger("neurohand.engines").warning(
+                    "engine %s used instead of %s", k, "; ".join("{}: {}".format(a, b) for a, b in errors))
+            return engine
+        raise DeviceError("No engine could be created: {}".format(
+            "; ".join("{}: {}".format(a, b) for a, b in errors)))
     if kind == "numpy":
         from .numpy_engine import NumpyEngine
 

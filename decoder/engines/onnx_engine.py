@@ -4,7 +4,7 @@ from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
-from ..bundle import Bundle
+from ..bundle import Bundle, BundleError
 from .base import StepOutput, zero_state
 
 State = Dict[str, np.ndarray]
@@ -36,7 +36,12 @@ class OnnxRuntimeEngine:
         have = set(ort.get_available_providers())
         chosen = [PROVIDERS[p] for p in providers if PROVIDERS.get(p) in have and p != "cpu"]
         chosen.append("CPUExecutionProvider")
-        self.session = ort.InferenceSession(bundle.file("model.onnx"), sess_options=opts, providers=chosen)
+        try:
+            self.session = ort.InferenceSession(bundle.file("model.onnx"), sess_options=opts, providers=chosen)
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types, one line is enough
+            raise BundleError("{!r}: onnxruntime {} cannot load model.onnx ({}: {}); re-export the bundle or choose "
+                              "--engine numpy".format(bundle.path, ort.__version__, type(e).__name__,
+                                                      str(e).splitlines()[0] if str(e) else "")) from None
         self.providers = self.session.get_providers()
         c = bundle.contract["model"]
         self.cell = c["cell"]
