@@ -128,6 +128,8 @@ def build_frames(recordings: Sequence[Recording], config: FeatureConfig) -> Fram
         raise TrainingDataError(
             "No usable labels: the recordings have neither finger positions (a data glove or cue trajectory) "
             "nor movement classes. Record with --labels glove:PORT or cue, or import labels with the data")
+    for i, r in enumerate(recordings):
+        check_signal_range(r, i)
     feats, pos, lab, reps, segs, recs = [], [], [], [], [], []
     seg_offset = 0
     for i, r in enumerate(recordings):
@@ -147,8 +149,14 @@ def build_frames(recordings: Sequence[Recording], config: FeatureConfig) -> Fram
     if not feats:
         win = FeatureExtractor(config, fs_hz=recordings[0].fs_hz, n_channels=recordings[0].n_channels).window_samples
         raise TrainingDataError("The recordings are shorter than one feature window ({} samples)".format(win))
+    features = np.concatenate(feats)
+    bad = np.flatnonzero(~np.all(np.isfinite(features), axis=1))
+    if bad.size:
+        raise TrainingDataError("{} of {} feature frames are not finite (first at frame {}): the signals are too "
+                                "large for float32 features; check their units".format(bad.size, len(features),
+                                                                                       bad[0]))
     return FrameSet(
-        features=np.concatenate(feats),
+        features=features,
         positions=np.concatenate(pos) if has_pos else None,
         labels=np.concatenate(lab) if has_lab else None,
         repetitions=np.concatenate(reps),
@@ -157,6 +165,31 @@ def build_frames(recordings: Sequence[Recording], config: FeatureConfig) -> Fram
         class_names=tuple(recordings[0].class_names) if has_lab else ("rest",),
         recording=np.concatenate(recs),
     )
+
+
+ABSURD_SAMPLE = 1e9
+"""No electrode signal in any unit (V, mV, uV, raw ADC counts) reaches this magnitude: a sample beyond it is a
+corrupted file or a unit error, and would drive training to non-finite weights."""
+
+
+def check_signal_range(rec: Recording, index: int = 0) -> None:
+    """Refuse a recording with non-finite or absurd samples, naming the first few (sample, channel).
+
+    Raises
+    ------
+    TrainingDataError
+    """
+    x = np.asarray(rec.signals)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(x) | (np.abs(x) > ABSURD_SAMPLE)
+    if not bad.any():
+        return
+    where = np.argwhere(bad)
+    shown = ", ".join("sample {} channel {} = {:g}".format(s, c, float(x[s, c])) for s, c in where[:5])
+    raise TrainingDataError("Recording {} ({}) has {} non-finite or absurd samples (|x| > {:g}): {}{}; fix or "
+                            "re-import the session before training".format(
+                                index, rec.metadata.get("source") or rec.metadata.get("session_id") or "in memory",
+                                len(where), ABSURD_SAMPLE, shown, ", ..." if len(where) > 5 else ""))
 
 
 def adapt_frames(frames: FrameSet, adapter: Optional[FeatureAdapter]) -> FrameSet:

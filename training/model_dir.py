@@ -24,7 +24,7 @@ from neurohand.decoder.recording import Recording
 
 from .baselines import save_baselines
 from .config import TrainConfig
-from .data import FrameSet, normalisation
+from .data import FrameSet, TrainingDataError, normalisation
 from .model import ModelConfig, RecurrentDecoder
 
 if TYPE_CHECKING:
@@ -47,8 +47,13 @@ def save_model_dir(model_dir: str, model: RecurrentDecoder, fcfg: FeatureConfig,
     """
     from safetensors.torch import save_file
 
-    os.makedirs(model_dir, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all()))
+    if bad:  # nothing is written: such a model outputs NaN on every frame
+        raise TrainingDataError("Training produced non-finite weights (NaN or infinity) in {}: this model cannot "
+                                "decode; check the sessions' signals (neurohand inspect SESSION) for absurd values"
+                                .format(", ".join(bad[:6]) + (" ..." if len(bad) > 6 else "")))
+    os.makedirs(model_dir, exist_ok=True)
     save_file(state, os.path.join(model_dir, "model.safetensors"))
     meta = {
         "format": MODEL_FORMAT,
