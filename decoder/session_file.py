@@ -100,69 +100,115 @@ def read_recording(path: str) -> Recording:
         the wrong shape. The message names what is wrong.
     """
     with _open_for_read(str(path)) as f:
-        fmt = f.attrs.get("format")
-        if isinstance(fmt, bytes):
-            fmt = fmt.decode()
-        if fmt != FORMAT_NAME:
-            raise SessionFormatError(
-                "{!r} is not a neurohand session file: attribute 'format' is {!r}, expected {!r}".format(
-                    path, fmt, FORMAT_NAME))
-        version = int(f.attrs.get("format_version", -1))
-        if version > FORMAT_VERSION:
-            raise SessionFormatError(
-                "{!r} has session format version {}, newer than this neurohand reads ({}); upgrade neurohand".format(
-                    path, version, FORMAT_VERSION))
-        if version < 1:
-            raise SessionFormatError("{!r} has an invalid format_version {}".format(path, version))
-        for name in ("signals", "positions", "position_index", "labels", "repetitions", "segment_starts", "cues"):
-            if name not in f:
-                raise SessionFormatError("{!r} is missing dataset '/{}'".format(path, name))
-        sig = f["signals"]
-        if sig.ndim != 2:
-            raise SessionFormatError("{!r}: '/signals' must be 2-D (n_samples, n_channels), got shape {}".format(
-                path, sig.shape))
-        signals = sig[()]
-        n = len(signals)
-        meta = {}
-        if "metadata" in f:
-            for k, v in f["metadata"].attrs.items():
-                meta[k] = v.decode() if isinstance(v, bytes) else str(v)
-        pos = f["positions"][()]
-        pidx = f["position_index"][()]
-        # A killed writer may have flushed one dataset further than another: keep what is consistent.
-        m = min(len(pos), len(pidx))
-        pos, pidx = pos[:m], pidx[:m]
-        keep = pidx < n
-        pos, pidx = pos[keep], pidx[keep]
-        labels = f["labels"][()]
-        reps = f["repetitions"][()]
-        has_labels = bool(f["labels"].attrs.get("present", len(labels) > 0))
-        has_reps = bool(f["repetitions"].attrs.get("present", len(reps) > 0))
-        labels = _fit_length(labels, n) if has_labels else None
-        reps = _fit_length(reps, n) if has_reps else None
-        seg = f["segment_starts"][()]
-        seg = seg[(seg < max(n, 1))] if len(seg) else np.zeros(1, np.int64)
-        if len(seg) == 0 or seg[0] != 0:
-            seg = np.concatenate([[0], seg]).astype(np.int64)
-        cues = f["cues"][()]
         try:
-            return Recording(
-                signals=signals,
-                fs_hz=float(f.attrs["fs_hz"]),
-                signal_kind=_str_attr(f, "signal_kind", "nerve"),
-                channel_names=tuple(_json_attr(sig, "channel_names", [])),
-                units=_str_attr(f, "units", ""),
-                positions=pos if len(pos) else None,
-                position_index=pidx if len(pos) else None,
-                labels=labels,
-                class_names=tuple(_json_attr(f["labels"], "class_names", ["rest"])),
-                repetitions=reps,
-                segment_starts=seg,
-                cues=cues[cues["sample"] < max(n, 1)] if len(cues) else np.zeros(0, CUE_DTYPE),
-                metadata=meta,
-            )
-        except (ValueError, TypeError, KeyError) as e:
-            raise SessionFormatError("{!r} does not follow the session schema: {}".format(path, e)) from e
+            return _read_open(f, path)
+        except SessionFormatError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError, MemoryError) as e:
+            raise SessionFormatError("{!r} does not follow the session schema ({}: {})".format(
+                path, type(e).__name__, e)) from None
+
+
+MAX_SESSION_BYTES = 16 << 30
+"""The most a session's datasets may declare (16 GiB: over an hour of 64 channels at 30 kHz)."""
+
+
+def _dataset(f, path: str, name: str, ndim: Optional[Tuple[int, ...]] = None):
+    """Return ``f[name]`` after checking it is a dataset (not a group) of plausible size.
+
+    The declared shape is checked against what the file stores before anything is read (an 8 KB file can declare
+    1e12 samples); a compressed dataset only against :data:`MAX_SESSION_BYTES`.
+    """
+    h5py = _h5py()
+    obj = f[name]
+    if not isinstance(obj, h5py.Dataset):
+        raise SessionFormatError("{!r}: '/{}' must be a dataset, got a {}".format(path, name, type(obj).__name__))
+    if ndim is not None and obj.ndim not in ndim:
+        raise SessionFormatError("{!r}: '/{}' must have {} dimension(s), got shape {}".format(
+            path, name, " or ".join(str(d) for d in ndim), obj.shape))
+    declared = int(np.prod(obj.shape, dtype=np.float64)) * obj.dtype.itemsize
+    stored = obj.id.get_storage_size()
+    sparse = obj.compression is None and declared > max(64 << 20, 2 * stored)
+    if declared > MAX_SESSION_BYTES or sparse:
+        raise SessionFormatError("{!r}: '/{}' declares shape {} ({:.3g} bytes) but the file stores {} bytes of it; "
+                                 "the file is corrupted or not a session".format(path, name, obj.shape,
+                                                                                float(declared), stored))
+    return obj
+
+
+def _read_open(f, path: str) -> Recording:
+    fmt = f.attrs.get("format")
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode()
+    if fmt != FORMAT_NAME:
+        raise SessionFormatError(
+            "{!r} is not a neurohand session file: attribute 'format' is {!r}, expected {!r}".format(
+                path, fmt, FORMAT_NAME))
+    version = f.attrs.get("format_version", -1)
+    if np.ndim(version) != 0 or np.asarray(version).dtype.kind not in "iu":
+        raise SessionFormatError("{!r} has an invalid format_version {!r} (expected an integer)".format(
+            path, version))
+    version = int(version)
+    if version > FORMAT_VERSION:
+        raise SessionFormatError(
+            "{!r} has session format version {}, newer than this neurohand reads ({}); upgrade neurohand".format(
+                path, version, FORMAT_VERSION))
+    if version < 1:
+        raise SessionFormatError("{!r} has an invalid format_version {}".format(path, version))
+    dims = {"signals": (2,), "positions": (2,), "position_index": (1,), "labels": (1,), "repetitions": (1,),
+            "segment_starts": (1,), "cues": (1,)}
+    for name in dims:
+        if name not in f:
+            raise SessionFormatError("{!r} is missing dataset '/{}'".format(path, name))
+        _dataset(f, path, name, dims[name] if name != "signals" else None)
+    sig = f["signals"]
+    if sig.dtype.kind not in "iuf":
+        raise SessionFormatError("{!r}: '/signals' must hold numbers, got {}".format(path, sig.dtype))
+    if sig.ndim != 2:
+        raise SessionFormatError("{!r}: '/signals' must be 2-D (n_samples, n_channels), got shape {}".format(
+            path, sig.shape))
+    signals = sig[()]
+    n = len(signals)
+    meta = {}
+    if "metadata" in f:
+        for k, v in f["metadata"].attrs.items():
+            meta[k] = v.decode() if isinstance(v, bytes) else str(v)
+    pos = f["positions"][()]
+    pidx = f["position_index"][()]
+    # A killed writer may have flushed one dataset further than another: keep what is consistent.
+    m = min(len(pos), len(pidx))
+    pos, pidx = pos[:m], pidx[:m]
+    keep = pidx < n
+    pos, pidx = pos[keep], pidx[keep]
+    labels = f["labels"][()]
+    reps = f["repetitions"][()]
+    has_labels = bool(f["labels"].attrs.get("present", len(labels) > 0))
+    has_reps = bool(f["repetitions"].attrs.get("present", len(reps) > 0))
+    labels = _fit_length(labels, n) if has_labels else None
+    reps = _fit_length(reps, n) if has_reps else None
+    seg = f["segment_starts"][()]
+    seg = seg[(seg < max(n, 1))] if len(seg) else np.zeros(1, np.int64)
+    if len(seg) == 0 or seg[0] != 0:
+        seg = np.concatenate([[0], seg]).astype(np.int64)
+    cues = f["cues"][()]
+    try:
+        return Recording(
+            signals=signals,
+            fs_hz=float(f.attrs["fs_hz"]),
+            signal_kind=_str_attr(f, "signal_kind", "nerve"),
+            channel_names=tuple(_json_attr(sig, "channel_names", [])),
+            units=_str_attr(f, "units", ""),
+            positions=pos if len(pos) else None,
+            position_index=pidx if len(pos) else None,
+            labels=labels,
+            class_names=tuple(_json_attr(f["labels"], "class_names", ["rest"])),
+            repetitions=reps,
+            segment_starts=seg,
+            cues=cues[cues["sample"] < max(n, 1)] if len(cues) else np.zeros(0, CUE_DTYPE),
+            metadata=meta,
+        )
+    except (ValueError, TypeError, KeyError) as e:
+        raise SessionFormatError("{!r} does not follow the session schema: {}".format(path, e)) from e
 
 
 def _fit_length(arr: np.ndarray, n: int) -> np.ndarray:

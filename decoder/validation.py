@@ -126,8 +126,11 @@ def check_signal(
     return arr
 
 
-def parse_index_ranges(name: str, text: str) -> Sequence[int]:
-    """Parse ``"1-7"``, ``"1,3,5"`` or ``"1-3,8"`` into a sorted list of integers."""
+def parse_index_ranges(name: str, text: str, *, maximum: int = 65535) -> Sequence[int]:
+    """Parse ``"1-7"``, ``"1,3,5"`` or ``"1-3,8"`` into a sorted list of integers in ``0..maximum``.
+
+    The bound is checked before a range is expanded: ``0-100000000`` is an error, not a 100-million-element list.
+    """
     out = set()
     for part in str(text).split(","):
         part = part.strip()
@@ -139,13 +142,15 @@ def parse_index_ranges(name: str, text: str) -> Sequence[int]:
                 lo, hi = int(lo_s), int(hi_s)
                 if hi < lo:
                     raise ValueError
-                out.update(range(lo, hi + 1))
             else:
-                out.add(int(part))
+                lo = hi = int(part)
         except ValueError:
             raise InvalidValueError(
                 "Invalid value for {!r}: expected ranges like '1-7' or '1,3,5', got {!r}".format(name, text)
             ) from None
+        if lo < 0 or hi > maximum:
+            raise InvalidValueError("Invalid value for {!r}: indices in 0..{}, got {!r}".format(name, maximum, part))
+        out.update(range(lo, hi + 1))
     if not out:
         raise InvalidValueError("Invalid value for {!r}: no indices in {!r}".format(name, text))
     return sorted(out)

@@ -7,10 +7,10 @@ import os
 from neurohand.decoder.vocabulary import SIGNAL_KINDS
 
 
-def _int_list(text: str) -> list:
+def _int_list(name: str, text: str) -> list:
     from neurohand.decoder.validation import parse_index_ranges
 
-    return list(parse_index_ranges("columns", text))
+    return list(parse_index_ranges(name, text))
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -40,10 +40,11 @@ def register(sub: "argparse._SubParsersAction") -> None:
         g.add_argument("--units", default="", help="unit of the samples")
         g.add_argument("--class-names", default=None, help="comma-separated class names, rest first")
         if fmt == "csv":
-            g.add_argument("--signal-columns", type=_int_list, required=True, help="0-based, e.g. 0-9")
+            # parsed by the handler: a bad list is one line (exit 2), not argparse's usage and a generic message
+            g.add_argument("--signal-columns", required=True, help="0-based, e.g. 0-9")
             g.add_argument("--label-column", type=int, default=None)
             g.add_argument("--repetition-column", type=int, default=None)
-            g.add_argument("--position-columns", type=_int_list, default=None, help="5 columns in 0..1")
+            g.add_argument("--position-columns", default=None, help="5 columns in 0..1")
             g.add_argument("--delimiter", default=",")
             g.add_argument("--skip-rows", type=int, default=0)
             g.set_defaults(func=_import_csv)
@@ -96,8 +97,10 @@ def _class_names(text):
 def _import_csv(args: argparse.Namespace) -> int:
     from .importers import import_csv
 
-    rec = import_csv(args.file, fs_hz=args.fs_hz, signal_columns=args.signal_columns, signal_kind=args.kind,
-                     label_column=args.label_column, position_columns=args.position_columns,
+    rec = import_csv(args.file, fs_hz=args.fs_hz, signal_columns=_int_list("--signal-columns", args.signal_columns),
+                     signal_kind=args.kind, label_column=args.label_column,
+                     position_columns=None if args.position_columns is None else _int_list(
+                         "--position-columns", args.position_columns),
                      repetition_column=args.repetition_column, delimiter=args.delimiter,
                      skip_rows=args.skip_rows, units=args.units, class_names=_class_names(args.class_names))
     return _write(rec, args.out)

@@ -9,7 +9,7 @@ import numpy as np
 
 from neurohand.decoder.errors import InvalidValueError, MissingKeyError
 from neurohand.decoder.recording import INT16_MAX, Recording, first_bad_integer, int16_column
-from neurohand.decoder.validation import check_option, check_positive
+from neurohand.decoder.validation import check_int, check_option, check_positive, invalid_value
 
 
 def _build(signals: np.ndarray, *, fs_hz: float, signal_kind: str, labels: Optional[np.ndarray],
@@ -76,7 +76,15 @@ def import_csv(
     """
     if not os.path.exists(path):
         raise FileNotFoundError("No CSV file at {!r}".format(path))
-    data = np.loadtxt(path, delimiter=delimiter, skiprows=skip_rows, ndmin=2)
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\r\n\"#":
+        raise invalid_value("--delimiter", "one character (e.g. ',', ';', '\\t'), not a newline, quote or '#', got "
+                            "{!r}".format(delimiter))
+    check_int("skip_rows", skip_rows, minimum=0)
+    try:
+        data = np.loadtxt(path, delimiter=delimiter, skiprows=skip_rows, ndmin=2)
+    except ValueError as e:
+        raise InvalidValueError("{!r} is not {!r}-separated numbers after {} header row(s): {}".format(
+            path, delimiter, skip_rows, e)) from None
     ncol = data.shape[1]
     used = list(signal_columns) + [c for c in [label_column, repetition_column] if c is not None] + list(
         position_columns or [])

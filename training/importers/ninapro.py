@@ -123,10 +123,15 @@ def import_ninapro(path: str, *, reps: Optional[Sequence[int]] = None) -> Record
         ``signal_kind='envelope'``, 10 channels at 100 Hz, positions (n, 5) at every sample, 13 classes.
     """
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     if not os.path.exists(path):
         raise FileNotFoundError("No NinaPro file at {!r}".format(path))
-    d = loadmat(path)
+    try:
+        d = loadmat(path)
+    except (MatReadError, ValueError, TypeError, NotImplementedError, EOFError) as e:  # empty, truncated, v7.3
+        raise InvalidValueError("{!r} is not a readable NinaPro DB1 .mat file ({}: {})".format(
+            path, type(e).__name__, e)) from None
     for key in ("emg", "glove", "restimulus", "rerepetition"):
         if key not in d:
             raise InvalidValueError("{!r} is not a NinaPro DB1 file: variable {!r} is missing (found {})".format(

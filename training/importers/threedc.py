@@ -15,7 +15,7 @@ from typing import List, Tuple
 import numpy as np
 
 from neurohand.decoder.errors import InvalidValueError
-from neurohand.decoder.recording import CUE_DTYPE, Recording
+from neurohand.decoder.recording import CUE_DTYPE, INT16_MAX, Recording
 
 FS_HZ = 1000.0
 N_CHANNELS = 10
@@ -51,7 +51,12 @@ def import_3dc(folder: str) -> Recording:
     for rep, cls, path in files:
         if cls >= len(CLASS_NAMES):
             raise InvalidValueError("{!r}: class {} is outside 0..{}".format(path, cls, len(CLASS_NAMES) - 1))
-        x = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
+        if rep + 1 > INT16_MAX:
+            raise InvalidValueError("{!r}: repetition {} is outside 0..{}".format(path, rep, INT16_MAX - 1))
+        try:
+            x = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
+        except ValueError as e:
+            raise InvalidValueError("{!r} is not comma-separated numbers: {}".format(path, e)) from None
         if x.shape[1] != N_CHANNELS:
             raise InvalidValueError("{!r}: expected {} columns (channels), got {}".format(path, N_CHANNELS, x.shape[1]))
         if len(x) == 0:

@@ -1,0 +1,106 @@
+"""Issue 19.14 (data side): every malformed input the red team tried is one line on stderr and exit 2."""
+
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from neurohand.deploy.cli import main
+
+
+def run_cli(capsys, *argv):
+    capsys.readouterr()
+    rc = main(list(argv))
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one line, no traceback
+    return rc, err
+
+
+@pytest.fixture
+def session(tmp_path, small_sim):
+    from neurohand.decoder.session_file import write_recording
+
+    path = str(tmp_path / "s.h5")
+    write_recording(small_sim, path)
+    return path
+
+
+def test_signals_that_are_a_group(session, capsys):
+    with h5py.File(session, "a") as f:
+        del f["signals"]
+        f.create_group("signals")
+    rc, err = run_cli(capsys, "inspect", session)
+    assert rc == 2 and "'/signals' must be a dataset, got a Group" in err
+
+
+def test_a_format_version_that_is_an_array(session, capsys):
+    with h5py.File(session, "a") as f:
+        f.attrs["format_version"] = np.array([1, 2])
+    rc, err = run_cli(capsys, "inspect", session)
+    assert rc == 2 and "invalid format_version array([1, 2]) (expected an integer)" in err
+
+
+def test_a_small_file_declaring_1e12_samples(tmp_path, session, capsys):
+    """8 KB on disk, 1e12 x 16 samples declared: reading it was a MemoryError."""
+    path = str(tmp_path / "huge.h5")
+    with h5py.File(session, "r") as src, h5py.File(path, "w") as f:
+        for k, v in src.attrs.items():
+            f.attrs[k] = v
+        for name in src:
+            if name != "signals":
+                src.copy(name, f)
+        f.create_dataset("signals", shape=(10 ** 12, 16), maxshape=(None, 16), dtype="<f4", chunks=(1024, 16))
+    assert os.path.getsize(path) < 1 << 20  # the session's other datasets; the signals store nothing
+    rc, err = run_cli(capsys, "inspect", path)
+    assert rc == 2 and "'/signals' declares shape (1000000000000, 16)" in err and "corrupted or not a session" in err
+
+
+def test_an_empty_mat_file(tmp_path, capsys):
+    path = tmp_path / "S1_A1_E1.mat"
+    path.write_bytes(b"")
+    rc, err = run_cli(capsys, "import", "ninapro", str(path), "--out", str(tmp_path / "o.h5"))
+    assert rc == 2 and "is not a readable NinaPro DB1 .mat file" in err
+
+
+def test_a_3dc_repetition_beyond_int16(tmp_path, capsys):
+    emg = tmp_path / "p1" / "train" / "EMG"
+    emg.mkdir(parents=True)
+    (emg / "3dc_EMG_gesture_99999_0.txt").write_text("\n".join(",".join(["0.1"] * 10) for _ in range(20)) + "\n")
+    rc, err = run_cli(capsys, "import", "3dc", str(tmp_path / "p1" / "train"), "--out", str(tmp_path / "o.h5"))
+    assert rc == 2 and "repetition 99999 is outside 0..32766" in err
+
+
+@pytest.fixture
+def csv_file(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("".join("0,{},{}\n".format(i * 0.1, i * 0.2) for i in range(50)))
+    return str(path)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--delimiter", ""], "Invalid value for '--delimiter': one character"),
+    (["--delimiter", "\n"], "Invalid value for '--delimiter': one character"),
+    (["--signal-columns", "0-100000000"], "'--signal-columns': indices in 0..65535, got '0-100000000'"),
+    (["--delimiter", ";"], "is not ';'-separated numbers"),
+])
+def test_csv_options_that_cannot_work(tmp_path, csv_file, capsys, argv, message):
+    args = ["import", "csv", csv_file, "--out", str(tmp_path / "o.h5"), "--fs-hz", "100", "--signal-columns", "1-2"]
+    rc, err = run_cli(capsys, *(args + argv))
+    assert rc == 2 and message in err
+
+
+def test_tensorrt_where_it_is_not_installed_is_one_line(tmp_path, small_sim, capsys):
+    from neurohand.decoder.engines.tensorrt_engine import tensorrt_available
+    from tests.test_export_engines import small_bundle
+
+    if tensorrt_available()[0]:
+        pytest.skip("TensorRT is installed here")
+    from neurohand.decoder.session_file import write_recording
+
+    b = small_bundle(str(tmp_path), small_sim)
+    write_recording(small_sim, str(tmp_path / "s.h5"))
+    source = "replay:" + str(tmp_path / "s.h5")
+    rc, err = run_cli(capsys, "run", "--bundle", b, "--engine", "tensorrt", "--source", source, "--seconds", "0.1",
+                      "--fast")
+    assert rc == 2 and "TensorRT engine unavailable" in err
