@@ -79,7 +79,7 @@ def test_a_swapped_weights_file_with_its_hash_recomputed_is_refused(bundle, tmp_
 
 
 @pytest.mark.parametrize("engine", ["auto", "onnxruntime", "numpy"])
-def test_a_foreign_model_onnx_with_its_hash_recomputed_is_one_error(bundle, tmp_path, capsys, engine):
+def test_a_foreign_model_onnx_with_its_hash_recomputed_is_one_error(bundle, tmp_path, capsys, engine, small_sim):
     """A random model.onnx with a recomputed hash made 'auto' decode with numpy silently and onnxruntime crash."""
     from onnx import TensorProto, helper
 
@@ -90,10 +90,17 @@ def test_a_foreign_model_onnx_with_its_hash_recomputed_is_one_error(bundle, tmp_
     edit_json(bundle, lambda m: m["files"].update({"model.onnx": sha256_of(os.path.join(bundle, "model.onnx"))}))
     with pytest.raises(BundleError, match="model.onnx carries no neurohand_contract"):
         Bundle(bundle)
-    open(os.path.join(bundle, "model.onnx"), "wb").write(os.urandom(4096))
-    edit_json(bundle, lambda m: m["files"].update({"model.onnx": sha256_of(os.path.join(bundle, "model.onnx"))}))
-    rc, err = load_via_cli(bundle, capsys)
-    assert rc == 2 and err.count("\n") == 1 and "model.onnx" in err and "re-export" in err
+    from neurohand.decoder.session_file import write_recording
+
+    write_recording(small_sim, str(tmp_path / "s.h5"))
+    for data in (helper.make_model(graph).SerializeToString(), os.urandom(4096)):
+        open(os.path.join(bundle, "model.onnx"), "wb").write(data)
+        edit_json(bundle, lambda m: m["files"].update({"model.onnx": sha256_of(os.path.join(bundle, "model.onnx"))}))
+        capsys.readouterr()
+        rc = main(["run", "--bundle", bundle, "--engine", engine, "--source", "replay:" + str(tmp_path / "s.h5"),
+                   "--seconds", "0.1", "--fast"])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.count("\n") == 1 and "model.onnx" in err and "re-export" in err
 
 
 @pytest.mark.parametrize("edit, match", [
