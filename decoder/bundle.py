@@ -3,9 +3,9 @@
 Layout::
 
     BUNDLE_DIR/
-        bundle.json     schema version, the contract, sha256 of every other file
+        bundle.json     schema version, the contract, sha256 of model.onnx and weights.npz
         model.onnx      one decoder step with explicit recurrent state (inputs features, h[, c]; outputs
-                        positions, class_logits, h_out[, c_out]); the contract is in its metadata too
+                        positions, class_logits, h_out[, c_out]); its metadata seals the contract (bundle_check)
         weights.npz     the same weights as plain arrays, for the numpy engine
         engine-*.plan   TensorRT engines built on the device (optional, keyed by GPU, TensorRT and model hash)
 
@@ -29,15 +29,12 @@ from .feature_config import FeatureConfig
 from .features import FeatureExtractor
 
 SCHEMA_VERSION = 4
+"""The newest bundle schema this code reads; a newer one is refused with "update neurohand on the device"."""
 SEALED_SCHEMA = 4
-"""The oldest schema this code reads: 4 seals the contract, the schema and the sha256 of weights.npz in model.onnx's
-metadata (:mod:`decoder.bundle_check`), so an edit of bundle.json or a swapped file is caught; older bundles are
-refused with "re-export". The newest bundle schema this code reads is :data:`SCHEMA_VERSION`.
-Before 4: 2 added the contract's ``adaptation``, 3 the model's pooled class output
-(``class_pool``: weights the numpy engine must apply). A bundle is written with the oldest schema that describes it,
-so a runtime from before a feature refuses a bundle that needs it ("update neurohand on the device") instead of
-feeding the model unadapted frames or leaving out the pool; a bundle with neither is schema 1, which every runtime
-reads."""
+"""The oldest schema this code reads, and the one every bundle is written with. 4 seals the contract, the schema and
+the sha256 of weights.npz in model.onnx's metadata (:mod:`decoder.bundle_check`), so an edit of any one file,
+bundle.json included, is caught; bundles of schema 1-3 (1 plain, 2 with the contract's ``adaptation``, 3 with a
+pooled class output) are refused with "re-export"."""
 BUNDLE_FILES = ("model.onnx", "weights.npz")
 
 
