@@ -39,6 +39,7 @@ class VirtualHand:
         self.max_step = max_step
         self.last = np.asarray(SAFE_POSTURE, float)
         self.unplugged = False
+        self._replugged = False
         self.violations = 0
         self.received = 0
         self.safe_calls = 0
@@ -51,6 +52,10 @@ class VirtualHand:
     def write(self, command, probabilities=None) -> bool:
         """Receive a command unless unplugged; count a violation if it jumps past the limit."""
         if self.unplugged:
+            self._replugged = True
+            return False
+        if self._replugged:  # as HandSink does: a re-established link is a link fault, the safe posture goes first
+            self._replugged = False
             return False
         c = np.asarray(command, float)
         if np.max(np.abs(c - self.last)) > self.max_step + 1e-9:
@@ -65,7 +70,9 @@ class VirtualHand:
         """Go to the safe posture (the one command exempt from the limit: the hand's firmware ramps to it)."""
         self.safe_calls += 1
         if self.unplugged:
+            self._replugged = True
             return False
+        self._replugged = False
         self.last = np.asarray(self.safe_posture, float)
         return True
 
