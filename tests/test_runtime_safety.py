@@ -379,3 +379,32 @@ def test_a_short_soak_keeps_the_limit_and_clears_every_fault(bundle):
     assert out["velocity_limit_violations"] == 0 and out["limit_clips"] == 0, out
     assert out["faults_detected"] == out["faults_cleared"] == out["faults_injected"], out
     assert out["log_lines"] >= out["frames"]
+
+
+def test_neurohand_run_survives_a_malformed_frame_and_logs_it(rec, bundle, tmp_path, capsys):
+    # the red team's attack through the command line: 8 of 16 channels ended the run with exit 2 and no log
+    from neurohand.deploy.cli import main
+    from neurohand.firmware_bridge.sim_interface import SimInterface
+
+    log = str(tmp_path / "run.jsonl")
+    bad = encode(Samples(123, np.zeros((20, rec.n_channels // 2), np.int16)), 7)
+    with SimInterface(rec) as iface:
+        threading.Timer(1.0, iface.inject, args=(bad,)).start()
+        assert main(["run", "--bundle", bundle.path, "--source", "serial:" + iface.port, "--engine", "numpy",
+                     "--seconds", "2.5", "--log", log]) == 0
+    with open(log) as f:
+        lines = [json.loads(line) for line in f]
+    faults = [r for r in lines if r.get("event") == "fault"]
+    assert faults and "malformed SAMPLES" in faults[0]["message"]
+    assert any(r.get("event") == "cleared" for r in lines) and "summary" in lines[-1]
+
+
+@pytest.mark.slow
+def test_bench_soak_prints_its_figures(bundle, capsys):
+    from neurohand.deploy.cli import main
+
+    assert main(["bench", "soak", "--hours", "0.01", "--bundle", bundle.path, "--json", "--seed", "1"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("memory_growth_mb_per_hour", "velocity_limit_violations", "faults_injected", "faults_cleared",
+                "log_lines", "frames"):
+        assert key in out
