@@ -111,14 +111,17 @@ class StreamDecoder:
                       adaptation=None if self.adapter is None else self.adapter.new_state(),
                       engine=self.engine.new_state(), post=self.post.new_state())
 
-    def reset(self, stream: Stream) -> None:
-        """Restart decoding (filters, features, recurrent state, post-processing) on ``stream``, in place.
+    def reset(self, stream: Stream, command=None) -> None:
+        """Restart decoding (filters, features, recurrent state, smoothing) on ``stream``, in place.
 
         The adaptation's running statistics are kept: they describe the electrodes, not the interrupted signal.
+        The post-processing keeps its last command (or takes ``command``, e.g. the safe posture the hand was sent):
+        the first command after a reset is velocity-limited against it, never a jump.
         """
         stream.features = self.extractor.new_state()
         stream.engine = self.engine.new_state()
-        stream.post = self.post.new_state()
+        last = stream.post.command if command is None else np.array(command, float)
+        stream.post = PostState(command=None if last is None else np.array(last, float))
 
     def process(self, stream: Stream, chunk: np.ndarray) -> DecodedFrames:
         """Decode a chunk of raw samples on ``stream`` (updated in place) and return the frames it completes.

@@ -31,6 +31,12 @@ def register(sub: "argparse._SubParsersAction") -> None:
     pl.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     pl.add_argument("--keys", default=None, help="also run the keyboard sink with this profile (needs DISPLAY)")
     pl.set_defaults(func=_bench_pipeline)
+    so = bsub.add_parser("soak", help="hours of simulated signal through the runtime, fast, with random faults")
+    so.add_argument("--hours", type=float, default=1.0, help="simulated hours (default 1)")
+    so.add_argument("--bundle", default=None, help="bundle to use (default: make a small one from a simulation)")
+    so.add_argument("--seed", type=int, default=0)
+    so.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    so.set_defaults(func=_bench_soak)
     t = bsub.add_parser("train", help="wall time and peak memory to train the default model on a 10-minute "
                         "simulated session")
     t.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -372,3 +378,25 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
         print("keys: frame in -> key event sent: median {:.2f} ms, p99 {:.2f} ms ({} events)".format(
             k["median"], k["p99"], k["events"]))
     return 0
+
+
+def _bench_soak(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from neurohand.decoder.validation import check_positive
+    from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+
+    from .soak import soak
+
+    check_positive("--hours", args.hours)
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = args.bundle or _small_bundle(simulate_recording(SimulatorConfig(minutes=1.5, seed=0, session=2)),
+                                              tmp)
+        out = soak(bundle, hours=args.hours, seed=args.seed)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for k in ("hours", "frames", "memory_growth_mb_per_hour", "velocity_limit_violations", "faults_injected",
+                  "faults_cleared", "log_lines", "wall_s"):
+            print("{:28s} {}".format(k, out[k]))
+    return 0 if out["velocity_limit_violations"] == 0 and out["faults_cleared"] == out["faults_injected"] else 1

@@ -27,8 +27,12 @@ def render(command: Optional[np.ndarray], probabilities: Optional[np.ndarray], c
     if probabilities is not None and len(probabilities):
         k = int(np.argmax(probabilities))
         info.add_row("class", "{} ({:.0%})".format(class_names[k] if k < len(class_names) else k, probabilities[k]))
-    lat = np.asarray(latency_ms[-1000:]) if len(latency_ms) else np.zeros(1)
-    info.add_row("latency", "median {:.2f} ms, p99 {:.2f} ms".format(np.median(lat), np.percentile(lat, 99)))
+    if hasattr(latency_ms, "percentile"):  # the runtime's bounded histogram
+        med, p99 = latency_ms.percentile(50), latency_ms.percentile(99)
+    else:
+        lat = np.asarray(latency_ms[-1000:]) if len(latency_ms) else np.zeros(1)
+        med, p99 = np.median(lat), np.percentile(lat, 99)
+    info.add_row("latency", "median {:.2f} ms, p99 {:.2f} ms".format(med, p99))
     colour = {"running": "green", "safe": "yellow", "stopped": "red"}.get(state, "white")
     info.add_row("state", "[{}]{}[/{}]".format(colour, state, colour))
     info.add_row("faults", ", ".join("{} x{}".format(k, v) for k, v in faults.items()) or "none")

@@ -6,29 +6,39 @@ and clears by itself when the cause does; the loop keeps running. Ctrl-C and SIG
 the port closes. Latency is measured per frame from the arrival of its last chunk to the return of the sink's write.
 """
 
-import json
+import collections
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Deque, Dict, List, Optional
 
 import numpy as np
 
 from neurohand.decoder.bundle import Bundle
-from neurohand.decoder.errors import InvalidValueError
-from neurohand.decoder.postprocess import PostConfig
+from neurohand.decoder.errors import DeviceError, InvalidValueError
+from neurohand.decoder.postprocess import PostConfig, PostState
 from neurohand.decoder.signal_quality import QualityConfig, QualityMonitor
 from neurohand.decoder.stream import DecodeFault
 
-from .sources import SourceStalled
+from .runlog import JsonLog, LatencyHistogram
+from .sources import SourceFault, SourceStalled
 
 RUNNING, SAFE, STOPPED = "running", "safe", "stopped"
+
+
+SAFE_POSTURE = (0.1, 0.1, 0.1, 0.1, 0.1)
+RESOLUTION = 0.001  # SET_POSITIONS carries 0..1000: every command is on this grid
 
 
 class NoneSink:
     """Decode without moving anything."""
 
     name = "none"
+    safe_posture = SAFE_POSTURE
+
+    def start_posture(self):
+        """Where the commands start from: the safe posture."""
+        return self.safe_posture
 
     def write(self, command: np.ndarray, probabilities: Optional[np.ndarray] = None) -> bool:
         """Accept a command (5,) in 0..1."""
@@ -51,9 +61,33 @@ class HandSink:
         from neurohand.firmware_bridge.hand_link import HandLink
 
         self.link = HandLink(port)
+        if not self.link.ensure_open():
+            raise DeviceError("Cannot open the hand on {}: {}".format(port, self.link.last_error or "no such port"))
+        self.safe_posture = tuple(float(v) for v in self.link.safe_posture)
+        self._reconnects = self.link.reconnects
+
+    def start_posture(self):
+        """Where the hand reports it is (a STATUS within 50 ms of opening), else its safe posture."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 0.05:
+            status = self.link.poll()
+            if status is not None:
+                return tuple(v / 1000.0 for v in status.positions)
+            time.sleep(0.005)
+        return self.safe_posture
 
     def write(self, command: np.ndarray, probabilities: Optional[np.ndarray] = None) -> bool:
-        """Send a command; False when the link is down (it reconnects with backoff)."""
+        """Send a command; False when the link is down (it reconnects with backoff) or has just reconnected.
+
+        After a reconnect the hand may have gone to its safe posture (its watchdog): the command is not sent, the
+        runtime treats it as a link fault (safe posture, logged) and ramps from the safe posture.
+        """
+        if not self.link.ensure_open():
+            return False
+        if self.link.reconnects != self._reconnects:
+            self._reconnects = self.link.reconnects
+            self.link.last_error = "the link to the hand on {} was re-established".format(self.link.port_name)
+            return False
         ok = self.link.send_positions(command)
         self.link.poll()
         return ok
@@ -74,21 +108,24 @@ class RuntimeStats:
 
     frames: int = 0
     chunks: int = 0
-    latency_ms: List[float] = field(default_factory=list)
+    latency_ms: LatencyHistogram = field(default_factory=LatencyHistogram)  # bounded, whatever the run's length
     overruns: int = 0
     faults: Dict[str, int] = field(default_factory=dict)
-    safe_events: List[Dict[str, Any]] = field(default_factory=list)
+    safe_events: Deque[Dict[str, Any]] = field(default_factory=lambda: collections.deque(maxlen=100))  # the latest
     state: str = RUNNING
+    faults_cleared: int = 0
+    limit_clips: int = 0  # commands the runtime's own velocity guard had to clip (0 unless post-processing erred)
 
     dropped_samples: int = 0
 
     def summary(self) -> Dict[str, Any]:
         """JSON-ready summary with latency percentiles."""
-        lat = np.asarray(self.latency_ms) if self.latency_ms else np.zeros(1)
-        return {"frames": self.frames, "chunks": self.chunks, "overruns": self.overruns, "faults": self.faults,
+        lat = self.latency_ms
+        return {"frames": self.frames, "chunks": self.chunks, "overruns": self.overruns, "faults": dict(self.faults),
+                "faults_cleared": self.faults_cleared, "limit_clips": self.limit_clips,
                 "dropped_samples": self.dropped_samples,
-                "latency_ms": {"median": float(np.median(lat)), "p99": float(np.percentile(lat, 99)),
-                               "max": float(lat.max())}, "state": self.state}
+                "latency_ms": {"median": lat.percentile(50), "p99": lat.percentile(99), "max": lat.max},
+                "state": self.state}
 
 
 class Runtime:
@@ -96,9 +133,12 @@ class Runtime:
 
     def __init__(self, bundle: Bundle, source, sink, *, engine: str = "auto", post: Optional[PostConfig] = None,
                  quality: Optional[QualityConfig] = None, log=None, hop_budget_ms: Optional[float] = None,
-                 record_frames: bool = False, on_chunk=None) -> None:
+                 record_frames: bool = False, on_chunk=None, json_log: Optional[JsonLog] = None) -> None:
         self.on_chunk = on_chunk
-        quality = quality or QualityConfig()
+        # saturation by default: at the source's announced full scale where known (an interface's int16 range times
+        # its HELLO scale), and the rail detector (QualityConfig.rail_fraction) always
+        quality = quality or QualityConfig(saturation=getattr(source, "full_scale", None))
+        self.json_log = json_log
         bundle.check_source(fs_hz=source.fs_hz, n_channels=source.n_channels)
         self.bundle, self.source, self.sink = bundle, source, sink
         self.decoder = bundle.decoder(engine=engine, post=post)
@@ -114,6 +154,13 @@ class Runtime:
         self.record_frames = record_frames
         self._stop = False
         self.last_command: Optional[np.ndarray] = None
+        # the velocity limit holds against the last command actually sent (or the safe posture after a fault)
+        self.max_step = np.floor(self.decoder.post.config.max_speed_per_s * self.decoder.post.hop_s / RESOLUTION
+                                 + 1e-9) * RESOLUTION
+        self.safe_posture = np.asarray(getattr(sink, "safe_posture", SAFE_POSTURE), float)
+        start = getattr(sink, "start_posture", None)
+        self.last_sent = self._on_grid(start() if start is not None else self.safe_posture)
+        self.stream.post = PostState(command=self.last_sent.copy())
         self.current_arrival = 0.0  # arrival time of the chunk being decoded
         self.last_probabilities: Optional[np.ndarray] = None
 
@@ -123,8 +170,29 @@ class Runtime:
         return self.stream.adaptation
 
     def reset_stream(self) -> None:
-        """Fresh feature, engine and post-processing state (after a fault, decoding restarts cleanly)."""
-        self.decoder.reset(self.stream)
+        """Restart the features and the engine; the commands continue from the last one sent, within the limit.
+
+        After a fault that is the safe posture: the first command after it is velocity-limited against it.
+        """
+        self.decoder.reset(self.stream, command=self.last_sent)
+
+    @staticmethod
+    def _on_grid(command) -> np.ndarray:
+        return np.round(np.clip(np.asarray(command, float), 0.0, 1.0) / RESOLUTION) * RESOLUTION
+
+    def _guard(self, command: np.ndarray) -> np.ndarray:
+        """Put a command on the protocol's grid, within ``max_step`` of the last one sent (the limit's last line)."""
+        cmd = self._on_grid(command)
+        lo, hi = self.last_sent - self.max_step, self.last_sent + self.max_step
+        if np.any(cmd < lo - 1e-12) or np.any(cmd > hi + 1e-12):
+            self.stats.limit_clips += 1
+            cmd = self._on_grid(np.clip(cmd, lo, hi))
+        return cmd
+
+    def _event(self, record: Dict[str, Any]) -> None:
+        self.log(record["message"])
+        if self.json_log is not None:
+            self.json_log.write(dict(record, wall_time=time.time()))
 
     def request_stop(self, *_: Any) -> None:
         """Stop after the current chunk (signal handler)."""
@@ -138,13 +206,16 @@ class Runtime:
             self.stats.state = SAFE
             self.stats.safe_events.append({"time": detected, "safe_sent": time.monotonic(), "kind": kind,
                                            "message": message})
-            self.log("fault ({}): {}; hand to safe posture".format(kind, message))
+            self._event({"event": "fault", "kind": kind,
+                         "message": "fault ({}): {}; hand to safe posture".format(kind, message)})
+        self.last_sent = self._on_grid(self.safe_posture)
         self.reset_stream()
 
     def _recover(self) -> None:
         if self.stats.state == SAFE:
             self.stats.state = RUNNING
-            self.log("fault cleared: decoding resumed")
+            self.stats.faults_cleared += 1
+            self._event({"event": "cleared", "message": "fault cleared: decoding resumed"})
 
     def run(self, *, seconds: Optional[float] = None) -> RuntimeStats:
         """Run until the source ends, ``seconds`` pass, or Ctrl-C/SIGTERM; the sink ends in its safe posture."""
@@ -165,6 +236,12 @@ class Runtime:
                 except SourceStalled as e:
                     self._fault("stall", str(e))
                     continue
+                except SourceFault as e:
+                    self._fault(e.kind, str(e))
+                    continue
+                finally:
+                    if self.json_log is not None:
+                        self.json_log.tick()
                 self.stats.chunks += 1
                 if self.on_chunk is not None:
                     self.on_chunk(self, chunk)
@@ -184,19 +261,26 @@ class Runtime:
                     if self.stats.state == SAFE:
                         # the cause cleared: resume only once a fresh window of clean samples has been decoded
                         self._recover()
+                    cmd = self._guard(cmd)
                     ok = self.sink.write(cmd, prob)
                     done = time.monotonic()
-                    if not ok:
-                        self._fault("link", "hand link down")
                     self.last_command, self.last_probabilities = cmd, prob
+                    if ok:
+                        self.last_sent = cmd
+                    else:
+                        self._fault("link", "hand link down" if getattr(self.sink, "link", None) is None else
+                                    "hand link: {}".format(self.sink.link.last_error))
                     lat = (done - arrival) * 1000.0
-                    self.stats.latency_ms.append(lat)
+                    self.stats.latency_ms.add(lat)
                     if lat > self.hop_budget_ms:
                         self.stats.overruns += 1
                     self.stats.frames += 1
-                    if self.record_frames:
-                        self.frames.append({"t": done, "positions": pos.tolist(), "command": cmd.tolist(),
-                                            "latency_ms": lat})
+                    if self.record_frames or self.json_log is not None:
+                        fr = {"t": done, "positions": pos.tolist(), "command": cmd.tolist(), "latency_ms": lat}
+                        if self.record_frames:
+                            self.frames.append(fr)
+                        if self.json_log is not None:
+                            self.json_log.write(fr)
         finally:
             self.stats.dropped_samples = int(getattr(self.source, "dropped_samples", 0))
             for action in (self.sink.safe, self.sink.close):
@@ -205,17 +289,12 @@ class Runtime:
                 except Exception as e:  # noqa: BLE001 - shutting down: report, never mask the loop's own exit
                     self.log("while shutting down the sink: {}: {}".format(type(e).__name__, e))
             self.stats.state = STOPPED if self._stop else self.stats.state
+            if self.json_log is not None:
+                self.json_log.write({"summary": self.stats.summary(), "wall_time": time.time()})
+                self.json_log.close()
             for sig, h in old.items():
                 signal.signal(sig, h)
         return self.stats
-
-
-def write_log(path: str, stats: RuntimeStats, frames: List[Dict[str, Any]]) -> None:
-    """Write the run's statistics (and decoded frames, if recorded) as JSON lines."""
-    with open(path, "w") as f:
-        f.write(json.dumps({"summary": stats.summary(), "safe_events": stats.safe_events}) + "\n")
-        for fr in frames:
-            f.write(json.dumps(fr) + "\n")
 
 
 def register(sub) -> None:
@@ -223,15 +302,20 @@ def register(sub) -> None:
     register_keys(sub)
     p = sub.add_parser("run", help="the standalone decoding loop: source -> decoder -> hand",
                        description="Decode a signal source with a bundle and drive the hand (or nothing).")
-    p.add_argument("--bundle", required=True, help="bundle folder from 'neurohand export'")
+    p.add_argument("--bundle", required=True, help="bundle folder from 'neurohand export', or a model store's "
+                   "STORE/PATIENT/current.json (or STORE/PATIENT): the patient's current version")
     p.add_argument("--source", default="sim", help="sim | replay:FILE.h5 | serial:PORT | lsl:NAME (default sim)")
     p.add_argument("--hand", default="none", help="serial:PORT | none (default none)")
     p.add_argument("--engine", default="auto", choices=["auto", "tensorrt", "onnxruntime", "numpy"])
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
     p.add_argument("--fast", action="store_true", help="replay as fast as possible instead of in real time")
-    p.add_argument("--log", default=None, help="write statistics and every decoded frame as JSON lines")
+    p.add_argument("--log", default=None, help="append statistics, events and every decoded frame as JSON lines, "
+                   "flushed at least once a second")
+    p.add_argument("--log-max-mb", type=float, default=100.0, help="rotate --log at this size (default 100; 5 kept)")
     p.add_argument("--live", action="store_true", help="terminal view: fingers, class, signal levels, latency")
     p.add_argument("--keys", default=None, help="keyboard/game control profile (TOML), with or without a hand")
+    p.add_argument("--allow-replay-into-hand", action="store_true",
+                   help="let a recording (replay:) or the simulator (sim) drive a real hand (bench tests only)")
     p.set_defaults(func=_run)
 
 
@@ -239,12 +323,19 @@ def _run(args) -> int:
     import sys
 
     from .sources import open_source, parse_device_spec
+    from .store_paths import resolve_bundle
 
-    bundle = Bundle(args.bundle)
+    bundle = Bundle(resolve_bundle(args.bundle))
+    hand = parse_device_spec("--hand", args.hand, ("serial", "none"))
+    src_kind = parse_device_spec("--source", args.source, ("sim", "replay", "serial", "lsl")).kind
+    if hand.kind != "none" and src_kind in ("sim", "replay") and not args.allow_replay_into_hand:
+        raise InvalidValueError("Refusing to drive the hand on {} from {!r}: a recording or the simulator only moves "
+                                "a hand with --allow-replay-into-hand".format(hand.target, args.source))
+    if not args.log_max_mb > 0:
+        raise InvalidValueError("--log-max-mb must be > 0, got {}".format(args.log_max_mb))
     hop_ms = bundle.feature_config.hop_ms
     source = open_source(args.source, chunk_samples_for=lambda fs: max(1, int(round(fs * hop_ms / 1000.0))),
                          fast=args.fast)
-    hand = parse_device_spec("--hand", args.hand, ("serial", "none"))
     sink = NoneSink() if hand.kind == "none" else HandSink(hand.target)
     if args.keys:
         from .keys_sink import KeysSink, MultiSink
@@ -256,15 +347,14 @@ def _run(args) -> int:
         from .live_view import LiveView
 
         view = LiveView(bundle.class_names)
+    json_log = JsonLog(args.log, max_bytes=int(args.log_max_mb * 1e6)) if args.log else None
     rt = Runtime(bundle, source, sink, engine=args.engine, log=lambda m: print(m, file=sys.stderr),
-                 record_frames=bool(args.log), on_chunk=view.on_chunk if view else None)
+                 on_chunk=view.on_chunk if view else None, json_log=json_log)
     if view:
         with view:
             stats = rt.run(seconds=args.seconds)
     else:
         stats = rt.run(seconds=args.seconds)
-    if args.log:
-        write_log(args.log, stats, rt.frames)
     s = stats.summary()
     print("engine {}: {} frames, latency median {:.2f} ms, p99 {:.2f} ms, overruns {}, faults {}".format(
         rt.engine.name, s["frames"], s["latency_ms"]["median"], s["latency_ms"]["p99"], s["overruns"], s["faults"]))

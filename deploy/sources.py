@@ -12,7 +12,7 @@ import numpy as np
 from neurohand.decoder.recording import Recording
 from neurohand.decoder.session_file import read_recording
 from neurohand.decoder.validation import invalid_value
-from neurohand.firmware_bridge.interface_link import SourceStalled  # noqa: F401 - one exception for every source
+from neurohand.firmware_bridge.interface_link import SourceFault, SourceStalled  # noqa: F401 - one for every source
 
 
 class RecordingSource:

@@ -6,17 +6,35 @@ by the parser and counted; no data within ``stall_timeout_s`` raises :class:`Sou
 """
 
 import time
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from neurohand.decoder.errors import DeviceError, InvalidValueError
 
-from .protocol import Hello, Role, Samples, StreamParser, encode
+from .protocol import Hello, ProtocolError, Role, Samples, StreamParser, encode
+
+FULL_SCALE_LSB = 32767  # SAMPLES are int16: an interface's full scale is this many times its HELLO's scale
 
 
 class SourceStalled(DeviceError):
     """No samples within the timeout."""
+
+
+class SourceFault(DeviceError):
+    """The source delivered what must not be decoded: a malformed SAMPLES message, a HELLO changing the stream.
+
+    The runtime goes to the safe posture, logs it, and reads on.
+
+    Attributes
+    ----------
+    kind : str
+        ``'signal'`` (malformed samples) or ``'hello'`` (the stream's parameters changed).
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class InterfaceSource:
@@ -34,6 +52,8 @@ class InterfaceSource:
         self.parser = StreamParser()
         self.stall_timeout_s = stall_timeout_s
         self.hello: Optional[Hello] = None
+        self._faults: List[Tuple[str, str]] = []
+        self._changed: Optional[Hello] = None  # a mid-stream HELLO with other parameters
         self.dropped_samples = 0
         self._next_first: Optional[int] = None
         self._pending = []
@@ -47,27 +67,75 @@ class InterfaceSource:
         self.fs_hz = float(self.hello.fs_hz)
         self.n_channels = int(self.hello.n_channels)
         self.channel_names = None
+        self.full_scale = FULL_SCALE_LSB * float(self.hello.scale)  # |x| at which a sample is saturated
 
     def _ingest(self, data: bytes) -> None:
         for msg in self.parser.feed(data):
             if isinstance(msg.body, Hello) and msg.body.role == self.role:
-                self.hello = msg.body
+                self._on_hello(msg.body)
             elif isinstance(msg.body, Samples) and self.hello is not None:
                 s = msg.body
+                if s.data.shape[1] != self.hello.n_channels:
+                    self._faults.append(("signal", "malformed SAMPLES from {}: {} channels, the HELLO announced {}; "
+                                         "dropped".format(self.port, s.data.shape[1], self.hello.n_channels)))
+                    self._next_first = None
+                    continue
+                if self._changed is not None:
+                    continue  # the stream's meaning changed: nothing is decoded until the first HELLO's returns
                 if self._next_first is not None and s.first_sample != self._next_first:
                     self.dropped_samples += (s.first_sample - self._next_first) & 0xFFFFFFFF
                 self._next_first = (s.first_sample + len(s.data)) & 0xFFFFFFFF
                 self._pending.append(s.data.astype(np.float32) * self.hello.scale)
 
+    def _on_hello(self, hello: Hello) -> None:
+        try:
+            hello.check_stream()
+        except ProtocolError as e:
+            if self.hello is None:
+                self._ser.close()
+                raise ProtocolError("{} on {}: {}".format(self.what, self.port, e)) from None
+            self._faults.append(("hello", "{}; samples refused".format(e)))
+            self._changed = hello
+            return
+        if self.hello is None:
+            self.hello = hello
+        elif hello.stream_parameters() != self.hello.stream_parameters():
+            self._faults.append(("hello", "mid-stream HELLO from {} changes (n_channels, fs_hz, scale) from {} to {}; "
+                                 "samples refused until the first HELLO's parameters return".format(
+                                     self.port, self.hello.stream_parameters(), hello.stream_parameters())))
+            self._changed = hello
+            self._pending = []
+        elif self._changed is not None:
+            self._changed = None  # the original parameters are back
+            self._next_first = None
+
     def read(self) -> Tuple[np.ndarray, float]:
-        """Block until samples arrive: ``(chunk (n, n_channels) float32, arrival time)``."""
+        """Block until samples arrive: ``(chunk (n, n_channels) float32, arrival time)``.
+
+        Raises
+        ------
+        SourceStalled
+            No samples within ``stall_timeout_s``.
+        SourceFault
+            A malformed SAMPLES message or a HELLO changing the stream's parameters (once per event), and then on
+            every read while the changed parameters stand.
+        """
         deadline = time.monotonic() + self.stall_timeout_s
         while not self._pending:
+            if self._faults:
+                kind, message = self._faults.pop(0)
+                raise SourceFault(kind, message)
             waiting = self._ser.in_waiting
             data = self._ser.read(max(1, waiting))
             self._ingest(data)
+            if self._changed is not None and not self._faults and time.monotonic() > deadline:
+                raise SourceFault("hello", "the stream's parameters changed mid-stream (HELLO {}); samples "
+                                  "refused".format(self._changed.stream_parameters()))
             if not self._pending and time.monotonic() > deadline:
                 raise SourceStalled("no samples from {} for {:.0f} ms".format(self.port, self.stall_timeout_s * 1000))
+        if self._faults:  # a fault among the pending samples: report it first, the samples stay queued
+            kind, message = self._faults.pop(0)
+            raise SourceFault(kind, message)
         chunk = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending = []
         return chunk, time.monotonic()

@@ -8,6 +8,7 @@ it drops bad frames, counts them and carries on.
 """
 
 import binascii
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -20,6 +21,11 @@ from neurohand.decoder.errors import InvalidValueError
 VERSION = 1
 DELIMITER = b"\x00"
 MAX_PACKET = 8192  # bytes before COBS; longer frames are dropped
+MAX_CHANNELS = 512  # a HELLO's n_channels: 1..MAX_CHANNELS
+FS_RANGE_HZ = (100.0, 100000.0)  # a HELLO's fs_hz
+MAX_SCALE = 1.0e6  # a HELLO's scale: signal units per LSB, > 0 and at most this
+MAX_SAMPLE_VALUES = (MAX_PACKET - 16) // 2  # n_samples * n_channels of one SAMPLES message
+MAX_ERROR_KINDS = 16  # distinct error messages a parser counts separately; the rest are counted as 'other'
 HEADER = struct.Struct("<BBH")
 CRC = struct.Struct("<H")
 
@@ -115,6 +121,27 @@ class Hello:
                                                                                     len(p)))
         role, caps, nch, fs, scale = cls._S.unpack_from(p)
         return cls(role, caps, nch, fs, scale, p[cls._S.size:].decode("utf-8", "replace"))
+
+    def check_stream(self) -> "Hello":
+        """Validate a streaming device's fields against PROTOCOL.md's ranges; :class:`ProtocolError` if out of range.
+
+        ``n_channels`` 1..MAX_CHANNELS, ``fs_hz`` finite in FS_RANGE_HZ, ``scale`` finite, > 0 and <= MAX_SCALE.
+        """
+        fs, scale = float(self.fs_hz), float(self.scale)
+        problems = []
+        if not 1 <= int(self.n_channels) <= MAX_CHANNELS:
+            problems.append("n_channels {} (allowed 1..{})".format(self.n_channels, MAX_CHANNELS))
+        if not (math.isfinite(fs) and FS_RANGE_HZ[0] <= fs <= FS_RANGE_HZ[1]):
+            problems.append("fs_hz {} (allowed {:g}..{:g})".format(fs, *FS_RANGE_HZ))
+        if not (math.isfinite(scale) and 0.0 < scale <= MAX_SCALE):
+            problems.append("scale {} (allowed > 0 and <= {:g})".format(scale, MAX_SCALE))
+        if problems:
+            raise ProtocolError("HELLO from {!r} out of range: {}".format(self.name, ", ".join(problems)))
+        return self
+
+    def stream_parameters(self) -> Tuple[int, float, float]:
+        """Return what a SAMPLES stream's meaning depends on: ``(n_channels, fs_hz, scale)``."""
+        return int(self.n_channels), float(self.fs_hz), float(self.scale)
 
 
 @dataclass(frozen=True)
@@ -235,6 +262,8 @@ class Samples:
         if len(p) < cls._S.size:
             raise ProtocolError("SAMPLES payload shorter than its 8-byte header")
         first, n, c = cls._S.unpack_from(p)
+        if n * c > MAX_SAMPLE_VALUES:
+            raise ProtocolError("SAMPLES of {} x {} values (at most {} in all)".format(n, c, MAX_SAMPLE_VALUES))
         if len(p) != cls._S.size + 2 * n * c:
             raise ProtocolError("SAMPLES says {} x {} samples but carries {} bytes".format(n, c, len(p) - 8))
         data = np.frombuffer(p, dtype="<i2", offset=cls._S.size).reshape(n, c).astype(np.int16)
@@ -271,6 +300,8 @@ def decode_packet(frame: bytes) -> Message:
         packet = cobs.decode(frame)
     except cobs.DecodeError as e:
         raise ProtocolError("bad COBS encoding: {}".format(e)) from None
+    if len(packet) > MAX_PACKET:
+        raise ProtocolError("packet of {} bytes exceeds the {}-byte limit".format(len(packet), MAX_PACKET))
     if len(packet) < HEADER.size + CRC.size:
         raise ProtocolError("frame of {} bytes is shorter than header + CRC".format(len(packet)))
     body, crc = packet[:-2], CRC.unpack(packet[-2:])[0]
@@ -350,4 +381,6 @@ class StreamParser:
         self.stats.frames_bad += 1
         self.stats.last_error = why
         key = why.split(":")[0][:40]
+        if key not in self.stats.errors and len(self.stats.errors) >= MAX_ERROR_KINDS - 1:
+            key = "other"  # bounded: a stream of distinct errors never grows the table
         self.stats.errors[key] = self.stats.errors.get(key, 0) + 1

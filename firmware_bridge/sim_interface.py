@@ -46,6 +46,13 @@ class SimInterface(PtyDevice):
         self._pause = threading.Event()
         self.sent_samples = 0
         self._parser = StreamParser()
+        self._extra = []  # wire bytes a test injects, sent between two SAMPLES messages
+        self._extra_lock = threading.Lock()
+
+    def inject(self, wire: bytes) -> None:
+        """Send ``wire`` (encoded messages, e.g. a second HELLO or a malformed SAMPLES) after the next block."""
+        with self._extra_lock:
+            self._extra.append(bytes(wire))
 
     def pause(self, paused: bool = True) -> None:
         """Stop sending for a while (a stalled interface)."""
@@ -96,3 +103,7 @@ class SimInterface(PtyDevice):
                 wire[len(wire) // 2] ^= 0x5A
             self._write(bytes(wire))
             self.sent_samples += len(block)
+            with self._extra_lock:
+                extra, self._extra = self._extra, []
+            for w in extra:
+                self._write(w)

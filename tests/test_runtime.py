@@ -333,7 +333,8 @@ def launch_run(rec, bundle, tmp_path, port):
     session = str(tmp_path / "s.h5")
     write_recording(rec, session)
     return subprocess.Popen([sys.executable, "-m", "neurohand", "run", "--bundle", bundle.path, "--source",
-                             "replay:" + session, "--hand", "serial:" + port, "--engine", "numpy"],
+                             "replay:" + session, "--hand", "serial:" + port, "--engine", "numpy",
+                             "--allow-replay-into-hand"],
                             cwd=root, env={**os.environ, "PYTHONPATH": root}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 

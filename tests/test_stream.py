@@ -87,9 +87,14 @@ def test_reset_restarts_decoding_but_keeps_the_adaptation(rec, bundle):
     decoder.process(stream, rec.signals[:12000])
     seen = stream.adaptation.n_frames
     assert seen > 0
+    last = stream.post.command.copy()
     decoder.reset(stream)
     assert stream.adaptation.n_frames == seen  # the running statistics describe the electrodes: kept
-    assert stream.features.n_frames == 0 and stream.post.command is None
+    assert stream.features.n_frames == 0 and stream.post.smoothed is None
+    # the last command is kept: the first command after a reset is velocity-limited against it, never a jump
+    np.testing.assert_array_equal(stream.post.command, last)
+    decoder.reset(stream, command=[0.1] * 5)  # or the safe posture the runtime sent
+    np.testing.assert_array_equal(stream.post.command, [0.1] * 5)
     assert all(np.all(v == 0) for v in stream.engine.values())
     again = decoder.process(stream, rec.signals[12000:])
     fresh_stream = decoder.new_stream()
