@@ -116,11 +116,14 @@ def bundles(work, small_sim):
 def desktop_decoding(bundles, session):
     """This process's decoding of the session with each bundle: positions and commands, frame by frame."""
     from neurohand.decoder.bundle import Bundle
+    from neurohand.deploy.runtime import SAFE_POSTURE
 
     out = {}
     for name, path in bundles.items():
         decoder = Bundle(path).decoder(engine="numpy")
-        frames = decoder.process(decoder.new_stream(), session[1].signals)
+        stream = decoder.new_stream()
+        decoder.reset(stream, command=SAFE_POSTURE)  # the runtime starts from the safe posture, within the limit
+        frames = decoder.process(stream, session[1].signals)
         out[name] = frames.positions, frames.commands
     return out
 
