@@ -25,8 +25,8 @@ from typing import Any, Dict, List, Optional
 from neurohand.decoder.bundle import Bundle
 from neurohand.decoder.errors import NeurohandError
 from neurohand.decoder.validation import invalid_value
+from neurohand.deploy.store_paths import VERSION_PATTERN
 
-_VERSION = re.compile(r"^v(\d{3,9})$")
 # a letter, digit or '_' first: never '.', '..' or a hidden folder; no separators anywhere
 _PATIENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
@@ -56,7 +56,7 @@ class ModelStore:
         return path
 
     def _version_dir(self, version: str) -> str:
-        if not isinstance(version, str) or not _VERSION.match(version):
+        if not isinstance(version, str) or not VERSION_PATTERN.match(version):
             raise invalid_value("version", "'v' and 3-9 digits (e.g. 'v001'), got {!r}".format(version))
         return self._inside(self.root, "versions", version)
 
@@ -65,7 +65,7 @@ class ModelStore:
         d = os.path.join(self.root, "versions")
         if not os.path.isdir(d):
             return []
-        return sorted((v for v in os.listdir(d) if _VERSION.match(v)), key=lambda v: int(v[1:]))
+        return sorted((v for v in os.listdir(d) if VERSION_PATTERN.match(v)), key=lambda v: int(v[1:]))
 
     def current(self) -> Optional[str]:
         """Return the current version, or None."""
@@ -79,7 +79,7 @@ class ModelStore:
             raise BrokenStoreError("{!r} is broken ({}: {}); choose a version with 'neurohand models --patient {} "
                                    "--store STORE --rollback VERSION'".format(p, type(e).__name__, e,
                                                                               self.patient_id)) from e
-        if not isinstance(version, str) or not _VERSION.match(version) or version not in self.versions():
+        if not isinstance(version, str) or not VERSION_PATTERN.match(version) or version not in self.versions():
             raise BrokenStoreError("{!r} points at version {!r}, which is not in the store ({}); choose one with "
                                    "'neurohand models --patient {} --store STORE --rollback VERSION'".format(
                                        p, version, ", ".join(self.versions()) or "no versions", self.patient_id))

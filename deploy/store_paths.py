@@ -11,7 +11,8 @@ import re
 
 from neurohand.decoder.errors import InvalidValueError
 
-_VERSION = re.compile(r"^v(\d{3,})$")
+VERSION_PATTERN = re.compile(r"^v(\d{3,9})$")
+"""A version folder's name, as the model store writes it: 'v' and 3 to 9 digits (``v001``)."""
 
 
 def resolve_bundle(path: str) -> str:
@@ -33,7 +34,7 @@ def resolve_bundle(path: str) -> str:
             version = json.load(f)["version"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise InvalidValueError("Cannot read the model store's current version from {}: {}".format(p, e)) from None
-    if not isinstance(version, str) or not _VERSION.match(version):
+    if not isinstance(version, str) or not VERSION_PATTERN.match(version):
         raise InvalidValueError("{} names no valid version (expected 'v001'...), got {!r}".format(p, version))
     bundle = os.path.join(root, "versions", version, "bundle")
     if not os.path.isdir(bundle):

@@ -26,19 +26,25 @@ def test_a_session_with_absurd_samples_is_refused_before_training(tmp_path, smal
     assert not os.path.exists(str(tmp_path / "m" / "model.safetensors"))
 
 
-def test_export_refuses_non_finite_weights(tmp_path, small_sim, capsys):
+def _model_dir_with(tmp_path, rec, tensor, value):
+    """A saved model folder for ``rec`` whose ``tensor`` was then overwritten with ``value`` on disk."""
     from safetensors.numpy import load_file, save_file
 
     from neurohand.decoder.feature_config import config_for_recording
     from neurohand.training.data import build_frames
     from tests.test_export_engines import make_model_dir
 
-    frames = build_frames([small_sim], config_for_recording(small_sim)).features
+    frames = build_frames([rec], config_for_recording(rec)).features
     m = str(tmp_path / "m")
-    make_model_dir(m, small_sim, frames, n_classes=len(small_sim.class_names), hidden=8, layers=1)
+    make_model_dir(m, rec, frames, n_classes=len(rec.class_names), hidden=8, layers=1)
     st = load_file(os.path.join(m, "model.safetensors"))
-    st["rnn.weight_hh_l0"][:] = np.nan
+    st[tensor][:] = value
     save_file(st, os.path.join(m, "model.safetensors"))
+    return m
+
+
+def test_export_refuses_non_finite_weights(tmp_path, small_sim, capsys):
+    m = _model_dir_with(tmp_path, small_sim, "rnn.weight_hh_l0", np.nan)
     capsys.readouterr()
     assert main(["export", m, "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
@@ -72,18 +78,7 @@ def test_save_model_dir_refuses_non_finite_weights(tmp_path, small_sim):
 
 def test_export_refuses_a_model_whose_outputs_are_not_finite(tmp_path, small_sim, capsys):
     """Finite weights, NaN outputs (a zero feature std): NaN > tolerance was False, so parity 'passed'."""
-    from safetensors.numpy import load_file, save_file
-
-    from neurohand.decoder.feature_config import config_for_recording
-    from neurohand.training.data import build_frames
-    from tests.test_export_engines import make_model_dir
-
-    frames = build_frames([small_sim], config_for_recording(small_sim)).features
-    m = str(tmp_path / "m")
-    make_model_dir(m, small_sim, frames, n_classes=len(small_sim.class_names), hidden=8, layers=1)
-    st = load_file(os.path.join(m, "model.safetensors"))
-    st["feature_std"][:] = 0.0
-    save_file(st, os.path.join(m, "model.safetensors"))
+    m = _model_dir_with(tmp_path, small_sim, "feature_std", 0.0)
     capsys.readouterr()
     assert main(["export", m, "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
