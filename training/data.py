@@ -230,6 +230,54 @@ def split_last_repetitions(rec: Recording, n: int = 1) -> Tuple[Recording, Recor
             test)
 
 
+def select_repetitions(rec: Recording, reps: Sequence[int], *, name: str = "the session",
+                       flag: str = "--reps") -> Recording:
+    """Return the samples of ``rec`` in repetitions ``reps`` (samples outside any repetition, 0, are dropped).
+
+    Repetitions ``reps`` lists that the session lacks are ignored; each kept stretch becomes a segment.
+
+    Raises
+    ------
+    TrainingDataError
+        None of ``reps`` is in the session (the message names the repetitions it has).
+    """
+    wanted = sorted(set(int(r) for r in reps))
+    has = sorted(int(r) for r in np.unique(rec.repetitions) if r > 0) if rec.repetitions is not None else []
+    keep = np.isin(rec.repetitions, [r for r in wanted if r > 0]) if has else np.zeros(rec.n_samples, bool)
+    if not keep.any():
+        raise TrainingDataError("Invalid value for {!r}: {} has none of repetitions {}; it has {}".format(
+            flag, name, format_ranges(wanted), "repetitions " + format_ranges(has) if has else
+            "no repetition numbers (import its repetition column)"))
+    return rec.select_samples(keep)
+
+
+def format_ranges(values: Sequence[int]) -> str:
+    """``[1, 2, 3, 5]`` as ``"1-3,5"`` (the form ``--reps`` takes)."""
+    out: List[str] = []
+    vals = sorted(set(int(v) for v in values))
+    i = 0
+    while i < len(vals):
+        j = i
+        while j + 1 < len(vals) and vals[j + 1] == vals[j] + 1:
+            j += 1
+        out.append(str(vals[i]) if i == j else "{}-{}".format(vals[i], vals[j]))
+        i = j + 1
+    return ",".join(out)
+
+
+def read_sessions(paths: Sequence[str], *, reps: Optional[str] = None, flag: str = "--reps") -> List[Recording]:
+    """Read session files, keeping only repetitions ``reps`` (e.g. ``"1"``, ``"1-3,5"``; None: all) of each."""
+    from neurohand.decoder.session_file import read_recording
+    from neurohand.decoder.validation import parse_index_ranges
+
+    wanted = None if reps is None else parse_index_ranges(flag, reps)
+    recs = []
+    for p in paths:
+        rec = read_recording(p)
+        recs.append(rec if wanted is None else select_repetitions(rec, wanted, name=repr(p), flag=flag))
+    return recs
+
+
 def validation_split(frames: FrameSet, *, fraction: float = 0.15) -> Tuple[FrameSet, FrameSet, List[int]]:
     """Hold out the last repetitions (about ``fraction`` of them, at least one) for validation.
 
