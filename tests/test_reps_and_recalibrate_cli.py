@@ -18,7 +18,8 @@ from neurohand.training.data import TrainingDataError, format_ranges, select_rep
 from neurohand.training.train import train
 
 TINY = with_overrides(TrainConfig(), {"model.hidden": 8, "model.layers": 1, "schedule.epochs": 1,
-                                      "schedule.min_epochs": 1, "schedule.max_steps_per_epoch": 2}, device="cpu")
+                                      "schedule.min_epochs": 1, "schedule.max_steps_per_epoch": 2,
+                                      "refit.enabled": False}, device="cpu")
 
 
 def neurohand(*args, cwd=None):
@@ -47,7 +48,7 @@ def files(tmp_path_factory, day1):
     write_recording(day1, str(d / "day1.h5"))
     day2 = simulate_recording(SimulatorConfig(minutes=1.0, n_channels=4, fs_hz=4000.0, seed=3, day=2))
     write_recording(day2, str(d / "day2.h5"))
-    train([day1], str(d / "model"), config=TINY, progress=False, log=lambda m: None)
+    train([day1], str(d / "model"), config=TINY, progress=False, fit_classic=False, log=lambda m: None)
     return {"dir": d, "model": str(d / "model"), "day1": str(d / "day1.h5"), "day2": str(d / "day2.h5"),
             "day2_rec": day2}
 
@@ -78,12 +79,16 @@ def test_reps_that_select_nothing_are_one_line(files, tmp_path, capsys, command)
     assert rc == 2 and "Invalid value for '--reps': expected ranges like '1-7' or '1,3,5', got 'two'" in err
 
 
-def test_train_and_evaluate_take_only_the_given_repetitions(files, tmp_path, capsys):
+@pytest.mark.slow
+def test_train_takes_only_the_given_repetitions(files, tmp_path):
     out = str(tmp_path / "m")
     assert main(["train", files["day1"], "--out", out, "--reps", "1-2", "--epochs", "1", "--hidden", "8",
                  "--layers", "1", "--no-baselines", "--quiet"]) == 0
     meta = json.load(open(os.path.join(out, "model.json")))
     assert meta["val_repetitions"] == [2]  # the last of the two it was given, not of the session's
+
+
+def test_evaluate_takes_only_the_given_repetitions(files, capsys):
     capsys.readouterr()
     assert main(["evaluate", files["model"], files["day1"], "--json"]) == 0
     every = json.loads(capsys.readouterr().out)["test_frames"]
