@@ -79,6 +79,13 @@ def test_reps_that_select_nothing_are_one_line(files, tmp_path, capsys, command)
     assert rc == 2 and "Invalid value for '--reps': expected ranges like '1-7' or '1,3,5', got 'two'" in err
 
 
+def test_train_needs_two_repetitions_of_the_selection(files, tmp_path, capsys):
+    rc, err = run_cli(capsys, "train", files["day1"], "--out", str(tmp_path / "m"), "--reps", "2,9")
+    assert rc == 2 and "Invalid value for '--reps': '2,9' leaves 1 repetition(s) (2); training (its last repetition " \
+                       "is the validation split) needs at least 2" in err
+    assert not (tmp_path / "m").exists()
+
+
 @pytest.mark.slow
 def test_train_takes_only_the_given_repetitions(files, tmp_path):
     out = str(tmp_path / "m")

@@ -67,7 +67,8 @@ def _train(args: argparse.Namespace) -> int:
     from .train import train
 
     cfg = train_config_from_args(args)
-    recs = read_sessions(args.sessions, reps=args.reps)
+    recs = read_sessions(args.sessions, reps=args.reps, min_repetitions=2,
+                         purpose="training (its last repetition is the validation split)")
     res = train(recs, args.out, config=cfg, progress=not args.quiet, fit_classic=not args.no_baselines,
                 log=lambda m: print(m, file=sys.stderr) if m else None, source_files=args.sessions)
     vm = res.val_metrics

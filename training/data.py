@@ -265,8 +265,16 @@ def format_ranges(values: Sequence[int]) -> str:
     return ",".join(out)
 
 
-def read_sessions(paths: Sequence[str], *, reps: Optional[str] = None, flag: str = "--reps") -> List[Recording]:
-    """Read session files, keeping only repetitions ``reps`` (e.g. ``"1"``, ``"1-3,5"``; None: all) of each."""
+def read_sessions(paths: Sequence[str], *, reps: Optional[str] = None, flag: str = "--reps",
+                  min_repetitions: int = 1, purpose: str = "") -> List[Recording]:
+    """Read session files, keeping only repetitions ``reps`` (e.g. ``"1"``, ``"1-3,5"``; None: all) of each.
+
+    Parameters
+    ----------
+    min_repetitions : int
+        With ``reps``: refuse a selection that leaves fewer distinct repetitions (``purpose`` says why they are
+        needed).
+    """
     from neurohand.decoder.session_file import read_recording
     from neurohand.decoder.validation import parse_index_ranges
 
@@ -275,6 +283,12 @@ def read_sessions(paths: Sequence[str], *, reps: Optional[str] = None, flag: str
     for p in paths:
         rec = read_recording(p)
         recs.append(rec if wanted is None else select_repetitions(rec, wanted, name=repr(p), flag=flag))
+    if wanted is not None:
+        kept = sorted(set(int(r) for rec in recs for r in np.unique(rec.repetitions) if r > 0))
+        if len(kept) < min_repetitions:
+            raise TrainingDataError("Invalid value for {!r}: {!r} leaves {} repetition(s) ({}); {} needs at least "
+                                    "{}".format(flag, reps, len(kept), format_ranges(kept), purpose or "this",
+                                                min_repetitions))
     return recs
 
 
