@@ -170,3 +170,14 @@ def test_the_evaluate_table_shows_only_columns_with_values():
     for header in ("decoder", "R2", "Pearson r", "RMSE", "delay ms", "accuracy", "macro F1"):
         assert header in text
     assert "…" not in text
+
+
+def test_training_files_with_differing_class_names_say_how_to_agree(day1):
+    from neurohand.training.data import check_compatible
+
+    names = tuple("c{}".format(i) for i in range(len(day1.class_names)))
+    with pytest.raises(TrainingDataError, match="Recording 1 has classes c0, c1, .*; recording 0 has rest, .*: if "
+                                                "they are the same movements in the same order, re-import it with "
+                                                "--class-names rest,.* \\(or re-import recording 0 with "
+                                                "--class-names c0,c1,"):
+        check_compatible([day1, replace(day1, class_names=names)])

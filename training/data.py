@@ -109,8 +109,26 @@ def check_compatible(recordings: Sequence[Recording]) -> None:
             raise TrainingDataError("Recording {} is '{}' but recording 0 is '{}'".format(
                 i, r.signal_kind, first.signal_kind))
         if r.has_labels and first.has_labels and r.class_names != first.class_names:
-            raise TrainingDataError("Recording {} has classes {} but recording 0 has {}".format(
-                i, list(r.class_names), list(first.class_names)))
+            raise TrainingDataError(class_mismatch(
+                "Recording {}".format(i), r.class_names, "recording 0 has", first.class_names,
+                other="re-import recording 0 with --class-names {}"))
+
+
+def class_mismatch(name: str, theirs: Sequence[str], reference_is: str, reference: Sequence[str], *,
+                   other: str) -> str:
+    """One line saying how ``name``'s class names differ from ``reference`` and how to make them agree.
+
+    ``reference_is``: e.g. ``"the model was trained on"``; ``other``: the other fix, ``{}`` standing for ``name``'s
+    class names, e.g. ``"re-import the training data with --class-names {} and train again"``.
+    """
+    theirs, reference = list(theirs), list(reference)
+    if len(theirs) == len(reference):
+        fix = ("if they are the same movements in the same order, re-import it with --class-names {} (or {})".format(
+                   ",".join(reference), other.format(",".join(theirs))))
+    else:
+        fix = ("they are different movement sets ({} classes against {}); use data recorded with the same "
+               "protocol".format(len(theirs), len(reference)))
+    return "{} has classes {}; {} {}: {}".format(name, ", ".join(theirs), reference_is, ", ".join(reference), fix)
 
 
 def build_frames(recordings: Sequence[Recording], config: FeatureConfig) -> FrameSet:

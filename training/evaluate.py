@@ -10,7 +10,7 @@ import numpy as np
 from neurohand.decoder.recording import Recording
 
 from .baselines import baseline_names, load_baselines
-from .data import TrainingDataError, adapt_frames, build_frames
+from .data import TrainingDataError, adapt_frames, build_frames, class_mismatch
 from .metrics import classification_metrics, decoder_summary, regression_metrics
 from .model import predict_sequences
 from .model_dir import adapter_of, feature_config_of, load_model_dir
@@ -30,19 +30,9 @@ def check_contract(meta: Dict[str, Any], recordings: Sequence[Recording], *, wha
             raise TrainingDataError("{} is '{}'; the model was trained on '{}'".format(
                 name, r.signal_kind, meta["signal_kind"]))
         if r.has_labels and meta["model_config"]["n_classes"] > 1 and list(r.class_names) != meta["class_names"]:
-            raise TrainingDataError(class_mismatch(name, list(r.class_names), list(meta["class_names"])))
-
-
-def class_mismatch(name: str, theirs: Sequence[str], model: Sequence[str]) -> str:
-    """One line saying how the class names of ``name`` and of the model differ and how to make them agree."""
-    if len(theirs) == len(model):
-        fix = ("if they are the same movements in the same order, re-import it with --class-names {} (or the "
-               "training data with --class-names {} and train again)".format(",".join(model), ",".join(theirs)))
-    else:
-        fix = ("they are different movement sets ({} classes against {}); use data recorded with the model's "
-               "protocol, or train on data with these classes".format(len(theirs), len(model)))
-    return "{} has classes {}; the model was trained on {}: {}".format(
-        name, ", ".join(theirs), ", ".join(model), fix)
+            raise TrainingDataError(class_mismatch(
+                name, r.class_names, "the model was trained on", meta["class_names"],
+                other="re-import the training data with --class-names {} and train again"))
 
 
 RESULT_COLUMNS = (("r2_mean", "R2"), ("pearson_r_mean", "Pearson r"), ("rmse_mean", "RMSE"),
