@@ -41,8 +41,13 @@ def test_view_rest_release_pause_and_glove_rows():
     view.update(trial, np.zeros((10, 1)), 1.8, np.zeros(5), (0.1, 0.9, 0.2, 0.1, 0.0))
     assert "INDEX FLEXION  - release" in render(view)
     view.update(trial, np.zeros((10, 1)), 2.5, np.zeros(5), np.zeros(5))
+    view.upcoming = view.trials[1]  # the session's upcoming trial (after a repeat or a skip, not index + 1)
     text = render(view)
     assert "REST  - next: power grip in 0.5 s" in text
+    view.upcoming = view.trials[0]
+    assert "REST  - next: index flexion in 0.5 s" in render(view)
+    view.upcoming = None
+    assert "REST  - next: end" in render(view)
     assert text.count("glove") >= 5 and "0.90" not in text  # the glove rows show the latest glove sample
     view.update(None, np.zeros((10, 1)), 0.0, np.zeros(5), np.zeros(5))
     assert "PAUSED - press p to continue" in render(view)
