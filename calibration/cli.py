@@ -11,8 +11,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
     c = sub.add_parser("calibrate", help="record a cued calibration session, train, evaluate and accept a model",
                        description="The clinician's session: cue protocol with a terminal interface (p pause, "
                        "r repeat, s skip, q stop; keys act at once, mid-trial), crash-safe recording, signal-quality "
-                       "verdict, training on all but the last repetition with the classic baselines, report, and acceptance into the patient's "
-                       "model store. With --recalibrate, a short session adapts the current model instead.")
+                       "verdict, training on all but the last repetition with the classic baselines, report, and "
+                       "acceptance into the patient's model store. With --recalibrate, a short session adapts the "
+                       "current model instead.")
     add_calibrate_arguments(c)
     c.add_argument("--discard-interrupted", nargs="?", const="all", default=None, metavar="SESSION.h5",
                    help="move the interrupted session SESSION.h5 (default: every one of this patient's) aside into "
@@ -28,19 +29,20 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``neurohand calibrate`` that shape a session (a printed resume command repeats them)."""
+    """Add the options of ``neurohand calibrate`` that shape a session (a printed resume command repeats them)."""
     parser.add_argument("--patient", required=True, help="patient identifier (letters, digits, _ - .)")
     parser.add_argument("--store", required=True, help="the model store folder (sessions and versions live here)")
-    parser.add_argument("--source", default="sim", help="sim (simulated patient), serial:PORT or lsl:NAME (default sim)")
+    parser.add_argument("--source", default="sim",
+                        help="sim (simulated patient), serial:PORT or lsl:NAME (default sim)")
     parser.add_argument("--labels", default="cue", help="cue (the cued trajectory) or glove:PORT (a data glove on the "
-                   "mirroring hand; glove:sim with --source sim) (default cue)")
+                        "mirroring hand; glove:sim with --source sim) (default cue)")
     parser.add_argument("--cue-protocol", default=None, help="cue protocol TOML (default: the shipped cue protocol)")
     parser.add_argument("--recalibrate", action="store_true", help="adapt the current model instead of training anew")
     parser.add_argument("--minutes", type=float, default=None,
-                   help="record only as many repetitions as fit (recalibration: e.g. 2)")
+                        help="record only as many repetitions as fit (recalibration: e.g. 2)")
     parser.add_argument("--resume", default=None, metavar="SESSION.h5", help="continue an interrupted session")
     parser.add_argument("--yes", action="store_true", help="answer every question with its default (continue unless "
-                   "the quality verdict is bad, then accept); for scripted use")
+                        "the quality verdict is bad, then accept); for scripted use")
     parser.add_argument("--no-tui", dest="tui", action="store_false", help="plain log lines instead of the live view")
     parser.add_argument("--fast", action="store_true", help="simulated patient only: do not pace in real time")
     parser.add_argument("--epochs", type=int, default=None, help="training (or recalibration) epochs")
@@ -48,7 +50,7 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", type=int, default=None, help="recurrent layers (default: neurohand train's)")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--signal-kind", default="nerve", choices=SIGNAL_KINDS,
-                   help="what a serial or LSL source streams (default nerve)")
+                        help="what a serial or LSL source streams (default nerve)")
     parser.add_argument("--mains-hz", type=float, default=50.0, help="mains frequency for the quality check")
     parser.add_argument("--sim-seed", type=int, default=0, help="simulated patient")
     parser.add_argument("--sim-day", type=int, default=1, help="simulated day (2+ drift from day 1)")
@@ -83,12 +85,13 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def calibrate_options(args: argparse.Namespace):
-    """The CalibrateOptions of parsed ``calibrate`` arguments."""
+    """Return the CalibrateOptions of parsed ``calibrate`` arguments."""
     from dataclasses import fields
 
     from .workflow import CalibrateOptions
 
-    return CalibrateOptions(**{f.name: getattr(args, f.name) for f in fields(CalibrateOptions) if hasattr(args, f.name)})
+    return CalibrateOptions(**{f.name: getattr(args, f.name) for f in fields(CalibrateOptions)
+                               if hasattr(args, f.name)})
 
 
 def _calibrate(args: argparse.Namespace) -> int:

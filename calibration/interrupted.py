@@ -1,5 +1,7 @@
-"""Interrupted sessions: the command that resumes one exactly as it was started, the check that a resume matches
-the recording, and discarding (moving aside, never deleting) one that will not be resumed.
+"""Interrupted sessions: their resume command, the check that a resume matches, and discarding them.
+
+The resume command repeats every option the session was started with; a resume must match the recording's source,
+labels and mode; discarding moves a session aside, never deletes it.
 
 A session being recorded has a marker ``SESSION.h5.inprogress`` beside it holding its resume command; the marker is
 removed when the recording completes, so a marker left behind is an interrupted session (stopped, crashed, a source
@@ -22,13 +24,14 @@ from .model_store import ModelStore
 
 MARKER = ".inprogress"
 DISCARDED = "discarded"  # under the patient's sessions folder
+ALWAYS = ("source", "labels")  # named in a resume command even at their defaults: what the recording is made of
 
 
 def resume_command(opts, path: str) -> str:
-    """The command line that resumes ``path`` with every option of ``opts`` (a CalibrateOptions) that is not default.
+    """Return the command that resumes ``path`` with every option of ``opts`` (a CalibrateOptions) not at default.
 
-    Built from the ``calibrate`` parser itself, so every option it has is repeated: parsing the result gives back
-    ``opts`` with ``resume=path``.
+    Built from the ``calibrate`` parser itself, so every option it has is repeated (``--source`` and ``--labels``
+    always): parsing the result gives back ``opts`` with ``resume=path``.
     """
     parser = argparse.ArgumentParser(prog="neurohand calibrate", add_help=False)
     add_calibrate_arguments(parser)
@@ -38,7 +41,7 @@ def resume_command(opts, path: str) -> str:
         if action.dest not in names or action.dest == "resume":
             continue
         value = getattr(opts, action.dest)
-        if value == action.default and not action.required:
+        if value == action.default and not action.required and action.dest not in ALWAYS:
             continue
         flag = action.option_strings[-1]
         words += [flag] if action.nargs == 0 else [flag, str(value)]
@@ -76,7 +79,7 @@ def write_marker(path: str, command: str) -> None:
 
 
 def marker_command(path: str) -> str:
-    """The resume command stored in ``path``'s marker ('' for a marker from an older version)."""
+    """Return the resume command stored in ``path``'s marker ('' for a marker from an older version)."""
     try:
         with open(path + MARKER) as f:
             first = f.readline().strip()

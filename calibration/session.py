@@ -93,7 +93,7 @@ class CalibrationSession:
         self._pending: Optional[str] = None  # 'repeat' or 'skip' asked during a trial's rest
         self.writer = writer or SessionWriter(
             path, fs_hz=source.fs_hz, n_channels=source.n_channels, signal_kind=signal_kind,
-            channel_names=getattr(source, "channel_names", None), units=getattr(source, "units", ""),
+            channel_names=getattr(source, "channel_names", None) or (), units=getattr(source, "units", ""),
             class_names=cue_protocol.class_names, metadata=dict(
                 {"patient_id": patient_id, "source": "calibration", "session_id": os.path.basename(path),
                  "labels": "glove" if glove is not None else "cue", "protocol": cue_protocol.to_json()},
@@ -105,7 +105,7 @@ class CalibrationSession:
         self.on_event(message)
 
     def upcoming(self) -> Optional[Trial]:
-        """The trial cued after the one recording now (or next, between trials), given a pending repeat or skip."""
+        """Return the trial cued after the one recording now (or next, between trials), given a repeat or skip."""
         if self._pending == "repeat":
             return self.current if self.current is not None else self.trials[self._last]
         k = self.next_index
@@ -118,7 +118,7 @@ class CalibrationSession:
         return self.trials[k] if k < len(self.trials) else None
 
     def _read(self):
-        """The next chunk, or None when the source stalled, faulted or disconnected (:attr:`fault` says how)."""
+        """Return the next chunk, or None when the source stalled, faulted or disconnected (:attr:`fault` says how)."""
         try:
             chunk, _ = self.source.read()
         except (SourceStalled, SourceFault, OSError) as e:  # OSError: a serial port that vanished (unplugged)

@@ -36,7 +36,7 @@ FINGER_LENGTH = (3, 4, 5, 4, 3)  # rows of an extended finger in the drawing: th
 
 
 def hand_drawing(positions) -> Text:
-    """A hand seen from its back, fingers drawn extended or flexed: the posture the cue asks for.
+    """Draw a hand seen from its back, fingers extended or flexed: the posture the cue asks for.
 
     Parameters
     ----------
@@ -142,7 +142,7 @@ class SessionView:
                     style="bold blue")
 
     def _drawing(self):
-        """The cued posture: the trial's during its movement, the next trial's during the rest."""
+        """Draw the cued posture: the trial's during its movement, the next trial's during the rest."""
         tr = self.trial
         if self.paused or tr is None:
             return Text("")

@@ -26,7 +26,14 @@ from neurohand.decoder.vocabulary import SIGNAL_KINDS
 from neurohand.deploy.sources import parse_device_spec
 
 from .cue_protocol import DEFAULT_CUE_PROTOCOL, CueProtocol, load_cue_protocol
-from .interrupted import MARKER, check_resume_matches, interrupted_sessions, marker_command, resume_command, write_marker
+from .interrupted import (
+    MARKER,
+    check_resume_matches,
+    interrupted_sessions,
+    marker_command,
+    resume_command,
+    write_marker,
+)
 from .model_store import ModelStore
 
 __all__ = ["CalibrateOptions", "CalibrationStopped", "interrupted_sessions", "record_session", "run_calibration"]
@@ -126,7 +133,7 @@ class _Devices:
 
 # ---------------------------------------------------------------------- recording
 def _cue_protocol_for(opts: CalibrateOptions) -> CueProtocol:
-    """The cue protocol to record, checked before anything is recorded: enough repetitions to train and test.
+    """Return the cue protocol to record, checked before anything is recorded: enough repetitions to train and test.
 
     Raises
     ------
