@@ -192,7 +192,9 @@ class SessionView:
         body = Table.grid(padding=(0, 3))
         body.add_row(Panel(self._fingers(), title="target position per finger"),
                      Panel(self._levels(), title="signal level per channel"))
-        progress = ProgressBar(total=max(total, 1), completed=min(self.done, total), width=60)
+        progress = Table.grid(padding=(0, 1))
+        progress.add_row(ProgressBar(total=max(total, 1), completed=min(self.done, total), width=60),
+                         "{}/{} trials complete".format(self.done, total))
         cue = Table.grid(padding=(0, 4))
         cue.add_row(self._cue_text(), self._drawing())
         parts = [head, Panel(cue, title="movement"), body, progress, Text.from_markup(KEYS_HELP)]

@@ -219,3 +219,48 @@ def test_an_interface_that_dies_mid_session_stops_it_cleanly(tmp_path, protocol_
     assert rec.metadata["source_spec"] == "serial:" + iface.port
     assert "the source failed: trial 2 (power grip) cut" in buf.getvalue()
     assert interrupted_sessions(ModelStore(opts.store, "P1")) == [path]
+
+
+@pytest.mark.slow
+def test_keys_act_within_100_ms_while_a_trial_records(tmp_path, monkeypatch):
+    """Real-time pacing, the live view drawing: from each key press to the session acting on it (and saying so)."""
+    from neurohand.calibration.cue_protocol import DEFAULT_CUE_PROTOCOL, load_cue_protocol
+    from neurohand.calibration.tui import KeyControls
+
+    opts = CalibrateOptions(patient="P1", store=str(tmp_path / "store"), tui=True, sim_channels=16)
+    keys = KeyControls(read_terminal=False)
+    acted = []  # (message, seconds from the key)
+    pressed = [None]
+    script = ["p", "p", "r", "s", "p", "p", "q"]  # 'r' and 's' mid-movement (cut at once), 'q' at the end
+
+    class Timed:
+        def __getattr__(self, name):
+            return getattr(keys, name)
+
+    def press_all():
+        time.sleep(1.5)
+        for k in script:
+            pressed[0] = time.monotonic()
+            keys.press(k)
+            time.sleep(0.7)
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=150, force_terminal=True, color_system=None)
+    from neurohand.calibration import session as session_module
+
+    class Session(session_module.CalibrationSession):
+        def _event(self, message):
+            if pressed[0] is not None:
+                acted.append((message, time.monotonic() - pressed[0]))
+                pressed[0] = None
+            super()._event(message)
+
+    monkeypatch.setattr(session_module, "CalibrationSession", Session)
+    threading.Thread(target=press_all, daemon=True).start()
+    with pytest.raises(CalibrationStopped, match="Stopped by the clinician"):
+        record_session(opts, replace(load_cue_protocol(DEFAULT_CUE_PROTOCOL), hold_s=4.0), str(tmp_path / "s.h5"),
+                       console, controls=Timed())
+    assert [m.split(":")[0].split(" ")[0] for m, _ in acted] == ["paused", "resumed", "repeating", "skipped",
+                                                                 "paused", "resumed", "stopped"]
+    took = sorted(t for _, t in acted)
+    assert took[len(took) // 2] < 0.1 and took[-1] < 1.0, acted
