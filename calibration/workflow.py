@@ -153,7 +153,8 @@ def _cue_protocol_for(opts: CalibrateOptions) -> CueProtocol:
                 minimum += 0.1
             raise invalid_value("--minutes", "{:g} min fits {} repetition(s) of the cue protocol ({:.2f} min each); "
                                 "{} needs at least {} ({}): use --minutes {:.1f} or more".format(
-                                    opts.minutes, fit, cue_protocol.minutes_for(1), what, need, why, minimum))
+                                    opts.minutes, fit, cue_protocol.minutes_for(2) - cue_protocol.minutes_for(1),
+                                    what, need, why, minimum))
         cue_protocol = cue_protocol.with_repetitions(fit)
     elif cue_protocol.repetitions < need:
         raise invalid_value("repetitions", "the cue protocol {} has {}; {} needs at least {} ({}): set repetitions = "

@@ -85,7 +85,7 @@ def test_minutes_and_the_protocol_are_checked_before_recording(tmp_path, protoco
     base = dict(patient="P1", store=store, cue_protocol=protocol_file, fast=True, tui=False, yes=True)
     # one repetition of TINY: 2 x (0.6 + 1.0 + 0.5) = 4.2 s; 3 of them (a calibration) need 13.1 s
     with pytest.raises(InvalidValueError, match=r"Invalid value for '--minutes': 0.2 min fits 2 repetition\(s\) of "
-                       r"the cue protocol \(0.08 min each\); a calibration needs at least 3 \(one to train on, one to "
+                       r"the cue protocol \(0.07 min each\); a calibration needs at least 3 \(one to train on, one to "
                        r"validate, one to test\): use --minutes 0.3 or more"):
         run_calibration(CalibrateOptions(minutes=0.2, **base), console=quiet())
     assert not os.path.exists(os.path.join(store, "P1", "sessions")) or not os.listdir(
