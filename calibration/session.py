@@ -126,6 +126,14 @@ class CalibrationSession:
             return None
         return chunk
 
+    def _poll_glove(self):
+        """Return the glove's new positions, or None when its port vanished (:attr:`fault` says so)."""
+        try:
+            return self.glove.poll()
+        except OSError as e:
+            self.fault = "data glove: {} ({})".format(e, type(e).__name__)
+            return None
+
     def _record_trial(self, trial: Trial) -> Optional[str]:
         """Record ``trial``; returns None when complete, else what cut it (an action, or ``'fault'``)."""
         fs = self.source.fs_hz
@@ -142,7 +150,7 @@ class CalibrationSession:
         if hasattr(self.source, "cue"):  # a simulated patient sees the cue as a person would
             self.source.cue(self.cue_protocol.target_of(trial.movement), ramp_s=trial.ramp_s, hold_s=trial.hold_s)
         if self.glove is not None:
-            self.glove.poll()  # whatever the glove sent before the cue belongs to no trial
+            self._poll_glove()  # whatever the glove sent before the cue belongs to no trial
         step = max(1, int(round(fs / 100.0)))  # cue positions at a glove's rate (100 Hz)
         last_index = start_sample - 1
         got = 0
@@ -160,7 +168,11 @@ class CalibrationSession:
             k = len(take)
             self.writer.append(take, labels=lab[got:got + k], repetitions=np.full(k, trial.repetition))
             if self.glove is not None:
-                g = self.glove.poll()
+                g = self._poll_glove()
+                if g is None:
+                    got += k
+                    cut_by = "fault"
+                    break
                 if len(g):
                     # stored at their arrival: spread over the chunk they arrived with, never before the trial
                     end = start_sample + got + k - 1
@@ -206,8 +218,8 @@ class CalibrationSession:
         if chunk is None:
             return
         if self.glove is not None:
-            g = self.glove.poll()
-            if len(g):
+            g = self._poll_glove()
+            if g is not None and len(g):
                 self.glove_positions = g[-1]
         self.on_chunk(None, chunk, 0.0, np.zeros(5), self.glove_positions)
 

@@ -168,3 +168,23 @@ def test_pause_mid_trial_cuts_it_and_cues_it_again_on_resume(tmp_path, sim):
     assert cue_names(path)[:3] == ["index_flexion@0", "cut@0", "index_flexion@0"]
     assert rec.n_samples == 4 * PER_TRIAL + 800
     assert list(rec.segment_starts) == [0, 800]  # the pause (its samples discarded) starts a new segment
+
+
+def test_a_glove_unplugged_mid_trial_stops_the_session_and_keeps_the_trial(tmp_path, sim):
+    class Glove:
+        fs_hz = 100.0
+        polls = 0
+
+        def poll(self):
+            self.polls += 1
+            if self.polls > 30:
+                raise OSError("device reports readiness to read but returned no data")
+            return np.full((1, 5), 0.5, np.float32)
+
+    path = str(tmp_path / "s.h5")
+    s = CalibrationSession(PROTOCOL, source(sim), path, glove=Glove())
+    assert s.run() == [] and s.cut == [0]
+    assert s.fault == "data glove: device reports readiness to read but returned no data (OSError)"
+    assert s.log[-1].startswith("the source failed: trial 1 (index flexion) cut; what it recorded is kept")
+    rec = read_recording(path)
+    assert cue_names(path) == ["index_flexion@0", "cut@0"] and rec.n_samples == 30 * 40  # the failing chunk too
