@@ -8,6 +8,7 @@ import threading
 import time
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from rich.console import Console
 
@@ -178,9 +179,10 @@ def _protocol(path):
     return load_cue_protocol(str(path))
 
 
-@pytest.mark.parametrize("how", ["stalls", "unplugged"])
+@pytest.mark.parametrize("how", ["stalls", "unplugged", "malformed"])
 def test_an_interface_that_dies_mid_session_stops_it_cleanly(tmp_path, protocol_file, short_rec, how):
-    """A simulated interface on a real pseudo-terminal stops sending (or disappears) during the second trial."""
+    """A simulated interface on a real pseudo-terminal stops sending, disappears or sends a malformed message."""
+    from neurohand.firmware_bridge.protocol import Samples, encode
     from neurohand.firmware_bridge.sim_interface import SimInterface
 
     iface = SimInterface(short_rec).start()
@@ -190,6 +192,9 @@ def test_an_interface_that_dies_mid_session_stops_it_cleanly(tmp_path, protocol_
     buf = io.StringIO()
     console = Console(file=buf, width=150)
 
+    def malformed():  # a SAMPLES message with 3 channels where the HELLO announced 4
+        iface.inject(encode(Samples(0, np.zeros((20, 3), np.int16)), 1))
+
     class KillInTrial2:
         """No keys; the interface dies half a second into the second trial."""
 
@@ -197,7 +202,8 @@ def test_an_interface_that_dies_mid_session_stops_it_cleanly(tmp_path, protocol_
 
         def clinician(self, trial):
             if trial.index == 1:
-                threading.Timer(0.5, iface.pause if how == "stalls" else iface.stop).start()
+                kill = {"stalls": iface.pause, "unplugged": iface.stop, "malformed": malformed}[how]
+                threading.Timer(0.5, kill).start()
             return "continue"
 
         def close(self):
@@ -210,8 +216,9 @@ def test_an_interface_that_dies_mid_session_stops_it_cleanly(tmp_path, protocol_
         iface.stop()
     message = str(stopped.value)
     assert message.startswith("The recording stopped: the source failed (")
-    assert ("no samples from {} for 1000 ms (SourceStalled)".format(iface.port) in message if how == "stalls"
-            else "SerialException" in message or "Error" in message)
+    assert {"stalls": "no samples from {} for 1000 ms (SourceStalled)".format(iface.port),
+            "unplugged": "device disconnected", "malformed": "malformed SAMPLES from {}: 3 channels, the HELLO "
+            "announced 4; dropped (SourceFault)".format(iface.port)}[how] in message
     assert "1 complete trial(s), 1 cut are kept in {}".format(path) in message
     assert parse(message.split("resume with: ", 1)[1]) == replace(opts, resume=path)
     rec = read_recording(path)
