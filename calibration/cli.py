@@ -12,7 +12,10 @@ def register(sub: "argparse._SubParsersAction") -> None:
                        description="The clinician's session: cue protocol with a terminal interface (p pause, "
                        "r repeat, s skip, q stop), crash-safe recording, signal-quality verdict, training on all "
                        "but the last repetition with the classic baselines, report, and acceptance into the patient's "
-                       "model store. With --recalibrate, a short session adapts the current model instead.")
+                       "model store. With --recalibrate, a short session adapts the current model instead.",
+                       epilog="Exit codes: 0 a model was accepted; 4 none was (the clinician rejected it, or --yes "
+                       "took the default 'reject' because the model was not ready, with the reason printed); 3 stopped "
+                       "(the message says how to resume); 2 a usage or device error.")
     c.add_argument("--patient", required=True, help="patient identifier (letters, digits, _ - .)")
     c.add_argument("--store", required=True, help="the model store folder (sessions and versions live here)")
     c.add_argument("--source", default="sim", help="sim (simulated patient), serial:PORT or lsl:NAME (default sim)")
@@ -23,8 +26,12 @@ def register(sub: "argparse._SubParsersAction") -> None:
     c.add_argument("--minutes", type=float, default=None,
                    help="record only as many repetitions as fit (recalibration: e.g. 2)")
     c.add_argument("--resume", default=None, metavar="SESSION.h5", help="continue an interrupted session")
-    c.add_argument("--yes", action="store_true", help="answer every question with its default (continue unless "
-                   "the quality verdict is bad, then accept); for scripted use")
+    c.add_argument("--yes", action="store_true", help="answer every question with its default: continue unless "
+                   "the quality verdict is bad; accept only a model that is ready (no worse than the best classic "
+                   "decoder or the current version, every finger and the class accuracy above the thresholds), "
+                   "otherwise reject and say why (exit 4); for scripted use")
+    c.add_argument("--accept-worse", action="store_true", help="offer 'accept' as the default even for a model "
+                   "that is not ready (rehearsals with tiny models); the reason is kept in the version's notes")
     c.add_argument("--no-tui", dest="tui", action="store_false", help="plain log lines instead of the live view")
     c.add_argument("--fast", action="store_true", help="simulated patient only: do not pace in real time")
     c.add_argument("--epochs", type=int, default=None, help="training (or recalibration) epochs")
@@ -44,7 +51,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     m.add_argument("--patient", required=True)
     m.add_argument("--store", required=True, help="the model store folder")
     m.add_argument("--rollback", default=None, metavar="VERSION", help="make this version current")
-    m.add_argument("--json", action="store_true")
+    m.add_argument("--json", action="store_true", help="print the same listing as one JSON object")
     m.set_defaults(func=_models)
 
 
@@ -54,24 +61,47 @@ def _models(args: argparse.Namespace) -> int:
     store = ModelStore(args.store, args.patient)
     if args.rollback:
         store.rollback(args.rollback)
-        print("patient {}: current model is now {}".format(args.patient, args.rollback))
-    current = store.current()  # a broken pointer is an error (exit 2), not a listing without a current version
-    rows = []
-    for v in store.versions():
-        meta = store.meta(v)
-        rows.append({"version": v, "current": v == current, "accepted_at": meta["accepted_at"],
-                     "metrics": meta.get("metrics", {}), "notes": meta.get("notes", "")})
+        if not args.json:
+            print("patient {}: current model is now {}".format(args.patient, args.rollback))
+    rows = store.listing()  # a broken current pointer is an error (exit 2), not a listing without a current version
     if args.json:
-        print(json.dumps({"patient": args.patient, "versions": rows}))
+        print(json.dumps({"patient": args.patient, "store": store.store_dir,
+                          "current": store.current(), "versions": rows}))
         return 0
     if not rows:
         print("patient {}: no accepted models in {}".format(args.patient, args.store))
-    for r in rows:
-        m = r["metrics"]
-        print("{} {} {}  {}{}".format("*" if r["current"] else " ", r["version"], r["accepted_at"][:19],
-                                      ", ".join("{} {:.3f}".format(k, v) for k, v in m.items()
-                                                if isinstance(v, float)), ("  " + r["notes"]) if r["notes"] else ""))
+        return 0
+    print_models_table(args.patient, rows)
     return 0
+
+
+def print_models_table(patient: str, rows: list, console=None) -> None:
+    """``neurohand models`` as a table: one row per version, the current one marked."""
+    import os
+
+    from rich.console import Console
+    from rich.table import Table
+
+    def num(v, pct=False):
+        return "-" if v is None else ("{:.0f} %".format(100 * v) if pct else "{:.2f}".format(v))
+
+    t = Table(title="patient {}: model versions (* current; scores on each version's held-out repetition)".format(
+        patient), title_justify="left")
+    t.add_column("", width=1)
+    t.add_column("version")
+    t.add_column("accepted (UTC)")
+    t.add_column("finger R²", justify="right")
+    t.add_column("class accuracy", justify="right")
+    t.add_column("best classic R²", justify="right")
+    t.add_column("source session")
+    t.add_column("bundle", overflow="fold")
+    t.add_column("notes", overflow="fold")
+    for r in rows:
+        t.add_row("*" if r["current"] else "", "[bold]{}[/bold]".format(r["version"]) if r["current"] else r["version"],
+                  r["accepted_at"][:16].replace("T", " "), num(r["finger_r2"]), num(r["class_accuracy"], pct=True),
+                  num(r["best_classic"]), ", ".join(os.path.basename(s) for s in r["sessions"]) or "-",
+                  r["bundle_path"], r["notes"] or "-")
+    (console or Console(width=max(Console().width, 160))).print(t)
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -82,8 +112,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     from .workflow import CalibrateOptions, CalibrationStopped, run_calibration
 
     keys = ("patient", "store", "source", "labels", "cue_protocol", "recalibrate", "minutes", "resume", "yes", "tui",
-            "fast", "epochs", "hidden", "layers", "seed", "signal_kind", "mains_hz", "sim_seed", "sim_day",
-            "sim_channels", "sim_fs_hz")
+            "fast", "accept_worse", "epochs", "hidden", "layers", "seed", "signal_kind", "mains_hz", "sim_seed",
+            "sim_day", "sim_channels", "sim_fs_hz")
     opts = CalibrateOptions(**{k: getattr(args, k) for k in keys})
     try:
         out = run_calibration(opts)

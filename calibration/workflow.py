@@ -45,6 +45,7 @@ class CalibrateOptions:
     yes: bool = False
     tui: bool = True
     fast: bool = False
+    accept_worse: bool = False
     epochs: Optional[int] = None
     hidden: Optional[int] = None
     layers: Optional[int] = None
@@ -236,8 +237,27 @@ def metrics_table(results: Dict[str, Dict[str, Any]], title: str):
     return t
 
 
-def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore, console) -> Dict[str, Any]:
-    """Train (or recalibrate) on all but the last repetition, evaluate on it; returns what acceptance needs."""
+def _current_on(store: ModelStore, test_rec, console) -> Optional[Dict[str, Any]]:
+    """Score the current version's recurrent decoder on ``test_rec`` (None without one, or when it cannot read it)."""
+    from neurohand.training.data import TrainingDataError
+    from neurohand.training.evaluate import evaluate
+
+    if store.current() is None:
+        return None
+    try:
+        return evaluate(store.model_path(), [test_rec])["decoders"]
+    except (TrainingDataError, FileNotFoundError) as e:
+        console.print("[yellow]the current version {} is not compared[/yellow]: {}".format(store.current(), e))
+        return None
+
+
+def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore, console, *,
+                       quality: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Train (or recalibrate) on all but the last repetition and evaluate on it; returns what acceptance needs.
+
+    The evaluation sets the new model beside the baselines and the current version; ``evaluation["verdict"]`` is the
+    accept decision.
+    """
     from neurohand.training.config import TrainConfig, with_overrides
     from neurohand.training.data import split_last_repetitions
     from neurohand.training.evaluate import evaluate
@@ -246,15 +266,14 @@ def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore
 
     train_rec, test_rec, test_reps = split_last_repetitions(rec)
     model_dir, report_dir = os.path.join(work, "model"), os.path.join(work, "report")
-    before = None
+    current = store.current()
+    before = _current_on(store, test_rec, console)  # scored before training: what the patient has now
     t0 = time.perf_counter()
     if opts.recalibrate:
-        current = store.model_path()
         console.rule("[bold]Recalibrating {} (model {}) on repetitions {}".format(
-            opts.patient, store.current(), sorted(set(int(r) for r in np.unique(train_rec.repetitions)))))
-        before = evaluate(current, [test_rec])["decoders"]
+            opts.patient, current, sorted(set(int(r) for r in np.unique(train_rec.repetitions)))))
         cfg = RecalibrationConfig(seed=opts.seed, **({"epochs": opts.epochs} if opts.epochs else {}))
-        recalibrate(current, [train_rec], model_dir, config=cfg, progress=opts.tui, log=console.print,
+        recalibrate(store.model_path(), [train_rec], model_dir, config=cfg, progress=opts.tui, log=console.print,
                     source_files=[rec.metadata.get("session_path", "")])
     else:
         console.rule("[bold]Training the decoder on repetitions {} (the last, {}, is the test)".format(
@@ -263,19 +282,21 @@ def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore
                                              "model.layers": opts.layers}, seed=opts.seed)
         train([train_rec], model_dir, config=cfg, progress=opts.tui, log=console.print)
     wall = time.perf_counter() - t0
+    previous = (current, next(iter(before.values()))) if before else None
     ev = evaluate(model_dir, [test_rec], report_dir=report_dir,
                   title="patient {} - {} - test repetition {}".format(
                       opts.patient, "recalibration" if opts.recalibrate else "calibration", test_reps[0]),
-                  notes=["session: {}".format(rec.metadata.get("session_id", ""))])
+                  notes=["session: {}".format(rec.metadata.get("session_id", ""))], previous=previous,
+                  quality=quality)
     results = dict(ev["decoders"])
-    if before is not None:
-        results = dict({"{} before".format(store.current()): next(iter(before.values()))},
-                       **results)
+    if previous is not None:
+        results = dict({"{} (current)".format(current): previous[1]}, **results)
     console.print(metrics_table(results, "held-out repetition {} ({:.0f} s to {})".format(
         test_reps[0], wall, "recalibrate" if opts.recalibrate else "train")))
     console.print("report: {}".format(ev["report"]))
-    return {"model_dir": model_dir, "report_dir": report_dir, "evaluation": ev, "before": before,
-            "test_rec": test_rec, "train_s": wall}
+    return {"model_dir": model_dir, "report_dir": report_dir, "evaluation": ev,
+            "before": before if opts.recalibrate else None, "current": previous, "test_rec": test_rec,
+            "train_s": wall}
 
 
 def accept(opts: CalibrateOptions, store: ModelStore, outcome: Dict[str, Any], session_path: str, console) -> str:
@@ -289,15 +310,37 @@ def accept(opts: CalibrateOptions, store: ModelStore, outcome: Dict[str, Any], s
     metrics = {"{}_{}".format(d, k): v for d, r in ev.items() for k, v in r.items()
                if k in ("r2_mean", "accuracy", "delay_ms") and isinstance(v, float)}
     metrics["test_repetition_r2_mean"] = ev[name].get("r2_mean")
+    metrics["test_repetition_accuracy"] = ev[name].get("accuracy")
     if outcome["before"] is not None:
         metrics["before_recalibration_r2_mean"] = next(iter(outcome["before"].values())).get("r2_mean")
     notes = "recalibrated from {}".format(store.current()) if opts.recalibrate else "calibrated from scratch"
+    verdict = outcome["evaluation"]["verdict"]
+    if not verdict["ready"]:
+        notes += "; accepted although {}".format(verdict["summary"])
     version = store.accept(bundle_dir, metrics={k: v for k, v in metrics.items() if v is not None},
                            report_dir=outcome["report_dir"], notes=notes, sessions=[os.path.abspath(session_path)],
-                           model_dir=outcome["model_dir"])
+                           model_dir=outcome["model_dir"], decoder=name, verdict=verdict["summary"])
     console.print("[green]accepted[/green]: patient {} model {} is now current ({})".format(
         opts.patient, version, store.bundle_path(version)))
     return version
+
+
+def accept_default(verdict: Dict[str, Any], opts: CalibrateOptions, console) -> str:
+    """Return the answer offered to "Accept this model?" and print why.
+
+    ``accept`` only when the verdict is ready (or with ``--accept-worse``); ``--yes`` takes this default, so it
+    never accepts a worse model.
+    """
+    if verdict["ready"]:
+        console.print("[green]{}[/green]".format(verdict["summary"]))
+        return "accept"
+    console.print("[bold red]{}[/bold red]".format(verdict["summary"]))
+    if opts.accept_worse:
+        console.print("[yellow]--accept-worse: offering to accept it anyway[/yellow]")
+        return "accept"
+    console.print("The default is to reject: the patient keeps {}.".format(
+        "the current model" if opts.recalibrate else "no new model"))
+    return "reject"
 
 
 def run_calibration(opts: CalibrateOptions, *, console=None, ask: Optional[Ask] = None, controls=None
@@ -313,7 +356,7 @@ def run_calibration(opts: CalibrateOptions, *, console=None, ask: Optional[Ask] 
 
     from neurohand.decoder.session_file import read_recording
 
-    from .quality import check_recording
+    from .quality import check_recording, quality_summary
 
     console = console or Console()
     store = ModelStore(opts.store, opts.patient)
@@ -353,8 +396,10 @@ def run_calibration(opts: CalibrateOptions, *, console=None, ask: Optional[Ask] 
         opts = replace(opts, resume=None)
         cue_protocol = cue_protocol or _cue_protocol_for(opts)
     work = os.path.join(store.root, "work", os.path.splitext(os.path.basename(path))[0])
-    outcome = train_and_evaluate(opts, rec, work, store, console)
-    choice = ask("Accept this model for patient {}?".format(opts.patient), ["accept", "reject"], "accept")
+    outcome = train_and_evaluate(opts, rec, work, store, console,
+                                 quality=quality_summary(report, units=getattr(rec, "units", "signal units")))
+    default = accept_default(outcome["evaluation"]["verdict"], opts, console)
+    choice = ask("Accept this model for patient {}?".format(opts.patient), ["accept", "reject"], default)
     version = None
     if choice == "accept":
         version = accept(opts, store, outcome, path, console)

@@ -54,9 +54,22 @@ def trial_names(path):
     return [c["name"].decode() for c in read_recording(path).cues]
 
 
+def clinician_accepts(asked):
+    """Answer every question with its default, except "Accept?": accept (the clinician overrides the default)."""
+    def ask(question, choices, default):
+        asked.append((question, default))
+        return "accept" if question.startswith("Accept") else default
+
+    return ask
+
+
 @pytest.mark.slow
 def test_calibrate_recalibrate_and_roll_back(tmp_path, protocol_file):
-    out = run_calibration(options(tmp_path, protocol_file, labels="glove:sim"), console=quiet())
+    asked = []
+    out = run_calibration(options(tmp_path, protocol_file, labels="glove:sim", yes=False), console=quiet(),
+                          ask=clinician_accepts(asked))
+    verdict = out["evaluation"]["verdict"]
+    assert asked[-1] == ("Accept this model for patient P1?", "accept" if verdict["ready"] else "reject")
     store = ModelStore(str(tmp_path / "store"), "P1")
     assert out["version"] == "v001" and store.current() == "v001" and out["verdict"] in ("ok", "warn")
     rec = read_recording(out["session"])
@@ -66,12 +79,13 @@ def test_calibrate_recalibrate_and_roll_back(tmp_path, protocol_file):
     meta = store.meta("v001")
     assert set(out["evaluation"]["decoders"]) == {"gru", "wiener", "kalman", "lda"}  # baselines side by side
     assert meta["metrics"]["gru_r2_mean"] == pytest.approx(out["evaluation"]["decoders"]["gru"]["r2_mean"])
-    assert meta["sessions"] == [os.path.abspath(out["session"])] and meta["notes"] == "calibrated from scratch"
+    assert meta["sessions"] == [os.path.abspath(out["session"])] and meta["notes"].startswith("calibrated from scratch")
+    assert meta["decoder"] == "gru" and meta["verdict"] == verdict["summary"]
     assert os.path.exists(os.path.join(store.root, "versions", "v001", "report", "report.html"))
     Bundle(store.bundle_path()).check_source(fs_hz=4000.0, n_channels=6)
 
-    again = run_calibration(options(tmp_path, protocol_file, recalibrate=True, minutes=0.1, sim_day=2),
-                            console=quiet())
+    again = run_calibration(options(tmp_path, protocol_file, recalibrate=True, minutes=0.1, sim_day=2, yes=False),
+                            console=quiet(), ask=clinician_accepts(asked))
     assert again["version"] == "v002" and store.current() == "v002"
     assert again["before"] is not None  # the unadapted model was evaluated on the same held-out repetition
     assert len(read_recording(again["session"]).cues) == 2 * 3  # --minutes: the fewest repetitions, 2
@@ -79,7 +93,7 @@ def test_calibrate_recalibrate_and_roll_back(tmp_path, protocol_file):
     v2, meta2 = load_model_dir(store.model_path("v002"))
     assert torch.equal(v1.rnn.weight_hh_l0, v2.rnn.weight_hh_l0) and not torch.equal(v1.rnn.weight_ih_l0,
                                                                                        v2.rnn.weight_ih_l0)
-    assert store.meta("v002")["notes"] == "recalibrated from v001"
+    assert store.meta("v002")["notes"].startswith("recalibrated from v001")
     assert "before_recalibration_r2_mean" in store.meta("v002")["metrics"]
 
     from neurohand.deploy.cli import main
