@@ -56,6 +56,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def _models(args: argparse.Namespace) -> int:
+    import os
+
     from .model_store import ModelStore
 
     store = ModelStore(args.store, args.patient)
@@ -71,12 +73,14 @@ def _models(args: argparse.Namespace) -> int:
     if not rows:
         print("patient {}: no accepted models in {}".format(args.patient, args.store))
         return 0
-    print_models_table(args.patient, rows)
+    # bundle paths as typed (--store): they work from here and fit the table; --json gives them absolute
+    print_models_table(args.patient, [dict(r, bundle_path=os.path.join(args.store, args.patient, "versions",
+                                                                        r["version"], "bundle")) for r in rows])
     return 0
 
 
 def print_models_table(patient: str, rows: list, console=None) -> None:
-    """``neurohand models`` as a table: one row per version, the current one marked."""
+    """Print ``neurohand models`` as a table: one row per version, the current one marked."""
     import os
 
     from rich.console import Console
@@ -93,8 +97,8 @@ def print_models_table(patient: str, rows: list, console=None) -> None:
     t.add_column("finger R²", justify="right")
     t.add_column("class accuracy", justify="right")
     t.add_column("best classic R²", justify="right")
-    t.add_column("source session")
-    t.add_column("bundle", overflow="fold")
+    t.add_column("source session", overflow="fold")
+    t.add_column("bundle", no_wrap=True)
     t.add_column("notes", overflow="fold")
     for r in rows:
         t.add_row("*" if r["current"] else "", "[bold]{}[/bold]".format(r["version"]) if r["current"] else r["version"],

@@ -123,6 +123,38 @@ def test_clinician_rejects_or_stops(tmp_path, protocol_file):
     assert len(sessions) == 3  # the stopped one, the re-recorded one and its replacement: nothing is lost
 
 
+@pytest.mark.slow
+def test_yes_rejects_a_model_worse_than_wiener_and_says_why(tmp_path, protocol_file, capsys):
+    """A one-epoch, 4-unit GRU is worse than the Wiener filter: --yes rejects it (exit 4); the report says so first."""
+    from neurohand.deploy.cli import main
+
+    store = str(tmp_path / "store")
+    rc = main(["calibrate", "--patient", "P1", "--store", store, "--cue-protocol", protocol_file, "--no-tui", "--yes",
+               "--fast", "--sim-channels", "6", "--sim-fs-hz", "4000", "--epochs", "1", "--hidden", "4",
+               "--layers", "1"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert rc == 4 and ModelStore(store, "P1").versions() == []
+    assert "not ready: " in text and "is worse than wiener's" in text
+    assert "Accept this model for patient P1? -> reject (--yes)" in text
+    work = os.path.join(store, "P1", "work")
+    report = open(os.path.join(work, os.listdir(work)[0], "report", "report.html"), encoding="utf-8").read()
+    assert report.split("<body>", 1)[1].lstrip().startswith("<p id='verdict' class='verdict notready'>not ready: ")
+
+
+def test_the_accept_default_follows_the_verdict(tmp_path, protocol_file):
+    from neurohand.calibration.workflow import accept_default
+
+    ready = {"ready": True, "summary": "ready: finger R^2 0.91", "reasons": []}
+    worse = {"ready": False, "summary": "not ready: finger R^2 0.40 is worse than wiener's 0.89",
+             "reasons": ["finger R^2 0.40 is worse than wiener's 0.89"]}
+    console = quiet()
+    assert accept_default(ready, options(tmp_path, protocol_file), console) == "accept"
+    assert accept_default(worse, options(tmp_path, protocol_file), console) == "reject"
+    assert accept_default(worse, options(tmp_path, protocol_file, accept_worse=True), console) == "accept"
+    text = console.file.getvalue()
+    assert "not ready: finger R^2 0.40 is worse than wiener's 0.89" in text and "The default is to reject" in text
+
+
 def test_recalibration_needs_a_current_model(tmp_path, protocol_file):
     with pytest.raises(CalibrationStopped, match="no accepted model"):
         run_calibration(options(tmp_path, protocol_file, recalibrate=True), console=quiet())
@@ -174,7 +206,7 @@ def test_live_view_renders_and_a_stopped_session_resumes(tmp_path, protocol_file
     from neurohand.calibration.workflow import interrupted_sessions
 
     assert interrupted_sessions(store) == [path]
-    out = run_calibration(options(tmp_path, protocol_file, resume=path), console=quiet())
+    out = run_calibration(options(tmp_path, protocol_file, resume=path, accept_worse=True), console=quiet())
     names = trial_names(path)
     assert [int(n.split("@")[1]) for n in names] == [0, 1, 3, 4, 5, 6, 7, 8]
     assert out["version"] == "v001" and interrupted_sessions(store) == []
@@ -200,7 +232,8 @@ def test_killed_calibration_resumes(tmp_path, protocol_file):
     sessions = ModelStore(store, "P1").sessions_dir()
     path = os.path.join(sessions, next(f for f in os.listdir(sessions) if f.endswith(".h5")))
     assert os.path.exists(path + ".inprogress")
-    out = run_calibration(options(tmp_path, protocol_file, resume=path, sim_channels=4), console=quiet())
+    out = run_calibration(options(tmp_path, protocol_file, resume=path, sim_channels=4, accept_worse=True),
+                          console=quiet())
     assert [int(n.split("@")[1]) for n in trial_names(path)] == list(range(9))
     assert out["version"] == "v001"
 
