@@ -226,14 +226,17 @@ def quality_table(report: Dict[str, Any]):
     return t
 
 
-def metrics_table(results: Dict[str, Dict[str, Any]], title: str):
-    """Return the decoders' metrics side by side as a rich table."""
+def metrics_table(results: Dict[str, Dict[str, Any]], title: str, *, deployed: Optional[str] = None):
+    """Return the decoders' metrics side by side as a rich table, in the report's words and units."""
     from rich.table import Table
 
-    t = Table("decoder", "R2 mean", "Pearson r", "RMSE", "delay ms", "class accuracy", "macro F1", title=title)
+    t = Table("decoder", "finger R² (0-1)", "correlation r", "position error (% of flexion)", "delay (ms)",
+              "class accuracy (%)", "class F1", title=title)
+    formats = (("r2_mean", "{:.2f}", 1), ("pearson_r_mean", "{:.2f}", 1), ("rmse_mean", "{:.1f}", 100),
+               ("delay_ms", "{:.0f}", 1), ("accuracy", "{:.0f}", 100), ("macro_f1", "{:.2f}", 1))
     for name, r in results.items():
-        t.add_row(name, *["-" if r.get(k) is None else "{:.3f}".format(r[k]) for k in
-                          ("r2_mean", "pearson_r_mean", "rmse_mean", "delay_ms", "accuracy", "macro_f1")])
+        t.add_row(name + (" (deployed)" if name == deployed else ""),
+                  *["-" if r.get(k) is None else f.format(r[k] * scale) for k, f, scale in formats])
     return t
 
 
@@ -292,7 +295,7 @@ def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore
     if previous is not None:
         results = dict({"{} (current)".format(current): previous[1]}, **results)
     console.print(metrics_table(results, "held-out repetition {} ({:.0f} s to {})".format(
-        test_reps[0], wall, "recalibrate" if opts.recalibrate else "train")))
+        test_reps[0], wall, "recalibrate" if opts.recalibrate else "train"), deployed=next(iter(ev["decoders"]))))
     console.print("report: {}".format(ev["report"]))
     return {"model_dir": model_dir, "report_dir": report_dir, "evaluation": ev,
             "before": before if opts.recalibrate else None, "current": previous, "test_rec": test_rec,
@@ -404,8 +407,9 @@ def run_calibration(opts: CalibrateOptions, *, console=None, ask: Optional[Ask] 
     if choice == "accept":
         version = accept(opts, store, outcome, path, console)
     else:
-        console.print("rejected: the current model stays {}; session and report kept in {}".format(
-            store.current(), work))
+        console.print("rejected: {}; session and report kept in {}".format(
+            "the current model stays {}".format(store.current()) if store.current() else
+            "the patient has no accepted model yet", work))
     return {"session": path, "verdict": report["verdict"], "version": version, "evaluation": outcome["evaluation"],
             "before": outcome["before"], "test_recording": outcome["test_rec"], "work_dir": work}
 
