@@ -84,7 +84,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         slim = {"decoders": {n: {k: v for k, v in r.items() if k != "confusion_matrix"}
                              for n, r in out["decoders"].items()},
-                "test_frames": out["test_frames"], "report": out["report"]}
+                "test_frames": out["test_frames"], "report": out["report"], "verdict": out["verdict"]}
         print(json.dumps(slim))
         return 0
     from rich.console import Console
@@ -98,6 +98,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     for name, r in out["decoders"].items():
         t.add_row(name, *["-" if r.get(c) is None else "{:.3f}".format(r[c]) for c in cols])
     Console().print(t)
+    print(out["verdict"]["summary"])
     if out["report"]:
         print("report: {}".format(out["report"]))
     return 0
