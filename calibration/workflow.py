@@ -230,8 +230,11 @@ def metrics_table(results: Dict[str, Dict[str, Any]], title: str, *, deployed: O
     """Return the decoders' metrics side by side as a rich table, in the report's words and units."""
     from rich.table import Table
 
-    t = Table("decoder", "finger R² (0-1)", "correlation r", "position error (% of flexion)", "delay (ms)",
-              "class accuracy (%)", "class F1", title=title)
+    t = Table(title=title)
+    t.add_column("decoder", no_wrap=True)
+    for header in ("finger R² (0-1)", "correlation r", "position error (% of flexion)", "delay (ms)",
+                   "class accuracy (%)", "class F1"):
+        t.add_column(header, justify="right")
     formats = (("r2_mean", "{:.2f}", 1), ("pearson_r_mean", "{:.2f}", 1), ("rmse_mean", "{:.1f}", 100),
                ("delay_ms", "{:.0f}", 1), ("accuracy", "{:.0f}", 100), ("macro_f1", "{:.2f}", 1))
     for name, r in results.items():
