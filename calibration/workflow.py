@@ -232,7 +232,7 @@ def metrics_table(results: Dict[str, Dict[str, Any]], title: str, *, deployed: O
 
     t = Table(title=title)
     t.add_column("decoder", no_wrap=True)
-    for header in ("finger R² (0-1)", "correlation r", "position error (% of flexion)", "delay (ms)",
+    for header in ("finger R² (0-1)", "Pearson r", "position error (% of flexion)", "delay (ms)",
                    "class accuracy (%)", "class F1"):
         t.add_column(header, justify="right")
     formats = (("r2_mean", "{:.2f}", 1), ("pearson_r_mean", "{:.2f}", 1), ("rmse_mean", "{:.1f}", 100),
