@@ -78,6 +78,21 @@ def test_a_failing_finger_is_marked_and_coloured(tmp_path):
     assert "Not checked here" in doc  # no quality given: said, not hidden
 
 
+def test_the_bar_legend_sits_beside_the_bars_not_over_them():
+    import matplotlib.pyplot as plt
+
+    from neurohand.training.report import r2_bars_figure
+
+    fig = r2_bars_figure({"gru": [0.9, 0.9, 0.9, 0.9, 0.95], "wiener": [0.8, 0.85, 0.9, 0.9, 0.97],
+                          "kalman": [0.7, 0.8, 0.85, 0.9, 0.96]}, threshold=0.5)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent()
+    assert not legend.overlaps(ax.get_window_extent())  # the little finger's tall bars are in the axes
+    assert fig.bbox.contains(legend.x1 - 1, legend.y1 - 1)  # and the legend is still on the figure
+    plt.close(fig)
+
+
 def _chromium():
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 

@@ -49,6 +49,14 @@ def plot_traces(path: str, truth: np.ndarray, predictions: Dict[str, np.ndarray]
 def plot_r2_bars(path: str, r2: Dict[str, Sequence[float]], *, threshold: Optional[float] = None) -> None:
     """Per-finger R^2 bars for every decoder, the legend beside the axes (never over a bar)."""
     plt = _plt()
+    fig = r2_bars_figure(r2, threshold=threshold)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def r2_bars_figure(r2: Dict[str, Sequence[float]], *, threshold: Optional[float] = None):
+    """Return the figure of :func:`plot_r2_bars` (``r2``: decoder name -> 5 values), laid out, not saved."""
+    plt = _plt()
     fig, ax = plt.subplots(figsize=(11, 4))
     names = list(r2)
     width = 0.8 / max(len(names), 1)
@@ -67,8 +75,7 @@ def plot_r2_bars(path: str, r2: Dict[str, Sequence[float]], *, threshold: Option
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     ax.set_title("Finger tracking R$^2$ per finger on the test data")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    return fig
 
 
 def plot_confusion(path: str, cm: np.ndarray, class_names: Sequence[str], title: str) -> None:
