@@ -56,7 +56,7 @@ _FINGER_BOXES = ((50, 122, 28, 80, -42), (62, 34, 28, 96, -4), (94, 22, 28, 108,
 
 def hand_svg(r2_per_finger: Optional[Sequence[float]], thresholds: Thresholds, caption: str) -> str:
     """Draw an inline SVG hand, each finger coloured by its R^2 (shape (5,), thumb first) with the value in it."""
-    parts = ["<figure><svg xmlns='http://www.w3.org/2000/svg' width='240' height='260' viewBox='-25 0 240 260' "
+    parts = ["<figure><svg width='240' height='260' viewBox='-25 0 240 260' "
              "role='img' aria-label='{}'>".format(html.escape(caption)),
              "<rect x='56' y='118' width='132' height='120' rx='26' fill='#f1e3d3' stroke='#8d6e63'/>"]
     for j, (x, y, w, h, rot) in enumerate(_FINGER_BOXES):
