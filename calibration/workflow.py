@@ -331,7 +331,7 @@ def accept(opts: CalibrateOptions, store: ModelStore, outcome: Dict[str, Any], s
     return version
 
 
-def accept_default(verdict: Dict[str, Any], opts: CalibrateOptions, console) -> str:
+def accept_default(verdict: Dict[str, Any], opts: CalibrateOptions, console, *, current: Optional[str] = None) -> str:
     """Return the answer offered to "Accept this model?" and print why.
 
     ``accept`` only when the verdict is ready (or with ``--accept-worse``); ``--yes`` takes this default, so it
@@ -344,8 +344,8 @@ def accept_default(verdict: Dict[str, Any], opts: CalibrateOptions, console) -> 
     if opts.accept_worse:
         console.print("[yellow]--accept-worse: offering to accept it anyway[/yellow]")
         return "accept"
-    console.print("The default is to reject: the patient keeps {}.".format(
-        "the current model" if opts.recalibrate else "no new model"))
+    console.print("The default is to reject: {}.".format(
+        "the patient keeps {}".format(current) if current else "the patient gets no model yet"))
     return "reject"
 
 
@@ -404,7 +404,7 @@ def run_calibration(opts: CalibrateOptions, *, console=None, ask: Optional[Ask] 
     work = os.path.join(store.root, "work", os.path.splitext(os.path.basename(path))[0])
     outcome = train_and_evaluate(opts, rec, work, store, console,
                                  quality=quality_summary(report, units=getattr(rec, "units", "signal units")))
-    default = accept_default(outcome["evaluation"]["verdict"], opts, console)
+    default = accept_default(outcome["evaluation"]["verdict"], opts, console, current=store.current())
     choice = ask("Accept this model for patient {}?".format(opts.patient), ["accept", "reject"], default)
     version = None
     if choice == "accept":

@@ -149,10 +149,11 @@ def test_the_accept_default_follows_the_verdict(tmp_path, protocol_file):
              "reasons": ["finger R^2 0.40 is worse than wiener's 0.89"]}
     console = quiet()
     assert accept_default(ready, options(tmp_path, protocol_file), console) == "accept"
-    assert accept_default(worse, options(tmp_path, protocol_file), console) == "reject"
+    assert accept_default(worse, options(tmp_path, protocol_file), console, current="v002") == "reject"
     assert accept_default(worse, options(tmp_path, protocol_file, accept_worse=True), console) == "accept"
     text = console.file.getvalue()
-    assert "not ready: finger R^2 0.40 is worse than wiener's 0.89" in text and "The default is to reject" in text
+    assert "not ready: finger R^2 0.40 is worse than wiener's 0.89" in text
+    assert "The default is to reject: the patient keeps v002" in text
 
 
 def test_recalibration_needs_a_current_model(tmp_path, protocol_file):
