@@ -78,6 +78,17 @@ def test_a_failing_finger_is_marked_and_coloured(tmp_path):
     assert "Not checked here" in doc  # no quality given: said, not hidden
 
 
+def test_a_class_only_report_has_no_finger_section_and_no_empty_columns(tmp_path):
+    res = {"gru": {"r2_mean": None, "r2_per_finger": None, "accuracy": 0.9, "macro_f1": 0.85},
+           "lda": {"r2_mean": None, "r2_per_finger": None, "accuracy": 0.86, "macro_f1": 0.8}}
+    path = write_report(str(tmp_path), results=res, descriptions={}, truth=None, predictions={}, hop_ms=20.0,
+                        confusion={"gru": np.eye(2, dtype=int)}, class_names=["rest", "fist"], history=[],
+                        title="3DC participant 1")
+    doc = open(path, encoding="utf-8").read()
+    assert visible_text(doc).startswith("ready: class accuracy 0.90")
+    assert "<svg" not in doc and "Finger tracking R²" not in doc and "Movement class accuracy (%)" in doc
+
+
 def test_the_bar_legend_sits_beside_the_bars_not_over_them():
     import matplotlib.pyplot as plt
 
