@@ -322,7 +322,7 @@ def accept(opts: CalibrateOptions, store: ModelStore, outcome: Dict[str, Any], s
     notes = "recalibrated from {}".format(store.current()) if opts.recalibrate else "calibrated from scratch"
     verdict = outcome["evaluation"]["verdict"]
     if not verdict["ready"]:
-        notes += "; accepted although {}".format(verdict["summary"])
+        notes += "; accepted although not ready"  # the reasons: meta.json's "verdict"
     version = store.accept(bundle_dir, metrics={k: v for k, v in metrics.items() if v is not None},
                            report_dir=outcome["report_dir"], notes=notes, sessions=[os.path.abspath(session_path)],
                            model_dir=outcome["model_dir"], decoder=name, verdict=verdict["summary"])
