@@ -13,7 +13,10 @@ def register(sub: "argparse._SubParsersAction") -> None:
                        "r repeat, s skip, q stop; keys act at once, mid-trial), crash-safe recording, signal-quality "
                        "verdict, training on all but the last repetition with the classic baselines, report, and "
                        "acceptance into the patient's model store. With --recalibrate, a short session adapts the "
-                       "current model instead.")
+                       "current model instead.",
+                       epilog="Exit codes: 0 a model was accepted; 4 none was (the clinician rejected it, or --yes "
+                       "took the default 'reject' because the model was not ready, with the reason printed); 3 stopped "
+                       "(the message says how to resume); 2 a usage or device error.")
     add_calibrate_arguments(c)
     c.add_argument("--discard-interrupted", nargs="?", const="all", default=None, metavar="SESSION.h5",
                    help="move the interrupted session SESSION.h5 (default: every one of this patient's) aside into "
@@ -24,7 +27,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     m.add_argument("--patient", required=True)
     m.add_argument("--store", required=True, help="the model store folder")
     m.add_argument("--rollback", default=None, metavar="VERSION", help="make this version current")
-    m.add_argument("--json", action="store_true")
+    m.add_argument("--json", action="store_true", help="print the same listing as one JSON object")
     m.set_defaults(func=_models)
 
 
@@ -41,8 +44,12 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=None,
                         help="record only as many repetitions as fit (recalibration: e.g. 2)")
     parser.add_argument("--resume", default=None, metavar="SESSION.h5", help="continue an interrupted session")
-    parser.add_argument("--yes", action="store_true", help="answer every question with its default (continue unless "
-                        "the quality verdict is bad, then accept); for scripted use")
+    parser.add_argument("--yes", action="store_true", help="answer every question with its default: continue unless "
+                        "the quality verdict is bad; accept only a model that is ready (no worse than the best classic "
+                        "decoder or the current version, every finger and the class accuracy above the thresholds), "
+                        "otherwise reject and say why (exit 4); for scripted use")
+    parser.add_argument("--accept-worse", action="store_true", help="offer 'accept' as the default even for a model "
+                        "that is not ready (rehearsals with tiny models); the reason is kept in the version's notes")
     parser.add_argument("--no-tui", dest="tui", action="store_false", help="plain log lines instead of the live view")
     parser.add_argument("--fast", action="store_true", help="simulated patient only: do not pace in real time")
     parser.add_argument("--epochs", type=int, default=None, help="training (or recalibration) epochs")
@@ -59,28 +66,26 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _models(args: argparse.Namespace) -> int:
+    import os
+
     from .model_store import ModelStore
 
     store = ModelStore(args.store, args.patient)
     if args.rollback:
         store.rollback(args.rollback)
-        print("patient {}: current model is now {}".format(args.patient, args.rollback))
-    current = store.current()  # a broken pointer is an error (exit 2), not a listing without a current version
-    rows = []
-    for v in store.versions():
-        meta = store.meta(v)
-        rows.append({"version": v, "current": v == current, "accepted_at": meta["accepted_at"],
-                     "metrics": meta.get("metrics", {}), "notes": meta.get("notes", "")})
+        if not args.json:
+            print("patient {}: current model is now {}".format(args.patient, args.rollback))
+    rows = store.listing()  # a broken current pointer is an error (exit 2), not a listing without a current version
     if args.json:
-        print(json.dumps({"patient": args.patient, "versions": rows}))
+        print(json.dumps({"patient": args.patient, "store": store.store_dir,
+                          "current": store.current(), "versions": rows}))
         return 0
     if not rows:
         print("patient {}: no accepted models in {}".format(args.patient, args.store))
-    for r in rows:
-        m = r["metrics"]
-        print("{} {} {}  {}{}".format("*" if r["current"] else " ", r["version"], r["accepted_at"][:19],
-                                      ", ".join("{} {:.3f}".format(k, v) for k, v in m.items()
-                                                if isinstance(v, float)), ("  " + r["notes"]) if r["notes"] else ""))
+        return 0
+    # bundle paths as typed (--store): they work from here and fit the table; --json gives them absolute
+    print_models_table(args.patient, [dict(r, bundle_path=os.path.join(args.store, args.patient, "versions",
+                                                                        r["version"], "bundle")) for r in rows])
     return 0
 
 
@@ -92,6 +97,35 @@ def calibrate_options(args: argparse.Namespace):
 
     return CalibrateOptions(**{f.name: getattr(args, f.name) for f in fields(CalibrateOptions)
                                if hasattr(args, f.name)})
+
+
+def print_models_table(patient: str, rows: list, console=None) -> None:
+    """Print ``neurohand models`` as a table: one row per version, the current one marked."""
+    import os
+
+    from rich.console import Console
+    from rich.table import Table
+
+    def num(v, pct=False):
+        return "-" if v is None else ("{:.0f} %".format(100 * v) if pct else "{:.2f}".format(v))
+
+    t = Table(title="patient {}: model versions (* current; scores on each version's held-out repetition)".format(
+        patient), title_justify="left")
+    t.add_column("", width=1)
+    t.add_column("version")
+    t.add_column("accepted (UTC)")
+    t.add_column("finger R²", justify="right")
+    t.add_column("class accuracy", justify="right")
+    t.add_column("best classic R²", justify="right")
+    t.add_column("source session", overflow="fold")
+    t.add_column("bundle", no_wrap=True)
+    t.add_column("notes", overflow="fold")
+    for r in rows:
+        t.add_row("*" if r["current"] else "", "[bold]{}[/bold]".format(r["version"]) if r["current"] else r["version"],
+                  r["accepted_at"][:16].replace("T", " "), num(r["finger_r2"]), num(r["class_accuracy"], pct=True),
+                  num(r["best_classic"]), ", ".join(os.path.basename(s) for s in r["sessions"]) or "-",
+                  r["bundle_path"], r["notes"] or "-")
+    (console or Console(width=max(Console().width, 160))).print(t)
 
 
 def _calibrate(args: argparse.Namespace) -> int:

@@ -94,8 +94,12 @@ class ModelStore:
             return json.load(f)
 
     def accept(self, bundle_dir: str, *, metrics: Optional[Dict[str, Any]] = None, report_dir: Optional[str] = None,
-               notes: str = "", sessions: Optional[List[str]] = None, model_dir: Optional[str] = None) -> str:
-        """Copy a validated bundle in as the next version and make it current; returns the version name."""
+               notes: str = "", sessions: Optional[List[str]] = None, model_dir: Optional[str] = None,
+               decoder: Optional[str] = None, verdict: Optional[str] = None) -> str:
+        """Copy a validated bundle in as the next version and make it current; returns the version name.
+
+        ``decoder`` names the decoder the bundle runs (``gru``), ``verdict`` the report's verdict line.
+        """
         Bundle(bundle_dir)  # refuse a corrupted bundle before it becomes a patient's model
         existing = self.versions()
         version = "v{:03d}".format(int(existing[-1][1:]) + 1 if existing else 1)
@@ -110,12 +114,41 @@ class ModelStore:
             shutil.copytree(report_dir, os.path.join(tmp, "report"))
         meta = {"version": version, "patient_id": self.patient_id,
                 "accepted_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                "metrics": metrics or {}, "notes": notes, "sessions": sessions or []}
+                "metrics": metrics or {}, "notes": notes, "sessions": sessions or [], "decoder": decoder,
+                "verdict": verdict}
         with open(os.path.join(tmp, "meta.json"), "w") as f:
             json.dump(meta, f, indent=1)
         os.replace(tmp, vdir)
         self._set_current(version)
         return version
+
+    def listing(self) -> List[Dict[str, Any]]:
+        """Every version, oldest first, as ``neurohand models`` shows it.
+
+        Returns
+        -------
+        list of dict
+            ``{"version", "current", "accepted_at", "decoder", "finger_r2", "class_accuracy", "best_classic",
+            "verdict", "notes", "sessions", "bundle_path", "report", "metrics"}``; ``finger_r2`` and
+            ``class_accuracy`` are the deployed decoder's on its held-out repetition (None where not decoded),
+            ``best_classic`` the best classic decoder's finger R^2 on the same data.
+        """
+        current = self.current()
+        rows = []
+        for v in self.versions():
+            meta = self.meta(v)
+            m = meta.get("metrics", {})
+            classic = [m[k] for k in ("wiener_r2_mean", "kalman_r2_mean") if isinstance(m.get(k), (int, float))]
+            report = os.path.join(self._version_dir(v), "report", "report.html")
+            rows.append({"version": v, "current": v == current, "accepted_at": meta.get("accepted_at", ""),
+                         "decoder": meta.get("decoder"), "finger_r2": m.get("test_repetition_r2_mean"),
+                         "class_accuracy": m.get("test_repetition_accuracy",
+                                                 m.get("{}_accuracy".format(meta.get("decoder") or "gru"))),
+                         "best_classic": max(classic) if classic else None, "verdict": meta.get("verdict"),
+                         "notes": meta.get("notes", ""), "sessions": meta.get("sessions", []),
+                         "bundle_path": self.bundle_path(v), "report": report if os.path.exists(report) else None,
+                         "metrics": m})
+        return rows
 
     def rollback(self, version: str) -> None:
         """Make an earlier (or any existing) version current."""

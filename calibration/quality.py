@@ -111,3 +111,21 @@ def check_recording(rec: Recording, *, mains_hz: Optional[float] = None,
                "warn": "usable, with warnings on {}".format(", ".join(r.name for r in reports if r.verdict != "ok")),
                "bad": "re-record advised: {} unusable".format(", ".join(bad))}[worst]
     return {"verdict": worst, "channels": reports, "summary": summary}
+
+
+def quality_summary(report: Dict[str, object], *, units: str = "signal units") -> Dict[str, object]:
+    """Return :func:`check_recording`'s verdict as plain data (JSON-able), the shape the evaluation report shows.
+
+    Returns
+    -------
+    dict
+        ``{"verdict", "summary", "units", "channels": [{"name", "verdict", "noise_floor", "mains_ratio",
+        "best_modulation", "problems"}, ...]}``.
+    """
+    channels = []
+    for ch in report["channels"]:
+        best = max(ch.modulation.items(), key=lambda kv: kv[1]) if ch.modulation else None
+        channels.append({"name": ch.name, "verdict": ch.verdict, "noise_floor": ch.noise_floor,
+                         "mains_ratio": ch.mains_ratio, "problems": list(ch.problems),
+                         "best_modulation": "{} {:.2f}x".format(best[0], best[1]) if best else None})
+    return {"verdict": report["verdict"], "summary": report["summary"], "units": units, "channels": channels}

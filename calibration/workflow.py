@@ -56,6 +56,7 @@ class CalibrateOptions:
     yes: bool = False
     tui: bool = True
     fast: bool = False
+    accept_worse: bool = False
     epochs: Optional[int] = None
     hidden: Optional[int] = None
     layers: Optional[int] = None
@@ -290,19 +291,44 @@ def quality_table(report: Dict[str, Any]):
     return t
 
 
-def metrics_table(results: Dict[str, Dict[str, Any]], title: str):
-    """Return the decoders' metrics side by side as a rich table."""
+def metrics_table(results: Dict[str, Dict[str, Any]], title: str, *, deployed: Optional[str] = None):
+    """Return the decoders' metrics side by side as a rich table, in the report's words and units."""
     from rich.table import Table
 
-    t = Table("decoder", "R2 mean", "Pearson r", "RMSE", "delay ms", "class accuracy", "macro F1", title=title)
+    t = Table(title=title)
+    t.add_column("decoder", no_wrap=True)
+    for header in ("finger R² (0-1)", "Pearson r", "position error (% of flexion)", "delay (ms)",
+                   "class accuracy (%)", "class F1"):
+        t.add_column(header, justify="right")
+    formats = (("r2_mean", "{:.2f}", 1), ("pearson_r_mean", "{:.2f}", 1), ("rmse_mean", "{:.1f}", 100),
+               ("delay_ms", "{:.0f}", 1), ("accuracy", "{:.0f}", 100), ("macro_f1", "{:.2f}", 1))
     for name, r in results.items():
-        t.add_row(name, *["-" if r.get(k) is None else "{:.3f}".format(r[k]) for k in
-                          ("r2_mean", "pearson_r_mean", "rmse_mean", "delay_ms", "accuracy", "macro_f1")])
+        t.add_row(name + (" (deployed)" if name == deployed else ""),
+                  *["-" if r.get(k) is None else f.format(r[k] * scale) for k, f, scale in formats])
     return t
 
 
-def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore, console) -> Dict[str, Any]:
-    """Train (or recalibrate) on all but the last repetition, evaluate on it; returns what acceptance needs."""
+def _current_on(store: ModelStore, test_rec, console) -> Optional[Dict[str, Any]]:
+    """Score the current version's recurrent decoder on ``test_rec`` (None without one, or when it cannot read it)."""
+    from neurohand.training.data import TrainingDataError
+    from neurohand.training.evaluate import evaluate
+
+    if store.current() is None:
+        return None
+    try:
+        return evaluate(store.model_path(), [test_rec])["decoders"]
+    except (TrainingDataError, FileNotFoundError) as e:
+        console.print("[yellow]the current version {} is not compared[/yellow]: {}".format(store.current(), e))
+        return None
+
+
+def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore, console, *,
+                       quality: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Train (or recalibrate) on all but the last repetition and evaluate on it; returns what acceptance needs.
+
+    The evaluation sets the new model beside the baselines and the current version; ``evaluation["verdict"]`` is the
+    accept decision.
+    """
     from neurohand.training.config import TrainConfig, with_overrides
     from neurohand.training.data import split_last_repetitions
     from neurohand.training.evaluate import evaluate
@@ -311,15 +337,14 @@ def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore
 
     train_rec, test_rec, test_reps = split_last_repetitions(rec)
     model_dir, report_dir = os.path.join(work, "model"), os.path.join(work, "report")
-    before = None
+    current = store.current()
+    before = _current_on(store, test_rec, console)  # scored before training: what the patient has now
     t0 = time.perf_counter()
     if opts.recalibrate:
-        current = store.model_path()
         console.rule("[bold]Recalibrating {} (model {}) on repetitions {}".format(
-            opts.patient, store.current(), sorted(set(int(r) for r in np.unique(train_rec.repetitions)))))
-        before = evaluate(current, [test_rec])["decoders"]
+            opts.patient, current, sorted(set(int(r) for r in np.unique(train_rec.repetitions)))))
         cfg = RecalibrationConfig(seed=opts.seed, **({"epochs": opts.epochs} if opts.epochs else {}))
-        recalibrate(current, [train_rec], model_dir, config=cfg, progress=opts.tui, log=console.print,
+        recalibrate(store.model_path(), [train_rec], model_dir, config=cfg, progress=opts.tui, log=console.print,
                     source_files=[rec.metadata.get("session_path", "")])
     else:
         console.rule("[bold]Training the decoder on repetitions {} (the last, {}, is the test)".format(
@@ -328,19 +353,21 @@ def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore
                                              "model.layers": opts.layers}, seed=opts.seed)
         train([train_rec], model_dir, config=cfg, progress=opts.tui, log=console.print)
     wall = time.perf_counter() - t0
+    previous = (current, next(iter(before.values()))) if before else None
     ev = evaluate(model_dir, [test_rec], report_dir=report_dir,
                   title="patient {} - {} - test repetition {}".format(
                       opts.patient, "recalibration" if opts.recalibrate else "calibration", test_reps[0]),
-                  notes=["session: {}".format(rec.metadata.get("session_id", ""))])
+                  notes=["session: {}".format(rec.metadata.get("session_id", ""))], previous=previous,
+                  quality=quality)
     results = dict(ev["decoders"])
-    if before is not None:
-        results = dict({"{} before".format(store.current()): next(iter(before.values()))},
-                       **results)
+    if previous is not None:
+        results = dict({"{} (current)".format(current): previous[1]}, **results)
     console.print(metrics_table(results, "held-out repetition {} ({:.0f} s to {})".format(
-        test_reps[0], wall, "recalibrate" if opts.recalibrate else "train")))
+        test_reps[0], wall, "recalibrate" if opts.recalibrate else "train"), deployed=next(iter(ev["decoders"]))))
     console.print("report: {}".format(ev["report"]))
-    return {"model_dir": model_dir, "report_dir": report_dir, "evaluation": ev, "before": before,
-            "test_rec": test_rec, "train_s": wall}
+    return {"model_dir": model_dir, "report_dir": report_dir, "evaluation": ev,
+            "before": before if opts.recalibrate else None, "current": previous, "test_rec": test_rec,
+            "train_s": wall}
 
 
 def accept(opts: CalibrateOptions, store: ModelStore, outcome: Dict[str, Any], session_path: str, console) -> str:
@@ -354,15 +381,37 @@ def accept(opts: CalibrateOptions, store: ModelStore, outcome: Dict[str, Any], s
     metrics = {"{}_{}".format(d, k): v for d, r in ev.items() for k, v in r.items()
                if k in ("r2_mean", "accuracy", "delay_ms") and isinstance(v, float)}
     metrics["test_repetition_r2_mean"] = ev[name].get("r2_mean")
+    metrics["test_repetition_accuracy"] = ev[name].get("accuracy")
     if outcome["before"] is not None:
         metrics["before_recalibration_r2_mean"] = next(iter(outcome["before"].values())).get("r2_mean")
     notes = "recalibrated from {}".format(store.current()) if opts.recalibrate else "calibrated from scratch"
+    verdict = outcome["evaluation"]["verdict"]
+    if not verdict["ready"]:
+        notes += "; accepted although not ready"  # the reasons: meta.json's "verdict"
     version = store.accept(bundle_dir, metrics={k: v for k, v in metrics.items() if v is not None},
                            report_dir=outcome["report_dir"], notes=notes, sessions=[os.path.abspath(session_path)],
-                           model_dir=outcome["model_dir"])
+                           model_dir=outcome["model_dir"], decoder=name, verdict=verdict["summary"])
     console.print("[green]accepted[/green]: patient {} model {} is now current ({})".format(
         opts.patient, version, store.bundle_path(version)))
     return version
+
+
+def accept_default(verdict: Dict[str, Any], opts: CalibrateOptions, console, *, current: Optional[str] = None) -> str:
+    """Return the answer offered to "Accept this model?" and print why.
+
+    ``accept`` only when the verdict is ready (or with ``--accept-worse``); ``--yes`` takes this default, so it
+    never accepts a worse model.
+    """
+    if verdict["ready"]:
+        console.print("[green]{}[/green]".format(verdict["summary"]))
+        return "accept"
+    console.print("[bold red]{}[/bold red]".format(verdict["summary"]))
+    if opts.accept_worse:
+        console.print("[yellow]--accept-worse: offering to accept it anyway[/yellow]")
+        return "accept"
+    console.print("The default is to reject: {}.".format(
+        "the patient keeps {}".format(current) if current else "the patient gets no model yet"))
+    return "reject"
 
 
 def run_calibration(opts: CalibrateOptions, *, console=None, ask: Optional[Ask] = None, controls=None
@@ -378,7 +427,7 @@ def run_calibration(opts: CalibrateOptions, *, console=None, ask: Optional[Ask] 
 
     from neurohand.decoder.session_file import read_recording
 
-    from .quality import check_recording
+    from .quality import check_recording, quality_summary
 
     console = console or Console()
     store = ModelStore(opts.store, opts.patient)
@@ -423,14 +472,17 @@ def run_calibration(opts: CalibrateOptions, *, console=None, ask: Optional[Ask] 
         opts = replace(opts, resume=None)
         cue_protocol = cue_protocol or _cue_protocol_for(opts)
     work = os.path.join(store.root, "work", os.path.splitext(os.path.basename(path))[0])
-    outcome = train_and_evaluate(opts, rec, work, store, console)
-    choice = ask("Accept this model for patient {}?".format(opts.patient), ["accept", "reject"], "accept")
+    outcome = train_and_evaluate(opts, rec, work, store, console,
+                                 quality=quality_summary(report, units=getattr(rec, "units", "signal units")))
+    default = accept_default(outcome["evaluation"]["verdict"], opts, console, current=store.current())
+    choice = ask("Accept this model for patient {}?".format(opts.patient), ["accept", "reject"], default)
     version = None
     if choice == "accept":
         version = accept(opts, store, outcome, path, console)
     else:
-        console.print("rejected: the current model stays {}; session and report kept in {}".format(
-            store.current(), work))
+        console.print("rejected: {}; session and report kept in {}".format(
+            "the current model stays {}".format(store.current()) if store.current() else
+            "the patient has no accepted model yet", work))
     return {"session": path, "verdict": report["verdict"], "version": version, "evaluation": outcome["evaluation"],
             "before": outcome["before"], "test_recording": outcome["test_rec"], "work_dir": work}
 

@@ -54,9 +54,9 @@ def run_demo(args: argparse.Namespace) -> int:
         args.seed))
     t0 = time.perf_counter()
     opts = CalibrateOptions(patient="demo", store=store_dir, source="sim", labels="glove:sim", fast=True,
-                            tui=console.is_terminal, yes=True, epochs=args.epochs, hidden=args.hidden,
-                            minutes=args.minutes, seed=args.seed, sim_seed=args.seed, sim_channels=args.channels,
-                            sim_fs_hz=args.fs_hz)
+                            tui=console.is_terminal, yes=True, accept_worse=True,  # a walk-through: no patient
+                            epochs=args.epochs, hidden=args.hidden, minutes=args.minutes, seed=args.seed,
+                            sim_seed=args.seed, sim_channels=args.channels, sim_fs_hz=args.fs_hz)
     outcome = run_calibration(opts, console=console)
     if outcome["version"] is None:
         console.print("[red]the model was not accepted[/red]")

@@ -54,9 +54,22 @@ def trial_names(path):
     return [c["name"].decode() for c in read_recording(path).cues]
 
 
+def clinician_accepts(asked):
+    """Answer every question with its default, except "Accept?": accept (the clinician overrides the default)."""
+    def ask(question, choices, default):
+        asked.append((question, default))
+        return "accept" if question.startswith("Accept") else default
+
+    return ask
+
+
 @pytest.mark.slow
 def test_calibrate_recalibrate_and_roll_back(tmp_path, protocol_file):
-    out = run_calibration(options(tmp_path, protocol_file, labels="glove:sim"), console=quiet())
+    asked = []
+    out = run_calibration(options(tmp_path, protocol_file, labels="glove:sim", yes=False), console=quiet(),
+                          ask=clinician_accepts(asked))
+    verdict = out["evaluation"]["verdict"]
+    assert asked[-1] == ("Accept this model for patient P1?", "accept" if verdict["ready"] else "reject")
     store = ModelStore(str(tmp_path / "store"), "P1")
     assert out["version"] == "v001" and store.current() == "v001" and out["verdict"] in ("ok", "warn")
     rec = read_recording(out["session"])
@@ -66,12 +79,13 @@ def test_calibrate_recalibrate_and_roll_back(tmp_path, protocol_file):
     meta = store.meta("v001")
     assert set(out["evaluation"]["decoders"]) == {"gru", "wiener", "kalman", "lda"}  # baselines side by side
     assert meta["metrics"]["gru_r2_mean"] == pytest.approx(out["evaluation"]["decoders"]["gru"]["r2_mean"])
-    assert meta["sessions"] == [os.path.abspath(out["session"])] and meta["notes"] == "calibrated from scratch"
+    assert meta["sessions"] == [os.path.abspath(out["session"])] and meta["notes"].startswith("calibrated from scratch")
+    assert meta["decoder"] == "gru" and meta["verdict"] == verdict["summary"]
     assert os.path.exists(os.path.join(store.root, "versions", "v001", "report", "report.html"))
     Bundle(store.bundle_path()).check_source(fs_hz=4000.0, n_channels=6)
 
-    again = run_calibration(options(tmp_path, protocol_file, recalibrate=True, minutes=0.25, sim_day=2),
-                            console=quiet())
+    again = run_calibration(options(tmp_path, protocol_file, recalibrate=True, minutes=0.25, sim_day=2, yes=False),
+                            console=quiet(), ask=clinician_accepts(asked))
     assert again["version"] == "v002" and store.current() == "v002"
     assert again["before"] is not None  # the unadapted model was evaluated on the same held-out repetition
     assert len(read_recording(again["session"]).cues) == 2 * 3  # --minutes 0.25: 2 repetitions fit
@@ -79,7 +93,7 @@ def test_calibrate_recalibrate_and_roll_back(tmp_path, protocol_file):
     v2, meta2 = load_model_dir(store.model_path("v002"))
     assert torch.equal(v1.rnn.weight_hh_l0, v2.rnn.weight_hh_l0) and not torch.equal(v1.rnn.weight_ih_l0,
                                                                                        v2.rnn.weight_ih_l0)
-    assert store.meta("v002")["notes"] == "recalibrated from v001"
+    assert store.meta("v002")["notes"].startswith("recalibrated from v001")
     assert "before_recalibration_r2_mean" in store.meta("v002")["metrics"]
 
     from neurohand.deploy.cli import main
@@ -107,6 +121,39 @@ def test_clinician_rejects_or_stops(tmp_path, protocol_file):
     assert out["version"] is None and store.current() is None and store.versions() == []
     sessions = sorted(f for f in os.listdir(store.sessions_dir()) if f.endswith(".h5"))
     assert len(sessions) == 3  # the stopped one, the re-recorded one and its replacement: nothing is lost
+
+
+@pytest.mark.slow
+def test_yes_rejects_a_model_worse_than_wiener_and_says_why(tmp_path, protocol_file, capsys):
+    """A one-epoch, 4-unit GRU is worse than the Wiener filter: --yes rejects it (exit 4); the report says so first."""
+    from neurohand.deploy.cli import main
+
+    store = str(tmp_path / "store")
+    rc = main(["calibrate", "--patient", "P1", "--store", store, "--cue-protocol", protocol_file, "--no-tui", "--yes",
+               "--fast", "--sim-channels", "6", "--sim-fs-hz", "4000", "--epochs", "1", "--hidden", "4",
+               "--layers", "1"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert rc == 4 and ModelStore(store, "P1").versions() == []
+    assert "not ready: " in text and "is worse than wiener's" in text
+    assert "Accept this model for patient P1? -> reject (--yes)" in text
+    work = os.path.join(store, "P1", "work")
+    report = open(os.path.join(work, os.listdir(work)[0], "report", "report.html"), encoding="utf-8").read()
+    assert report.split("<body>", 1)[1].lstrip().startswith("<p id='verdict' class='verdict notready'>not ready: ")
+
+
+def test_the_accept_default_follows_the_verdict(tmp_path, protocol_file):
+    from neurohand.calibration.workflow import accept_default
+
+    ready = {"ready": True, "summary": "ready: finger R^2 0.91", "reasons": []}
+    worse = {"ready": False, "summary": "not ready: finger R^2 0.40 is worse than wiener's 0.89",
+             "reasons": ["finger R^2 0.40 is worse than wiener's 0.89"]}
+    console = quiet()
+    assert accept_default(ready, options(tmp_path, protocol_file), console) == "accept"
+    assert accept_default(worse, options(tmp_path, protocol_file), console, current="v002") == "reject"
+    assert accept_default(worse, options(tmp_path, protocol_file, accept_worse=True), console) == "accept"
+    text = console.file.getvalue()
+    assert "not ready: finger R^2 0.40 is worse than wiener's 0.89" in text
+    assert "The default is to reject: the patient keeps v002" in text
 
 
 def test_recalibration_needs_a_current_model(tmp_path, protocol_file):
@@ -160,7 +207,7 @@ def test_live_view_renders_and_a_stopped_session_resumes(tmp_path, protocol_file
     from neurohand.calibration.workflow import interrupted_sessions
 
     assert interrupted_sessions(store) == [path]
-    out = run_calibration(options(tmp_path, protocol_file, resume=path), console=quiet())
+    out = run_calibration(options(tmp_path, protocol_file, resume=path, accept_worse=True), console=quiet())
     names = trial_names(path)
     assert [int(n.split("@")[1]) for n in names] == [0, 1, 3, 4, 5, 6, 7, 8]
     assert out["version"] == "v001" and interrupted_sessions(store) == []
@@ -186,7 +233,8 @@ def test_killed_calibration_resumes(tmp_path, protocol_file):
     sessions = ModelStore(store, "P1").sessions_dir()
     path = os.path.join(sessions, next(f for f in os.listdir(sessions) if f.endswith(".h5")))
     assert os.path.exists(path + ".inprogress")
-    out = run_calibration(options(tmp_path, protocol_file, resume=path, sim_channels=4), console=quiet())
+    out = run_calibration(options(tmp_path, protocol_file, resume=path, sim_channels=4, accept_worse=True),
+                          console=quiet())
     assert [int(n.split("@")[1]) for n in trial_names(path)] == list(range(9))
     assert out["version"] == "v001"
 

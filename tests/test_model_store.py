@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -35,6 +36,35 @@ def test_accept_versions_and_rollback(tmp_path, bundle_dir, capsys):
     assert [r["current"] for r in out["versions"]] == [True, False]
     assert main(["models", "--patient", "P001", "--store", str(tmp_path), "--rollback", "v002"]) == 0
     assert store.current() == "v002"
+
+
+def test_models_is_a_table_with_metrics_sessions_and_bundle_paths(tmp_path, bundle_dir, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    store = ModelStore(str(tmp_path), "P001")
+    store.accept(bundle_dir, metrics={"test_repetition_r2_mean": 0.812, "test_repetition_accuracy": 0.9,
+                                      "wiener_r2_mean": 0.75, "kalman_r2_mean": 0.7},
+                 sessions=[str(tmp_path / "20261201-101500.h5")], notes="calibrated from scratch", decoder="gru",
+                 verdict="ready: finger R^2 0.81, class accuracy 0.90")
+    store.accept(bundle_dir, metrics={"test_repetition_r2_mean": 0.85}, sessions=[str(tmp_path / "day2-recal.h5")],
+                 notes="recalibrated from v001")
+    store.rollback("v001")
+    capsys.readouterr()
+    assert main(["models", "--patient", "P001", "--store", "."]) == 0
+    table = capsys.readouterr().out
+    lines = [ln for ln in table.splitlines() if " v00" in ln]
+    assert len(lines) == 2 and "*" in lines[0] and "*" not in lines[1]  # the current version is marked
+    for text in ("finger R²", "class accuracy", "best classic R²", "source session", "bundle", "0.81", "90 %",
+                 "0.75", "20261201-101500.h5", "day2-recal.h5", "calibrated from scratch"):
+        assert text in table, text
+    assert os.path.join(".", "P001", "versions", "v002", "bundle") in table  # as typed, a path that works from here
+    assert main(["models", "--patient", "P001", "--store", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["current"] == "v001"
+    v1, v2 = out["versions"]
+    assert v1["bundle_path"] == store.bundle_path("v001") and v1["current"] and not v2["current"]
+    assert (v1["finger_r2"], v1["class_accuracy"], v1["best_classic"]) == (0.812, 0.9, 0.75)
+    assert v1["decoder"] == "gru" and v1["verdict"].startswith("ready:")
+    assert v2["sessions"] == [str(tmp_path / "day2-recal.h5")] and v2["class_accuracy"] is None
 
 
 def test_accept_refuses_a_corrupted_bundle_and_bad_patient_ids(tmp_path, bundle_dir):

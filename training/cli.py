@@ -90,12 +90,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         slim = {"decoders": {n: {k: v for k, v in r.items() if k != "confusion_matrix"}
                              for n, r in out["decoders"].items()},
-                "test_frames": out["test_frames"], "report": out["report"]}
+                "test_frames": out["test_frames"], "report": out["report"], "verdict": out["verdict"]}
         print(json.dumps(slim))
         return 0
     from rich.console import Console
 
     Console().print(results_table(out["decoders"], "test frames: {}".format(out["test_frames"])))
+    print(out["verdict"]["summary"])
     if out["report"]:
         print("report: {}".format(out["report"]))
     return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -14,6 +14,7 @@ from .data import TrainingDataError, adapt_frames, build_frames, class_mismatch
 from .metrics import classification_metrics, decoder_summary, regression_metrics
 from .model import predict_sequences
 from .model_dir import adapter_of, feature_config_of, load_model_dir
+from .verdict import decide
 
 
 def check_contract(meta: Dict[str, Any], recordings: Sequence[Recording], *, what: str = "Test recording") -> None:
@@ -55,14 +56,21 @@ def results_table(results: Dict[str, Dict[str, Any]], title: str):
 
 
 def evaluate(model_dir: str, recordings: Sequence[Recording], *, report_dir: Optional[str] = None,
-             title: str = "neurohand evaluation", notes: Sequence[str] = ()) -> Dict[str, Any]:
-    """Metrics of the recurrent decoder and every baseline on ``recordings``.
+             title: str = "neurohand evaluation", notes: Sequence[str] = (),
+             previous: Optional[Tuple[str, Dict[str, Any]]] = None,
+             quality: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Metrics of the recurrent decoder and every baseline on ``recordings``, and the verdict on the decoder.
+
+    ``previous`` is the patient's current version as ``(name, its metrics on the same recordings)``, compared in the
+    verdict and shown beside the new model in the report; ``quality`` the session's signal-quality verdict, shown in
+    the report.
 
     Returns
     -------
     dict
         ``{"decoders": {name: {"r2_mean", "r2_per_finger", "pearson_r_mean", "rmse_mean", "accuracy",
-        "macro_f1", "delay_ms", "confusion_matrix"}}, "test_frames": int, "report": path or None}``.
+        "macro_f1", "delay_ms", "confusion_matrix"}}, "verdict": {"ready": bool, "summary": str, "reasons":
+        [str]}, "test_frames": int, "report": path or None}``; the recurrent decoder comes first.
     """
     model, meta = load_model_dir(model_dir)
     check_contract(meta, recordings)
@@ -104,17 +112,17 @@ def evaluate(model_dir: str, recordings: Sequence[Recording], *, report_dir: Opt
                 c = classification_metrics(frames.labels, b.predict(frames), n_classes)
                 results[name] = decoder_summary(None, c)
                 confusion[name] = c["confusion_matrix"]
-    out: Dict[str, Any] = {"decoders": results, "test_frames": len(frames), "report": None}
+    decision = decide(results[cell], {n: r for n, r in results.items() if n != cell},
+                      previous[1] if previous else None, current_name=previous[0] if previous else "")
+    out: Dict[str, Any] = {"decoders": results, "test_frames": len(frames), "report": None,
+                           "verdict": {"ready": decision.accept, "summary": decision.summary,
+                                       "reasons": list(decision.reasons)}}
     if report_dir:
-        out["report"] = _write(report_dir, results, descriptions, frames, predictions, confusion, meta, title,
-                               notes)
+        from .report import write_report
+
+        out["report"] = write_report(
+            report_dir, results=results, descriptions=descriptions, truth=frames.positions if predictions else None,
+            predictions=predictions, hop_ms=frames.hop_ms, confusion=confusion, class_names=meta["class_names"],
+            history=meta.get("history", []), title=title, notes=notes, candidate=cell, previous=previous,
+            quality=quality)
     return out
-
-
-def _write(report_dir, results, descriptions, frames, predictions, confusion, meta, title, notes):
-    from .report import write_report
-
-    return write_report(report_dir, results=results, descriptions=descriptions,
-                        truth=frames.positions if predictions else None, predictions=predictions,
-                        hop_ms=frames.hop_ms, confusion=confusion, class_names=meta["class_names"],
-                        history=meta.get("history", []), title=title, notes=notes)

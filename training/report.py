@@ -5,11 +5,13 @@ from __future__ import annotations
 import html
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from neurohand.decoder.vocabulary import FINGERS
+
+from .verdict import Thresholds
 
 
 def _plt():
@@ -34,18 +36,28 @@ def plot_traces(path: str, truth: np.ndarray, predictions: Dict[str, np.ndarray]
             ax.plot(t, pred[start:start + n, j], lw=1.0, label=name)
         ax.set_ylabel(FINGERS[j])
         ax.set_ylim(-0.05, 1.05)
-    axes[0].legend(loc="upper right", ncol=len(predictions) + 1, fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.955), ncol=len(labels), fontsize=9,
+               frameon=False)  # above the panels, never over a trace
     axes[-1].set_xlabel("time (s)")
     fig.suptitle("Finger positions: decoded vs true (0 open, 1 flexed)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
-def plot_r2_bars(path: str, r2: Dict[str, Sequence[float]]) -> None:
-    """Per-finger R^2 bars for every decoder."""
+def plot_r2_bars(path: str, r2: Dict[str, Sequence[float]], *, threshold: Optional[float] = None) -> None:
+    """Per-finger R^2 bars for every decoder, the legend beside the axes (never over a bar)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig = r2_bars_figure(r2, threshold=threshold)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def r2_bars_figure(r2: Dict[str, Sequence[float]], *, threshold: Optional[float] = None):
+    """Return the figure of :func:`plot_r2_bars` (``r2``: decoder name -> 5 values), laid out, not saved."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(11, 4))
     names = list(r2)
     width = 0.8 / max(len(names), 1)
     x = np.arange(5)
@@ -55,12 +67,15 @@ def plot_r2_bars(path: str, r2: Dict[str, Sequence[float]]) -> None:
     ax.set_xticks(x)
     ax.set_xticklabels(FINGERS)
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_ylabel("R$^2$")
-    ax.legend(fontsize=8)
-    ax.set_title("R$^2$ per finger on the test set")
+    if threshold is not None:
+        ax.axhline(threshold, color="tab:green", lw=1.0, ls="--", label="pass at {:.2f}".format(threshold))
+    low = min([0.0] + [float(v) for vals in r2.values() for v in vals])
+    ax.set_ylim(max(low - 0.05, -1.0), 1.0)
+    ax.set_ylabel("R$^2$ (1 = perfect)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    ax.set_title("Finger tracking R$^2$ per finger on the test data")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    return fig
 
 
 def plot_confusion(path: str, cm: np.ndarray, class_names: Sequence[str], title: str) -> None:
@@ -109,64 +124,57 @@ def plot_training_curves(path: str, history: List[Dict[str, float]]) -> None:
     plt.close(fig)
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "&mdash;"
-    if isinstance(v, float):
-        return "{:.3f}".format(v)
-    return html.escape(str(v))
-
-
 def write_report(report_dir: str, *, results: Dict[str, Dict[str, Any]], descriptions: Dict[str, str],
                  truth: Optional[np.ndarray], predictions: Dict[str, np.ndarray], hop_ms: float,
                  confusion: Optional[Dict[str, Any]], class_names: Sequence[str], history: List[Dict[str, float]],
-                 title: str, notes: Sequence[str] = ()) -> str:
-    """Write the plots and ``report.html``; returns the HTML path."""
+                 title: str, notes: Sequence[str] = (), candidate: Optional[str] = None,
+                 previous: Optional[Tuple[str, Dict[str, Any]]] = None, quality: Optional[Dict[str, Any]] = None,
+                 thresholds: Optional[Thresholds] = None) -> str:
+    """Write the plots and ``report.html``, which starts with the verdict line; returns the HTML path.
+
+    ``candidate`` is the decoder the bundle exports (default: the first of ``results``); ``previous`` the patient's
+    current version as ``(name, metrics on the same test data)``; ``quality`` the session's signal-quality verdict
+    (``calibration.quality.quality_summary``).
+    """
+    from . import report_html as rh
+    from .verdict import decide
+
+    thresholds = thresholds or Thresholds()
+    candidate = candidate or next(iter(results))
+    decision = decide(results[candidate], {n: r for n, r in results.items() if n != candidate},
+                      previous[1] if previous else None, current_name=previous[0] if previous else "",
+                      thresholds=thresholds)
     os.makedirs(report_dir, exist_ok=True)
     images = []
     if truth is not None and predictions:
         plot_traces(os.path.join(report_dir, "traces.png"), truth, predictions, hop_ms)
-        images.append(("traces.png", "Decoded vs true finger positions (first 30 s of the test set)"))
+        images.append(("traces.png", "Decoded against true finger positions (first 30 s of the test repetition)"))
         r2 = {n: r["r2_per_finger"] for n, r in results.items() if r.get("r2_per_finger") is not None}
-        plot_r2_bars(os.path.join(report_dir, "r2_per_finger.png"), r2)
-        images.append(("r2_per_finger.png", "R² per finger, every decoder"))
+        plot_r2_bars(os.path.join(report_dir, "r2_per_finger.png"), r2, threshold=thresholds.finger_r2)
+        images.append(("r2_per_finger.png", "Finger tracking R² per finger, every decoder"))
     if confusion:
         for name, cm in confusion.items():
             fn = "confusion_{}.png".format(name)
             plot_confusion(os.path.join(report_dir, fn), np.asarray(cm), class_names, "Confusion matrix: " + name)
-            images.append((fn, "Confusion matrix ({}), rows normalised".format(name)))
+            images.append((fn, "Movement classes: {} (rows: the true movement, normalised)".format(name)))
     if history:
         plot_training_curves(os.path.join(report_dir, "training_curves.png"), history)
-        images.append(("training_curves.png", "Training loss and validation score"))
-    cols = ["r2_mean", "pearson_r_mean", "rmse_mean", "delay_ms", "accuracy", "macro_f1"]
-    rows = []
-    for name, r in results.items():
-        rows.append("<tr><th>{}</th>{}<td>{}</td></tr>".format(
-            html.escape(name), "".join("<td>{}</td>".format(_fmt(r.get(c))) for c in cols),
-            html.escape(descriptions.get(name, ""))))
-    finger_rows = []
-    for name, r in results.items():
-        if r.get("r2_per_finger") is not None:
-            finger_rows.append("<tr><th>{}</th>{}</tr>".format(
-                html.escape(name), "".join("<td>{:.3f}</td>".format(v) for v in r["r2_per_finger"])))
-    body = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>{}</title>".format(html.escape(title)),
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{text-align:left}"
-        "img{max-width:100%;border:1px solid #eee}</style></head><body>",
-        "<h1>{}</h1>".format(html.escape(title)),
-        "".join("<p>{}</p>".format(html.escape(n)) for n in notes),
-        "<h2>Decoders</h2><table><tr><th>decoder</th>{}<th>settings</th></tr>{}</table>".format(
-            "".join("<th>{}</th>".format(c) for c in cols), "".join(rows)),
-    ]
-    if finger_rows:
-        body.append("<h2>R² per finger</h2><table><tr><th>decoder</th>{}</tr>{}</table>".format(
-            "".join("<th>{}</th>".format(f) for f in FINGERS), "".join(finger_rows)))
+        images.append(("training_curves.png", "Training loss and validation score per epoch"))
+    sections = [rh.thresholds_note(thresholds)]
+    sections += ["<p>{}</p>".format(html.escape(n)) for n in notes]
+    sections.append("<h2>Decoders on the held-out test data</h2>")
+    sections.append(rh.decoders_table(results, descriptions, candidate, previous))
+    if results[candidate].get("r2_per_finger") is not None:
+        sections.append("<h2>Each finger</h2>")
+        sections.append(rh.hands_row(results, candidate, previous, thresholds))
+        sections.append(rh.fingers_table(results, candidate, decision, previous, thresholds))
+    sections.append(rh.quality_section(quality))
     for fn, caption in images:
-        body.append("<h2>{}</h2><img src='{}' alt='{}'>".format(html.escape(caption), fn, html.escape(caption)))
-    body.append("<h2>Raw metrics</h2><pre>{}</pre></body></html>".format(
-        html.escape(json.dumps(results, indent=1))))
+        sections.append("<h2>{}</h2><img src='{}' alt='{}'>".format(html.escape(caption), fn, html.escape(caption)))
+    raw = dict(results, **({previous[0] + " (current)": previous[1]} if previous else {}))
+    sections.append("<details><summary>Raw metrics (JSON, for researchers)</summary><pre>{}</pre></details>".format(
+        html.escape(json.dumps(raw, indent=1))))
     path = os.path.join(report_dir, "report.html")
-    with open(path, "w") as f:
-        f.write("\n".join(body))
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(rh.page(title, decision, sections))
     return path
