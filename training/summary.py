@@ -12,7 +12,7 @@ from .baselines import baseline_names
 from .data import FrameSet
 from .metrics import classification_metrics, decoder_summary, regression_metrics
 
-COLUMNS = (("r2_mean", "R^2 (mean of fingers)"), ("pearson_r_mean", "Pearson r"), ("rmse_mean", "RMSE (0..1)"),
+COLUMNS = (("r2_mean", "R^2"), ("pearson_r_mean", "Pearson r"), ("rmse_mean", "RMSE (0..1)"),
            ("delay_ms", "delay (ms)"), ("accuracy", "class accuracy"), ("macro_f1", "macro F1"))
 """The table's columns: the key in a decoder's record and its header."""
 
