@@ -11,9 +11,10 @@ Layout::
 
 The **contract** is what the model expects of its input and what it outputs: sample rate, channel count and names,
 signal kind, feature configuration and its frame timing at that rate (``frame_timing``: hop and window in samples and
-their exact milliseconds; bundles exported before it have none and still load), normalisation statistics, the running feature adaptation and its prior
-(:mod:`decoder.adaptation`; null for models trained without it), class names, recurrent cell and state shapes, model
-version and training metrics. :meth:`Bundle.check_source` refuses a signal source that does not match it.
+their exact milliseconds; bundles exported before it have none and still load), normalisation statistics, the running
+feature adaptation and its prior (:mod:`decoder.adaptation`; null for models trained without it), class names,
+recurrent cell and state shapes, model version and training metrics. :meth:`Bundle.check_source` refuses a signal
+source that does not match it.
 """
 
 import hashlib

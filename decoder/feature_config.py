@@ -145,7 +145,7 @@ class FeatureConfig:
         return replace(self, hop_ms=hop_ms, window_ms=blocks * hop_ms)
 
     def timing(self, fs_hz: float) -> Dict[str, float]:
-        """The frame timing at ``fs_hz`` recorded in ``model.json`` and the bundle contract (``frame_timing``).
+        """Return the frame timing at ``fs_hz`` recorded in ``model.json`` and the bundle contract (``frame_timing``).
 
         Returns
         -------

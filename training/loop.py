@@ -257,8 +257,9 @@ class Progress:
 
             console = console if console is not None else Console(stderr=True)
             if console.is_terminal:
-                self._p = RichProgress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
-                                       TextColumn("{task.fields[loss]}"), TimeElapsedColumn(),
+                self._p = RichProgress(TextColumn("{task.description}"), BarColumn(),
+                                       TextColumn("{task.fields[count]}"), TextColumn("{task.fields[loss]}"),
+                                       TimeElapsedColumn(),
                                        console=console, transient=False)
                 self._p.start()
                 self._task = self._p.add_task(description, total=total, count=_count(0, total), loss="")

@@ -47,7 +47,7 @@ def validation_scores(cell: str, recurrent: Mapping[str, Any], baselines: Mappin
 
 
 def scores_table(scores: Mapping[str, Mapping[str, Any]], *, title: Optional[str] = None):
-    """A rich table of ``scores`` (decoder -> record), with only the columns some decoder has.
+    """Return a rich table of ``scores`` (decoder -> record), with only the columns some decoder has.
 
     The best value of each column is marked with ``*`` (highest, lowest for RMSE; the delay is not ranked).
     """

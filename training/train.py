@@ -156,7 +156,7 @@ def train(
                 baselines = fit_baselines(train_f, val_f)
             if config.refit.enabled and not interrupted and phase1["best_epoch"] > 0:
                 if worker is not None:
-                    bar.phase("refit on all data (second process)", total=phase1["best_epoch"])
+                    bar.phase("refit on all data (second process, beside the first)", total=phase1["best_epoch"])
                     try:
                         state = worker.result(phase1["best_epoch"], on_epoch=bar.set_completed)
                     except KeyboardInterrupt:
