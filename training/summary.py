@@ -1,7 +1,8 @@
 """Every decoder's validation score after ``neurohand train``: the recurrent decoder and the classic baselines.
 
-All are scored on the same held-out validation repetitions (the baselines' own hyper-parameters, the ridge penalty,
-the Kalman state and LDA's shrinkage, are chosen on them too, which favours them slightly).
+All are scored on the same held-out validation repetitions: the recurrent decoder as the first phase left it (the
+refit then learns those repetitions too), the baselines as saved (their own hyper-parameters, the ridge penalty, the
+Kalman state and LDA's shrinkage, are chosen on these repetitions, which favours them slightly).
 """
 
 from __future__ import annotations
