@@ -1,4 +1,4 @@
-# Two entry points on a fresh machine: `make demo` and `make test`.
+# Two entry points on a fresh machine: `make demo` and `make test`; `make install` sets up without running anything.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -20,7 +20,7 @@ export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 DEVICE_VENVS := $(if $(wildcard $(PY36)),.venv-py36/.installed) $(if $(wildcard $(PY38)),.venv-py38/.installed)
 
-.PHONY: demo test lint bench clean device-wheel device-venvs
+.PHONY: install demo test lint bench clean device-wheel device-venvs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,17 @@ $(VENV)/.installed-train: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -e ".[train]"
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed-train
+# Every extra a user needs: training and reports, the keyboard sink, Lab Streaming Layer sources.
+$(VENV)/.installed-user: $(VENV)/.installed-train
+	$(BIN)/pip install -e ".[train,keys,lsl]"
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed-user
 	$(BIN)/pip install -e ".[train,keys,lsl,test]"
 	touch $@
+
+install: $(VENV)/.installed-user
+	@echo "installed: $(BIN)/neurohand ($$($(BIN)/neurohand --version)); activate with: . $(BIN)/activate"
 
 demo: $(VENV)/.installed-train
 	$(BIN)/neurohand demo

@@ -110,8 +110,16 @@ class CueProtocol:
 
     def repetitions_for(self, minutes: float) -> int:
         """Most repetitions that fit in ``minutes`` (at least 2: one to adapt on, one to test)."""
+        return max(2, self.repetitions_fitting(minutes))
+
+    def repetitions_fitting(self, minutes: float) -> int:
+        """Most repetitions that fit in ``minutes`` (0 when not even one does)."""
         one = self.with_repetitions(1).duration_s - self.rest_s
-        return max(2, int((minutes * 60.0 - self.rest_s) // one))
+        return max(0, int((minutes * 60.0 - self.rest_s) // one))
+
+    def minutes_for(self, repetitions: int) -> float:
+        """Minutes that ``repetitions`` repetitions take."""
+        return self.with_repetitions(repetitions).duration_s / 60.0
 
     def schedule(self) -> List[Trial]:
         """All trials in order, with their start times."""

@@ -23,16 +23,11 @@ import shutil
 from typing import Any, Dict, List, Optional
 
 from neurohand.decoder.bundle import Bundle
-from neurohand.decoder.errors import NeurohandError
 from neurohand.decoder.validation import invalid_value
-from neurohand.deploy.store_paths import VERSION_PATTERN
+from neurohand.deploy.store_paths import VERSION_PATTERN, read_current
 
 # a letter, digit or '_' first: never '.', '..' or a hidden folder; no separators anywhere
 _PATIENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-
-
-class BrokenStoreError(NeurohandError):
-    """The store's ``current.json`` is unreadable or points at a version that is not there."""
 
 
 class ModelStore:
@@ -68,22 +63,8 @@ class ModelStore:
         return sorted((v for v in os.listdir(d) if VERSION_PATTERN.match(v)), key=lambda v: int(v[1:]))
 
     def current(self) -> Optional[str]:
-        """Return the current version, or None."""
-        p = os.path.join(self.root, "current.json")
-        if not os.path.exists(p):
-            return None
-        try:
-            with open(p) as f:
-                version = json.load(f)["version"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise BrokenStoreError("{!r} is broken ({}: {}); choose a version with 'neurohand models --patient {} "
-                                   "--store STORE --rollback VERSION'".format(p, type(e).__name__, e,
-                                                                              self.patient_id)) from e
-        if not isinstance(version, str) or not VERSION_PATTERN.match(version) or version not in self.versions():
-            raise BrokenStoreError("{!r} points at version {!r}, which is not in the store ({}); choose one with "
-                                   "'neurohand models --patient {} --store STORE --rollback VERSION'".format(
-                                       p, version, ", ".join(self.versions()) or "no versions", self.patient_id))
-        return version
+        """Return the current version, or None; :class:`BrokenStoreError` if ``current.json`` is broken."""
+        return read_current(self.root)
 
     def bundle_path(self, version: Optional[str] = None) -> str:
         """Bundle folder of ``version`` (default: current)."""

@@ -4,10 +4,19 @@ The session walks the cue protocol's trials; for each it records the source's sa
 appends them (crash-safe, :class:`~neurohand.decoder.session_file.SessionWriter`) with the finger positions (the
 cue's target trajectory, or a data glove's measurements stored at their arrival), the movement as label, the
 repetition, and a cue event. Consecutive trials form one continuous segment; a pause (which keeps reading and
-discarding the source, so no backlog builds) or a resume starts a new one. A clinician can ``pause``, ``repeat`` the
-last trial or ``skip`` the next one between trials. A session killed at any point is resumed with :func:`resume`:
-the file is recovered (everything flushed survives) and the session continues after the last trial whose cue was
-recorded completely. The terminal interface drives this object; tests drive it with a scripted source and clinician.
+discarding the source, so no backlog builds) or a resume starts a new one.
+
+The clinician acts at any moment: ``interrupt`` is polled after every chunk read while a trial records (10 ms of
+signal from the simulated patient, 5 ms from an interface), ``clinician`` between trials. ``stop`` and ``pause`` cut
+the trial in progress at once; ``repeat`` and ``skip`` cut it during its movement (the trial on screen is cued again,
+or the session goes on with the next one) and, during its rest, apply to what comes next (the trial just made is
+cued again, or the announced next trial is skipped). A cut trial keeps everything recorded and is marked by a cue
+``cut@INDEX`` at its last sample recorded. A source that stalls, faults or disconnects stops the session the same
+way (:attr:`CalibrationSession.fault` says what happened).
+
+A session killed or stopped at any point is resumed with :func:`resume`: the file is recovered (everything flushed
+survives) and the session continues after the last trial whose cue was recorded completely. Log lines and the
+terminal interface number trials from 1, as the screen does.
 """
 
 from __future__ import annotations
@@ -20,10 +29,17 @@ import numpy as np
 from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.session_file import SessionWriter, read_recording
 from neurohand.decoder.validation import invalid_value
+from neurohand.firmware_bridge.interface_link import SourceFault, SourceStalled
 
 from .cue_protocol import CueProtocol, Trial
 
 ACTIONS = ("continue", "pause", "repeat", "skip", "stop")
+CUT = "cut"  # cue name prefix marking where a trial was cut: "cut@INDEX"
+
+
+def trial_label(trial: Trial) -> str:
+    """How a trial is named on screen and in the log: ``trial 3 (index flexion)``, numbered from 1."""
+    return "trial {} ({})".format(trial.index + 1, trial.movement.replace("_", " "))
 
 
 class CalibrationSession:
@@ -38,41 +54,91 @@ class CalibrationSession:
         Session file to create.
     clinician : callable, optional
         Called between trials with the next trial; returns one of :data:`ACTIONS`.
+    interrupt : callable, optional
+        Polled after every chunk while a trial records; returns one of :data:`ACTIONS` but ``continue``, or None.
     on_trial : callable, optional
         Called as each trial starts (the terminal interface shows its cue).
+    on_event : callable, optional
+        Called with each log line as it happens (the terminal interface acknowledges the clinician's keys).
     """
 
     def __init__(self, cue_protocol: CueProtocol, source, path: str, *, patient_id: str = "",
                  signal_kind: str = "nerve", clinician: Optional[Callable[[Trial], str]] = None, on_trial=None,
-                 on_chunk=None, glove=None,
+                 on_chunk=None, glove=None, interrupt: Optional[Callable[[], Optional[str]]] = None, on_event=None,
                  start_trial: int = 0, writer: Optional[SessionWriter] = None, metadata: Optional[dict] = None
                  ) -> None:
         self.cue_protocol = cue_protocol
         self.source = source
         self.path = path
         self.clinician = clinician or (lambda trial: "continue")
+        self.interrupt = interrupt or (lambda: None)
         self.on_trial = on_trial or (lambda trial: None)
         self.on_chunk = on_chunk or (lambda trial, chunk, t_s, target, glove_pos: None)
+        self.on_event = on_event or (lambda message: None)
         self.glove = glove
         self.glove_positions = np.zeros(5)
         self.paused = False
+        self.stopped = False
+        self.fault: Optional[str] = None  # what the source did when it stopped the session
         self._continuous = False
         self.trials = cue_protocol.schedule()
         self.next_index = start_trial
+        self.current: Optional[Trial] = None  # the trial recording now
         self.completed: List[int] = []
+        self.cut: List[int] = []
+        self.skipped: List[int] = []
         self.log: List[str] = []
+        self._again: Optional[int] = None  # a trial to record again before trials[next_index]
+        self._last: Optional[int] = None  # the last trial recorded completely
+        self._pending: Optional[str] = None  # 'repeat' or 'skip' asked during a trial's rest
         self.writer = writer or SessionWriter(
             path, fs_hz=source.fs_hz, n_channels=source.n_channels, signal_kind=signal_kind,
-            channel_names=getattr(source, "channel_names", None), units=getattr(source, "units", ""),
+            channel_names=getattr(source, "channel_names", None) or (), units=getattr(source, "units", ""),
             class_names=cue_protocol.class_names, metadata=dict(
                 {"patient_id": patient_id, "source": "calibration", "session_id": os.path.basename(path),
                  "labels": "glove" if glove is not None else "cue", "protocol": cue_protocol.to_json()},
                 **(metadata or {})))
         self._carry = np.zeros((0, source.n_channels), np.float32)
 
-    def _record_trial(self, trial: Trial) -> None:
+    def _event(self, message: str) -> None:
+        self.log.append(message)
+        self.on_event(message)
+
+    def upcoming(self) -> Optional[Trial]:
+        """Return the trial cued after the one recording now (or next, between trials), given a repeat or skip."""
+        if self._pending == "repeat":
+            return self.current if self.current is not None else self.trials[self._last]
+        k = self.next_index
+        if self.current is not None and self._again is None:
+            k += 1  # trials[next_index] is the one recording now
+        elif self.current is None and self._again is not None:
+            return self.trials[self._again]
+        if self._pending == "skip":
+            k += 1
+        return self.trials[k] if k < len(self.trials) else None
+
+    def _read(self):
+        """Return the next chunk, or None when the source stalled, faulted or disconnected (:attr:`fault` says how)."""
+        try:
+            chunk, _ = self.source.read()
+        except (SourceStalled, SourceFault, OSError) as e:  # OSError: a serial port that vanished (unplugged)
+            self.fault = "{} ({})".format(e, type(e).__name__)
+            return None
+        return chunk
+
+    def _poll_glove(self):
+        """Return the glove's new positions, or None when its port vanished (:attr:`fault` says so)."""
+        try:
+            return self.glove.poll()
+        except OSError as e:
+            self.fault = "data glove: {} ({})".format(e, type(e).__name__)
+            return None
+
+    def _record_trial(self, trial: Trial) -> Optional[str]:
+        """Record ``trial``; returns None when complete, else what cut it (an action, or ``'fault'``)."""
         fs = self.source.fs_hz
         n_total = int(round((trial.end_s - trial.start_s) * fs))
+        n_move = int(round((2 * trial.ramp_s + trial.hold_s) * fs))
         t_rel = np.arange(n_total) / fs + trial.start_s
         pos, lab, _ = self.cue_protocol.trajectory(t_rel)
         start_sample = self.writer.n_samples
@@ -80,25 +146,33 @@ class CalibrationSession:
             self.writer.mark_segment()
             self._continuous = True
         self.writer.add_cue(start_sample, "{}@{}".format(trial.movement, trial.index), label=trial.label,
-                           duration_samples=int(round((2 * trial.ramp_s + trial.hold_s) * fs)))
+                           duration_samples=n_move)
         if hasattr(self.source, "cue"):  # a simulated patient sees the cue as a person would
             self.source.cue(self.cue_protocol.target_of(trial.movement), ramp_s=trial.ramp_s, hold_s=trial.hold_s)
         if self.glove is not None:
-            self.glove.poll()  # whatever the glove sent before the cue belongs to no trial
+            self._poll_glove()  # whatever the glove sent before the cue belongs to no trial
         step = max(1, int(round(fs / 100.0)))  # cue positions at a glove's rate (100 Hz)
         last_index = start_sample - 1
         got = 0
+        cut_by: Optional[str] = None
         while got < n_total:
             if len(self._carry):
                 chunk, self._carry = self._carry, np.zeros((0, self.source.n_channels), np.float32)
             else:
-                chunk, _ = self.source.read()
+                chunk = self._read()
+                if chunk is None:
+                    cut_by = "fault"
+                    break
             take = chunk[: n_total - got]
             self._carry = np.asarray(chunk[n_total - got:], np.float32)
             k = len(take)
             self.writer.append(take, labels=lab[got:got + k], repetitions=np.full(k, trial.repetition))
             if self.glove is not None:
-                g = self.glove.poll()
+                g = self._poll_glove()
+                if g is None:
+                    got += k
+                    cut_by = "fault"
+                    break
                 if len(g):
                     # stored at their arrival: spread over the chunk they arrived with, never before the trial
                     end = start_sample + got + k - 1
@@ -116,57 +190,111 @@ class CalibrationSession:
                     self.writer.append_positions(pos[sel], start_sample + sel)
             got += k
             self.on_chunk(trial, take, (got / fs), pos[got - 1], self.glove_positions)
+            action = self.interrupt() if got < n_total else None
+            if action in ("repeat", "skip") and got >= n_move:  # during the rest: applies to what comes next
+                target = trial if action == "repeat" else self.upcoming()
+                if target is not None:
+                    self._pending = action
+                    self._event("{} {} after this rest".format(
+                        "repeating" if action == "repeat" else "skipping", trial_label(target)))
+                action = None
+            if action is not None and action != "continue":
+                cut_by = action
+                break
+        if cut_by is not None:
+            if got:  # at its last sample recorded, with how many it has (a trial cut before any has no cue on file)
+                self.writer.add_cue(self.writer.n_samples - 1, "{}@{}".format(CUT, trial.index), label=trial.label,
+                                    duration_samples=got)
+            self.cut.append(trial.index)
+            self._pending = None  # a repeat or skip asked during the rest no longer applies
+            self._carry = np.zeros((0, self.source.n_channels), np.float32)
         self.writer.flush()
+        return cut_by
 
     def _idle(self) -> None:
         """While paused, keep reading (and discarding) the source: live levels stay on screen, no backlog builds."""
-        chunk, _ = self.source.read()
+        chunk = self._read()
         self._continuous = False
+        if chunk is None:
+            return
         if self.glove is not None:
-            g = self.glove.poll()
-            if len(g):
+            g = self._poll_glove()
+            if g is not None and len(g):
                 self.glove_positions = g[-1]
         self.on_chunk(None, chunk, 0.0, np.zeros(5), self.glove_positions)
 
+    def _advance(self, trial: Trial) -> None:
+        """``trial`` is done with (recorded or skipped): move on to the next one."""
+        if self._again is not None:
+            self._again = None
+        else:
+            self.next_index += 1
+
     def run(self) -> List[int]:
-        """Run to the end of the cue protocol (or ``stop``); returns the indices of the trials recorded."""
-        last: Optional[int] = None
-        while self.next_index < len(self.trials):
-            trial = self.trials[self.next_index]
-            action = self.clinician(trial)
+        """Run to the end of the cue protocol (or a stop, or a source fault); returns the trials recorded."""
+        while self.next_index < len(self.trials) or self._again is not None:
+            trial = self.trials[self._again if self._again is not None else self.next_index]
+            pending, self._pending = self._pending, None
+            action = pending or self.clinician(trial)
             if action not in ACTIONS:
                 raise invalid_value("action", "allowed {}, got {!r}".format(
                     ", ".join(repr(a) for a in ACTIONS), action))
             if action == "stop":
-                self.log.append("stopped before trial {}".format(trial.index))
+                self.stopped = True
+                self._event("stopped before {}".format(trial_label(trial)))
                 break
             if action == "pause":
                 if not self.paused:
-                    self.log.append("paused before trial {}".format(trial.index))
+                    self._event("paused before {}".format(trial_label(trial)))
                 self.paused = True
                 self._idle()
+                if self.fault is not None:
+                    self._event("the source failed while paused: {}".format(self.fault))
+                    break
                 continue  # the clinician is asked again
             if self.paused:
-                self.log.append("resumed")
+                self._event("resumed")
                 self.paused = False
             if action == "skip":
-                self.log.append("skipped trial {} ({})".format(trial.index, trial.movement))
-                self.next_index += 1
+                self._event("skipped {}".format(trial_label(trial)))
+                self.skipped.append(trial.index)
+                self._advance(trial)
                 continue
-            if action == "repeat" and last is not None:
-                trial = self.trials[last]
-                self.log.append("repeated trial {} ({})".format(trial.index, trial.movement))
-                self.on_trial(trial)
-                self._record_trial(trial)
-                self.completed.append(trial.index)
-                continue
+            if action == "repeat" and self._last is not None:
+                self._again = self._last
+                trial = self.trials[self._last]
+                self._event("repeating {}".format(trial_label(trial)))
+            self.current = trial
             self.on_trial(trial)
-            self._record_trial(trial)
-            self.completed.append(trial.index)
-            last = self.next_index
-            self.next_index += 1
+            cut_by = self._record_trial(trial)
+            self.current = None
+            if cut_by is None:
+                self.completed.append(trial.index)
+                self._last = trial.index
+                self._advance(trial)
+                continue
+            self._on_cut(trial, cut_by)
+            if cut_by in ("stop", "fault"):
+                break
         self.writer.close()
         return self.completed
+
+    def _on_cut(self, trial: Trial, cut_by: str) -> None:
+        where = "cut; what it recorded is kept"
+        if cut_by == "stop":
+            self.stopped = True
+            self._event("stopped: {} {}".format(trial_label(trial), where))
+        elif cut_by == "fault":
+            self._event("the source failed: {} {}; {}".format(trial_label(trial), where, self.fault))
+        elif cut_by == "pause":
+            self.paused = True
+            self._event("paused: {} {}; it is cued again on resume".format(trial_label(trial), where))
+        elif cut_by == "repeat":
+            self._event("repeating {} ({})".format(trial_label(trial), where))
+        elif cut_by == "skip":
+            self.skipped.append(trial.index)
+            self._event("skipped {} ({})".format(trial_label(trial), where))
+            self._advance(trial)
 
 
 def _trial_of(cue) -> int:
@@ -189,21 +317,25 @@ def _stored_cue_protocol(rec, path: str) -> CueProtocol:
 
 
 def resume(cue_protocol: Optional[CueProtocol], source, path: str, **kw) -> CalibrationSession:
-    """Continue a session whose process died: keep every complete trial and go on after the last one.
+    """Continue a session whose process died or was stopped: keep every trial and go on after the last complete one.
 
     ``cue_protocol`` None takes the one stored in the file.
 
-    The file (readable up to the writer's last flush) is copied, without the interrupted trial, into
-    ``path + '.resume'``, which atomically replaces ``path`` only once written; recording then continues in it.
+    The file (readable up to the writer's last flush) is copied into ``path + '.resume'``, which atomically replaces
+    ``path`` only once written; recording then continues in it. Trials cut by the clinician or a source fault are
+    kept (marked ``cut@INDEX``); a trial interrupted by a crash (no mark) is dropped and recorded again.
     """
     rec = read_recording(path)
     cue_protocol = cue_protocol or _stored_cue_protocol(rec, path)
     trials = cue_protocol.schedule()
     complete, keep = [], rec.n_samples
-    for cue in rec.cues:
+    names = [c["name"].decode() for c in rec.cues]
+    for i, cue in enumerate(rec.cues):
         k = _trial_of(cue)
-        if not 0 <= k < len(trials):
+        if names[i].startswith(CUT + "@") or not 0 <= k < len(trials):
             continue
+        if i + 1 < len(names) and names[i + 1] == "{}@{}".format(CUT, k):
+            continue  # cut: kept as recorded, cued again
         tr = trials[k]
         if int(cue["sample"]) + int(round((tr.end_s - tr.start_s) * rec.fs_hz)) <= rec.n_samples:
             complete.append(k)
@@ -223,4 +355,5 @@ def resume(cue_protocol: Optional[CueProtocol], source, path: str, **kw) -> Cali
     session = CalibrationSession(cue_protocol, source, path, writer=writer,
                                  start_trial=(max(complete) + 1) if complete else 0, **kw)
     session.completed = list(complete)
+    session._last = max(complete) if complete else None
     return session

@@ -1,10 +1,12 @@
 """The calibration session's terminal interface (rich): what the patient and the clinician see while recording.
 
-The view shows the movement to make with a countdown, a target bar per finger (and the glove's measured position
-when a glove is used), the live signal level of every channel, and progress through the cue protocol. The clinician
-presses ``p`` to pause or resume, ``r`` to repeat the last trial, ``s`` to skip the next one and ``q`` to stop
-(what was recorded is kept). :class:`SessionView` only renders; :class:`KeyControls` turns key presses into the
-session's clinician actions; tests render the view to a captured console and drive the controls directly.
+The view shows the movement to make with a countdown and a drawing of the cued hand posture, a target bar per
+finger (and the glove's measured position when a glove is used), the live signal level of every channel, and
+progress through the cue protocol. The clinician presses ``p`` to pause or resume, ``r`` to repeat the trial on
+screen, ``s`` to skip it (during its rest: the announced next one) and ``q`` to stop (what was recorded is kept);
+keys act within one chunk of signal (the session polls them while recording) and each is acknowledged on screen.
+:class:`SessionView` only renders; :class:`KeyControls` turns key presses into the session's clinician actions;
+tests render the view to a captured console and drive the controls directly.
 """
 
 from __future__ import annotations
@@ -28,7 +30,49 @@ from neurohand.decoder.vocabulary import FINGERS
 
 from .cue_protocol import CueProtocol, Trial
 
-KEYS_HELP = "[b]p[/b] pause/resume   [b]r[/b] repeat last trial   [b]s[/b] skip next trial   [b]q[/b] stop (keeps data)"
+KEYS_HELP = ("[b]p[/b] pause/resume   [b]r[/b] repeat this trial   [b]s[/b] skip this trial (in its rest: the next)   "
+             "[b]q[/b] stop (keeps data)")
+FINGER_LENGTH = (3, 4, 5, 4, 3)  # rows of an extended finger in the drawing: thumb .. little
+
+
+def hand_drawing(positions) -> Text:
+    """Draw a hand seen from its back, fingers extended or flexed: the posture the cue asks for.
+
+    Parameters
+    ----------
+    positions : sequence of float, shape (5,)
+        Thumb .. little in 0..1 (0 extended, 1 fully flexed).
+
+    Returns
+    -------
+    Text
+        Rows of box drawing: each finger is as long as it is extended, a flexed tip is a curl, then the palm and a
+        caption naming the bent fingers.
+    """
+    pos = np.clip(np.asarray(positions, float), 0.0, 1.0)
+    lengths = [int(round(n * (1.0 - p))) for n, p in zip(FINGER_LENGTH, pos)]
+    out = Text()
+    for row in range(max(FINGER_LENGTH), 0, -1):
+        out.append(" ")
+        for n, p in zip(lengths, pos):
+            bent = p >= 0.5
+            if bent and row == n + 1:
+                cell = "╰─╯"  # a bent finger: its knuckle, above what is left of it straight
+            elif not bent and row == n:
+                cell = "╭─╮"
+            elif row <= n:
+                cell = "│ │"
+            else:
+                cell = "   "
+            out.append(cell + " ", style="bold yellow" if bent else "bold")
+        out.append("\n")
+    out.append(" ├" + "─" * (4 * len(lengths) - 3) + "┤\n", style="bold")
+    out.append(" │" + " " * (4 * len(lengths) - 3) + "│\n", style="bold")
+    out.append(" └" + "─" * (4 * len(lengths) - 3) + "┘\n", style="bold")
+    out.append("  T   I   M   R   L\n", style="dim")
+    bent = [f for f, p in zip(FINGERS, pos) if p >= 0.5]
+    out.append("bent: {}".format(", ".join(bent) if bent else "none (open hand)"))
+    return out
 
 
 class SessionView:
@@ -56,6 +100,7 @@ class SessionView:
         self.done = 0
         self.paused = False
         self.messages: List[str] = []
+        self.upcoming: Optional[Trial] = None  # what the rest screen announces (the session's, after repeat/skip)
         self.started = time.monotonic()
 
     def update(self, trial: Optional[Trial], chunk: np.ndarray, t_s: float, target, glove) -> None:
@@ -73,6 +118,10 @@ class SessionView:
         """Show a new trial's cue."""
         self.trial, self.t_s = trial, 0.0
 
+    def acknowledge(self, message: str) -> None:
+        """Show what the session just did (a key's action, a cut, a fault) under the cue."""
+        self.messages.append(message)
+
     def _cue_text(self) -> Text:
         tr = self.trial
         if self.paused:
@@ -88,9 +137,21 @@ class SessionView:
                         style="bold green")
         if self.t_s < move_s:
             return Text("{}  - release".format(name.upper()), style="bold cyan")
-        nxt = self.trials[tr.index + 1].movement.replace("_", " ") if tr.index + 1 < len(self.trials) else "end"
+        nxt = self.upcoming.movement.replace("_", " ") if self.upcoming is not None else "end"
         return Text("REST  - next: {} in {:.1f} s".format(nxt, max(0.0, tr.end_s - tr.start_s - self.t_s)),
                     style="bold blue")
+
+    def _drawing(self):
+        """Draw the cued posture: the trial's during its movement, the next trial's during the rest."""
+        tr = self.trial
+        if self.paused or tr is None:
+            return Text("")
+        shown, title = tr, "make this"
+        if self.t_s >= 2 * tr.ramp_s + tr.hold_s:
+            shown, title = self.upcoming, "next"
+        if shown is None:
+            return Text("")
+        return Group(Text(title, style="dim"), hand_drawing(self.cue_protocol.target_of(shown.movement)))
 
     def _fingers(self) -> Table:
         t = Table.grid(padding=(0, 1))
@@ -123,33 +184,38 @@ class SessionView:
         head = Table.grid(expand=True)
         head.add_column()
         head.add_column(justify="right")
-        idx = self.trial.index + 1 if self.trial is not None else 0
+        where = "trial {}/{}  rep {}".format(self.trial.index + 1, total, self.trial.repetition) \
+            if self.trial is not None else "before trial 1/{}".format(total)
         head.add_row(Text("neurohand calibration  patient {}  labels: {}".format(self.patient_id, self.labels),
                           style="bold"),
-                     "trial {}/{}  recorded {}  elapsed {:.0f} s".format(idx, total, self.done,
-                                                                       time.monotonic() - self.started))
+                     "{}  complete {}  elapsed {:.0f} s".format(where, self.done, time.monotonic() - self.started))
         body = Table.grid(padding=(0, 3))
         body.add_row(Panel(self._fingers(), title="target position per finger"),
                      Panel(self._levels(), title="signal level per channel"))
-        progress = ProgressBar(total=max(total, 1), completed=min(self.done, total), width=60)
-        parts = [head, Panel(self._cue_text(), title="movement"), body, progress, Text.from_markup(KEYS_HELP)]
+        progress = Table.grid(padding=(0, 1))
+        progress.add_row(ProgressBar(total=max(total, 1), completed=min(self.done, total), width=60),
+                         "{}/{} trials complete".format(self.done, total))
+        cue = Table.grid(padding=(0, 4))
+        cue.add_row(self._cue_text(), self._drawing())
+        parts = [head, Panel(cue, title="movement"), body, progress, Text.from_markup(KEYS_HELP)]
         if self.messages:
-            parts.append(Text("\n".join(self.messages[-3:]), style="dim"))
+            parts.append(Text("\n".join(self.messages[-3:-1]), style="dim"))
+            parts.append(Text("> " + self.messages[-1], style="bold reverse"))  # the latest action, acknowledged
         return Group(*parts)
 
 
 class KeyControls:
-    """Clinician actions from key presses; :meth:`clinician` is the session's between-trial callback.
+    """Clinician actions from key presses: :meth:`during` is polled while a trial records, :meth:`clinician` between.
 
-    With ``stdin`` a terminal, a thread reads single keys (cbreak mode, restored on :meth:`close`); tests call
-    :meth:`press` instead.
+    With ``stdin`` a terminal, a thread reads single keys (cbreak mode, restored on :meth:`close`) and hands each to
+    :meth:`press` as it arrives; tests call :meth:`press` instead. ``q`` and ``p`` are states (stopped, paused) that
+    hold until changed; ``r`` and ``s`` are one-shot requests, taken by whichever of the two polls comes first.
     """
 
     def __init__(self, *, read_terminal: bool = True) -> None:
-        self._keys: "queue.Queue[str]" = queue.Queue()
         self.paused = False
         self.stopped = False
-        self._pending: Optional[str] = None
+        self._requests: "queue.Queue[str]" = queue.Queue()
         self._stop = threading.Event()
         self._old = None
         self._thread = None
@@ -178,16 +244,22 @@ class KeyControls:
         elif key == "q":
             self.stopped = True
         elif key in ("r", "s"):
-            self._pending = {"r": "repeat", "s": "skip"}[key]
+            self._requests.put({"r": "repeat", "s": "skip"}[key])
 
-    def clinician(self, trial: Trial) -> str:
-        """Return the action before ``trial``: stop, pause (asked again after one chunk), repeat, skip or continue."""
+    def during(self) -> Optional[str]:
+        """Return the action to take now, while a trial records: stop, pause, repeat, skip, or None."""
         if self.stopped:
             return "stop"
         if self.paused:
             return "pause"
-        action, self._pending = self._pending, None
-        return action or "continue"
+        try:
+            return self._requests.get_nowait()
+        except queue.Empty:
+            return None
+
+    def clinician(self, trial: Trial) -> str:
+        """Return the action before ``trial``: stop, pause (asked again after one chunk), repeat, skip or continue."""
+        return self.during() or "continue"
 
     def close(self) -> None:
         """Stop reading keys and restore the terminal."""

@@ -12,6 +12,7 @@ Every question goes through ``ask(question, choices, default)`` so that tests an
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import time
 from dataclasses import dataclass, replace
@@ -25,7 +26,17 @@ from neurohand.decoder.vocabulary import SIGNAL_KINDS
 from neurohand.deploy.sources import parse_device_spec
 
 from .cue_protocol import DEFAULT_CUE_PROTOCOL, CueProtocol, load_cue_protocol
+from .interrupted import (
+    MARKER,
+    check_resume_matches,
+    interrupted_sessions,
+    marker_command,
+    resume_command,
+    write_marker,
+)
 from .model_store import ModelStore
+
+__all__ = ["CalibrateOptions", "CalibrationStopped", "interrupted_sessions", "record_session", "run_calibration"]
 
 Ask = Callable[[str, List[str], str], str]
 
@@ -122,9 +133,33 @@ class _Devices:
 
 # ---------------------------------------------------------------------- recording
 def _cue_protocol_for(opts: CalibrateOptions) -> CueProtocol:
+    """Return the cue protocol to record, checked before anything is recorded: enough repetitions to train and test.
+
+    Raises
+    ------
+    InvalidValueError
+        ``--minutes`` (or the protocol's ``repetitions``) gives fewer repetitions than the session needs; the message
+        says what minimum works.
+    """
     cue_protocol = load_cue_protocol(opts.cue_protocol or DEFAULT_CUE_PROTOCOL)
+    need, why = (2, "one to adapt on, one to test") if opts.recalibrate else (
+        3, "one to train on, one to validate, one to test")
+    what = "a recalibration" if opts.recalibrate else "a calibration"
     if opts.minutes is not None:
-        cue_protocol = cue_protocol.with_repetitions(cue_protocol.repetitions_for(opts.minutes))
+        fit = cue_protocol.repetitions_fitting(opts.minutes)
+        if fit < need:
+            minimum = math.ceil(cue_protocol.minutes_for(need) * 10.0 - 1e-6) / 10.0
+            while cue_protocol.repetitions_fitting(minimum) < need:
+                minimum += 0.1
+            raise invalid_value("--minutes", "{:g} min fits {} repetition(s) of the cue protocol ({:.2f} min each); "
+                                "{} needs at least {} ({}): use --minutes {:.1f} or more".format(
+                                    opts.minutes, fit, cue_protocol.minutes_for(2) - cue_protocol.minutes_for(1),
+                                    what, need, why, minimum))
+        cue_protocol = cue_protocol.with_repetitions(fit)
+    elif cue_protocol.repetitions < need:
+        raise invalid_value("repetitions", "the cue protocol {} has {}; {} needs at least {} ({}): set repetitions = "
+                            "{} in it".format(opts.cue_protocol or DEFAULT_CUE_PROTOCOL, cue_protocol.repetitions,
+                                              what, need, why, need))
     return cue_protocol
 
 
@@ -132,43 +167,74 @@ def record_session(opts: CalibrateOptions, cue_protocol: Optional[CueProtocol], 
                    controls=None) -> str:
     """Record (or with ``opts.resume``, continue) a session into ``path``; returns ``path``.
 
-    ``cue_protocol`` is what to record; a resumed session uses the one stored in its file instead. A marker
-    ``path + '.inprogress'`` exists while recording, so an interrupted session is found and offered for resuming
-    the next time.
+    ``cue_protocol`` is what to record; a resumed session uses the one stored in its file instead, and must be
+    resumed with the source, labels and mode it was recorded with. A marker ``path + '.inprogress'`` holding the
+    resume command exists while recording, so an interrupted session is found and offered the next time.
+
+    Raises
+    ------
+    CalibrationStopped
+        The clinician stopped, or the source stalled, faulted or disconnected; the message says what was kept and
+        gives the complete command that resumes the session.
     """
     from rich.live import Live
+
+    from neurohand.decoder.session_file import read_recording
 
     from .session import CalibrationSession, resume
     from .tui import KeyControls, SessionView
 
+    stored = None
+    if opts.resume:
+        stored = read_recording(opts.resume)
+        check_resume_matches(opts, stored.metadata, path)
     devices = _Devices(opts)
-    marker = path + ".inprogress"
+    if stored is not None and (stored.fs_hz, stored.n_channels) != (devices.source.fs_hz, devices.source.n_channels):
+        devices.close()
+        raise InvalidValueError("{} was recorded at {:g} Hz with {} channels; the source gives {:g} Hz with {}: resume "
+                                "with the source it was recorded with".format(
+                                    path, stored.fs_hz, stored.n_channels, devices.source.fs_hz,
+                                    devices.source.n_channels))
+    command = resume_command(replace(opts, resume=None), path)
     controls = controls or KeyControls(read_terminal=opts.tui)
     view: Optional[SessionView] = None  # made once the session (and, when resuming, its stored cue protocol) is known
     session: Optional[CalibrationSession] = None
     live = None
-    last_draw = [0.0, None]  # when, and for which (paused, trial) state, the screen was last drawn
+    last_draw = [0.0, None]  # when, and for which (paused, trial, message) state, the screen was last drawn
+
+    def draw(force: bool = False) -> None:
+        now = time.monotonic()
+        state = (view.paused, view.trial.index if view.trial is not None else None, len(view.messages))
+        # at most 10 redraws a second, and at once when the trial, the pause state or the last action changes
+        if live is not None and (force or now - last_draw[0] > 0.1 or state != last_draw[1]):
+            last_draw[:] = [now, state]
+            live.update(view.render(), refresh=True)
 
     def on_chunk(trial, chunk, t_s, target, glove):
         view.update(trial, chunk, t_s, target, glove)
-        now = time.monotonic()
-        state = (view.paused, trial.index if trial is not None else None)
-        # at most 10 redraws a second, and at once when the trial or the pause state changes
-        if live is not None and (now - last_draw[0] > 0.1 or state != last_draw[1]):
-            last_draw[:] = [now, state]
-            live.update(view.render(), refresh=True)
+        view.upcoming = session.upcoming()
+        draw()
 
     def on_trial(trial):
         view.trial_started(trial)
         view.done = len(session.completed)
+        view.upcoming = session.upcoming()
         if live is None:
             console.print("trial {:>3}/{} rep {} {}".format(trial.index + 1, len(view.trials), trial.repetition,
                                                            trial.movement))
 
+    def on_event(message):
+        view.acknowledge(message)
+        view.upcoming = session.upcoming()
+        view.paused = session.paused
+        if live is None:
+            console.print("[dim]{}[/dim]".format(message))
+        draw(force=True)
+
     try:
-        kw = dict(clinician=controls.clinician, on_trial=on_trial, on_chunk=on_chunk, glove=devices.glove)
-        with open(marker, "w") as f:
-            f.write("recording started {}\n".format(datetime.datetime.now().isoformat()))
+        kw = dict(clinician=controls.clinician, on_trial=on_trial, on_chunk=on_chunk, on_event=on_event,
+                  glove=devices.glove, interrupt=getattr(controls, "during", None))
+        write_marker(path, command)
         if opts.resume:
             session = resume(None, devices.source, path, **kw)
             console.print("resuming {}: {} trials kept, continuing at trial {}".format(
@@ -177,6 +243,7 @@ def record_session(opts: CalibrateOptions, cue_protocol: Optional[CueProtocol], 
             session = CalibrationSession(
                 cue_protocol, devices.source, path, patient_id=opts.patient, signal_kind=opts.signal_kind,
                 metadata={"mains_hz": "{:g}".format(opts.mains_hz), "source_spec": opts.source,
+                          "labels_spec": opts.labels,
                           "mode": "recalibration" if opts.recalibrate else "calibration"}, **kw)
         view = SessionView(session.cue_protocol, devices.source.channel_names or ["ch{}".format(i) for i in range(
             devices.source.n_channels)], labels="glove" if devices.glove is not None else "cue",
@@ -192,20 +259,18 @@ def record_session(opts: CalibrateOptions, cue_protocol: Optional[CueProtocol], 
     finally:
         controls.close()
         devices.close()
-    for m in session.log:
-        console.print("[dim]{}[/dim]".format(m))
-    if controls.stopped:
-        raise CalibrationStopped("Stopped by the clinician after {} trials; the session is kept in {}. Continue it "
-                                 "with: neurohand calibrate --patient {} --store {} --resume {}".format(
-                                     len(session.completed), path, opts.patient, opts.store, path))
-    os.remove(marker)
+    if live is not None:
+        for m in session.log:
+            console.print("[dim]{}[/dim]".format(m))
+    kept = "{} complete trial(s){} are kept in {}".format(
+        len(session.completed), ", {} cut".format(len(session.cut)) if session.cut else "", path)
+    if session.fault is not None:
+        raise CalibrationStopped("The recording stopped: the source failed ({}). {}. Check the connection and the "
+                                 "device, then resume with: {}".format(session.fault, kept, command))
+    if session.stopped or getattr(controls, "stopped", False):
+        raise CalibrationStopped("Stopped by the clinician; {}. Resume with: {}".format(kept, command))
+    os.remove(path + MARKER)
     return path
-
-
-def interrupted_sessions(store: ModelStore) -> List[str]:
-    """Sessions whose recording was interrupted (crash, power loss, kill) and can be resumed."""
-    d = store.sessions_dir()
-    return sorted(os.path.join(d, f[: -len(".inprogress")]) for f in os.listdir(d) if f.endswith(".inprogress"))
 
 
 # ---------------------------------------------------------------------- quality, training, acceptance
@@ -325,7 +390,12 @@ def run_calibration(opts: CalibrateOptions, *, console=None, ask: Optional[Ask] 
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     if not opts.resume:
         for left in interrupted_sessions(store):
-            console.print("[yellow]an interrupted session can be resumed:[/yellow] --resume {}".format(left))
+            console.print("[yellow]an interrupted session:[/yellow] {}\n  resume it with: {}\n  or discard it (moved "
+                          "aside into {}, kept) with: neurohand calibrate --patient {} --store {} "
+                          "--discard-interrupted {}".format(
+                              left, marker_command(left) or "neurohand calibrate ... --resume {}".format(left),
+                              os.path.join(store.sessions_dir(), "discarded"), opts.patient, opts.store, left),
+                          highlight=False, soft_wrap=True)
     attempt = 0
     while True:
         attempt += 1

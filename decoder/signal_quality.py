@@ -1,5 +1,6 @@
 """Signal faults the runtime must catch before decoding: NaN/inf, saturation, flat (disconnected) channels."""
 
+from collections import deque
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -17,7 +18,8 @@ class QualityConfig:
     saturated_fraction : float
         Share of a chunk's samples on one channel that must be saturated to call a fault.
     flat_std : float
-        A channel whose standard deviation over ``flat_window_s`` stays below this is flat (disconnected).
+        A channel whose standard deviation over ``flat_window_s`` (the latest whole chunks covering it) stays below
+        this is flat (disconnected).
     flat_window_s : float
     rail_fraction : float
         Rail detector for sources whose full scale is unknown: a channel on which at least this share of a chunk's
@@ -45,7 +47,9 @@ class QualityMonitor:
         self.config = config
         self.n_flat = max(2, int(config.flat_window_s * fs_hz))
         self.n_channels = n_channels
-        self._tail = np.zeros((0, n_channels), np.float32)
+        # per chunk of the flat window: (samples, mean, centred sum of squares), combined exactly (Chan et al.)
+        self._chunks = deque()
+        self._window_n = 0
         self._level = None  # per channel: running mean of clean chunks' median |x|
         self._level_n = 0
 
@@ -69,6 +73,28 @@ class QualityMonitor:
             self._level = med if self._level is None else self._level + (med - self._level) / self._level_n
         return ch
 
+    def _window_std(self, x: np.ndarray) -> Optional[np.ndarray]:
+        """Per-channel standard deviation over the latest whole chunks covering ``n_flat`` samples, shape (C,).
+
+        None until the window is full. Each chunk is summarised once (count, mean, centred sum of squares) and
+        the summaries are combined, so the cost does not grow with the window.
+        """
+        if len(x):
+            x64 = np.asarray(x, np.float64)
+            mean = x64.mean(axis=0)
+            self._chunks.append((len(x), mean, ((x64 - mean) ** 2).sum(axis=0)))
+            self._window_n += len(x)
+        while self._chunks and self._window_n - self._chunks[0][0] >= self.n_flat:
+            self._window_n -= self._chunks.popleft()[0]
+        if self._window_n < self.n_flat:
+            return None
+        n = np.array([c[0] for c in self._chunks], np.float64)[:, None]
+        means = np.array([c[1] for c in self._chunks])
+        m2 = np.array([c[2] for c in self._chunks])
+        grand = (n * means).sum(axis=0) / self._window_n
+        total = m2.sum(axis=0) + (n * (means - grand) ** 2).sum(axis=0)
+        return np.sqrt(total / self._window_n)
+
     def check(self, chunk: np.ndarray) -> List[str]:
         """Faults of this chunk, each a clear message naming the channel."""
         x = np.asarray(chunk, np.float32)
@@ -88,9 +114,9 @@ class QualityMonitor:
         if len(railed):
             faults.append("railed channel(s) {} (samples stuck at one extreme value)".format(
                 ", ".join(str(c) for c in railed)))
-        self._tail = np.concatenate([self._tail, x])[-self.n_flat:]
-        if len(self._tail) >= self.n_flat:
-            flat = np.flatnonzero(self._tail.std(axis=0) < self.config.flat_std)
+        std = self._window_std(x)
+        if std is not None:
+            flat = np.flatnonzero(std < self.config.flat_std)
             if len(flat):
                 faults.append("flat channel(s) {} for {:g} s (disconnected?)".format(
                     ", ".join(str(c) for c in flat), self.config.flat_window_s))

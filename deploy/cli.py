@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "neurohand.training.data_cli",
     "neurohand.calibration.cli",
     "neurohand.training.cli",
+    "neurohand.training.recal_cli",
     "neurohand.training.export",
     "neurohand.deploy.device_commands",
     "neurohand.deploy.runtime",

@@ -8,11 +8,45 @@ replaced atomically) and ``STORE/PATIENT/versions/v003/bundle/``. ``--bundle`` t
 import json
 import os
 import re
+from typing import Optional
 
-from neurohand.decoder.errors import InvalidValueError
+from neurohand.decoder.errors import NeurohandError
 
 VERSION_PATTERN = re.compile(r"^v(\d{3,9})$")
 """A version folder's name, as the model store writes it: 'v' and 3 to 9 digits (``v001``)."""
+
+
+class BrokenStoreError(NeurohandError):
+    """The store's ``current.json`` is unreadable or points at a version that is not there."""
+
+
+def read_current(patient_root: str) -> Optional[str]:
+    """Return the version ``PATIENT/current.json`` makes current, or None when there is no such file.
+
+    Raises
+    ------
+    BrokenStoreError
+        The file is unreadable, names no valid version, or a version the store does not hold; the message says how
+        to choose one.
+    """
+    p = os.path.join(patient_root, "current.json")
+    if not os.path.exists(p):
+        return None
+    fix = "choose a version with 'neurohand models --patient {} --store STORE --rollback VERSION'".format(
+        os.path.basename(os.path.normpath(patient_root)))
+    try:
+        with open(p) as f:
+            version = json.load(f)["version"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BrokenStoreError("{!r} is broken ({}: {}); {}".format(p, type(e).__name__, e, fix)) from None
+    held = os.path.join(patient_root, "versions", version) if isinstance(version, str) else ""
+    if not isinstance(version, str) or not VERSION_PATTERN.match(version) or not os.path.isdir(held):
+        versions_dir = os.path.join(patient_root, "versions")
+        held_names = sorted(v for v in (os.listdir(versions_dir) if os.path.isdir(versions_dir) else ())
+                            if VERSION_PATTERN.match(v))
+        raise BrokenStoreError("{!r} points at version {!r}, which is not in the store ({}); {}".format(
+            p, version, ", ".join(held_names) or "no versions", fix))
+    return version
 
 
 def resolve_bundle(path: str) -> str:
@@ -20,7 +54,7 @@ def resolve_bundle(path: str) -> str:
 
     Raises
     ------
-    InvalidValueError
+    BrokenStoreError
         A ``current.json`` that is unreadable, names no valid version, or a version without a bundle.
     """
     p = os.path.abspath(path)
@@ -29,14 +63,8 @@ def resolve_bundle(path: str) -> str:
     if os.path.basename(p) != "current.json" or not os.path.isfile(p):
         return path
     root = os.path.dirname(p)
-    try:
-        with open(p) as f:
-            version = json.load(f)["version"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise InvalidValueError("Cannot read the model store's current version from {}: {}".format(p, e)) from None
-    if not isinstance(version, str) or not VERSION_PATTERN.match(version):
-        raise InvalidValueError("{} names no valid version (expected 'v001'...), got {!r}".format(p, version))
+    version = read_current(root)
     bundle = os.path.join(root, "versions", version, "bundle")
     if not os.path.isdir(bundle):
-        raise InvalidValueError("{} makes {} current, but {} does not exist".format(p, version, bundle))
+        raise BrokenStoreError("{} makes {} current, but {} does not exist".format(p, version, bundle))
     return bundle

@@ -70,11 +70,11 @@ def test_calibrate_recalibrate_and_roll_back(tmp_path, protocol_file):
     assert os.path.exists(os.path.join(store.root, "versions", "v001", "report", "report.html"))
     Bundle(store.bundle_path()).check_source(fs_hz=4000.0, n_channels=6)
 
-    again = run_calibration(options(tmp_path, protocol_file, recalibrate=True, minutes=0.1, sim_day=2),
+    again = run_calibration(options(tmp_path, protocol_file, recalibrate=True, minutes=0.25, sim_day=2),
                             console=quiet())
     assert again["version"] == "v002" and store.current() == "v002"
     assert again["before"] is not None  # the unadapted model was evaluated on the same held-out repetition
-    assert len(read_recording(again["session"]).cues) == 2 * 3  # --minutes: the fewest repetitions, 2
+    assert len(read_recording(again["session"]).cues) == 2 * 3  # --minutes 0.25: 2 repetitions fit
     v1, _ = load_model_dir(store.model_path("v001"))
     v2, meta2 = load_model_dir(store.model_path("v002"))
     assert torch.equal(v1.rnn.weight_hh_l0, v2.rnn.weight_hh_l0) and not torch.equal(v1.rnn.weight_ih_l0,
@@ -154,7 +154,7 @@ def test_live_view_renders_and_a_stopped_session_resumes(tmp_path, protocol_file
     screen = buf.getvalue()
     assert "neurohand calibration  patient P1" in screen and "signal level per channel" in screen
     assert "PAUSED" in screen and "median0" in screen and "p pause/resume" in screen
-    assert "paused before trial 1" in screen and "skipped trial 2" in screen
+    assert "paused before trial 2" in screen and "skipped trial 3" in screen  # numbered as on screen, from 1
     assert [int(n.split("@")[1]) for n in trial_names(path)] == [0, 1, 3]  # trial 2 skipped, stopped before 4
     assert os.path.exists(path + ".inprogress")
     from neurohand.calibration.workflow import interrupted_sessions

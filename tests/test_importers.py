@@ -44,7 +44,7 @@ def test_ninapro_repetition_split(ninapro_file):
     assert train.n_samples + test.n_samples == 100686
     # each movement's block of repetitions is its own continuous segment
     assert len(train.segment_starts) == 12 and len(test.segment_starts) == 12
-    with pytest.raises(ValueError, match="None of repetitions"):
+    with pytest.raises(ValueError, match="has none of repetitions"):
         import_ninapro(ninapro_file, reps=[42])
 
 
@@ -86,8 +86,9 @@ def test_csv_and_npz_imports(tmp_path, rng):
     np.testing.assert_allclose(rec.signals, sig, rtol=1e-6)
     np.testing.assert_array_equal(rec.labels, lab)
     assert rec.fs_hz == 500.0 and rec.class_names == ("rest", "class1")
-    with pytest.raises(ValueError, match="columns \\[12\\] do not exist"):
-        import_csv(str(path), fs_hz=500.0, signal_columns=[12], skip_rows=1)
+    with pytest.raises(ValueError, match="Invalid value for '--signal-columns': column 12 does not exist; .* has 9 "
+                                         "columns: 0 label, 1 a, 2 b"):
+        import_csv(str(path), fs_hz=500.0, signal_columns=[12])  # the header row is detected
     npz = tmp_path / "d.npz"
     np.savez(npz, emg=sig, y=lab)
     rec2 = import_npz(str(npz), fs_hz=500.0, signals_key="emg", labels_key="y", signal_kind="nerve")
@@ -114,7 +115,7 @@ def test_csv_labels_and_repetitions_never_wrap(tmp_path, capsys, column, value, 
     assert main(["import", "csv", str(path), "--out", str(out), "--fs-hz", "100", "--signal-columns", "2-3",
                  "--label-column", "0", "--repetition-column", "1", "--skip-rows", "1"]) == 2
     err = capsys.readouterr().err
-    assert "row 5, column {} ({}): expected an integer in 0..32767".format(column, what) in err
+    assert "line 5, column {} ({} column): expected an integer in 0..32767".format(column, what) in err
     assert err.count("\n") == 1 and not out.exists()
 
 

@@ -6,6 +6,7 @@ from neurohand.calibration.model_store import ModelStore
 from neurohand.decoder.bundle import BundleError
 from neurohand.decoder.errors import NeurohandError
 from neurohand.deploy.cli import main
+from neurohand.deploy.store_paths import resolve_bundle
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +95,10 @@ def test_a_broken_current_pointer_is_an_error(tmp_path, bundle_dir, pointer, cap
     assert "current.json" in err and "--rollback VERSION" in err and err.count("\n") == 1
     with pytest.raises(NeurohandError, match="current.json"):
         store.bundle_path()
+    # the runtime's --bundle reads the pointer with the same reader: the same one-line error and the same way out
+    with pytest.raises(NeurohandError) as runtime_error:
+        resolve_bundle(str(tmp_path / "P003"))
+    assert str(runtime_error.value) in err
     # the way out still works: roll back to an existing version
     assert main(["models", "--patient", "P003", "--store", str(tmp_path), "--rollback", "v001"]) == 0
     assert store.current() == "v001"

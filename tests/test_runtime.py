@@ -219,6 +219,38 @@ def test_quality_monitor_names_the_channel():
     assert any("NaN or inf samples on channel(s) 2" in m for m in msgs)
 
 
+def test_flat_detector_matches_the_std_of_the_window_at_any_chunking(rng):
+    """The flat window's standard deviation, combined from per-chunk summaries, equals numpy's over the same samples
+    (a DC offset of 1e4 included), and a channel that stops moving is flagged once a full window of it has passed."""
+    fs_hz = 1000.0
+    q = QualityMonitor(QualityConfig(flat_window_s=0.1, rail_fraction=None), fs_hz=fs_hz, n_channels=3)
+    x = rng.normal(size=(700, 3)) + np.array([1e4, 0.0, -3.0])
+    x[400:, 2] = -3.0  # channel 2 disconnected from sample 400
+    kept, i, sizes = [], 0, rng.integers(1, 37, size=200)
+    for n in sizes:
+        chunk = x[i:i + n]
+        if not len(chunk):
+            break
+        i += len(chunk)
+        kept.append(chunk)
+        std = q._window_std(chunk.astype(np.float32))
+        if std is None:
+            assert i < 100
+            continue
+        n_back, k = 0, 0
+        while n_back < 100:  # the latest whole chunks that cover the 100-sample window
+            k += 1
+            n_back += len(kept[-k])
+        covered = np.concatenate(kept[-k:]).astype(np.float32).astype(np.float64)
+        np.testing.assert_allclose(std, covered.std(axis=0), rtol=1e-6, atol=1e-9)
+    q2 = QualityMonitor(QualityConfig(flat_window_s=0.1, rail_fraction=None), fs_hz=fs_hz, n_channels=3)
+    flagged_at = None
+    for start in range(0, 700, 10):
+        if any("flat channel(s) 2 " in m for m in q2.check(x[start:start + 10])) and flagged_at is None:
+            flagged_at = start + 10
+    assert flagged_at == 500  # 100 samples of a constant channel after it stopped at 400
+
+
 def test_end_to_end_interface_runtime_hand_over_two_ptys(rec, bundle):
     """Simulated interface -> runtime -> simulated hand, over pyserial on real pseudo-terminals."""
     from neurohand.firmware_bridge.interface_link import InterfaceSource

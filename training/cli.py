@@ -6,6 +6,9 @@ import sys
 
 from neurohand.decoder.feature_config import FEATURES
 
+REPS_HELP = ("take only these repetitions of each session, e.g. 1 or 1-3,5 (default all; samples outside any "
+             "repetition are left out)")
+
 
 def register(sub: "argparse._SubParsersAction") -> None:
     """Add ``train`` and ``evaluate``."""
@@ -42,6 +45,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--features", default=None,
                    help="comma-separated feature kinds, from: {} (default: the signal kind's)".format(
                        ", ".join(FEATURES)))
+    p.add_argument("--reps", default=None, metavar="SPEC", help=REPS_HELP)
     p.add_argument("--no-baselines", action="store_true", help="skip the classic baselines")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
@@ -50,6 +54,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     e.add_argument("model_dir")
     e.add_argument("sessions", nargs="+", help="test session files (.h5)")
     e.add_argument("--report", default=None, help="folder for report.html and plots")
+    e.add_argument("--reps", default=None, metavar="SPEC", help=REPS_HELP)
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     e.set_defaults(func=_evaluate)
 
@@ -71,12 +76,12 @@ def train_config_from_args(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from neurohand.decoder.session_file import read_recording
-
+    from .data import read_sessions
     from .train import train
 
     cfg = train_config_from_args(args)
-    recs = [read_recording(s) for s in args.sessions]
+    recs = read_sessions(args.sessions, reps=args.reps, min_repetitions=2,
+                         purpose="training (its last repetition is the validation split)")
     res = train(recs, args.out, config=cfg, progress=not args.quiet, fit_classic=not args.no_baselines,
                 log=lambda m: print(m, file=sys.stderr) if m else None, source_files=args.sessions)
     vm = res.val_metrics
@@ -100,13 +105,14 @@ def _print_scores(scores) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from neurohand.decoder.session_file import read_recording
+    from .data import read_sessions
+    from .evaluate import evaluate, results_table
 
-    from .evaluate import evaluate
-
-    recs = [read_recording(s) for s in args.sessions]
+    recs = read_sessions(args.sessions, reps=args.reps)
     out = evaluate(args.model_dir, recs, report_dir=args.report,
-                   title="neurohand evaluation: {} on {}".format(args.model_dir, ", ".join(args.sessions)))
+                   title="neurohand evaluation: {} on {}{}".format(
+                       args.model_dir, ", ".join(args.sessions),
+                       "" if args.reps is None else ", repetitions {}".format(args.reps)))
     if args.json:
         slim = {"decoders": {n: {k: v for k, v in r.items() if k != "confusion_matrix"}
                              for n, r in out["decoders"].items()},
@@ -114,16 +120,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(slim))
         return 0
     from rich.console import Console
-    from rich.table import Table
 
-    t = Table(title="test frames: {}".format(out["test_frames"]))
-    cols = ["r2_mean", "pearson_r_mean", "rmse_mean", "delay_ms", "accuracy", "macro_f1"]
-    t.add_column("decoder")
-    for c in cols:
-        t.add_column(c, justify="right")
-    for name, r in out["decoders"].items():
-        t.add_row(name, *["-" if r.get(c) is None else "{:.3f}".format(r[c]) for c in cols])
-    Console().print(t)
+    Console().print(results_table(out["decoders"], "test frames: {}".format(out["test_frames"])))
     if out["report"]:
         print("report: {}".format(out["report"]))
     return 0

@@ -109,8 +109,26 @@ def check_compatible(recordings: Sequence[Recording]) -> None:
             raise TrainingDataError("Recording {} is '{}' but recording 0 is '{}'".format(
                 i, r.signal_kind, first.signal_kind))
         if r.has_labels and first.has_labels and r.class_names != first.class_names:
-            raise TrainingDataError("Recording {} has classes {} but recording 0 has {}".format(
-                i, list(r.class_names), list(first.class_names)))
+            raise TrainingDataError(class_mismatch(
+                "Recording {}".format(i), r.class_names, "recording 0 has", first.class_names,
+                other="re-import recording 0 with --class-names {}"))
+
+
+def class_mismatch(name: str, theirs: Sequence[str], reference_is: str, reference: Sequence[str], *,
+                   other: str) -> str:
+    """One line saying how ``name``'s class names differ from ``reference`` and how to make them agree.
+
+    ``reference_is``: e.g. ``"the model was trained on"``; ``other``: the other fix, ``{}`` standing for ``name``'s
+    class names, e.g. ``"re-import the training data with --class-names {} and train again"``.
+    """
+    theirs, reference = list(theirs), list(reference)
+    if len(theirs) == len(reference):
+        fix = ("if they are the same movements in the same order, re-import it with --class-names {} (or {})".format(
+                   ",".join(reference), other.format(",".join(theirs))))
+    else:
+        fix = ("they are different movement sets ({} classes against {}); use data recorded with the same "
+               "protocol".format(len(theirs), len(reference)))
+    return "{} has classes {}; {} {}: {}".format(name, ", ".join(theirs), reference_is, ", ".join(reference), fix)
 
 
 def build_frames(recordings: Sequence[Recording], config: FeatureConfig) -> FrameSet:
@@ -228,6 +246,68 @@ def split_last_repetitions(rec: Recording, n: int = 1) -> Tuple[Recording, Recor
     test = reps[-n:]
     return (rec.select_samples(np.isin(rec.repetitions, reps[:-n])), rec.select_samples(np.isin(rec.repetitions, test)),
             test)
+
+
+def select_repetitions(rec: Recording, reps: Sequence[int], *, name: str = "the session",
+                       flag: str = "--reps") -> Recording:
+    """Return the samples of ``rec`` in repetitions ``reps`` (samples outside any repetition, 0, are dropped).
+
+    Repetitions ``reps`` lists that the session lacks are ignored; each kept stretch becomes a segment.
+
+    Raises
+    ------
+    TrainingDataError
+        None of ``reps`` is in the session (the message names the repetitions it has).
+    """
+    wanted = sorted(set(int(r) for r in reps))
+    has = sorted(int(r) for r in np.unique(rec.repetitions) if r > 0) if rec.repetitions is not None else []
+    keep = np.isin(rec.repetitions, [r for r in wanted if r > 0]) if has else np.zeros(rec.n_samples, bool)
+    if not keep.any():
+        raise TrainingDataError("Invalid value for {!r}: {} has none of repetitions {}; it has {}".format(
+            flag, name, format_ranges(wanted), "repetitions " + format_ranges(has) if has else
+            "no repetition numbers (import its repetition column)"))
+    return rec.select_samples(keep)
+
+
+def format_ranges(values: Sequence[int]) -> str:
+    """``[1, 2, 3, 5]`` as ``"1-3,5"`` (the form ``--reps`` takes)."""
+    out: List[str] = []
+    vals = sorted(set(int(v) for v in values))
+    i = 0
+    while i < len(vals):
+        j = i
+        while j + 1 < len(vals) and vals[j + 1] == vals[j] + 1:
+            j += 1
+        out.append(str(vals[i]) if i == j else "{}-{}".format(vals[i], vals[j]))
+        i = j + 1
+    return ",".join(out)
+
+
+def read_sessions(paths: Sequence[str], *, reps: Optional[str] = None, flag: str = "--reps",
+                  min_repetitions: int = 1, purpose: str = "") -> List[Recording]:
+    """Read session files, keeping only repetitions ``reps`` (e.g. ``"1"``, ``"1-3,5"``; None: all) of each.
+
+    Parameters
+    ----------
+    min_repetitions : int
+        With ``reps``: refuse a selection that leaves fewer distinct repetitions (``purpose`` says why they are
+        needed).
+    """
+    from neurohand.decoder.session_file import read_recording
+    from neurohand.decoder.validation import parse_index_ranges
+
+    wanted = None if reps is None else parse_index_ranges(flag, reps)
+    recs = []
+    for p in paths:
+        rec = read_recording(p)
+        recs.append(rec if wanted is None else select_repetitions(rec, wanted, name=repr(p), flag=flag))
+    if wanted is not None:
+        kept = sorted(set(int(r) for rec in recs for r in np.unique(rec.repetitions) if r > 0))
+        if len(kept) < min_repetitions:
+            raise TrainingDataError("Invalid value for {!r}: {!r} leaves {} repetition(s) ({}); {} needs at least "
+                                    "{}".format(flag, reps, len(kept), format_ranges(kept), purpose or "this",
+                                                min_repetitions))
+    return recs
 
 
 def validation_split(frames: FrameSet, *, fraction: float = 0.15) -> Tuple[FrameSet, FrameSet, List[int]]:

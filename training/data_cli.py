@@ -7,12 +7,6 @@ import os
 from neurohand.decoder.vocabulary import SIGNAL_KINDS
 
 
-def _int_list(name: str, text: str) -> list:
-    from neurohand.decoder.validation import parse_index_ranges
-
-    return list(parse_index_ranges(name, text))
-
-
 def register(sub: "argparse._SubParsersAction") -> None:
     """Add ``import`` and ``inspect``."""
     p = sub.add_parser("import", help="import a real recording into a session file",
@@ -36,17 +30,34 @@ def register(sub: "argparse._SubParsersAction") -> None:
         g.add_argument("file")
         g.add_argument("--out", required=True)
         g.add_argument("--fs-hz", type=float, required=True, help="sample rate (required)")
-        g.add_argument("--kind", default="emg", choices=SIGNAL_KINDS, help="signal kind")
+        g.add_argument("--kind", default="emg", choices=SIGNAL_KINDS,
+                       help="signal kind, selects the feature configuration (default emg)")
+        g.add_argument("--mains-hz", type=float, default=None, choices=(50.0, 60.0), metavar="{50,60}",
+                       help="mains frequency where it was recorded (50 in Europe, 60 in the Americas), kept in the "
+                            "session: EMG features notch it (default: not recorded, 50 assumed)")
         g.add_argument("--units", default="", help="unit of the samples")
         g.add_argument("--class-names", default=None, help="comma-separated class names, rest first")
         if fmt == "csv":
             # parsed by the handler: a bad list is one line (exit 2), not argparse's usage and a generic message
-            g.add_argument("--signal-columns", required=True, help="0-based, e.g. 0-9")
-            g.add_argument("--label-column", type=int, default=None)
-            g.add_argument("--repetition-column", type=int, default=None)
-            g.add_argument("--position-columns", default=None, help="5 columns in 0..1")
+            g.add_argument("--signal-columns", required=True,
+                           help="columns counted from 0 or named by the header row: 0-9, emg0,emg1 or emg0-emg7")
+            g.add_argument("--label-column", default=None, help="movement class column (0 = rest), number or name")
+            g.add_argument("--repetition-column", default=None,
+                           help="repetition (trial) column, number or name; repetitions count from 1")
+            g.add_argument("--repetition-zero", default="error", choices=("error", "none", "shift"),
+                           help="a 0 in the repetition column: error (default; neurohand reads 0 as no repetition, "
+                                "never held out), none (0 means no repetition) or shift (the file counts from 0: "
+                                "renumber 0, 1, ... as 1, 2, ...)")
+            g.add_argument("--position-columns", default=None,
+                           help="5 columns in 0..1 (thumb..little), numbers or names")
             g.add_argument("--delimiter", default=",")
-            g.add_argument("--skip-rows", type=int, default=0)
+            g.add_argument("--skip-rows", type=int, default=0, help="lines to skip before the header row or data")
+            hdr = g.add_mutually_exclusive_group()
+            hdr.add_argument("--header", dest="header", action="store_const", const=True, default=None,
+                             help="the first line (after --skip-rows) names the columns (default: detected, a "
+                                  "first line without numbers is a header)")
+            hdr.add_argument("--no-header", dest="header", action="store_const", const=False,
+                             help="the first line is data")
             g.set_defaults(func=_import_csv)
         else:
             g.add_argument("--signals-key", default="signals")
@@ -97,12 +108,11 @@ def _class_names(text):
 def _import_csv(args: argparse.Namespace) -> int:
     from .importers import import_csv
 
-    rec = import_csv(args.file, fs_hz=args.fs_hz, signal_columns=_int_list("--signal-columns", args.signal_columns),
-                     signal_kind=args.kind, label_column=args.label_column,
-                     position_columns=None if args.position_columns is None else _int_list(
-                         "--position-columns", args.position_columns),
-                     repetition_column=args.repetition_column, delimiter=args.delimiter,
-                     skip_rows=args.skip_rows, units=args.units, class_names=_class_names(args.class_names))
+    rec = import_csv(args.file, fs_hz=args.fs_hz, signal_columns=args.signal_columns, signal_kind=args.kind,
+                     label_column=args.label_column, position_columns=args.position_columns,
+                     repetition_column=args.repetition_column, repetition_zero=args.repetition_zero,
+                     delimiter=args.delimiter, skip_rows=args.skip_rows, header=args.header, units=args.units,
+                     class_names=_class_names(args.class_names), mains_hz=args.mains_hz)
     return _write(rec, args.out)
 
 
@@ -112,7 +122,7 @@ def _import_npz(args: argparse.Namespace) -> int:
     rec = import_npz(args.file, fs_hz=args.fs_hz, signals_key=args.signals_key, signal_kind=args.kind,
                      labels_key=args.labels_key, positions_key=args.positions_key,
                      repetitions_key=args.repetitions_key, units=args.units,
-                     class_names=_class_names(args.class_names))
+                     class_names=_class_names(args.class_names), mains_hz=args.mains_hz)
     return _write(rec, args.out)
 
 

@@ -10,27 +10,48 @@ import numpy as np
 from neurohand.decoder.recording import Recording
 
 from .baselines import baseline_names, load_baselines
-from .data import TrainingDataError, adapt_frames, build_frames
+from .data import TrainingDataError, adapt_frames, build_frames, class_mismatch
 from .metrics import classification_metrics, decoder_summary, regression_metrics
 from .model import predict_sequences
 from .model_dir import adapter_of, feature_config_of, load_model_dir
 
 
-def check_contract(meta: Dict[str, Any], recordings: Sequence[Recording]) -> None:
-    """Refuse recordings whose rate, channel count or kind differ from what the model was trained on."""
+def check_contract(meta: Dict[str, Any], recordings: Sequence[Recording], *, what: str = "Test recording") -> None:
+    """Refuse recordings whose rate, channel count, kind or class names differ from what the model was trained on."""
     for i, r in enumerate(recordings):
+        name = "{} {}{}".format(what, i, " ({})".format(r.metadata["source"]) if r.metadata.get("source") else "")
         if r.n_channels != meta["n_channels"]:
-            raise TrainingDataError("Test recording {} has {} channels; the model expects {} ({})".format(
-                i, r.n_channels, meta["n_channels"], ", ".join(meta["channel_names"])))
+            raise TrainingDataError("{} has {} channels; the model expects {} ({})".format(
+                name, r.n_channels, meta["n_channels"], ", ".join(meta["channel_names"])))
         if float(r.fs_hz) != float(meta["fs_hz"]):
-            raise TrainingDataError("Test recording {} is sampled at {} Hz; the model expects {} Hz".format(
-                i, r.fs_hz, meta["fs_hz"]))
+            raise TrainingDataError("{} is sampled at {} Hz; the model expects {} Hz".format(
+                name, r.fs_hz, meta["fs_hz"]))
         if r.signal_kind != meta["signal_kind"]:
-            raise TrainingDataError("Test recording {} is '{}'; the model was trained on '{}'".format(
-                i, r.signal_kind, meta["signal_kind"]))
+            raise TrainingDataError("{} is '{}'; the model was trained on '{}'".format(
+                name, r.signal_kind, meta["signal_kind"]))
         if r.has_labels and meta["model_config"]["n_classes"] > 1 and list(r.class_names) != meta["class_names"]:
-            raise TrainingDataError("Test recording {} has classes {}; the model knows {}".format(
-                i, list(r.class_names), meta["class_names"]))
+            raise TrainingDataError(class_mismatch(
+                name, r.class_names, "the model was trained on", meta["class_names"],
+                other="re-import the training data with --class-names {} and train again"))
+
+
+RESULT_COLUMNS = (("r2_mean", "R2"), ("pearson_r_mean", "Pearson r"), ("rmse_mean", "RMSE"),
+                  ("delay_ms", "delay ms"), ("accuracy", "accuracy"), ("macro_f1", "macro F1"))
+"""Metrics of :func:`evaluate`'s results and their column headers."""
+
+
+def results_table(results: Dict[str, Dict[str, Any]], title: str):
+    """Return a ``rich`` table of ``results`` (decoder -> metrics), only the columns some decoder has a value in."""
+    from rich.table import Table
+
+    cols = [(k, h) for k, h in RESULT_COLUMNS if any(r.get(k) is not None for r in results.values())]
+    t = Table(title=title)
+    t.add_column("decoder", min_width=max([7] + [len(n) for n in results]))
+    for _, header in cols:
+        t.add_column(header, justify="right", min_width=len(header), no_wrap=True)
+    for name, r in results.items():
+        t.add_row(name, *["-" if r.get(k) is None else "{:.3f}".format(r[k]) for k, _ in cols])
+    return t
 
 
 def evaluate(model_dir: str, recordings: Sequence[Recording], *, report_dir: Optional[str] = None,

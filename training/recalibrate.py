@@ -28,6 +28,7 @@ from neurohand.decoder.validation import check_int, check_positive
 from .baselines import fit_baselines
 from .config import TrainConfig, with_overrides
 from .data import adapt_frames, build_frames, check_compatible, normalisation, validation_split
+from .evaluate import check_contract
 from .loop import Progress, distributed_env, evaluate_frames, fit
 from .model import RecurrentDecoder
 from .model_dir import adapter_of, feature_config_of, load_model_dir, prior_adapter, save_model_dir
@@ -95,6 +96,7 @@ def recalibrate(model_dir: str, recordings: Sequence[Recording], out_dir: str, *
         raise TrainingDataError("Recalibration data has {} channels at {:g} Hz but the model expects {} at {:g} Hz; "
                                 "record with the same interface settings".format(
                                     rec0.n_channels, rec0.fs_hz, meta["n_channels"], meta["fs_hz"]))
+    check_contract(meta, recordings, what="Recalibration recording")
     frames = build_frames(recordings, fcfg)
     adapter = adapter_of(meta)
     if config.renormalise and adapter is not None:  # the new session's statistics become the adaptation's prior

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence
+import warnings
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -11,10 +12,13 @@ from neurohand.decoder.errors import InvalidValueError, MissingKeyError
 from neurohand.decoder.recording import INT16_MAX, Recording, first_bad_integer, int16_column
 from neurohand.decoder.validation import check_int, check_option, check_positive, invalid_value
 
+from .csv_table import SKIP_HINT, ColumnSpec, bad_cell_error, column_label, read_header, resolve_column, resolve_columns
+
 
 def _build(signals: np.ndarray, *, fs_hz: float, signal_kind: str, labels: Optional[np.ndarray],
            positions: Optional[np.ndarray], repetitions: Optional[np.ndarray], units: str, source: str,
-           class_names: Optional[Sequence[str]]) -> Recording:
+           class_names: Optional[Sequence[str]], channel_names: Sequence[str] = (),
+           metadata: Optional[dict] = None) -> Recording:
     check_positive("fs_hz", fs_hz)
     check_option("signal_kind", signal_kind, ("nerve", "emg", "envelope"))
     if labels is not None:
@@ -37,28 +41,41 @@ def _build(signals: np.ndarray, *, fs_hz: float, signal_kind: str, labels: Optio
         pos_idx = np.arange(len(positions), dtype=np.int64)
     return Recording(
         signals=signals, fs_hz=fs_hz, signal_kind=signal_kind, units=units, labels=labels, class_names=names,
-        positions=positions, position_index=pos_idx, repetitions=repetitions,
-        metadata={"source": source, "device": "imported", "session_id": os.path.basename(source)},
+        positions=positions, position_index=pos_idx, repetitions=repetitions, channel_names=tuple(channel_names),
+        metadata=dict({"source": source, "device": "imported", "session_id": os.path.basename(source)},
+                      **(metadata or {})),
     )
 
 
-def _cols(arg: Optional[Sequence[int]]) -> Optional[list]:
-    return None if arg is None else [int(c) for c in arg]
+REPETITION_ZERO = ("error", "none", "shift")
+"""What a 0 in a CSV's repetition column means: refused (``error``, the default: neurohand reads 0 as "no
+repetition", never held out for validation or test), ``none`` (it does mean no repetition, e.g. rest between
+trials), or ``shift`` (the file counts repetitions from 0: every repetition is renumbered +1)."""
+
+
+def _mains(mains_hz: Optional[float]) -> dict:
+    if mains_hz is None:
+        return {}
+    check_option("mains_hz", float(mains_hz), (50.0, 60.0), extra="the mains frequency of the country recorded in")
+    return {"mains_hz": "{:g}".format(float(mains_hz))}
 
 
 def import_csv(
     path: str,
     *,
     fs_hz: float,
-    signal_columns: Sequence[int],
+    signal_columns: ColumnSpec,
     signal_kind: str = "emg",
-    label_column: Optional[int] = None,
-    position_columns: Optional[Sequence[int]] = None,
-    repetition_column: Optional[int] = None,
+    label_column: Union[int, str, None] = None,
+    position_columns: Optional[ColumnSpec] = None,
+    repetition_column: Union[int, str, None] = None,
     delimiter: str = ",",
     skip_rows: int = 0,
+    header: Optional[bool] = None,
     units: str = "",
     class_names: Optional[Sequence[str]] = None,
+    mains_hz: Optional[float] = None,
+    repetition_zero: str = "error",
 ) -> Recording:
     """Import a delimited text file with one row per sample.
 
@@ -67,12 +84,27 @@ def import_csv(
     path : str
     fs_hz : float
         Sample rate (required: text files do not carry one).
-    signal_columns : sequence of int
-        0-based columns holding the signal channels.
-    label_column, repetition_column : int, optional
-        Column of the movement class (0 = rest) and of the repetition.
-    position_columns : sequence of 5 int, optional
+    signal_columns : str or sequence of int or str
+        Columns of the signal channels, counted from 0 or named by the header row: ``"0-9"``, ``"emg0,emg1"``,
+        ``"emg0-emg7"``, ``[0, 1]``.
+    label_column, repetition_column : int or str, optional
+        Column of the movement class (0 = rest) and of the repetition (trial number, from 1).
+    position_columns : str or sequence of 5 int or str, optional
         Columns of thumb..little positions already in 0..1.
+    skip_rows : int
+        Lines skipped before the header row (if any) and the data.
+    header : bool, optional
+        True: the first line after ``skip_rows`` names the columns; False: it is data; None (default): detected
+        (a first line with no number in it is a header).
+    mains_hz : {50, 60}, optional
+        Mains frequency where it was recorded, recorded in the session (the EMG features notch it; 50 when absent).
+    repetition_zero : {'error', 'none', 'shift'}
+        What a 0 in the repetition column means: see :data:`REPETITION_ZERO`.
+
+    Returns
+    -------
+    Recording
+        ``channel_names`` from the header row when there is one.
     """
     if not os.path.exists(path):
         raise FileNotFoundError("No CSV file at {!r}".format(path))
@@ -80,32 +112,74 @@ def import_csv(
         raise invalid_value("--delimiter", "one character (e.g. ',', ';', '\\t'), not a newline, quote or '#', got "
                             "{!r}".format(delimiter))
     check_int("skip_rows", skip_rows, minimum=0)
+    check_option("repetition_zero", repetition_zero, REPETITION_ZERO)
+    meta = _mains(mains_hz)
+    names, first = read_header(path, delimiter=delimiter, skip_rows=skip_rows, header=header)
     try:
-        data = np.loadtxt(path, delimiter=delimiter, skiprows=skip_rows, ndmin=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Empty input file": refused below with the file named
+            data = np.loadtxt(path, delimiter=delimiter, skiprows=first, ndmin=2)
     except ValueError as e:
-        raise InvalidValueError("{!r} is not {!r}-separated numbers after {} header row(s): {}".format(
-            path, delimiter, skip_rows, e)) from None
+        raise bad_cell_error(path, delimiter=delimiter, first_data_line=first, names=names, reason=str(e)) from None
+    if data.size == 0:
+        raise InvalidValueError("{!r} has no data rows after line {}".format(path, first))
     ncol = data.shape[1]
-    used = list(signal_columns) + [c for c in [label_column, repetition_column] if c is not None] + list(
-        position_columns or [])
-    bad = [c for c in used if not (0 <= c < ncol)]
-    if bad:
-        raise InvalidValueError(
-            "{!r} has {} columns (0..{}); columns {} do not exist".format(path, ncol, ncol - 1, bad))
-    for what, col in (("label", label_column), ("repetition", repetition_column)):
+    if names is not None and len(names) != ncol:
+        raise InvalidValueError("{!r}: the header row (line {}) names {} columns but the data rows have {}; {}".format(
+            path, first, len(names), ncol, SKIP_HINT))
+    sig = resolve_columns("--signal-columns", signal_columns, names, ncol, path)
+    lab = resolve_column("--label-column", label_column, names, ncol, path)
+    rep = resolve_column("--repetition-column", repetition_column, names, ncol, path)
+    pos = None if position_columns is None else resolve_columns("--position-columns", position_columns, names,
+                                                                ncol, path)
+    if pos is not None and len(pos) != 5:
+        raise invalid_value("--position-columns", "5 columns (thumb, index, middle, ring, little), got {} ({})".format(
+            len(pos), ", ".join(column_label(c, names) for c in pos)))
+    for what, col in (("label", lab), ("repetition", rep)):
         if col is not None:
             k = first_bad_integer(data[:, col])
             if k is not None:
                 raise InvalidValueError(
-                    "{!r} row {}, column {} ({}): expected an integer in 0..{}, got {!r}".format(
-                        path, skip_rows + k + 1, col, what, INT16_MAX, data[k, col].item()))
+                    "{!r} line {}, {} ({} column): expected an integer in 0..{}, got {!r}".format(
+                        path, _line_of(path, first, k), column_label(col, names), what, INT16_MAX,
+                        data[k, col].item()))
+    repetitions = None if rep is None else data[:, rep]
+    if repetitions is not None and (repetitions == 0).any():
+        n0 = int((repetitions == 0).sum())
+        if repetition_zero == "error":
+            raise InvalidValueError(
+                "{!r} {} (repetition column) holds 0 on {} of {} rows (first at line {}): neurohand reads repetition "
+                "0 as 'none', never held out for validation or test; pass --repetition-zero none if 0 does mean no "
+                "repetition, or --repetition-zero shift if the file counts repetitions from 0 (they become 1, 2, "
+                "...)".format(path, column_label(rep, names), n0, len(repetitions),
+                              _line_of(path, first, int(np.flatnonzero(repetitions == 0)[0]))))
+        if repetition_zero == "shift":
+            if repetitions.max() >= INT16_MAX:
+                raise InvalidValueError("{!r} {}: repetition {:g} + 1 is beyond {}".format(
+                    path, column_label(rep, names), repetitions.max(), INT16_MAX))
+            repetitions = repetitions + 1
+            meta["notes"] = "repetitions renumbered +1 (the file counts from 0)"
+    channel_names = tuple(names[c] for c in sig) if names else ()
     return _build(
-        data[:, _cols(signal_columns)].astype(np.float32), fs_hz=fs_hz, signal_kind=signal_kind,
-        labels=None if label_column is None else data[:, label_column],
-        positions=None if position_columns is None else data[:, _cols(position_columns)],
-        repetitions=None if repetition_column is None else data[:, repetition_column],
-        units=units, source=path, class_names=class_names,
+        data[:, sig].astype(np.float32), fs_hz=fs_hz, signal_kind=signal_kind,
+        labels=None if lab is None else data[:, lab],
+        positions=None if pos is None else data[:, pos],
+        repetitions=repetitions, units=units, source=path, class_names=class_names,
+        channel_names=channel_names if all(channel_names) and len(set(channel_names)) == len(sig) else (),
+        metadata=meta,
     )
+
+
+def _line_of(path: str, first: int, row: int) -> int:
+    """1-based line number of data row ``row`` (blank and comment lines skipped, as numpy.loadtxt skips them)."""
+    k = -1
+    with open(path, "r", encoding="utf-8", errors="replace") as f:
+        for i, line in enumerate(f):
+            if i >= first and line.split("#", 1)[0].strip():
+                k += 1
+                if k == row:
+                    return i + 1
+    return first + row + 1
 
 
 def import_npz(
@@ -119,6 +193,7 @@ def import_npz(
     repetitions_key: Optional[str] = None,
     units: str = "",
     class_names: Optional[Sequence[str]] = None,
+    mains_hz: Optional[float] = None,
 ) -> Recording:
     """Import arrays from a ``.npz`` file (loaded with ``allow_pickle=False``).
 
@@ -128,7 +203,10 @@ def import_npz(
         Array of shape (n_samples, n_channels).
     labels_key, positions_key, repetitions_key : str, optional
         Arrays of shape (n,), (n, 5) in 0..1 and (n,).
+    mains_hz : {50, 60}, optional
+        Mains frequency where it was recorded, recorded in the session.
     """
+    meta = _mains(mains_hz)
     if not os.path.exists(path):
         raise FileNotFoundError("No NPZ file at {!r}".format(path))
     with np.load(path, allow_pickle=False) as z:
@@ -141,5 +219,5 @@ def import_npz(
             labels=None if labels_key is None else z[labels_key],
             positions=None if positions_key is None else z[positions_key],
             repetitions=None if repetitions_key is None else z[repetitions_key],
-            units=units, source=path, class_names=class_names,
+            units=units, source=path, class_names=class_names, metadata=meta,
         )

@@ -36,6 +36,8 @@ import numpy as np
 from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.recording import Recording
 
+from ..data import select_repetitions
+
 FS_HZ = 100.0
 CLASS_NAMES = (
     "rest", "index_flexion", "index_extension", "middle_flexion", "middle_extension", "ring_flexion",
@@ -169,9 +171,5 @@ def import_ninapro(path: str, *, reps: Optional[Sequence[int]] = None) -> Record
         },
     )
     if reps is not None:
-        wanted = np.isin(rec.repetitions, np.asarray(list(reps)))
-        if not wanted.any():
-            raise InvalidValueError("None of repetitions {} is in {!r} (it has {})".format(
-                list(reps), path, sorted(set(int(r) for r in np.unique(rep)))))
-        rec = rec.select_samples(wanted)
+        rec = select_repetitions(rec, reps, name=repr(path))
     return rec
