@@ -10,9 +10,11 @@ Layout::
         engine-*.plan   TensorRT engines built on the device (optional, keyed by GPU, TensorRT and model hash)
 
 The **contract** is what the model expects of its input and what it outputs: sample rate, channel count and names,
-signal kind, feature configuration, normalisation statistics, the running feature adaptation and its prior
-(:mod:`decoder.adaptation`; null for models trained without it), class names, recurrent cell and state shapes, model
-version and training metrics. :meth:`Bundle.check_source` refuses a signal source that does not match it.
+signal kind, feature configuration and its frame timing at that rate (``frame_timing``: hop and window in samples and
+their exact milliseconds; bundles exported before it have none and still load), normalisation statistics, the running
+feature adaptation and its prior (:mod:`decoder.adaptation`; null for models trained without it), class names,
+recurrent cell and state shapes, model version and training metrics. :meth:`Bundle.check_source` refuses a signal
+source that does not match it.
 """
 
 import hashlib
@@ -130,6 +132,7 @@ class Bundle:
             self.contract = contract
             extractor = self.feature_extractor()
             bundle_check.check_features(contract, extractor.n_features)
+            bundle_check.check_frame_timing(contract, extractor.hop_samples, extractor.window_samples)
         except BundleError:
             raise
         except (InvalidValueError, KeyError, TypeError, ValueError) as e:

@@ -11,8 +11,9 @@ How an edit is caught (schema 4, :mod:`decoder.bundle`):
 * A ``model.onnx`` replaced together with its hash in ``bundle.json`` has to carry the same seal; one from elsewhere
   (a random or another patient's model) does not.
 * Then the contract is checked against the graph's own inputs and outputs (feature count, state shapes, class count)
-  and against the shapes of the arrays in ``weights.npz``, and the feature count against the channel count and the
-  feature configuration: an inconsistent bundle cannot start.
+  and against the shapes of the arrays in ``weights.npz``, the feature count against the channel count and the
+  feature configuration, and the frame timing the device computes (hop and window in samples at the contract's rate)
+  against the contract's ``frame_timing``, when it has one: an inconsistent bundle cannot start.
 
 What it cannot catch: a deliberate rewrite of several files kept consistent with each other (a graph edited by hand
 that keeps the seal, re-hashed in ``bundle.json``): hashes carry no secret. Only a signature (a key the clinic
@@ -243,3 +244,21 @@ def check_features(contract: Dict[str, Any], n_extracted: int) -> None:
         arr = np.asarray(sos, dtype=float)
         if arr.size % 6 or not np.all(np.isfinite(arr)):
             raise InvalidValueError("the contract's filter_sos must be finite rows of 6 coefficients")
+
+
+def check_frame_timing(contract: Dict[str, Any], hop_samples: int, window_samples: int) -> None:
+    """Refuse a contract whose ``frame_timing`` differs from the hop and window the device's extractor computes.
+
+    Contracts without ``frame_timing`` (exported before it was recorded) pass: their extractor is the one they
+    were trained with.
+    """
+    timing = contract.get("frame_timing")
+    if timing is None:
+        return
+    if not isinstance(timing, dict):
+        raise InvalidValueError("the contract's frame_timing must be an object, got {!r}".format(timing))
+    want = (timing.get("hop_samples"), timing.get("window_samples"))
+    if want != (hop_samples, window_samples):
+        raise InvalidValueError("the contract's frame_timing is a hop of {} and a window of {} samples but its feature "
+                                "configuration at {} Hz gives {} and {}".format(
+                                    want[0], want[1], contract.get("fs_hz"), hop_samples, window_samples))

@@ -5,13 +5,17 @@
 The features themselves are defined in :mod:`neurohand.decoder.features`.
 """
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Optional, Tuple
 
 from .errors import InvalidTypeError, InvalidValueError
 from .filters import FilterConfig
 from .validation import check_option, check_positive, invalid_value
 from .vocabulary import SIGNAL_KINDS
+
+SAMPLE_TOLERANCE = 1e-6
+"""Relative tolerance within which a duration counts as a whole number of samples (float rounding of exact values)."""
 
 FEATURES = ("mav", "rms", "wl", "zc", "ssc", "logvar", "mean", "logmean", "log_bandpower", "log_mav", "log_wl")
 
@@ -27,7 +31,7 @@ class FeatureConfig:
     window_ms : float
         Window of each frame; a whole multiple of ``hop_ms``.
     hop_ms : float
-        Time between frames; must be a whole number of samples at the recording's rate.
+        Time between frames; must be a whole number of samples at the recording's rate (:meth:`at_rate` rounds it).
     features : tuple of str
         Feature kinds, from :data:`FEATURES`, in output order.
     zc_threshold : float
@@ -114,6 +118,83 @@ class FeatureConfig:
             d["bands_hz"] = tuple(tuple(b) for b in d["bands_hz"])
         return cls(**d)
 
+    def samples_at(self, fs_hz: float) -> Tuple[int, int]:
+        """Hop and window in samples at ``fs_hz``: ``(hop_samples, window_samples)``.
+
+        Raises
+        ------
+        InvalidValueError
+            ``hop_ms`` is not a whole number of samples at ``fs_hz``; the message names the nearest valid values.
+        """
+        hop = ms_to_samples("hop_ms", self.hop_ms, fs_hz)
+        return hop, hop * int(round(self.window_ms / self.hop_ms))
+
+    def at_rate(self, fs_hz: float) -> "FeatureConfig":
+        """Return this configuration with ``hop_ms`` rounded to whole samples at ``fs_hz``, the window to as many hops.
+
+        ``hop_ms`` becomes ``round(hop_ms * fs_hz / 1000)`` samples (at least 1) in exact milliseconds
+        (``hop_samples * 1000 / fs_hz``, 20.01953125 ms for 20 ms at 2048 Hz) and ``window_ms`` the same number of hops
+        as before. A configuration already in whole samples is returned unchanged.
+        """
+        fs = check_positive("fs_hz", fs_hz)
+        hop = max(1, int(round(self.hop_ms * fs / 1000.0)))
+        blocks = int(round(self.window_ms / self.hop_ms))
+        if _is_whole(self.hop_ms * fs / 1000.0):
+            return self
+        hop_ms = hop * 1000.0 / fs
+        return replace(self, hop_ms=hop_ms, window_ms=blocks * hop_ms)
+
+    def timing(self, fs_hz: float) -> Dict[str, float]:
+        """Return the frame timing at ``fs_hz`` recorded in ``model.json`` and the bundle contract (``frame_timing``).
+
+        Returns
+        -------
+        dict
+            ``{"fs_hz", "hop_samples", "window_samples", "hop_ms", "window_ms"}``, the durations exact
+            (``samples * 1000 / fs_hz``).
+        """
+        fs = check_positive("fs_hz", fs_hz)
+        hop, window = self.samples_at(fs)
+        return {"fs_hz": fs, "hop_samples": hop, "window_samples": window, "hop_ms": hop * 1000.0 / fs,
+                "window_ms": window * 1000.0 / fs}
+
+
+def _is_whole(n: float) -> bool:
+    return abs(n - round(n)) <= SAMPLE_TOLERANCE * max(1.0, abs(n)) and round(n) >= 1
+
+
+def ms_to_samples(name: str, ms: float, fs_hz: float, *, step: int = 1) -> int:
+    """Return ``ms`` at ``fs_hz`` in samples, refusing a duration that is not a whole number of ``step`` samples.
+
+    Parameters
+    ----------
+    name : str
+        The setting, for the message (``'hop_ms'``, ``'--window-ms'``).
+    ms : float
+        Duration in milliseconds.
+    fs_hz : float
+        Sample rate.
+    step : int
+        The duration must be a whole multiple of this many samples (a window: of the hop).
+
+    Raises
+    ------
+    InvalidValueError
+        ``Invalid value for 'hop_ms': 20.0 ms at fs_hz=2048.0 is 40.96 samples; expected a whole number >= 1;
+        nearest valid: 19.53125 ms (40 samples) or 20.01953125 ms (41 samples)``.
+    """
+    fs = check_positive("fs_hz", fs_hz)
+    n = check_positive(name, ms) * fs / 1000.0
+    k = n / step
+    if _is_whole(k):
+        return int(round(k)) * step
+    options = sorted({max(1, int(math.floor(k))), max(1, int(math.ceil(k)))})
+    unit = "samples" if step == 1 else "hops of {} samples".format(step)
+    nearest = " or ".join("{:.10g} ms ({} {})".format(m * step * 1000.0 / fs, m, "samples" if step == 1 else "hops")
+                          for m in options)
+    raise invalid_value(name, "{} ms at fs_hz={} is {:.10g} {}; expected a whole number >= 1".format(
+        ms, fs, k, unit), extra="nearest valid: {}".format(nearest))
+
 
 def default_feature_config(signal_kind: str, *, mains_hz: float = 50.0, fs_hz: Optional[float] = None) -> FeatureConfig:
     """Return the feature configuration chosen for a kind of recording.
@@ -128,9 +209,15 @@ def default_feature_config(signal_kind: str, *, mains_hz: float = 50.0, fs_hz: O
     mains_hz : float
         Mains frequency notched for ``'emg'`` (50 in Europe, 60 in the Americas).
     fs_hz : float, optional
-        Sample rate the config is for; band edges above 0.45 * fs_hz are lowered to it.
+        Sample rate the config is for; band edges above 0.45 * fs_hz are lowered to it, and the hop and window are
+        rounded to whole samples (:meth:`FeatureConfig.at_rate`: 20 ms at 2048 Hz is 41 samples, 20.01953125 ms).
     """
     check_option("signal_kind", signal_kind, SIGNAL_KINDS)
+    config = _default_for(signal_kind, mains_hz=mains_hz, fs_hz=fs_hz)
+    return config if fs_hz is None else config.at_rate(fs_hz)
+
+
+def _default_for(signal_kind: str, *, mains_hz: float, fs_hz: Optional[float]) -> FeatureConfig:
     def top(hz: float) -> float:
         return hz if fs_hz is None else min(hz, 0.45 * float(fs_hz))
 
@@ -169,7 +256,8 @@ def default_feature_config(signal_kind: str, *, mains_hz: float = 50.0, fs_hz: O
 def config_for_recording(recording: Any) -> FeatureConfig:
     """Return :func:`default_feature_config` for a :class:`~neurohand.decoder.recording.Recording`.
 
-    Uses its ``signal_kind``, ``fs_hz`` and, when recorded, ``metadata['mains_hz']``.
+    Uses its ``signal_kind``, ``fs_hz`` (the hop and window in whole samples at it) and, when recorded,
+    ``metadata['mains_hz']``.
     """
     mains = float(recording.metadata.get("mains_hz", 50.0))
     return default_feature_config(recording.signal_kind, mains_hz=mains, fs_hz=recording.fs_hz)

@@ -86,15 +86,8 @@ class FeatureExtractor:
         self.config = config
         self.fs_hz = check_positive("fs_hz", fs_hz)
         self.n_channels = check_int("n_channels", n_channels, minimum=1)
-        hop = config.hop_ms * self.fs_hz / 1000.0
-        if abs(hop - round(hop)) > 1e-6 * max(1.0, hop) or round(hop) < 1:
-            raise invalid_value(
-                "hop_ms", "{} ms at fs_hz={} is {} samples; expected a whole number >= 1".format(
-                    config.hop_ms, self.fs_hz, hop)
-            )
-        self.hop_samples = int(round(hop))
-        self.window_blocks = int(round(config.window_ms / config.hop_ms))
-        self.window_samples = self.hop_samples * self.window_blocks
+        self.hop_samples, self.window_samples = config.samples_at(self.fs_hz)
+        self.window_blocks = self.window_samples // self.hop_samples
         self.filter_bank = CausalFilterBank(config.filters, fs_hz=self.fs_hz, n_channels=self.n_channels, sos=sos)
         stats: List[str] = []
         for f in config.features:

@@ -34,10 +34,11 @@ def _paths(obj, prefix=""):
     return out
 
 
-def test_every_flat_name_of_format2_is_a_setting_and_every_setting_but_clip_sd_had_one():
+def test_every_flat_name_of_format2_is_a_setting_and_every_setting_but_the_new_ones_had_one():
     paths = _paths(TrainConfig())
     assert set(FLAT_LAYOUT.values()) <= set(paths)
-    assert set(paths) - set(FLAT_LAYOUT.values()) == {"adaptation.config.clip_sd"}  # new: settable from now on
+    assert set(paths) - set(FLAT_LAYOUT.values()) == {  # new: settable from now on
+        "adaptation.config.clip_sd", "features.window_ms", "features.hop_ms", "features.names"}
     old = json.load(open(os.path.join(FORMAT2, "model.json")))["train_config"]
     assert set(old) == set(FLAT_LAYOUT)
 

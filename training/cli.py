@@ -4,6 +4,8 @@ import argparse
 import json
 import sys
 
+from neurohand.decoder.feature_config import FEATURES
+
 REPS_HELP = ("take only these repetitions of each session, e.g. 1 or 1-3,5 (default all; samples outside any "
              "repetition are left out)")
 
@@ -35,6 +37,14 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="weight of the training statistics in seconds of frames (default 30; at most the horizon)")
     p.add_argument("--adapt-horizon-s", type=float, default=None,
                    help="time constant of the running feature statistics in seconds (default 60)")
+    p.add_argument("--window-ms", type=float, default=None,
+                   help="feature window in ms, a whole number of hops (default: the signal kind's, 200 for EMG)")
+    p.add_argument("--hop-ms", type=float, default=None,
+                   help="time between feature frames in ms, a whole number of samples (default: the signal kind's, "
+                        "20 for EMG, rounded to whole samples at the session's rate)")
+    p.add_argument("--features", default=None,
+                   help="comma-separated feature kinds, from: {} (default: the signal kind's)".format(
+                       ", ".join(FEATURES)))
     p.add_argument("--reps", default=None, metavar="SPEC", help=REPS_HELP)
     p.add_argument("--no-baselines", action="store_true", help="skip the classic baselines")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -59,6 +69,9 @@ def train_config_from_args(args: argparse.Namespace):
         "model.class_pool": False if args.no_class_pool else None,
         "schedule.epochs": args.epochs, "batches.seq_len": args.seq_len, "adaptation.mode": args.adapt,
         "adaptation.config.prior_s": args.adapt_prior_s, "adaptation.config.horizon_s": args.adapt_horizon_s,
+        "features.window_ms": args.window_ms, "features.hop_ms": args.hop_ms,
+        "features.names": None if args.features is None else tuple(
+            f.strip() for f in args.features.split(",") if f.strip()),
     }, device=args.device, seed=args.seed)
 
 
@@ -75,7 +88,20 @@ def _train(args: argparse.Namespace) -> int:
     print("wrote {} (best epoch {} of {}{}); validation: {}".format(
         args.out, res.best_epoch, res.epochs_run, ", interrupted" if res.interrupted else "",
         ", ".join("{} {:.3f}".format(k, vm[k]) for k in ("r2_mean", "accuracy") if vm.get(k) is not None)))
+    _print_scores(res.val_scores)
     return 0
+
+
+def _print_scores(scores) -> None:
+    from rich.console import Console
+
+    from .summary import scores_table
+
+    if scores:  # a plain table when redirected (rich drops the colours), 100 columns when not a terminal
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=100)
+        console.print(scores_table(scores, title="validation repetitions, every decoder (* best)"))
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from neurohand.decoder.adaptation import AdaptationConfig
 from neurohand.decoder.errors import InvalidValueError
+from neurohand.decoder.feature_config import FEATURES, FeatureConfig, ms_to_samples
 from neurohand.decoder.validation import check_int, check_option, check_positive, invalid_value
 
 from .data import FrameSet, movement_mix_drift
@@ -296,6 +297,63 @@ class AdaptationPolicy:
 
 
 @dataclass(frozen=True)
+class FeatureChoice:
+    """The feature frames' window, hop and kinds where they differ from the signal kind's defaults.
+
+    The defaults (:func:`decoder.feature_config.config_for_recording`) are rounded to whole samples at the
+    recording's rate; values given here are taken as they are, and refused, naming the nearest valid ones, when they
+    are not whole samples.
+
+    Parameters
+    ----------
+    window_ms : float or None
+        Window of each frame, a whole number of hops; None: the default window's duration in whole hops.
+    hop_ms : float or None
+        Time between frames, a whole number of samples at the recording's rate; None: the default.
+    names : tuple of str or None
+        Feature kinds, from :data:`decoder.feature_config.FEATURES`, in output order; None: the default.
+    """
+
+    window_ms: Optional[float] = None
+    hop_ms: Optional[float] = None
+    names: Optional[Tuple[str, ...]] = None
+
+    def __post_init__(self) -> None:
+        for name in ("window_ms", "hop_ms"):
+            if getattr(self, name) is not None:
+                check_positive(name, getattr(self, name))
+        if self.names is not None:
+            names = tuple(self.names)
+            if not names:
+                raise invalid_value("features", "expected at least one of {}".format(", ".join(FEATURES)))
+            for n in names:
+                check_option("features", n, FEATURES)
+            object.__setattr__(self, "names", names)
+
+    def apply(self, base: FeatureConfig, fs_hz: float) -> FeatureConfig:
+        """Return ``base`` with these choices, at ``fs_hz``.
+
+        Raises
+        ------
+        InvalidValueError
+            ``hop_ms`` is not a whole number of samples, or ``window_ms`` not a whole number of hops, at ``fs_hz``.
+        """
+        if self.hop_ms is None and self.window_ms is None and self.names is None:
+            return base
+        if self.hop_ms is not None:
+            hop = ms_to_samples("hop_ms", self.hop_ms, fs_hz)
+        else:
+            hop = base.samples_at(fs_hz)[0]
+        hop_ms = hop * 1000.0 / fs_hz
+        if self.window_ms is not None:
+            blocks = ms_to_samples("window_ms", self.window_ms, fs_hz, step=hop) // hop
+        else:
+            blocks = max(1, int(round(base.window_ms / hop_ms)))
+        return replace(base, hop_ms=hop_ms, window_ms=blocks * hop_ms,
+                       features=self.names if self.names is not None else base.features)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Training settings; the defaults are the ones the README's results use.
 
@@ -308,6 +366,7 @@ class TrainConfig:
     loss : LossConfig
     augmentation : AugmentationConfig
     adaptation : AdaptationPolicy
+    features : FeatureChoice
     val_fraction : float
         Share of repetitions held out for validation (the last ones, at least one).
     device : {'auto', 'cpu', 'cuda'}
@@ -321,6 +380,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     adaptation: AdaptationPolicy = field(default_factory=AdaptationPolicy)
+    features: FeatureChoice = field(default_factory=FeatureChoice)
     val_fraction: float = 0.15
     device: str = "auto"
     seed: int = 0

@@ -59,13 +59,15 @@ def _step_module(model):
 def contract_from(meta: Dict[str, Any], model_config: Dict[str, Any]) -> Dict[str, Any]:
     """Build the bundle contract from a model folder's ``model.json``."""
     vm = meta.get("val_metrics", {})
+    fcfg = FeatureConfig.from_dict(meta["feature_config"])
     return {
         "fs_hz": meta["fs_hz"],
         "n_channels": meta["n_channels"],
         "channel_names": meta["channel_names"],
         "signal_kind": meta["signal_kind"],
         "feature_config": meta["feature_config"],
-        "filter_sos": design_sos(FeatureConfig.from_dict(meta["feature_config"]).filters, meta["fs_hz"]).tolist(),
+        "frame_timing": fcfg.timing(meta["fs_hz"]),
+        "filter_sos": design_sos(fcfg.filters, meta["fs_hz"]).tolist(),
         "normalisation": meta["normalisation"],
         "adaptation": meta.get("adaptation"),
         "class_names": meta["class_names"],

@@ -204,11 +204,10 @@ def fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], c
                 else:
                     bad_epochs += 1
                 stop = bad_epochs >= schedule.patience and epoch >= schedule.min_epochs
-                bar.describe("epoch {}/{} loss {:.4f} val {} {:.3f}".format(
-                    epoch, schedule.epochs, row["train_loss"], "R2" if has_pos else "acc", score))
+                bar.epoch_done("first phase, best val {} {:.3f} (epoch {})".format(
+                    "R2" if has_pos else "acc", best["score"], best["epoch"]))
             else:
-                bar.describe("refit on all training data: epoch {}/{} loss {:.4f}".format(
-                    epoch, last_epoch, row["train_loss"]))
+                bar.epoch_done()
             history.append(row)
             if on_epoch is not None and on_epoch(epoch, model, improved):
                 stop = True
@@ -229,35 +228,90 @@ def fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], c
 
 
 class Progress:
-    """A rich progress bar with live loss, or nothing when disabled or not on a terminal."""
+    """A rich progress bar counting epochs, one row per phase, or nothing when disabled or not on a terminal.
 
-    def __init__(self, *, enabled: bool, total: int) -> None:
+    Each row counts the epochs of one phase against the most it may run (the first phase: ``schedule.epochs``; the
+    refit: the first phase's best epoch) and shows the last optimiser step's loss; a finished phase's row keeps its
+    count and time, and the next row's timer runs while it waits (a refit in a second process, the baselines).
+
+    Parameters
+    ----------
+    enabled : bool
+    total : int
+        Epochs of the first phase's row.
+    description : str
+        The first row's text.
+    console : rich.console.Console, optional
+        Where to draw (default: stderr).
+    """
+
+    def __init__(self, *, enabled: bool, total: int, description: str = "training",
+                 console: Optional[Any] = None) -> None:
         self._p = None
+        self._task: Any = None
+        self._final: List[Dict[str, Any]] = []
         if enabled:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
             from rich.progress import Progress as RichProgress
 
-            console = Console(stderr=True)
+            console = console if console is not None else Console(stderr=True)
             if console.is_terminal:
-                self._p = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                   TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(),
-                                   console=console, transient=False)
+                self._p = RichProgress(TextColumn("{task.description}"), BarColumn(),
+                                       TextColumn("{task.fields[count]}"), TextColumn("{task.fields[loss]}"),
+                                       TimeElapsedColumn(),
+                                       console=console, transient=False)
                 self._p.start()
-                self._task = self._p.add_task("training", total=total, loss=float("nan"))
+                self._task = self._p.add_task(description, total=total, count=_count(0, total), loss="")
 
     def advance(self, loss: float) -> None:
-        """One optimiser step done, with its loss."""
+        """One optimiser step done, with its loss (the epoch count moves with :meth:`epoch_done`)."""
         if self._p is not None:
-            self._p.update(self._task, advance=1, loss=loss)
+            self._p.update(self._task, loss="loss {:.4f}".format(loss))
+
+    def epoch_done(self, text: Optional[str] = None) -> None:
+        """One epoch of the current phase done; ``text`` replaces the row's description."""
+        if self._p is not None:
+            task = self._p.tasks[self._task]
+            self.set_completed(int(task.completed) + 1)
+            if text is not None:
+                self._p.update(self._task, description=text)
 
     def describe(self, text: str) -> None:
-        """Replace the bar's description."""
+        """Replace the current row's description."""
         if self._p is not None:
             self._p.update(self._task, description=text)
 
-    def close(self) -> None:
-        """Stop drawing the bar."""
+    def phase(self, text: str, *, total: Optional[int], completed: int = 0) -> None:
+        """End the current row (its count and time stay) and start one for the next phase.
+
+        ``total`` None: a phase without epochs (an indeterminate bar whose timer runs).
+        """
         if self._p is not None:
+            self._p.stop_task(self._task)
+            self._task = self._p.add_task(text, total=total, completed=completed, count=_count(completed, total),
+                                          loss="")
+
+    def set_completed(self, completed: int) -> None:
+        """Set the current row's epoch count (a phase running in another process reports its epochs)."""
+        if self._p is not None:
+            total = self._p.tasks[self._task].total
+            self._p.update(self._task, completed=completed, count=_count(completed, total))
+
+    def rows(self) -> List[Dict[str, Any]]:
+        """Each row's ``description``, ``completed``, ``total`` and ``elapsed_s`` (none when disabled)."""
+        if self._p is None:
+            return self._final
+        return [{"description": t.description, "completed": int(t.completed),
+                 "total": None if t.total is None else int(t.total), "elapsed_s": t.elapsed} for t in self._p.tasks]
+
+    def close(self) -> None:
+        """Stop drawing the bar (:meth:`rows` keeps its last state)."""
+        if self._p is not None:
+            self._final = self.rows()
             self._p.stop()
             self._p = None
+
+
+def _count(completed: int, total: Optional[float]) -> str:
+    return "" if total is None else "{}/{} epochs".format(int(completed), int(total))

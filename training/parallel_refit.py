@@ -157,6 +157,7 @@ def _worker(inputs: str, n_channels: int, n_classes: int, inbox: Any, outbox: An
 
         def on_epoch(epoch: int, m: torch.nn.Module, improved: bool) -> bool:
             nonlocal baselines
+            outbox.send(("epoch", epoch))  # the parent's progress bar; a few bytes an epoch
             while inbox.poll():
                 take(inbox.recv())
             recent.add(epoch, m, earliest_choice=best)  # the first phase's best only moves later
@@ -262,8 +263,10 @@ class ParallelRefit:
         """Whether the caller should fit the baselines itself (the worker has not started them); then it won't."""
         return _claim(self._claim, 2, self._proc.is_alive)
 
-    def result(self, best_epoch: int) -> Dict[str, torch.Tensor]:
+    def result(self, best_epoch: int, *, on_epoch: Optional[Callable[[int], None]] = None) -> Dict[str, torch.Tensor]:
         """Wait for the worker to reach ``best_epoch`` and return its weights there.
+
+        ``on_epoch(n)`` is called as the worker reports its epochs (``n`` at most ``best_epoch``).
 
         Raises
         ------
@@ -273,7 +276,7 @@ class ParallelRefit:
             The worker failed or ended without a result; the message says why.
         """
         self._send("stop", best_epoch)
-        status, payload = self._receive()
+        status, payload = self._receive(lambda e: on_epoch(min(e, best_epoch)) if on_epoch else None)
         self._proc.join()
         if status != "ok":
             raise RuntimeError("the refit process failed: {}".format(payload))
@@ -284,14 +287,17 @@ class ParallelRefit:
         with np.load(os.path.join(self._dir, "refit.npz"), allow_pickle=False) as z:
             return {k: torch.from_numpy(z[k]) for k in z.files}
 
-    def _receive(self) -> Tuple[str, Any]:
-        """Return the worker's outcome; never block on a worker that has ended or never reported in."""
+    def _receive(self, on_epoch: Callable[[int], None]) -> Tuple[str, Any]:
+        """Return the worker's outcome, passing its epoch reports on; never block on a worker that has ended."""
         while True:
             if self._from_worker.poll(0.2):
                 try:
                     status, payload = self._from_worker.recv()
                 except EOFError:
                     break
+                if status == "epoch":
+                    on_epoch(int(payload))
+                    continue
                 if status != "ready":
                     return status, payload
                 self._started = True

@@ -119,7 +119,7 @@ def recalibrate(model_dir: str, recordings: Sequence[Recording], out_dir: str, *
                           seed=config.seed, device="cpu")
     log("recalibrating {} of {} parameters ({}) on {} frames".format(
         n_trainable, sum(p.numel() for p in model.parameters()), ", ".join(sorted(trainable)), len(frames)))
-    bar = Progress(enabled=progress, total=config.epochs)
+    bar = Progress(enabled=progress, total=config.epochs, description="recalibrating")
     try:
         run = fit(model, frames, None, tcfg, fcfg, rec0.n_channels, torch.device("cpu"), distributed_env(),
                    stop_after=config.epochs, bar=bar, seed_offset=7)

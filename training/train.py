@@ -26,6 +26,7 @@ from .loop import Progress, build_model, distributed_env, evaluate_frames, fit, 
 from .model import RecurrentDecoder
 from .model_dir import prior_adapter, save_model_dir
 from .parallel_refit import ParallelRefit, RecentStates, RefitDidNotStart, spawn_reruns_caller, usable_cores
+from .summary import validation_scores
 
 __all__ = ["TrainConfig", "TrainResult", "set_class_pool", "train", "with_overrides"]
 
@@ -44,6 +45,7 @@ class TrainResult:
     refit_epochs: int = 0
     refit_process_peak_rss_mb: float = 0.0  # the parallel refit's own high-water mark (0 when none ran)
     training_windows: Tuple[int, int] = (0, 0)  # frames per window and windows per step the first phase used
+    val_scores: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # every decoder's validation record
 
 
 @contextlib.contextmanager
@@ -89,7 +91,8 @@ def train(
         Output folder (created).
     config : TrainConfig
     feature_config : FeatureConfig, optional
-        Default: :func:`decoder.features.config_for_recording` of the first recording.
+        Default: :func:`decoder.feature_config.config_for_recording` of the first recording (hop and window in whole
+        samples at its rate); ``config.features`` applies to it.
     progress : bool
         Show a live progress bar (rank 0, interactive terminals).
     fit_classic : bool
@@ -110,7 +113,7 @@ def train(
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     is_main = env["rank"] == 0
-    fcfg = feature_config or config_for_recording(recordings[0])
+    fcfg = config.features.apply(feature_config or config_for_recording(recordings[0]), recordings[0].fs_hz)
     frames = build_frames(recordings, fcfg)
     adapt_cfg, adapt_decision = config.adaptation.choose(frames)
     # the prior is the statistics of every training frame, validation repetitions included: it is what the saved
@@ -130,8 +133,7 @@ def train(
         parallel = False
         log("the refit runs after the first phase, not beside it: the script calling train() has no "
             "'if __name__ == \"__main__\":' block, so a second process would run it again (put the calls in one)")
-    total = config.schedule.epochs * (2 if config.refit.enabled and not parallel else 1)
-    bar = Progress(enabled=progress and is_main, total=total)
+    bar = Progress(enabled=progress and is_main, total=config.schedule.epochs, description="first phase")
     worker: Optional[ParallelRefit] = None
     baselines: Optional[Dict[str, object]] = None
     refit_rss_mb = 0.0
@@ -150,14 +152,13 @@ def train(
             history = phase1["history"]
             refit_epochs = 0
             if is_main and fit_classic and not interrupted and (worker is None or worker.claim_baselines()):
-                bar.describe("classic baselines")
+                bar.phase("classic baselines (Wiener, Kalman, LDA)", total=None)
                 baselines = fit_baselines(train_f, val_f)
             if config.refit.enabled and not interrupted and phase1["best_epoch"] > 0:
                 if worker is not None:
-                    bar.describe("refit on all training data (second process) up to epoch {}".format(
-                        phase1["best_epoch"]))
+                    bar.phase("refit on all data (second process, beside the first)", total=phase1["best_epoch"])
                     try:
-                        state = worker.result(phase1["best_epoch"])
+                        state = worker.result(phase1["best_epoch"], on_epoch=bar.set_completed)
                     except KeyboardInterrupt:
                         interrupted = True
                     except RefitDidNotStart as exc:
@@ -181,6 +182,7 @@ def train(
                 recent.add(epoch, m, earliest_choice=epoch)
                 return False
 
+            bar.phase("refit on all data", total=phase1["best_epoch"])
             phase2 = fit(refit, frames, None, config, fcfg, n_channels, device, env,
                          stop_after=phase1["best_epoch"], bar=bar, seed_offset=1, on_epoch=keep)
             if not phase2["interrupted"]:
@@ -206,10 +208,11 @@ def train(
     result.training_windows = tuple(phase1["windows"])
     result.refit_process_peak_rss_mb = refit_rss_mb
     if is_main:
+        result.val_scores = validation_scores(config.cell, val_metrics, baselines or {}, val_f, n_classes)
         result.wall_s = time.perf_counter() - t_start
         save_model_dir(model_dir, model.without_fixed_projection(), fcfg, recordings[0], config, result,
                        baselines or {}, source_files, val_reps, adapter=adapter,
-                       extra={"adaptation_decision": adapt_decision})
+                       extra={"adaptation_decision": adapt_decision, "val_scores": result.val_scores})
     if distributed:
         import gc
 
