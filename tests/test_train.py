@@ -213,7 +213,7 @@ def test_a_refit_process_killed_while_it_waits_never_blocks_the_parent(sim_train
     import time
 
     from neurohand.decoder.feature_config import config_for_recording
-    from neurohand.training.parallel_refit import ParallelRefit
+    from neurohand.training.parallel_refit import LEAD_EPOCHS, ParallelRefit
 
     fcfg = config_for_recording(sim_train)
     frames = build_frames([sim_train], fcfg)
@@ -221,7 +221,14 @@ def test_a_refit_process_killed_while_it_waits_never_blocks_the_parent(sim_train
                            n_classes=len(frames.class_names), fit_classic=False)
     try:
         worker.on_phase1_epoch(1, None, True)
-        time.sleep(3.0)  # long enough to reach epoch 1 + LEAD_EPOCHS and wait there
+        deadline = time.monotonic() + 300  # starting the worker (importing torch) is slow on a loaded machine
+        reported = 0
+        while reported < 1 + LEAD_EPOCHS and time.monotonic() < deadline:  # it reports an epoch, then waits there
+            if worker._from_worker.poll(0.2):
+                kind, payload = worker._from_worker.recv()  # the test reads the reports in the parent's place:
+                worker._started = worker._started or kind == "ready"  # ("ready", ...) first, then ("epoch", n)
+                reported = payload if kind == "epoch" else reported
+        assert reported == 1 + LEAD_EPOCHS
         worker._proc.kill()  # the OOM killer, say
         worker._proc.join()
         t0 = time.monotonic()
