@@ -90,6 +90,10 @@ def _draw_process(snapshots, path: Optional[str], labels: Dict[str, Any]) -> Non
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        os.nice(10)  # a busy CPU serves the decoding first
+    except OSError:
+        pass
     f = None if path is None else open(path, "w")
     try:
         _draw(snapshots, Console(file=f, force_terminal=True if f else None), labels)
