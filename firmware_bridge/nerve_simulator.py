@@ -158,9 +158,8 @@ def simulate_protocol(minutes: float, glove_fs_hz: float, rng: np.random.Generat
     -------
     dict
         ``positions`` (n, 5) in 0..1, ``labels`` (n,), ``repetitions`` (n,), ``cues`` list of
-        (glove_sample, label, duration_glove_samples, name), and the hidden intent: ``intent`` (n, 5), the
-        trajectories before tremor and glove noise, and ``onsets`` list of (glove_sample, ramp_glove_samples,
-        peak (5,)) where each cued movement starts.
+        (glove_sample, label, duration_glove_samples, name); the hidden intent: ``intent`` (n, 5) before tremor
+        and noise, ``onsets`` list of (glove_sample, ramp_glove_samples, peak (5,)) where each movement starts.
     """
     n_total = int(round(minutes * 60 * glove_fs_hz))
     fs = glove_fs_hz
@@ -442,13 +441,9 @@ def channel_names_for(n_channels: int) -> Tuple[str, ...]:
 
 
 def hidden_intent(config: SimulatorConfig) -> Dict[str, Any]:
-    """Return the cued protocol behind ``simulate_recording(config)``, with the hidden intent.
-
-    :func:`simulate_protocol`'s dict from the same random draws, so the same movements, with the ``intent`` and the
-    movement ``onsets`` the recording lacks.
-    """
-    rng = np.random.default_rng([config.seed, config.day, config.session])
-    return simulate_protocol(config.minutes, config.glove_fs_hz, rng)
+    """Return the protocol behind ``simulate_recording(config)`` (same draws), with its hidden intent and onsets."""
+    return simulate_protocol(config.minutes, config.glove_fs_hz, np.random.default_rng(
+        [config.seed, config.day, config.session]))
 
 
 def simulate_recording(config: SimulatorConfig) -> Recording:
