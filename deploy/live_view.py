@@ -90,10 +90,10 @@ def _draw_process(snapshots, path: Optional[str], labels: Dict[str, Any]) -> Non
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    try:
-        os.nice(10)  # a busy CPU serves the decoding first
-    except OSError:
-        pass
+    try:  # the lowest CPU priority: it draws only when the decoding (and everything else) has the CPU it wants
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):  # not Linux
+        os.nice(19)
     f = None if path is None else open(path, "w")
     try:
         _draw(snapshots, Console(file=f, force_terminal=True if f else None), labels)
