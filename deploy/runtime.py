@@ -333,18 +333,22 @@ def _run(args) -> int:
 
     bundle = Bundle(resolve_bundle(args.bundle))
     hand = parse_device_spec("--hand", args.hand, ("serial", "none"))
-    args.source = source_for(args.source, fs_hz=bundle.fs_hz, n_channels=bundle.n_channels,
-                             model="the model in {}".format(bundle.path))
-    src_kind = parse_device_spec("--source", args.source, ("sim", "replay", "serial", "lsl")).kind
+    src_kind = parse_device_spec("--source", args.source or "sim", ("sim", "replay", "serial", "lsl")).kind
     if hand.kind != "none" and src_kind in ("sim", "replay") and not args.allow_replay_into_hand:
         raise InvalidValueError("Refusing to drive the hand on {} from {!r}: a recording or the simulator only moves "
-                                "a hand with --allow-replay-into-hand".format(hand.target, args.source))
+                                "a hand with --allow-replay-into-hand".format(hand.target, args.source or "sim"))
     if not args.log_max_mb > 0:
         raise InvalidValueError("--log-max-mb must be > 0, got {}".format(args.log_max_mb))
-    hop_ms = bundle.feature_config.hop_ms
-    source = open_source(args.source, chunk_samples_for=lambda fs: max(1, int(round(fs * hop_ms / 1000.0))),
-                         fast=args.fast)
     sink = NoneSink() if hand.kind == "none" else HandSink(hand.target)
+    try:
+        spec = source_for(args.source, fs_hz=bundle.fs_hz, n_channels=bundle.n_channels,
+                          model="the model in {}".format(bundle.path))
+    except InvalidValueError:
+        sink.close()
+        raise
+    hop_ms = bundle.feature_config.hop_ms
+    source = open_source(spec, chunk_samples_for=lambda fs: max(1, int(round(fs * hop_ms / 1000.0))),
+                         fast=args.fast)
     if args.keys:
         from .keys_sink import KeysSink, MultiSink
 
