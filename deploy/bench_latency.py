@@ -273,21 +273,22 @@ def _bench_latency(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title="commands against the true positions, held-out data replayed through the device path ({})".format(
-        out["engine"]))
-    for col in ("data", "seed", "R2", "r", "delay ms", "R2 / delay before post", "filter ms", "window/2 ms",
-                "hop ms", "smoothing ms", "software ms", "budget ms", "onset -> half ms"):
+    t = Table(title="commands against the true positions ({} engine)".format(out["engine"]))
+    for col in ("data", "seed", "R2", "r", "delay ms", "before post R2/ms", "onset->half ms (intent)"):
         t.add_column(col, justify="right")
+    u = Table(title="latency budget, ms")
+    for col in ("data", "seed", "filter", "window/2", "hop", "smoothing", "software", "total"):
+        u.add_column(col, justify="right")
     for r in out["results"]:
-        b, h = r["budget_ms"], r.get("half_movement") or {}
+        b, h, d = r["budget_ms"], r.get("half_movement") or {}, r["decoder_output"]
         t.add_row(r["data"], str(r["seed"]), "{:.3f}".format(r["r2"]), "{:.3f}".format(r["pearson_r"]),
-                  "{:.0f}".format(r["delay_ms"]), "{:.3f} / {:.0f}".format(r["decoder_output"]["r2"],
-                                                                           r["decoder_output"]["delay_ms"]),
-                  "{:.1f}".format(b["filter_group_delay"]), "{:.0f}".format(b["window"]), "{:.0f}".format(b["hop"]),
-                  "{:.1f}".format(b["smoothing"]), "{:.2f}".format(b["software"]), "{:.0f}".format(b["total"]),
-                  "-" if h.get("command_median_ms") is None else "{:.0f} (intent {:.0f})".format(
+                  "{:.0f}".format(r["delay_ms"]), "{:.3f}/{:.0f}".format(d["r2"], d["delay_ms"]),
+                  "-" if h.get("command_median_ms") is None else "{:.0f} ({:.0f})".format(
                       h["command_median_ms"], h["intent_median_ms"]))
+        u.add_row(r["data"], str(r["seed"]), *["{:.1f}".format(b[k]) for k in (
+            "filter_group_delay", "window", "hop", "smoothing", "software", "total")])
     Console().print(t)
+    Console().print(u)
     for s in out["skipped"]:
         print("skipped {}: {}".format(s["data"], s["reason"]))
     return 0

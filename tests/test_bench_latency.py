@@ -71,3 +71,27 @@ def test_the_latency_json_has_its_keys_on_a_tiny_simulation():
     assert set(r["budget_ms"]) == {"filter_group_delay", "window", "hop", "smoothing", "software", "total"}
     assert -1.0 <= r["pearson_r"] <= 1.0 and abs(r["delay_ms"]) <= 500 and r["delay_ms"] % r["hop_ms"] == 0
     assert r["half_movement"]["movements"] + r["half_movement"]["missed"] > 0
+
+
+def test_without_json_a_table_shows_every_result_and_what_was_skipped(monkeypatch, capsys):
+    from neurohand.deploy import bench_latency as bl
+
+    budget = {"filter_group_delay": 0.14, "window": 50.0, "hop": 10.0, "smoothing": 25.3, "software": 0.3,
+              "total": 85.7}
+    row = {"data": "sim", "seed": 0, "r2": 0.931, "pearson_r": 0.97, "delay_ms": 60.0, "budget_ms": budget,
+           "decoder_output": {"r2": 0.94, "pearson_r": 0.974, "delay_ms": 30.0},
+           "half_movement": {"command_median_ms": 305.0, "intent_median_ms": 232.5}}
+    seen = {}
+
+    def fake(**kw):
+        seen.update(kw)
+        return {"benchmark": "latency", "engine": "numpy", "results": [row],
+                "skipped": [{"data": "ninapro", "reason": "no --data folder given"}]}
+
+    monkeypatch.setattr(bl, "bench_latency", fake)
+    capsys.readouterr()
+    assert main(["bench", "latency", "--seeds", "0-2", "--epochs", "3"]) == 0
+    out = capsys.readouterr().out
+    assert seen["seeds"] == [0, 1, 2] and seen["epochs"] == 3 and seen["data_dir"] is None
+    for text in ("sim", "0.931", "60", "85.7", "25.3", "305 (232)", "skipped ninapro: no --data folder given"):
+        assert text in out
