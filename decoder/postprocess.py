@@ -13,6 +13,10 @@ import numpy as np
 from .errors import InvalidValueError
 from .validation import check_positive
 
+SAFE_POSTURE = (0.1, 0.1, 0.1, 0.1, 0.1)
+"""Fingers slightly flexed: where a sink with no posture of its own goes on a fault, and where a class-only model's
+commands stay."""
+
 
 @dataclass(frozen=True)
 class PostConfig:

@@ -24,7 +24,7 @@ from .adaptation import AdaptationState
 from .engines import create_engine
 from .errors import NeurohandError
 from .features import FeatureState
-from .postprocess import PostConfig, PostProcessor, PostState
+from .postprocess import SAFE_POSTURE, PostConfig, PostProcessor, PostState
 
 
 class DecodeFault(NeurohandError):
@@ -54,7 +54,9 @@ class DecodedFrames(NamedTuple):
     class_probabilities : np.ndarray, shape (n_frames, n_classes)
         Softmax of the logits.
     commands : np.ndarray, shape (n_frames, 5)
-        Post-processed commands (rest gate, smoothing, dead-band, velocity limit, finger ranges).
+        Post-processed commands (rest gate, smoothing, dead-band, velocity limit, finger ranges). For a model whose
+        position head was never trained (class-only data) they ramp to and hold ``hold_posture``, whatever the
+        untrained head outputs.
     frame_end_samples : np.ndarray, shape (n_frames,), int64
         Index of each frame's last sample, counted from the stream's first sample since its last reset.
     """
@@ -87,13 +89,19 @@ class StreamDecoder:
         Inference engine (see :func:`neurohand.decoder.engines.create_engine`).
     post : PostConfig, optional
         Post-processing of the commands (default ``PostConfig()``).
+    hold_posture : sequence of 5 float, optional
+        The commands of a class-only model (contract ``model.positions`` false): its position head is untrained, so
+        its positions never reach the hand (default :data:`~neurohand.decoder.postprocess.SAFE_POSTURE`; the
+        runtime passes its sink's safe posture).
     **engine_options
         Passed to the engine (``threads`` for onnxruntime, ``fp16`` for TensorRT).
     """
 
     def __init__(self, bundle: Any, *, engine: str = "auto", post: Optional[PostConfig] = None,
-                 **engine_options: Any) -> None:
+                 hold_posture: Optional[Any] = None, **engine_options: Any) -> None:
         self.bundle = bundle
+        self.drives_fingers = bool(bundle.contract["model"].get("positions", True))
+        self.hold_posture = np.asarray(SAFE_POSTURE if hold_posture is None else hold_posture, float)
         self.engine = create_engine(bundle, engine, **engine_options)
         self.extractor = bundle.feature_extractor()
         self.adapter = bundle.feature_adapter()
@@ -158,6 +166,7 @@ class StreamDecoder:
                 raise DecodeFault("engine", "the decoder produced non-finite outputs")
             positions[i], logits[i] = out.positions, out.class_logits
             probabilities[i] = out.class_probabilities()
-            commands[i], stream.post = self.post.step(stream.post, out.positions, float(probabilities[i, 0]))
+            target = out.positions if self.drives_fingers else self.hold_posture
+            commands[i], stream.post = self.post.step(stream.post, target, float(probabilities[i, 0]))
         return DecodedFrames(positions, logits, probabilities, commands,
                              self.extractor.frame_end_samples(first, n))

@@ -9,6 +9,8 @@ import os
 import time
 from typing import Any, Dict, List, Optional
 
+from .bench_latency import register as register_latency
+
 
 def register(sub: "argparse._SubParsersAction") -> None:
     """Add ``neurohand bench``."""
@@ -44,6 +46,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     t.add_argument("--threads", type=int, default=2,
                    help="CPU cores to train on (default 2; the parallel refit uses the second)")
     t.set_defaults(func=_bench_train)
+    register_latency(bsub)
 
 
 def _single_thread() -> None:

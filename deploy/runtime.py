@@ -16,7 +16,7 @@ import numpy as np
 
 from neurohand.decoder.bundle import Bundle
 from neurohand.decoder.errors import DeviceError, InvalidValueError
-from neurohand.decoder.postprocess import PostConfig, PostState
+from neurohand.decoder.postprocess import SAFE_POSTURE, PostConfig, PostState
 from neurohand.decoder.signal_quality import QualityConfig, QualityMonitor
 from neurohand.decoder.stream import DecodeFault
 
@@ -25,8 +25,6 @@ from .sources import SourceFault, SourceStalled
 
 RUNNING, SAFE, STOPPED = "running", "safe", "stopped"
 
-
-SAFE_POSTURE = (0.1, 0.1, 0.1, 0.1, 0.1)
 RESOLUTION = 0.001  # SET_POSITIONS carries 0..1000: every command is on this grid
 
 
@@ -141,7 +139,9 @@ class Runtime:
         self.json_log = json_log
         bundle.check_source(fs_hz=source.fs_hz, n_channels=source.n_channels)
         self.bundle, self.source, self.sink = bundle, source, sink
-        self.decoder = bundle.decoder(engine=engine, post=post)
+        self.safe_posture = np.asarray(getattr(sink, "safe_posture", SAFE_POSTURE), float)
+        # a class-only model's position head is untrained: its commands hold the safe posture (decoder.stream)
+        self.decoder = bundle.decoder(engine=engine, post=post, hold_posture=self.safe_posture)
         self.engine = self.decoder.engine
         # one stream for the session: a fault resets its decoding state but keeps the adaptation's running
         # statistics (they describe the electrodes)
@@ -157,12 +157,15 @@ class Runtime:
         # the velocity limit holds against the last command actually sent (or the safe posture after a fault)
         self.max_step = np.floor(self.decoder.post.config.max_speed_per_s * self.decoder.post.hop_s / RESOLUTION
                                  + 1e-9) * RESOLUTION
-        self.safe_posture = np.asarray(getattr(sink, "safe_posture", SAFE_POSTURE), float)
         start = getattr(sink, "start_posture", None)
         self.last_sent = self._on_grid(start() if start is not None else self.safe_posture)
         self.stream.post = PostState(command=self.last_sent.copy())
         self.current_arrival = 0.0  # arrival time of the chunk being decoded
         self.last_probabilities: Optional[np.ndarray] = None
+        self.class_names = bundle.class_names
+        if not self.decoder.drives_fingers:
+            self.log("class-only model (no finger positions were trained): the hand holds its safe posture; the "
+                     "classes drive keys and the log")
 
     @property
     def astate(self):
@@ -276,7 +279,9 @@ class Runtime:
                         self.stats.overruns += 1
                     self.stats.frames += 1
                     if self.record_frames or self.json_log is not None:
-                        fr = {"t": done, "positions": pos.tolist(), "command": cmd.tolist(), "latency_ms": lat}
+                        k = int(np.argmax(prob))
+                        fr = {"t": done, "positions": pos.tolist(), "command": cmd.tolist(), "latency_ms": lat,
+                              "class": self.class_names[k], "probability": round(float(prob[k]), 4)}
                         if self.record_frames:
                             self.frames.append(fr)
                         if self.json_log is not None:
@@ -304,7 +309,8 @@ def register(sub) -> None:
                        description="Decode a signal source with a bundle and drive the hand (or nothing).")
     p.add_argument("--bundle", required=True, help="bundle folder from 'neurohand export', or a model store's "
                    "STORE/PATIENT/current.json (or STORE/PATIENT): the patient's current version")
-    p.add_argument("--source", default="sim", help="sim | replay:FILE.h5 | serial:PORT | lsl:NAME (default sim)")
+    p.add_argument("--source", default=None, help="sim | replay:FILE.h5 | serial:PORT | lsl:NAME (default sim, "
+                   "when the simulator's rate and channels fit the bundle; otherwise required)")
     p.add_argument("--hand", default="none", help="serial:PORT | none (default none)")
     p.add_argument("--engine", default="auto", choices=["auto", "tensorrt", "onnxruntime", "numpy"])
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
@@ -322,39 +328,47 @@ def register(sub) -> None:
 def _run(args) -> int:
     import sys
 
-    from .sources import open_source, parse_device_spec
+    from .sources import open_source, parse_device_spec, source_for
     from .store_paths import resolve_bundle
 
     bundle = Bundle(resolve_bundle(args.bundle))
     hand = parse_device_spec("--hand", args.hand, ("serial", "none"))
-    src_kind = parse_device_spec("--source", args.source, ("sim", "replay", "serial", "lsl")).kind
+    src_kind = parse_device_spec("--source", args.source or "sim", ("sim", "replay", "serial", "lsl")).kind
     if hand.kind != "none" and src_kind in ("sim", "replay") and not args.allow_replay_into_hand:
         raise InvalidValueError("Refusing to drive the hand on {} from {!r}: a recording or the simulator only moves "
-                                "a hand with --allow-replay-into-hand".format(hand.target, args.source))
+                                "a hand with --allow-replay-into-hand".format(hand.target, args.source or "sim"))
     if not args.log_max_mb > 0:
         raise InvalidValueError("--log-max-mb must be > 0, got {}".format(args.log_max_mb))
-    hop_ms = bundle.feature_config.hop_ms
-    source = open_source(args.source, chunk_samples_for=lambda fs: max(1, int(round(fs * hop_ms / 1000.0))),
-                         fast=args.fast)
     sink = NoneSink() if hand.kind == "none" else HandSink(hand.target)
+    try:
+        spec = source_for(args.source, fs_hz=bundle.fs_hz, n_channels=bundle.n_channels,
+                          model="the model in {}".format(bundle.path))
+    except InvalidValueError:
+        sink.close()
+        raise
+    hop_ms = bundle.feature_config.hop_ms
+    source = open_source(spec, chunk_samples_for=lambda fs: max(1, int(round(fs * hop_ms / 1000.0))),
+                         fast=args.fast)
     if args.keys:
         from .keys_sink import KeysSink, MultiSink
 
         keys = KeysSink(args.keys, bundle.class_names)
         sink = keys if args.hand == "none" else MultiSink([sink, keys])
     view = None
-    if args.live:
+    if args.live:  # drawn by its own process, forked here before any engine or decoding thread exists
         from .live_view import LiveView
 
-        view = LiveView(bundle.class_names)
+        view = LiveView(bundle.class_names, channel_names=getattr(source, "channel_names", None) or
+                        bundle.contract.get("channel_names"), units=getattr(source, "units", None) or "signal units",
+                        drives_fingers=bool(bundle.contract["model"].get("positions", True))).__enter__()
     json_log = JsonLog(args.log, max_bytes=int(args.log_max_mb * 1e6)) if args.log else None
-    rt = Runtime(bundle, source, sink, engine=args.engine, log=lambda m: print(m, file=sys.stderr),
-                 on_chunk=view.on_chunk if view else None, json_log=json_log)
-    if view:
-        with view:
-            stats = rt.run(seconds=args.seconds)
-    else:
+    try:
+        rt = Runtime(bundle, source, sink, engine=args.engine, log=lambda m: print(m, file=sys.stderr),
+                     on_chunk=view.on_chunk if view else None, json_log=json_log)
         stats = rt.run(seconds=args.seconds)
+    finally:
+        if view is not None:
+            view.__exit__(None, None, None)
     s = stats.summary()
     print("engine {}: {} frames, latency median {:.2f} ms, p99 {:.2f} ms, overruns {}, faults {}".format(
         rt.engine.name, s["frames"], s["latency_ms"]["median"], s["latency_ms"]["p99"], s["overruns"], s["faults"]))
@@ -371,7 +385,7 @@ def register_keys(sub) -> None:
     p.add_argument("--check", action="store_true")
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--bundle", default=None)
-    p.add_argument("--source", default="sim")
+    p.add_argument("--source", default=None, help="as for 'neurohand run' (default sim when it fits the bundle)")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--fast", action="store_true")
     p.set_defaults(func=_keys)
@@ -389,11 +403,13 @@ def _keys(args) -> int:
     if not args.bundle:
         raise InvalidValueError("--dry-run needs --bundle (the decoder whose output drives the keys)")
     from .keys_sink import KeysSink
-    from .sources import open_source
+    from .sources import open_source, source_for
 
     bundle = Bundle(args.bundle)
     hop_ms = bundle.feature_config.hop_ms
-    source = open_source(args.source, chunk_samples_for=lambda fs: max(1, int(round(fs * hop_ms / 1000.0))),
+    spec = source_for(args.source, fs_hz=bundle.fs_hz, n_channels=bundle.n_channels,
+                      model="the model in {}".format(bundle.path))
+    source = open_source(spec, chunk_samples_for=lambda fs: max(1, int(round(fs * hop_ms / 1000.0))),
                          fast=args.fast)
     sink = KeysSink(args.profile, bundle.class_names, dry_run=True, start_enabled=True)
     stats = Runtime(bundle, source, sink, engine="auto").run(seconds=args.seconds)

@@ -9,6 +9,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
+from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.recording import Recording
 from neurohand.decoder.session_file import read_recording
 from neurohand.decoder.validation import invalid_value
@@ -28,6 +29,7 @@ class RecordingSource:
         self.fs_hz = recording.fs_hz
         self.n_channels = recording.n_channels
         self.channel_names = recording.channel_names
+        self.units = recording.units
         self.chunk = int(chunk_samples)
         self.fast = fast
         self.loop = loop
@@ -105,6 +107,29 @@ def parse_device_spec(name: str, spec: str, allowed: Sequence[str]) -> DeviceSpe
 
 
 SOURCE_KINDS = ("sim", "replay", "serial", "lsl")
+
+
+def source_for(spec: Optional[str], *, fs_hz: float, n_channels: int, model: str = "the model") -> str:
+    """Return the source spec to open: ``spec``, or ``sim`` when none was given and the simulator fits the model.
+
+    Raises
+    ------
+    InvalidValueError
+        The simulator's rate or channel count differs from the model's (given as ``sim`` or by default): one line
+        naming the sources that can deliver it.
+    """
+    if spec is not None and parse_device_spec("--source", spec, SOURCE_KINDS).kind != "sim":
+        return spec
+    from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig
+
+    sim = SimulatorConfig()
+    if abs(sim.fs_hz - float(fs_hz)) <= 1e-6 * sim.fs_hz and sim.n_channels == int(n_channels):
+        return "sim"
+    raise InvalidValueError("{} expects {:g} Hz, {} channels, but the simulator delivers {:g} Hz, {} channels: {}"
+                            "give --source replay:SESSION.h5 (a recorded session at the model's rate), serial:PORT "
+                            "(a neural interface) or lsl:NAME (a Lab Streaming Layer stream)".format(
+                                model, float(fs_hz), int(n_channels), sim.fs_hz, sim.n_channels,
+                                "" if spec is not None else "--source is required; "))
 
 
 def open_source(spec: str, *, chunk_samples_for, fast: bool = False, minutes: float = 2.0, seed: int = 0):

@@ -36,7 +36,7 @@ Nothing here is tuned to make a decoder look good; the real data sets are the ju
 """
 
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 from scipy import signal as sps
@@ -158,7 +158,8 @@ def simulate_protocol(minutes: float, glove_fs_hz: float, rng: np.random.Generat
     -------
     dict
         ``positions`` (n, 5) in 0..1, ``labels`` (n,), ``repetitions`` (n,), ``cues`` list of
-        (glove_sample, label, duration_glove_samples, name).
+        (glove_sample, label, duration_glove_samples, name); the hidden intent: ``intent`` (n, 5) before tremor
+        and noise, ``onsets`` list of (glove_sample, ramp_glove_samples, peak (5,)) where each movement starts.
     """
     n_total = int(round(minutes * 60 * glove_fs_hz))
     fs = glove_fs_hz
@@ -166,6 +167,7 @@ def simulate_protocol(minutes: float, glove_fs_hz: float, rng: np.random.Generat
     labels = np.zeros(n_total, np.int16)
     reps = np.zeros(n_total, np.int16)
     cues: List[Tuple[int, int, int, str]] = []
+    onsets: List[Tuple[int, int, np.ndarray]] = []
     t = 0
     rep = 0
     while t < n_total:
@@ -193,6 +195,8 @@ def simulate_protocol(minutes: float, glove_fs_hz: float, rng: np.random.Generat
                 labels[on:end] = m + 1
             reps[t:end] = rep
             cues.append((cue_t, m + 1, react + up + hold, name))
+            if on < n_total:
+                onsets.append((on, up, vec))
             t = end
             if t >= n_total:
                 break
@@ -203,7 +207,8 @@ def simulate_protocol(minutes: float, glove_fs_hz: float, rng: np.random.Generat
         f0 = rng.uniform(8.0, 12.0)
         tremor[:, j] = 0.004 * np.sin(2 * np.pi * f0 * tt + rng.uniform(0, 2 * np.pi))
     pos = np.clip(target * (1 + tremor * 5) + tremor + rng.normal(0, 0.005, target.shape), 0.0, 1.0)
-    return {"positions": pos.astype(np.float32), "labels": labels, "repetitions": reps, "cues": cues}
+    return {"positions": pos.astype(np.float32), "labels": labels, "repetitions": reps, "cues": cues,
+            "intent": target, "onsets": onsets}
 
 
 # ---------------------------------------------------------------------- patient and days
@@ -435,6 +440,12 @@ def channel_names_for(n_channels: int) -> Tuple[str, ...]:
     return tuple(["median{}".format(i) for i in range(half)] + ["ulnar{}".format(i) for i in range(n_channels - half)])
 
 
+def hidden_intent(config: SimulatorConfig) -> Dict[str, Any]:
+    """Return the protocol behind ``simulate_recording(config)`` (same draws), with its hidden intent and onsets."""
+    return simulate_protocol(config.minutes, config.glove_fs_hz, np.random.default_rng(
+        [config.seed, config.day, config.session]))
+
+
 def simulate_recording(config: SimulatorConfig) -> Recording:
     """Simulate one session of the patient ``config.seed`` on ``config.day``.
 
@@ -446,7 +457,7 @@ def simulate_recording(config: SimulatorConfig) -> Recording:
     """
     patient = make_patient(config)
     rng = np.random.default_rng([config.seed, config.day, config.session])
-    proto = simulate_protocol(config.minutes, config.glove_fs_hz, rng)
+    proto = simulate_protocol(config.minutes, config.glove_fs_hz, rng)  # as hidden_intent(config): rng goes on
     synth = SignalSynthesizer(patient, config, rng)
     n_glove = len(proto["positions"])
     block = int(10 * config.glove_fs_hz)  # 10 s at a time keeps memory flat for long sessions

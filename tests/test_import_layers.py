@@ -2,7 +2,8 @@
 
 decoder -> firmware_bridge -> deploy runtime -> training -> calibration -> application: a module may import its own
 layer and the layers before it, never one after it, lazy (in-function) imports included. The application is
-``deploy/cli.py``, ``deploy/demo.py``, ``deploy/bench.py`` and the scripts in ``experiments/``.
+``deploy/cli.py``, ``deploy/demo.py``, ``deploy/bench.py`` (with ``deploy/bench_latency.py``) and the scripts in
+``experiments/``.
 """
 
 import ast
@@ -14,7 +15,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = ("decoder", "firmware_bridge", "runtime", "training", "calibration", "application")
-APPLICATION_MODULES = ("neurohand.deploy.cli", "neurohand.deploy.demo", "neurohand.deploy.bench", "neurohand.__main__")
+APPLICATION_MODULES = ("neurohand.deploy.cli", "neurohand.deploy.demo", "neurohand.deploy.bench",
+                       "neurohand.deploy.bench_latency", "neurohand.__main__")
 PACKAGES = ("decoder", "firmware_bridge", "deploy", "training", "calibration")
 
 

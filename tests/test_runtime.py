@@ -306,13 +306,13 @@ def test_live_view_renders_to_a_captured_console(rec, bundle):
 
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=100)
-    view = LiveView(bundle.class_names, console=console, refresh_hz=1000)
+    view = LiveView(bundle.class_names, channel_names=rec.channel_names, units="uV", console=console, refresh_hz=1000)
     rt = Runtime(bundle, RecordingSource(rec, chunk_samples=chunk(rec, bundle), fast=True), NoneSink(),
                  engine="numpy", on_chunk=view.on_chunk)
     with view:
         rt.run()
     text = buf.getvalue()
-    for word in ("thumb", "little", "latency", "median", "signal level", "ch3", "class"):
+    for word in ("thumb", "little", "latency", "median", "signal level", "ulnar1", "uV", "class"):
         assert word in text
 
 
