@@ -84,10 +84,14 @@ class SessionView:
     channel_names : sequence of str
     labels : {'cue', 'glove'}
     patient_id : str
+    units : str
+        The source's signal units (the simulator's and an interface's: ``uV``), shown with every level.
     """
 
-    def __init__(self, cue_protocol: CueProtocol, channel_names, *, labels: str = "cue", patient_id: str = "") -> None:
+    def __init__(self, cue_protocol: CueProtocol, channel_names, *, labels: str = "cue", patient_id: str = "",
+                 units: str = "uV") -> None:
         self.cue_protocol = cue_protocol
+        self.units = units or "signal units"
         self.trials = cue_protocol.schedule()
         self.channel_names = list(channel_names)
         self.labels = labels
@@ -175,7 +179,7 @@ class SessionView:
         for name, lv in zip(self.channel_names, self.level_uv):
             style = "red" if lv < 0.5 else "green"  # under half a microvolt: a flat (disconnected) channel
             t.add_row(name, ProgressBar(total=top, completed=float(lv), width=20, complete_style=style),
-                      "{:.0f} uV".format(lv))
+                      "{:.0f} {}".format(lv, self.units))
         return t
 
     def render(self):
@@ -191,7 +195,7 @@ class SessionView:
                      "{}  complete {}  elapsed {:.0f} s".format(where, self.done, time.monotonic() - self.started))
         body = Table.grid(padding=(0, 3))
         body.add_row(Panel(self._fingers(), title="target position per finger"),
-                     Panel(self._levels(), title="signal level per channel"))
+                     Panel(self._levels(), title="signal level per channel (RMS, {})".format(self.units)))
         progress = Table.grid(padding=(0, 1))
         progress.add_row(ProgressBar(total=max(total, 1), completed=min(self.done, total), width=60),
                          "{}/{} trials complete".format(self.done, total))

@@ -247,9 +247,9 @@ def record_session(opts: CalibrateOptions, cue_protocol: Optional[CueProtocol], 
                 metadata={"mains_hz": "{:g}".format(opts.mains_hz), "source_spec": opts.source,
                           "labels_spec": opts.labels,
                           "mode": "recalibration" if opts.recalibrate else "calibration"}, **kw)
-        view = SessionView(session.cue_protocol, devices.source.channel_names or ["ch{}".format(i) for i in range(
+        view = SessionView(session.cue_protocol, devices.source.channel_names or ["channel {}".format(i) for i in range(
             devices.source.n_channels)], labels="glove" if devices.glove is not None else "cue",
-            patient_id=opts.patient)
+            patient_id=opts.patient, units=getattr(devices.source, "units", None) or "signal units")
         if opts.tui:
             live = Live(view.render(), console=console, refresh_per_second=8, transient=False)
             with live:

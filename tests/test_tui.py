@@ -35,6 +35,15 @@ def test_view_shows_cue_countdown_targets_levels_and_progress():
     assert "p pause/resume" in text and "glove" not in text
 
 
+def test_view_shows_the_sources_units():
+    """Issue 20: the levels said 'uV' whatever the source; they now carry the source's units."""
+    view = SessionView(PROTOCOL, ["emg0", "emg1"], units="mV")
+    view.update(None, np.full((50, 2), 3.0, np.float32), 0.0, np.zeros(5), np.zeros(5))
+    text = render(view)
+    assert "signal level per channel (RMS, mV)" in text and re.search(r"emg0\s+[^0-9│]*?\d+ mV", text)
+    assert " uV" not in text
+
+
 def test_view_rest_release_pause_and_glove_rows():
     view = SessionView(PROTOCOL, ["c0"], labels="glove")
     trial = view.trials[0]
