@@ -38,7 +38,8 @@ def test_every_flat_name_of_format2_is_a_setting_and_every_setting_but_the_new_o
     paths = _paths(TrainConfig())
     assert set(FLAT_LAYOUT.values()) <= set(paths)
     assert set(paths) - set(FLAT_LAYOUT.values()) == {  # new: settable from now on
-        "adaptation.config.clip_sd", "features.window_ms", "features.hop_ms", "features.names"}
+        "adaptation.config.clip_sd", "features.window_ms", "features.hop_ms", "features.names",
+        "loss.target_lead_ms"}
     old = json.load(open(os.path.join(FORMAT2, "model.json")))["train_config"]
     assert set(old) == set(FLAT_LAYOUT)
 
@@ -96,8 +97,9 @@ def test_the_train_command_line_maps_onto_the_nested_settings():
     args = parser.parse_args(["train", "s.h5", "--out", "m", "--model", "lstm", "--hidden", "8", "--layers", "3",
                               "--epochs", "5", "--seq-len", "50", "--device", "cpu", "--seed", "2",
                               "--no-lda-front-end", "--no-class-pool", "--adapt", "off", "--adapt-prior-s", "90",
-                              "--adapt-horizon-s", "120"])
+                              "--adapt-horizon-s", "120", "--lead-ms", "40"])
     cfg = train_config_from_args(args)
+    assert cfg.loss.target_lead_ms == 40.0
     assert cfg.model == ArchitectureConfig(cell="lstm", hidden=8, layers=3, lda_front_end=False, class_pool=False)
     assert (cfg.schedule.epochs, cfg.batches.seq_len, cfg.device, cfg.seed) == (5, 50, "cpu", 2)
     assert cfg.adaptation == AdaptationPolicy(mode="off", config=AdaptationConfig(prior_s=90.0, horizon_s=120.0))
@@ -144,3 +146,27 @@ def test_a_model_folder_from_a_newer_format_or_with_a_broken_train_config_is_ref
         json.dump(meta, open(os.path.join(d, "model.json"), "w"))
         with pytest.raises(ModelFormatError, match="newer neurohand" if name == "newer" else "'train_config' is inv"):
             load_model_dir(d)
+
+
+@pytest.mark.parametrize("lead", [-1.0, float("nan"), 1500.0])
+def test_a_target_lead_outside_0_to_1000_ms_is_refused(lead):
+    with pytest.raises(InvalidValueError, match="Invalid value for 'target_lead_ms'"):
+        with_overrides(TrainConfig(), {"loss.target_lead_ms": lead})
+
+
+def test_a_target_lead_takes_the_positions_and_classes_that_far_after_each_frame():
+    """Frames keep their features; their targets come from ``lead`` later, the last ones held at the recording's end."""
+    from neurohand.decoder.feature_config import config_for_recording
+    from neurohand.training.data import build_frames
+
+    rec = simulate_recording(SimulatorConfig(minutes=0.1, n_channels=4, fs_hz=2000.0, seed=1))
+    fcfg = config_for_recording(rec)
+    now = build_frames([rec], fcfg)
+    ahead = build_frames([rec], fcfg, target_lead_ms=60.0)
+    np.testing.assert_array_equal(now.features, ahead.features)
+    k = int(round(60.0 / now.hop_ms))  # 60 ms is a whole number of hops here
+    assert k >= 1 and 60.0 == k * now.hop_ms
+    np.testing.assert_allclose(ahead.positions[:-k], now.positions[k:], atol=1e-6)
+    np.testing.assert_array_equal(ahead.labels[:-k], now.labels[k:])
+    ends = rec.n_samples - 1
+    np.testing.assert_allclose(ahead.positions[-1], rec.positions_at(np.array([ends]))[0], atol=1e-6)

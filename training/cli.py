@@ -45,6 +45,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--features", default=None,
                    help="comma-separated feature kinds, from: {} (default: the signal kind's)".format(
                        ", ".join(FEATURES)))
+    p.add_argument("--lead-ms", type=float, default=None,
+                   help="train against the positions and classes this long after each frame (0-1000 ms, default 0): "
+                        "the network outputs where the hand is going, cancelling part of the decoding delay")
     p.add_argument("--reps", default=None, metavar="SPEC", help=REPS_HELP)
     p.add_argument("--no-baselines", action="store_true", help="skip the classic baselines")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -70,6 +73,7 @@ def train_config_from_args(args: argparse.Namespace):
         "schedule.epochs": args.epochs, "batches.seq_len": args.seq_len, "adaptation.mode": args.adapt,
         "adaptation.config.prior_s": args.adapt_prior_s, "adaptation.config.horizon_s": args.adapt_horizon_s,
         "features.window_ms": args.window_ms, "features.hop_ms": args.hop_ms,
+        "loss.target_lead_ms": args.lead_ms,
         "features.names": None if args.features is None else tuple(
             f.strip() for f in args.features.split(",") if f.strip()),
     }, device=args.device, seed=args.seed)

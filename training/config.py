@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from neurohand.decoder.adaptation import AdaptationConfig
-from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.feature_config import FEATURES, FeatureConfig, ms_to_samples
 from neurohand.decoder.validation import check_int, check_option, check_positive, invalid_value
 
+from .config_tree import apply_changes, build_dataclass, default_of, put_path
 from .data import FrameSet, movement_mix_drift
 from .model import ModelConfig
 
@@ -192,15 +192,22 @@ class LossConfig:
     class_head_detached : bool
         With positions to decode, train the class head on the recurrent state without letting its gradient shape
         the core.
+    target_lead_ms : float
+        The positions and classes each frame is trained against are those this long after its end (0 to 1000 ms):
+        the network learns to output where the hand is going, cancelling part of the decoding delay. Evaluations
+        always score against the frame's own time.
     """
 
     class_weight: float = 1.0
     label_smoothing: float = 0.1
     class_head_detached: bool = True
+    target_lead_ms: float = 0.0
 
     def __post_init__(self) -> None:
         check_positive("class_weight", self.class_weight, allow_zero=True)
         check_positive("label_smoothing", self.label_smoothing, allow_zero=True)
+        if not 0.0 <= check_positive("target_lead_ms", self.target_lead_ms, allow_zero=True) <= 1000.0:
+            raise invalid_value("target_lead_ms", "expected 0 to 1000 ms, got {!r}".format(self.target_lead_ms))
 
 
 @dataclass(frozen=True)
@@ -387,7 +394,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            default = _default_of(f)
+            default = default_of(f)
             if is_dataclass(default) and not isinstance(getattr(self, f.name), type(default)):
                 raise invalid_value(f.name, "expected {}, got {!r}".format(type(default).__name__,
                                                                           getattr(self, f.name)))
@@ -414,9 +421,9 @@ class TrainConfig:
             nested: Dict[str, Any] = {}
             for name, value in d.items():
                 if name in FLAT_LAYOUT:
-                    _put(nested, FLAT_LAYOUT[name], value)
+                    put_path(nested, FLAT_LAYOUT[name], value)
             d = nested
-        return _build(cls, d)
+        return build_dataclass(cls, d)
 
 
 FLAT_LAYOUT = {
@@ -450,46 +457,5 @@ def with_overrides(config: TrainConfig, overrides: Optional[Mapping[str, Any]] =
     changes: Dict[str, Any] = {}
     for path, value in {**(overrides or {}), **kw}.items():
         if value is not None:
-            _put(changes, path, value)
-    return _apply(config, changes, "")
-
-
-def _default_of(f: Any) -> Any:
-    return f.default_factory() if callable(f.default_factory) else f.default
-
-
-def _put(tree: Dict[str, Any], path: str, value: Any) -> None:
-    """Set ``tree[a][b]...[z] = value`` for ``path`` 'a.b...z'."""
-    *parents, leaf = path.split(".")
-    for name in parents:
-        tree = tree.setdefault(name, {})
-        if not isinstance(tree, dict):
-            raise InvalidValueError("Invalid training setting {!r}: {!r} is set as a whole too".format(path, name))
-    tree[leaf] = value
-
-
-def _apply(obj: Any, changes: Dict[str, Any], prefix: str) -> Any:
-    """``obj`` with ``changes`` (a tree of setting names) applied, each dataclass rebuilt once."""
-    known = {f.name for f in fields(obj)}
-    kw = {}
-    for name, value in changes.items():
-        if name not in known:
-            raise InvalidValueError("Unknown training setting {!r}; expected one of {}".format(
-                prefix + name, ", ".join(repr(prefix + k) for k in sorted(known))))
-        current = getattr(obj, name)
-        if isinstance(value, dict) and is_dataclass(current):
-            value = _apply(current, value, prefix + name + ".")
-        kw[name] = value
-    return replace(obj, **kw)
-
-
-def _build(cls: Any, d: Mapping[str, Any]) -> Any:
-    """Build dataclass ``cls`` from a nested mapping, parts from their sub-mappings; unknown keys are ignored."""
-    kw = {}
-    for f in fields(cls):
-        if f.name in d:
-            default = _default_of(f)
-            value = d[f.name]
-            kw[f.name] = _build(type(default), value) if is_dataclass(default) and isinstance(value, Mapping) \
-                else value
-    return cls(**kw)
+            put_path(changes, path, value)
+    return apply_changes(config, changes, "")

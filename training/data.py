@@ -131,8 +131,11 @@ def class_mismatch(name: str, theirs: Sequence[str], reference_is: str, referenc
     return "{} has classes {}; {} {}: {}".format(name, ", ".join(theirs), reference_is, ", ".join(reference), fix)
 
 
-def build_frames(recordings: Sequence[Recording], config: FeatureConfig) -> FrameSet:
+def build_frames(recordings: Sequence[Recording], config: FeatureConfig, *, target_lead_ms: float = 0.0) -> FrameSet:
     """Frames and targets of one or more compatible recordings.
+
+    ``target_lead_ms`` takes each frame's positions and class that long after the frame's end (the recording's
+    last ones past its end): targets for a network that outputs where the hand is going. Evaluations use 0.
 
     Raises
     ------
@@ -155,10 +158,11 @@ def build_frames(recordings: Sequence[Recording], config: FeatureConfig) -> Fram
         if len(x) == 0:
             continue
         feats.append(x)
+        ahead = np.minimum(ends + int(round(target_lead_ms * r.fs_hz / 1000.0)), r.n_samples - 1)
         if has_pos:
-            pos.append(r.positions_at(ends))
+            pos.append(r.positions_at(ahead))
         if has_lab:
-            lab.append(r.labels[ends].astype(np.int64))
+            lab.append(r.labels[ahead].astype(np.int64))
         reps.append(r.repetitions[ends].astype(np.int64) if r.repetitions is not None else np.zeros(len(x), np.int64))
         seg = np.searchsorted(r.segment_starts, ends, side="right") - 1
         segs.append(seg + seg_offset)
