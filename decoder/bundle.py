@@ -29,6 +29,8 @@ from .adaptation import FeatureAdapter
 from .errors import InvalidValueError
 from .feature_config import FeatureConfig
 from .features import FeatureExtractor
+from .postprocess import PostConfig
+from .validation import check_positive, invalid_value
 
 SCHEMA_VERSION = 4
 """The newest bundle schema this code reads; a newer one is refused with "update neurohand on the device"."""
@@ -133,6 +135,7 @@ class Bundle:
             extractor = self.feature_extractor()
             bundle_check.check_features(contract, extractor.n_features)
             bundle_check.check_frame_timing(contract, extractor.hop_samples, extractor.window_samples)
+            self.post_config()  # a post-processing choice the device cannot apply is refused on loading
         except BundleError:
             raise
         except (InvalidValueError, KeyError, TypeError, ValueError) as e:
@@ -164,6 +167,24 @@ class Bundle:
     def model_hash(self) -> str:
         """sha256 of ``model.onnx``."""
         return str(self.meta["files"]["model.onnx"])
+
+    def post_config(self) -> PostConfig:
+        """Return the post-processing the model was exported for: the contract's ``post`` over the defaults.
+
+        Only the smoothing is the model's choice (``post.smoothing_ms``, 0 to 1000 ms); the velocity limit, finger
+        ranges, dead-band and rest gate are the runtime's. Bundles without ``post`` get :class:`PostConfig`'s
+        defaults.
+        """
+        post = self.contract.get("post", {})
+        if not isinstance(post, dict) or set(post) - {"smoothing_ms"}:
+            raise InvalidValueError("the contract's post must be an object with at most 'smoothing_ms', got "
+                                    "{!r}".format(post))
+        if "smoothing_ms" not in post:
+            return PostConfig()
+        smoothing_ms = check_positive("post.smoothing_ms", post["smoothing_ms"], allow_zero=True)
+        if smoothing_ms > 1000.0:
+            raise invalid_value("post.smoothing_ms", "expected 0 to 1000 ms, got {!r}".format(smoothing_ms))
+        return PostConfig(smoothing_ms=smoothing_ms)
 
     def file(self, name: str) -> str:
         """Path of a file in the bundle."""
@@ -201,7 +222,7 @@ class Bundle:
         ----------
         engine : {'auto', 'tensorrt', 'onnxruntime', 'numpy'}
         post : PostConfig, optional
-            Post-processing of the commands (default ``PostConfig()``).
+            Post-processing of the commands (default: :meth:`post_config`, the bundle's).
         **engine_options
             Passed to the engine.
         """

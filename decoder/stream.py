@@ -88,7 +88,7 @@ class StreamDecoder:
     engine : {'auto', 'tensorrt', 'onnxruntime', 'numpy'}
         Inference engine (see :func:`neurohand.decoder.engines.create_engine`).
     post : PostConfig, optional
-        Post-processing of the commands (default ``PostConfig()``).
+        Post-processing of the commands (default: the bundle's, :meth:`Bundle.post_config`).
     hold_posture : sequence of 5 float, optional
         The commands of a class-only model (contract ``model.positions`` false): its position head is untrained, so
         its positions never reach the hand (default :data:`~neurohand.decoder.postprocess.SAFE_POSTURE`; the
@@ -105,7 +105,7 @@ class StreamDecoder:
         self.engine = create_engine(bundle, engine, **engine_options)
         self.extractor = bundle.feature_extractor()
         self.adapter = bundle.feature_adapter()
-        self.post = PostProcessor(post or PostConfig(), hop_ms=bundle.feature_config.hop_ms)
+        self.post = PostProcessor(post or bundle.post_config(), hop_ms=bundle.feature_config.hop_ms)
         self.n_classes = len(bundle.class_names)
 
     @property

@@ -114,6 +114,10 @@ def test_a_foreign_model_onnx_with_its_hash_recomputed_is_one_error(bundle, tmp_
      r"4 channels with the contract's feature configuration give \d+ features per frame but the model reads"),
     (lambda c: c.update(class_names=c["class_names"][:-1]), r"classes but class_names is"),
     (lambda c: c["model"].update(hidden="8"), r"model.hidden must be an integer"),
+    (lambda c: c.update(post={"smoothing_ms": 5000.0}),
+     r"Invalid value for 'post.smoothing_ms': expected 0 to 1000 ms, got 5000.0"),
+    (lambda c: c.update(post={"smoothing_ms": 30.0, "max_speed_per_s": 100.0}),
+     r"the contract's post must be an object with at most 'smoothing_ms'"),
 ])
 def test_a_contract_that_does_not_describe_the_graph_is_refused_on_loading(bundle, capsys, edit, match):
     """Forged past the seal (every hash recomputed): hidden 999 once faulted on every frame with exit 0."""
@@ -154,3 +158,25 @@ def test_a_malformed_bundle_json_is_one_line(bundle, capsys, text, match):
     open(os.path.join(bundle, "bundle.json"), "w").write(text)
     rc, err = load_via_cli(bundle, capsys)
     assert rc == 2 and err.count("\n") == 1 and match in err
+
+
+def test_the_contracts_smoothing_is_what_the_device_applies_and_the_velocity_limit_stays(sealed, small_sim, tmp_path):
+    """Issue 21: the smoothing chosen at export travels in the sealed contract; the velocity limit is the runtime's."""
+    from neurohand.decoder.postprocess import PostConfig
+    from neurohand.training.export import export_bundle
+
+    model_dir = os.path.join(os.path.dirname(sealed), "m")
+    default = Bundle(sealed)
+    assert default.contract["post"] == {"smoothing_ms": 30.0} and default.post_config() == PostConfig()
+    sharp = export_bundle(model_dir, str(tmp_path / "sharp"), smoothing_ms=0.0)
+    assert sharp.post_config() == PostConfig(smoothing_ms=0.0)
+    assert sharp.post_config().max_speed_per_s == PostConfig().max_speed_per_s
+    x = small_sim.signals[:4000]
+    a, b = default.decoder(engine="numpy"), sharp.decoder(engine="numpy")
+    ca = a.process(a.new_stream(), x).commands
+    cb = b.process(b.new_stream(), x).commands
+    assert b.post.alpha == 1.0 and a.post.alpha < 1.0 and not np.allclose(ca, cb)
+    for bad in (-1.0, 1500.0, float("nan")):
+        with pytest.raises(ValueError, match="Invalid value for 'smoothing_ms'"):
+            export_bundle(model_dir, str(tmp_path / "bad"), smoothing_ms=bad)
+    assert not os.path.exists(str(tmp_path / "bad"))  # refused before anything is written

@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import warnings
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -19,6 +19,8 @@ from neurohand.decoder.bundle_check import CONTRACT_KEY, SCHEMA_KEY, WEIGHTS_KEY
 from neurohand.decoder.errors import NeurohandError
 from neurohand.decoder.feature_config import FeatureConfig
 from neurohand.decoder.filters import design_sos
+from neurohand.decoder.postprocess import PostConfig
+from neurohand.decoder.validation import check_positive, invalid_value
 
 OPSET = 13
 
@@ -56,8 +58,9 @@ def _step_module(model):
     return Step(model).eval()
 
 
-def contract_from(meta: Dict[str, Any], model_config: Dict[str, Any]) -> Dict[str, Any]:
-    """Build the bundle contract from a model folder's ``model.json``."""
+def contract_from(meta: Dict[str, Any], model_config: Dict[str, Any], *,
+                  smoothing_ms: Optional[float] = None) -> Dict[str, Any]:
+    """Build the bundle contract from a model folder's ``model.json`` (``smoothing_ms``: the post-processing's)."""
     vm = meta.get("val_metrics", {})
     fcfg = FeatureConfig.from_dict(meta["feature_config"])
     return {
@@ -73,6 +76,7 @@ def contract_from(meta: Dict[str, Any], model_config: Dict[str, Any]) -> Dict[st
         "class_names": meta["class_names"],
         "model": {**model_config, "state_shape": [model_config["layers"], 1, model_config["hidden"]]},
         "model_version": meta.get("created", ""),
+        "post": {"smoothing_ms": float(PostConfig().smoothing_ms if smoothing_ms is None else smoothing_ms)},
         "training": {
             "val_r2_mean": vm.get("r2_mean"),
             "val_accuracy": vm.get("accuracy"),
@@ -83,8 +87,12 @@ def contract_from(meta: Dict[str, Any], model_config: Dict[str, Any]) -> Dict[st
     }
 
 
-def export_bundle(model_dir: str, out_dir: str, *, parity_frames: int = 200, tolerance: float = 1e-4) -> Bundle:
+def export_bundle(model_dir: str, out_dir: str, *, parity_frames: int = 200, tolerance: float = 1e-4,
+                  smoothing_ms: Optional[float] = None) -> Bundle:
     """Export ``model_dir`` (from ``neurohand train``) to the bundle folder ``out_dir``.
+
+    ``smoothing_ms`` is the commands' smoothing the device applies (the contract's ``post``; default
+    :class:`~neurohand.decoder.postprocess.PostConfig`'s, 0 to 1000 ms).
 
     Raises
     ------
@@ -98,6 +106,8 @@ def export_bundle(model_dir: str, out_dir: str, *, parity_frames: int = 200, tol
 
     from neurohand.training.model_dir import load_model_dir
 
+    if smoothing_ms is not None and check_positive("smoothing_ms", smoothing_ms, allow_zero=True) > 1000.0:
+        raise invalid_value("smoothing_ms", "expected 0 to 1000 ms, got {!r}".format(smoothing_ms))
     model, meta = load_model_dir(model_dir)
     cfg = model.config
     weights = numpy_weights(model)
@@ -133,7 +143,7 @@ def export_bundle(model_dir: str, out_dir: str, *, parity_frames: int = 200, tol
                           dynamo=False, do_constant_folding=True)
     proto = onnx.load(onnx_path)
     onnx.checker.check_model(proto)
-    contract = contract_from(meta, cfg.to_dict())
+    contract = contract_from(meta, cfg.to_dict(), smoothing_ms=smoothing_ms)
     np.savez(os.path.join(out_dir, "weights.npz"), **weights)
     # the seal (decoder/bundle_check.py): the contract, the schema and the weights' hash inside the hashed graph
     del proto.metadata_props[:]
@@ -207,11 +217,14 @@ def register(sub) -> None:
                        "TorchScript exporter), weights.npz and bundle.json (contract + sha256 of each file).")
     p.add_argument("model_dir")
     p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument("--smoothing-ms", type=float, default=None,
+                   help="time constant of the commands' smoothing on the device, 0 to 1000 ms (0: none; default 30); "
+                        "the velocity limit stays the runtime's")
     p.set_defaults(func=_export)
 
 
 def _export(args) -> int:
-    b = export_bundle(args.model_dir, args.out)
+    b = export_bundle(args.model_dir, args.out, smoothing_ms=args.smoothing_ms)
     m = b.contract["model"]
     print("wrote {}: {} {}x{}, {} features, {} classes, {} ch at {:g} Hz; parity with PyTorch checked".format(
         args.out, m["cell"].upper(), m["layers"], m["hidden"], m["n_features"], m["n_classes"], b.n_channels,
