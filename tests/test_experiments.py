@@ -12,7 +12,7 @@ from neurohand.training.train import TrainConfig, with_overrides
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = os.path.join(ROOT, "experiments")
-SCRIPTS = ["ninapro", "threedc", "sim", "recalibration"]
+SCRIPTS = ["ninapro", "threedc", "sim", "recalibration", "lead"]
 FAST = with_overrides(TrainConfig(), {"model.hidden": 16, "model.layers": 1, "schedule.epochs": 3,
                                      "batches.seq_len": 40, "batches.burn_in": 5, "batches.batch_size": 8,
                                      "schedule.max_steps_per_epoch": 4, "schedule.patience": 5,
@@ -101,3 +101,17 @@ def test_threedc_reports_each_seed_and_their_mean(tmp_path, threedc_dir):
     assert res["accuracy_by_seed"]["1"]["2"]["lda"] == lda  # LDA does not depend on the seed
     assert res["wins_by_seed"] == {s: int(res["accuracy_by_seed"][s]["2"]["gru"] > lda) for s in ("0", "1")}
     assert os.path.isfile(os.path.join(str(tmp_path), "3dc_seed1", "3dc_p2", "report", "report.html"))
+
+
+@pytest.mark.slow
+def test_lead_scores_each_lead_on_the_validation_repetition(tmp_path, ninapro_file):
+    data = os.path.dirname(os.path.dirname(ninapro_file))
+    cfg = with_overrides(FAST, {"schedule.epochs": 1, "schedule.max_steps_per_epoch": 2, "adaptation.mode": "off"})
+    res = load("lead").run(data, str(tmp_path), leads=(0.0, 100.0), seeds=(0,), config=cfg)
+    assert res["validation_repetition"] == 7 and [r["lead_ms"] for r in res["rows"]] == [0.0, 100.0]
+    for r in res["rows"]:
+        assert -10 < r["gru"]["r2"] <= 1 and r["gru"]["delay_ms"] is not None
+    import json
+
+    meta = json.load(open(os.path.join(str(tmp_path), "lead100_seed0", "model", "model.json")))
+    assert meta["train_config"]["loss"]["target_lead_ms"] == 100.0
