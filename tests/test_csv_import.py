@@ -12,6 +12,7 @@ from neurohand.decoder.feature_config import config_for_recording
 from neurohand.decoder.session_file import read_recording
 from neurohand.deploy.cli import main
 from neurohand.training.importers import import_csv
+from tests.test_data_errors import run_cli
 
 HEADER = "emg0,emg1,label,rep,thumb,index,middle,ring,little"
 
@@ -20,14 +21,6 @@ def neurohand(*args):
     exe = os.path.join(os.path.dirname(sys.executable), "neurohand")
     cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "neurohand"]
     return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120)
-
-
-def run_cli(capsys, *argv):
-    capsys.readouterr()
-    rc = main(list(argv))
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1, err  # one line, no traceback
-    return rc, err
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_
 from neurohand.training.config import TrainConfig, with_overrides
 from neurohand.training.data import TrainingDataError, format_ranges, select_repetitions
 from neurohand.training.train import train
+from tests.test_data_errors import run_cli
 
 TINY = with_overrides(TrainConfig(), {"model.hidden": 8, "model.layers": 1, "schedule.epochs": 1,
                                       "schedule.min_epochs": 1, "schedule.max_steps_per_epoch": 2,
@@ -26,14 +27,6 @@ def neurohand(*args, cwd=None):
     exe = os.path.join(os.path.dirname(sys.executable), "neurohand")
     cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "neurohand"]
     return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=300, cwd=cwd)
-
-
-def run_cli(capsys, *argv):
-    capsys.readouterr()
-    rc = main(list(argv))
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1, err  # one line, no traceback
-    return rc, err
 
 
 @pytest.fixture(scope="module")
