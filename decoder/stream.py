@@ -167,6 +167,7 @@ class StreamDecoder:
             positions[i], logits[i] = out.positions, out.class_logits
             probabilities[i] = out.class_probabilities()
             target = out.positions if self.drives_fingers else self.hold_posture
-            commands[i], stream.post = self.post.step(stream.post, target, float(probabilities[i, 0]))
+            rest = float(probabilities[i, 0]) if self.n_classes > 1 else 0.0  # one class: no rest to gate on
+            commands[i], stream.post = self.post.step(stream.post, target, rest)
         return DecodedFrames(positions, logits, probabilities, commands,
                              self.extractor.frame_end_samples(first, n))

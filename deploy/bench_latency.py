@@ -44,8 +44,11 @@ def score(truth: np.ndarray, estimate: np.ndarray, hop_ms: float) -> Dict[str, f
             "delay_ms": lag_ms(truth, estimate, hop_ms)}
 
 
-def replay(bundle, rec, *, engine: str = "numpy") -> Dict[str, np.ndarray]:
+def replay(bundle, rec, *, engine: str = "numpy", post: Optional[Any] = None) -> Dict[str, np.ndarray]:
     """Decode ``rec`` chunk by chunk (one hop each) as the runtime does; each segment is a fresh start.
+
+    ``post`` (a :class:`~neurohand.decoder.postprocess.PostConfig`) replaces the bundle's post-processing, for
+    sweeps over the smoothing; None: the bundle's own (:meth:`Bundle.post_config`).
 
     Returns
     -------
@@ -56,7 +59,7 @@ def replay(bundle, rec, *, engine: str = "numpy") -> Dict[str, np.ndarray]:
     """
     from neurohand.decoder.postprocess import SAFE_POSTURE
 
-    decoder = bundle.decoder(engine=engine)
+    decoder = bundle.decoder(engine=engine, post=post)
     stream = decoder.new_stream()
     hop = decoder.hop_samples
     bounds = [int(s) for s in rec.segment_starts] + [rec.n_samples]
@@ -80,13 +83,14 @@ def replay(bundle, rec, *, engine: str = "numpy") -> Dict[str, np.ndarray]:
             "chunk_s": np.asarray(times)}
 
 
-def budget_ms(bundle, software_ms: float) -> Dict[str, float]:
+def budget_ms(bundle, software_ms: float, *, post: Optional[Any] = None) -> Dict[str, float]:
     """Return the delay each stage implies, in ms, and their total.
 
     ``filter_group_delay``: the band-pass cascade's group delay at the band's geometric centre; ``window``: half the
     feature window (its centroid); ``hop``: up to one hop until the frame holding a change completes; ``smoothing``:
     the exponential smoother's delay for slow movements, ``hop (1 - a) / a``; ``software``: the measured median
-    time to decode a chunk. Acquisition and the links (not modelled by a replay) are not included.
+    time to decode a chunk. Acquisition and the links (not modelled by a replay) are not included. ``post``: as in
+    :func:`replay`.
     """
     from neurohand.decoder.filters import group_delay_ms
 
@@ -94,7 +98,7 @@ def budget_ms(bundle, software_ms: float) -> Dict[str, float]:
     sos = np.asarray(bundle.contract.get("filter_sos") or np.zeros((0, 6)), float).reshape(-1, 6)
     band = fc.filters.bandpass_hz
     centre = float(np.sqrt(band[0] * band[1])) if band else 0.1 * bundle.fs_hz
-    alpha = bundle.decoder(engine="numpy").post.alpha
+    alpha = bundle.decoder(engine="numpy", post=post).post.alpha
     out = {"filter_group_delay": group_delay_ms(sos, bundle.fs_hz, centre) if len(sos) else 0.0,
            "window": fc.window_ms / 2.0, "hop": fc.hop_ms,
            "smoothing": float(fc.hop_ms * (1.0 - alpha) / alpha), "software": float(software_ms)}

@@ -117,3 +117,25 @@ def test_a_chunk_with_the_wrong_channel_count_is_refused(rec, bundle):
     decoder = bundle.decoder(engine="numpy")
     with pytest.raises(InvalidValueError, match="'chunk' must have 4 channels"):
         decoder.process(decoder.new_stream(), np.zeros((40, 3)))
+
+
+def test_a_model_without_classes_drives_the_hand(tmp_path, rec):
+    """Trained on positions alone (one class, 'rest'): its P(rest) is 1 by construction and must gate nothing."""
+    import dataclasses
+
+    from neurohand.decoder.bundle import Bundle
+    from tests.test_export_engines import small_bundle
+
+    positions_only = dataclasses.replace(rec, labels=None, class_names=("rest",))
+    bundle = Bundle(small_bundle(str(tmp_path), positions_only))
+    assert list(bundle.class_names) == ["rest"]
+    decoder = bundle.decoder(engine="numpy", post=PostConfig(deadband=0.0))
+    got = decoder.process(decoder.new_stream(), rec.signals)
+    assert np.all(got.class_probabilities == 1.0)
+    post = PostProcessor(PostConfig(deadband=0.0), hop_ms=bundle.feature_config.hop_ms)
+    ps, expected = post.new_state(), []
+    for pos in got.positions:
+        c, ps = post.step(ps, pos, 0.0)  # nothing gated
+        expected.append(c)
+    np.testing.assert_allclose(got.commands, np.array(expected), atol=1e-12)
+    assert np.all(np.ptp(got.commands, axis=0) > 1e-3)  # the hand follows the decoded positions

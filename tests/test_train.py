@@ -336,7 +336,8 @@ def test_evaluate_reports_every_decoder(trained, tmp_path):
     for r in out["decoders"].values():
         assert keys <= set(r)
     assert out["decoders"]["lda"]["r2_mean"] is None and out["decoders"]["wiener"]["accuracy"] is None
-    for f in ("report.html", "traces.png", "r2_per_finger.png", "confusion_gru.png", "training_curves.png"):
+    for f in ("report.html", "traces.png", "r2_per_finger.png", "confusion_gru.png", "training_curves.png",
+              "latency.png"):
         assert os.path.getsize(tmp_path / "rep" / f) > 0
     html = open(tmp_path / "rep" / "report.html").read()
     assert "http" not in html.replace("http-equiv", "")  # self-contained, opens offline

@@ -120,9 +120,21 @@ def evaluate(model_dir: str, recordings: Sequence[Recording], *, report_dir: Opt
     if report_dir:
         from .report import write_report
 
+        tradeoff = None
+        if decode_pos:
+            from .export import DEFAULT_SMOOTHING_MS
+            from .latency_tradeoff import smoothing_tradeoff
+
+            rest = prob[:, 0] if n_classes > 1 else np.zeros(len(pos))
+            lead = meta.get("train_config", {}).get("loss", {}).get("target_lead_ms", 0.0)
+            tradeoff = {"points": smoothing_tradeoff(frames.positions, pos, rest, frames.segment_slices(),
+                                                     frames.hop_ms),
+                        "chosen_ms": DEFAULT_SMOOTHING_MS, "lead_ms": float(lead),
+                        "window_ms": float(feature_config_of(meta).window_ms)}
+
         out["report"] = write_report(
             report_dir, results=results, descriptions=descriptions, truth=frames.positions if predictions else None,
             predictions=predictions, hop_ms=frames.hop_ms, confusion=confusion, class_names=meta["class_names"],
             history=meta.get("history", []), title=title, notes=notes, candidate=cell, previous=previous,
-            quality=quality)
+            quality=quality, tradeoff=tradeoff)
     return out

@@ -23,6 +23,8 @@ from neurohand.decoder.postprocess import PostConfig
 from neurohand.decoder.validation import check_positive, invalid_value
 
 OPSET = 13
+DEFAULT_SMOOTHING_MS = PostConfig().smoothing_ms
+"""The commands' smoothing a bundle carries unless ``--smoothing-ms`` says otherwise (docs/results.md, latency)."""
 
 
 class ExportError(NeurohandError, RuntimeError):
@@ -76,7 +78,7 @@ def contract_from(meta: Dict[str, Any], model_config: Dict[str, Any], *,
         "class_names": meta["class_names"],
         "model": {**model_config, "state_shape": [model_config["layers"], 1, model_config["hidden"]]},
         "model_version": meta.get("created", ""),
-        "post": {"smoothing_ms": float(PostConfig().smoothing_ms if smoothing_ms is None else smoothing_ms)},
+        "post": {"smoothing_ms": float(DEFAULT_SMOOTHING_MS if smoothing_ms is None else smoothing_ms)},
         "training": {
             "val_r2_mean": vm.get("r2_mean"),
             "val_accuracy": vm.get("accuracy"),
@@ -92,7 +94,7 @@ def export_bundle(model_dir: str, out_dir: str, *, parity_frames: int = 200, tol
     """Export ``model_dir`` (from ``neurohand train``) to the bundle folder ``out_dir``.
 
     ``smoothing_ms`` is the commands' smoothing the device applies (the contract's ``post``; default
-    :class:`~neurohand.decoder.postprocess.PostConfig`'s, 0 to 1000 ms).
+    :data:`DEFAULT_SMOOTHING_MS`, 0 to 1000 ms).
 
     Raises
     ------
@@ -218,8 +220,8 @@ def register(sub) -> None:
     p.add_argument("model_dir")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--smoothing-ms", type=float, default=None,
-                   help="time constant of the commands' smoothing on the device, 0 to 1000 ms (0: none; default 30); "
-                        "the velocity limit stays the runtime's")
+                   help="time constant of the commands' smoothing on the device, 0 to 1000 ms (0: none; default "
+                        "{:g}); the velocity limit stays the runtime's".format(DEFAULT_SMOOTHING_MS))
     p.set_defaults(func=_export)
 
 

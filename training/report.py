@@ -129,12 +129,13 @@ def write_report(report_dir: str, *, results: Dict[str, Dict[str, Any]], descrip
                  confusion: Optional[Dict[str, Any]], class_names: Sequence[str], history: List[Dict[str, float]],
                  title: str, notes: Sequence[str] = (), candidate: Optional[str] = None,
                  previous: Optional[Tuple[str, Dict[str, Any]]] = None, quality: Optional[Dict[str, Any]] = None,
-                 thresholds: Optional[Thresholds] = None) -> str:
+                 thresholds: Optional[Thresholds] = None, tradeoff: Optional[Dict[str, Any]] = None) -> str:
     """Write the plots and ``report.html``, which starts with the verdict line; returns the HTML path.
 
     ``candidate`` is the decoder the bundle exports (default: the first of ``results``); ``previous`` the patient's
     current version as ``(name, metrics on the same test data)``; ``quality`` the session's signal-quality verdict
-    (``calibration.quality.quality_summary``).
+    (``calibration.quality.quality_summary``); ``tradeoff`` the candidate's delay against R^2 at each smoothing
+    (``{"points": latency_tradeoff.smoothing_tradeoff(...), "chosen_ms", "lead_ms", "window_ms"}``).
     """
     from . import report_html as rh
     from .verdict import decide
@@ -152,6 +153,12 @@ def write_report(report_dir: str, *, results: Dict[str, Dict[str, Any]], descrip
         r2 = {n: r["r2_per_finger"] for n, r in results.items() if r.get("r2_per_finger") is not None}
         plot_r2_bars(os.path.join(report_dir, "r2_per_finger.png"), r2, threshold=thresholds.finger_r2)
         images.append(("r2_per_finger.png", "Finger tracking R² per finger, every decoder"))
+    if tradeoff:
+        from .latency_tradeoff import plot_tradeoff
+
+        plot_tradeoff(os.path.join(report_dir, "latency.png"), tradeoff["points"], chosen_ms=tradeoff["chosen_ms"])
+        images.append(("latency.png", "Delay against accuracy: {}'s commands at each smoothing (trained {:g} ms "
+                       "ahead, {:g} ms windows)".format(candidate, tradeoff["lead_ms"], tradeoff["window_ms"])))
     if confusion:
         for name, cm in confusion.items():
             fn = "confusion_{}.png".format(name)
