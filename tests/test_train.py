@@ -23,6 +23,7 @@ from neurohand.training.config import (
 )
 from neurohand.training.data import TrainingDataError, build_frames, validation_split
 from neurohand.training.evaluate import evaluate
+from neurohand.training.latency_defaults import DEFAULT_LEAD_MS
 from neurohand.training.model_dir import load_model_dir
 from neurohand.training.train import train
 
@@ -53,6 +54,9 @@ def test_train_writes_a_model_folder_without_pickle(trained):
     assert meta["n_channels"] == 6 and meta["fs_hz"] == 4000.0
     assert len(meta["history"]) == res.epochs_run >= 1
     assert meta["training_windows"] == {"seq_len": 40, "batch_size": 8}
+    # no lead asked for: the signal kind's default, written down as the number it trained with
+    assert FAST.loss.target_lead_ms is None
+    assert meta["train_config"]["loss"]["target_lead_ms"] == DEFAULT_LEAD_MS["nerve"]
     assert set(meta["baselines"]) == {"wiener", "kalman", "lda"}
     with open(os.path.join(d, "model.safetensors"), "rb") as f:
         assert b"\x80\x04" not in f.read(64)  # not a pickle stream

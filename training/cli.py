@@ -6,6 +6,8 @@ import sys
 
 from neurohand.decoder.feature_config import FEATURES
 
+from .latency_defaults import DEFAULT_LEAD_MS
+
 REPS_HELP = ("take only these repetitions of each session, e.g. 1 or 1-3,5 (default all; samples outside any "
              "repetition are left out)")
 
@@ -46,8 +48,10 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="comma-separated feature kinds, from: {} (default: the signal kind's)".format(
                        ", ".join(FEATURES)))
     p.add_argument("--lead-ms", type=float, default=None,
-                   help="train against the positions and classes this long after each frame (0-1000 ms, default 0): "
-                        "the network outputs where the hand is going, cancelling part of the decoding delay")
+                   help="train against the positions and classes this long after each frame (0-1000 ms; default: "
+                        "the signal kind's, {}): the network outputs where the hand is going, cancelling part of "
+                        "the decoding delay".format(", ".join("{} {:g}".format(k, v)
+                                                              for k, v in DEFAULT_LEAD_MS.items())))
     p.add_argument("--reps", default=None, metavar="SPEC", help=REPS_HELP)
     p.add_argument("--no-baselines", action="store_true", help="skip the classic baselines")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

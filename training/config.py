@@ -16,6 +16,7 @@ from neurohand.decoder.validation import check_int, check_option, check_positive
 
 from .config_tree import apply_changes, build_dataclass, default_of, put_path
 from .data import FrameSet, movement_mix_drift
+from .latency_defaults import DEFAULT_LEAD_MS
 from .model import ModelConfig
 
 _MODEL_DEFAULTS = {f.name: f.default for f in fields(ModelConfig)}
@@ -192,22 +193,28 @@ class LossConfig:
     class_head_detached : bool
         With positions to decode, train the class head on the recurrent state without letting its gradient shape
         the core.
-    target_lead_ms : float
+    target_lead_ms : float or None
         The positions and classes each frame is trained against are those this long after its end (0 to 1000 ms):
         the network learns to output where the hand is going, cancelling part of the decoding delay. Evaluations
-        always score against the frame's own time.
+        always score against the frame's own time. None: the signal kind's :data:`DEFAULT_LEAD_MS`, which
+        :func:`~neurohand.training.train.train` writes into the model folder as the number it used.
     """
 
     class_weight: float = 1.0
     label_smoothing: float = 0.1
     class_head_detached: bool = True
-    target_lead_ms: float = 0.0
+    target_lead_ms: Optional[float] = None
 
     def __post_init__(self) -> None:
         check_positive("class_weight", self.class_weight, allow_zero=True)
         check_positive("label_smoothing", self.label_smoothing, allow_zero=True)
-        if not 0.0 <= check_positive("target_lead_ms", self.target_lead_ms, allow_zero=True) <= 1000.0:
+        if self.target_lead_ms is not None and not (
+                0.0 <= check_positive("target_lead_ms", self.target_lead_ms, allow_zero=True) <= 1000.0):
             raise invalid_value("target_lead_ms", "expected 0 to 1000 ms, got {!r}".format(self.target_lead_ms))
+
+    def lead_ms_for(self, signal_kind: str) -> float:
+        """Return the target lead for ``signal_kind``: ``target_lead_ms``, or the kind's default."""
+        return float(DEFAULT_LEAD_MS[signal_kind] if self.target_lead_ms is None else self.target_lead_ms)
 
 
 @dataclass(frozen=True)

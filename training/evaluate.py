@@ -126,7 +126,7 @@ def evaluate(model_dir: str, recordings: Sequence[Recording], *, report_dir: Opt
             from .latency_tradeoff import smoothing_tradeoff
 
             rest = prob[:, 0] if n_classes > 1 else np.zeros(len(pos))
-            lead = meta.get("train_config", {}).get("loss", {}).get("target_lead_ms", 0.0)
+            lead = meta.get("train_config", {}).get("loss", {}).get("target_lead_ms") or 0.0
             tradeoff = {"points": smoothing_tradeoff(frames.positions, pos, rest, frames.segment_slices(),
                                                      frames.hop_ms),
                         "chosen_ms": DEFAULT_SMOOTHING_MS, "lead_ms": float(lead),

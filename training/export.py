@@ -19,12 +19,11 @@ from neurohand.decoder.bundle_check import CONTRACT_KEY, SCHEMA_KEY, WEIGHTS_KEY
 from neurohand.decoder.errors import NeurohandError
 from neurohand.decoder.feature_config import FeatureConfig
 from neurohand.decoder.filters import design_sos
-from neurohand.decoder.postprocess import PostConfig
 from neurohand.decoder.validation import check_positive, invalid_value
 
+from .latency_defaults import DEFAULT_SMOOTHING_MS
+
 OPSET = 13
-DEFAULT_SMOOTHING_MS = PostConfig().smoothing_ms
-"""The commands' smoothing a bundle carries unless ``--smoothing-ms`` says otherwise (docs/results.md, latency)."""
 
 
 class ExportError(NeurohandError, RuntimeError):

@@ -97,7 +97,8 @@ def recalibrate(model_dir: str, recordings: Sequence[Recording], out_dir: str, *
                                 "record with the same interface settings".format(
                                     rec0.n_channels, rec0.fs_hz, meta["n_channels"], meta["fs_hz"]))
     check_contract(meta, recordings, what="Recalibration recording")
-    lead_ms = TrainConfig.from_dict(meta.get("train_config", {})).loss.target_lead_ms  # the model's own targets
+    # the model's own targets; None: a model folder from before the lead existed, trained against the frame's time
+    lead_ms = TrainConfig.from_dict(meta.get("train_config", {})).loss.target_lead_ms or 0.0
     frames = build_frames(recordings, fcfg, target_lead_ms=lead_ms)
     adapter = adapter_of(meta)
     if config.renormalise and adapter is not None:  # the new session's statistics become the adaptation's prior

@@ -114,6 +114,8 @@ def train(
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     is_main = env["rank"] == 0
     fcfg = config.features.apply(feature_config or config_for_recording(recordings[0]), recordings[0].fs_hz)
+    # the model folder records the lead it was trained with, the signal kind's default included
+    config = with_overrides(config, {"loss.target_lead_ms": config.loss.lead_ms_for(recordings[0].signal_kind)})
     frames = build_frames(recordings, fcfg, target_lead_ms=config.loss.target_lead_ms)
     adapt_cfg, adapt_decision = config.adaptation.choose(frames)
     # the prior is the statistics of every training frame, validation repetitions included: it is what the saved
