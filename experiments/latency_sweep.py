@@ -14,6 +14,7 @@ stay out of view, so the defaults can be chosen here.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
@@ -31,16 +32,19 @@ from common import TrainConfig, main, need_data, parser, seeds_of, train, train_
 
 RELATIVE_PATH = os.path.join("ninapro_db1_s2_e1", "S2_A1_E1.mat")
 SETS = ("ninapro", "sim")
+CHOSEN = {"ninapro": {"window_ms": 50.0, "lead_ms": 120.0, "smoothing_ms": 0.0},
+          "sim": {"window_ms": 50.0, "lead_ms": 60.0, "smoothing_ms": 0.0}}
+"""The defaults chosen here (the kinds' windows, DEFAULT_LEAD_MS, DEFAULT_SMOOTHING_MS), ringed in the plot."""
 
 
-def _split(data: str, data_dir: str, seed: int):
-    """Return (train, validation) recordings and a description of the split."""
+def _split(data: str, data_dir: str, seed: int, sim: Dict[str, Any]):
+    """Return (train, validation) recordings and a description of the split (``sim``: SimulatorConfig changes)."""
     if data == "ninapro":
         path = need_data(os.path.join(data_dir, RELATIVE_PATH), "NinaPro DB1 recording")
         return import_ninapro(path, reps=range(1, 7)), import_ninapro(path, reps=[7]), "train 1-6, validate 7"
     from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 
-    rec = simulate_recording(SimulatorConfig(minutes=10.0, seed=seed))
+    rec = simulate_recording(SimulatorConfig(**{"minutes": 10.0, "seed": seed, **sim}))
     reps = sorted(int(r) for r in np.unique(rec.repetitions) if r > 0)
     train_reps, val_rep = reps[:-3], reps[-3]
     return (select_repetitions(rec, train_reps), select_repetitions(rec, [val_rep]),
@@ -66,14 +70,18 @@ def _rows_for(bundle: Bundle, val_rec, smoothings: Sequence[float], base: Dict[s
 def run(data_dir: str, out_dir: str, *, sets: Sequence[str] = SETS, windows: Sequence[float] = (100.0, 60.0, 50.0),
         leads: Sequence[float] = (0.0, 60.0, 120.0), sim_leads: Sequence[float] = (0.0, 30.0, 60.0),
         smoothings: Sequence[float] = (0.0, 10.0, 30.0), seeds: Sequence[int] = (0,),
-        config: Optional[TrainConfig] = None, log=lambda m: print(m, file=sys.stderr, flush=True)) -> Dict[str, Any]:
-    """Train one model per data set, window, lead and seed; score its commands per smoothing on the validation part."""
+        config: Optional[TrainConfig] = None, sim: Optional[Dict[str, Any]] = None,
+        log=lambda m: print(m, file=sys.stderr, flush=True)) -> Dict[str, Any]:
+    """Train one model per data set, window, lead and seed; score its commands per smoothing on the validation part.
+
+    ``sim`` changes the simulated session's :class:`SimulatorConfig` (tests use a short, small one).
+    """
     config = config or TrainConfig()
     rows: List[Dict[str, Any]] = []
     splits: Dict[str, str] = {}
     for data in sets:
         for seed in seeds:
-            train_rec, val_rec, splits[data] = _split(data, data_dir, seed)
+            train_rec, val_rec, splits[data] = _split(data, data_dir, seed, sim or {})
             for window in windows:
                 for lead in (leads if data == "ninapro" else sim_leads):
                     d = os.path.join(out_dir, "sweep", "{}_w{:g}_lead{:g}_seed{}".format(data, window, lead, seed))
@@ -105,6 +113,61 @@ def show(result: Dict[str, Any]) -> None:
                                   np.mean([r["budget_ms"]["total"] for r in sel]), len(sel)))
 
 
+def plot(result: Dict[str, Any], path: str, *, chosen: Optional[Dict[str, Dict[str, float]]] = None) -> None:
+    """Draw R^2 against the commands' delay, one panel per data set, one marker per window and lead.
+
+    The smoothings of one model are joined by a line; ``chosen`` (data set -> window_ms, lead_ms, smoothing_ms) is
+    ringed.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = [d for d in SETS if any(r["data"] == d for r in result["rows"])]
+    fig, axes = plt.subplots(1, len(sets), figsize=(6.5 * len(sets), 5.6), squeeze=False)
+    markers = {100.0: "o", 60.0: "s", 50.0: "^"}
+    for ax, data in zip(axes[0], sets):
+        rows = [r for r in result["rows"] if r["data"] == data]
+        leads = sorted({r["lead_ms"] for r in rows})
+        colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(leads)))
+        for w in sorted({r["window_ms"] for r in rows}, reverse=True):
+            for lead, colour in zip(leads, colours):
+                sel = sorted(_means([r for r in rows if r["window_ms"] == w and r["lead_ms"] == lead]),
+                             key=lambda m: m["smoothing_ms"])
+                if not sel:
+                    continue
+                ax.plot([m["delay_ms"] for m in sel], [m["r2"] for m in sel], "-", color=colour, lw=0.8)
+                ax.plot([m["delay_ms"] for m in sel], [m["r2"] for m in sel], markers.get(w, "D"), color=colour,
+                        ms=6, label="window {:g} ms, lead {:g} ms".format(w, lead))
+        c = (chosen or {}).get(data)
+        if c:
+            m = _means([r for r in rows if (r["window_ms"], r["lead_ms"], r["smoothing_ms"]) ==
+                        (c["window_ms"], c["lead_ms"], c["smoothing_ms"])])
+            if m:
+                ax.plot([m[0]["delay_ms"]], [m[0]["r2"]], "o", ms=16, mfc="none", mec="tab:red", mew=2,
+                        label="default (smoothing {:g} ms)".format(c["smoothing_ms"]))
+        ax.set_title("{}: commands on the validation part".format(
+            {"ninapro": "NinaPro DB1 S2 E1", "sim": "simulated patient"}[data]))
+        ax.set_xlabel("delay behind the true movement (ms); along a line: smoothing 0, 10, 30 ms")
+        ax.set_ylabel("R$^2$")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)  # below: never over a point
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _means(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, float]]:
+    """One entry per smoothing: R^2 and delay averaged over seeds."""
+    out = []
+    for s in sorted({r["smoothing_ms"] for r in rows}):
+        sel = [r for r in rows if r["smoothing_ms"] == s]
+        out.append({"smoothing_ms": s, "r2": float(np.mean([r["r2"] for r in sel])),
+                    "delay_ms": float(np.mean([r["delay_ms"] for r in sel]))})
+    return out
+
+
 def _floats(text: str) -> List[float]:
     return [float(x) for x in text.split(",") if x.strip()]
 
@@ -118,10 +181,30 @@ def build():
     p.add_argument("--sim-leads", default="0,30,60",
                    help="the simulated patient's target leads in ms (default 0,30,60)")
     p.add_argument("--smoothings", default="0,10,30", help="the commands' smoothing in ms (default 0,10,30)")
+    p.add_argument("--from-json", default=None, metavar="FILE[,FILE]",
+                   help="do not train: merge the rows of earlier --json outputs (to plot them)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="draw delay against R^2 per data set into PNG")
     return p
 
 
 def _run(a) -> Dict[str, Any]:
+    if a.from_json:
+        rows: List[Dict[str, Any]] = []
+        splits: Dict[str, str] = {}
+        for f in a.from_json.split(","):
+            with open(f) as fh:
+                r = json.load(fh)
+            rows += r["rows"]
+            splits.update(r["splits"])
+        result = {"experiment": "latency_sweep", "splits": splits, "rows": rows}
+    else:
+        result = _train_all(a)
+    if a.plot:
+        plot(result, a.plot, chosen=CHOSEN)
+    return result
+
+
+def _train_all(a) -> Dict[str, Any]:
     sets = [s.strip() for s in a.sets.split(",") if s.strip()]
     for s in sets:
         if s not in SETS:

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from neurohand.decoder.postprocess import PostConfig
 from neurohand.deploy.bench_latency import bench_latency, budget_ms, half_movement_ms, lag_ms, replay
 from neurohand.deploy.cli import main
 
@@ -45,7 +46,9 @@ def test_the_budget_adds_up_the_stages(adapted_bundle, short_rec):
     b = budget_ms(adapted_bundle, 1.5)
     fc = adapted_bundle.feature_config
     assert b["window"] == fc.window_ms / 2 and b["hop"] == fc.hop_ms and b["software"] == 1.5
-    assert 20.0 < b["smoothing"] < 30.0  # the default 30 ms smoother at 10 ms hops: 10 (1 - a) / a
+    assert b["smoothing"] == 0.0  # exported with the default: no smoother
+    smoothed = budget_ms(adapted_bundle, 1.5, post=PostConfig(smoothing_ms=30.0))
+    assert 20.0 < smoothed["smoothing"] < 30.0  # a 30 ms smoother at 10 ms hops: 10 (1 - a) / a = 25.3 ms
     assert b["filter_group_delay"] > 0
     assert b["total"] == pytest.approx(sum(v for k, v in b.items() if k != "total"))
     run = replay(adapted_bundle, short_rec)

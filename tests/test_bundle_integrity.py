@@ -162,20 +162,22 @@ def test_a_malformed_bundle_json_is_one_line(bundle, capsys, text, match):
 
 def test_the_contracts_smoothing_is_what_the_device_applies_and_the_velocity_limit_stays(sealed, small_sim, tmp_path):
     """Issue 21: the smoothing chosen at export travels in the sealed contract; the velocity limit is the runtime's."""
+    from neurohand.decoder.latency_defaults import DEFAULT_SMOOTHING_MS
     from neurohand.decoder.postprocess import PostConfig
     from neurohand.training.export import export_bundle
 
     model_dir = os.path.join(os.path.dirname(sealed), "m")
     default = Bundle(sealed)
-    assert default.contract["post"] == {"smoothing_ms": 30.0} and default.post_config() == PostConfig()
-    sharp = export_bundle(model_dir, str(tmp_path / "sharp"), smoothing_ms=0.0)
-    assert sharp.post_config() == PostConfig(smoothing_ms=0.0)
-    assert sharp.post_config().max_speed_per_s == PostConfig().max_speed_per_s
+    assert default.contract["post"] == {"smoothing_ms": 0.0} == {"smoothing_ms": DEFAULT_SMOOTHING_MS}
+    assert default.post_config() == PostConfig(smoothing_ms=0.0)
+    smooth = export_bundle(model_dir, str(tmp_path / "smooth"), smoothing_ms=30.0)
+    assert smooth.post_config() == PostConfig(smoothing_ms=30.0) == PostConfig()  # a bundle without post: 30 ms
+    assert smooth.post_config().max_speed_per_s == PostConfig().max_speed_per_s
     x = small_sim.signals[:4000]
-    a, b = default.decoder(engine="numpy"), sharp.decoder(engine="numpy")
+    a, b = default.decoder(engine="numpy"), smooth.decoder(engine="numpy")
     ca = a.process(a.new_stream(), x).commands
     cb = b.process(b.new_stream(), x).commands
-    assert b.post.alpha == 1.0 and a.post.alpha < 1.0 and not np.allclose(ca, cb)
+    assert a.post.alpha == 1.0 and b.post.alpha < 1.0 and not np.allclose(ca, cb)
     for bad in (-1.0, 1500.0, float("nan")):
         with pytest.raises(ValueError, match="Invalid value for 'smoothing_ms'"):
             export_bundle(model_dir, str(tmp_path / "bad"), smoothing_ms=bad)

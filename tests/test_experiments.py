@@ -115,3 +115,30 @@ def test_lead_scores_each_lead_on_the_validation_repetition(tmp_path, ninapro_fi
 
     meta = json.load(open(os.path.join(str(tmp_path), "lead100_seed0", "model", "model.json")))
     assert meta["train_config"]["loss"]["target_lead_ms"] == 100.0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # two data sets trained and replayed: about 2 minutes on 2 free cores
+def test_latency_sweep_scores_the_commands_of_each_window_lead_and_smoothing(tmp_path, ninapro_file):
+    data = os.path.dirname(os.path.dirname(ninapro_file))
+    cfg = with_overrides(FAST, {"schedule.epochs": 1, "schedule.max_steps_per_epoch": 2, "adaptation.mode": "off"})
+    mod = load("latency_sweep")
+    res = mod.run(data, str(tmp_path), sets=("ninapro", "sim"), windows=(50.0,), leads=(120.0,), sim_leads=(30.0,),
+                  smoothings=(0.0, 100.0), seeds=(0,), config=cfg,
+                  sim={"minutes": 3.0, "n_channels": 4, "fs_hz": 2000.0}, log=lambda m: None)
+    assert [(r["data"], r["lead_ms"], r["smoothing_ms"]) for r in res["rows"]] == [
+        ("ninapro", 120.0, 0.0), ("ninapro", 120.0, 100.0), ("sim", 30.0, 0.0), ("sim", 30.0, 100.0)]
+    assert res["splits"]["ninapro"] == "train 1-6, validate 7"
+    assert res["splits"]["sim"].startswith("train 1-") and "out of view" in res["splits"]["sim"]
+    for plain, smooth in (res["rows"][:2], res["rows"][2:]):
+        assert plain["budget_ms"]["window"] == 25.0 and plain["budget_ms"]["smoothing"] == 0.0
+        assert smooth["budget_ms"]["smoothing"] > 80.0  # hop (1 - a) / a for 100 ms at 10 ms hops: 95.1 ms
+        assert plain["decoder_output"] == smooth["decoder_output"]
+    import json
+
+    meta = json.load(open(os.path.join(str(tmp_path), "sweep", "ninapro_w50_lead120_seed0", "model", "model.json")))
+    assert meta["train_config"]["loss"]["target_lead_ms"] == 120.0 and meta["feature_config"]["window_ms"] == 50.0
+    saved = tmp_path / "rows.json"
+    saved.write_text(json.dumps(res))
+    assert mod.main(mod.build, mod._run, mod.show, ["--from-json", str(saved), "--plot", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").stat().st_size > 10000

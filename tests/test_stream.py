@@ -53,7 +53,7 @@ def test_the_stream_decodes_what_the_training_side_evaluates(rec, bundle):
     got = decoder.process(decoder.new_stream(), rec.signals)
     np.testing.assert_allclose(got.positions, np.array(expected), atol=1e-5)
     # and the commands are the post-processor's, frame by frame, fed P(rest)
-    post = PostProcessor(PostConfig(), hop_ms=bundle.feature_config.hop_ms)
+    post = PostProcessor(bundle.post_config(), hop_ms=bundle.feature_config.hop_ms)
     ps, cmds = post.new_state(), []
     for pos, prob in zip(got.positions, got.class_probabilities):
         c, ps = post.step(ps, pos, float(prob[0]))

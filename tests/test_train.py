@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from neurohand.decoder.latency_defaults import DEFAULT_LEAD_MS
 from neurohand.decoder.recording import Recording
 from neurohand.decoder.session_file import write_recording
 from neurohand.deploy.cli import main
@@ -23,7 +24,6 @@ from neurohand.training.config import (
 )
 from neurohand.training.data import TrainingDataError, build_frames, validation_split
 from neurohand.training.evaluate import evaluate
-from neurohand.training.latency_defaults import DEFAULT_LEAD_MS
 from neurohand.training.model_dir import load_model_dir
 from neurohand.training.train import train
 

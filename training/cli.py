@@ -5,8 +5,7 @@ import json
 import sys
 
 from neurohand.decoder.feature_config import FEATURES
-
-from .latency_defaults import DEFAULT_LEAD_MS
+from neurohand.decoder.latency_defaults import DEFAULT_LEAD_MS
 
 REPS_HELP = ("take only these repetitions of each session, e.g. 1 or 1-3,5 (default all; samples outside any "
              "repetition are left out)")

@@ -12,11 +12,11 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from neurohand.decoder.adaptation import AdaptationConfig
 from neurohand.decoder.feature_config import FEATURES, FeatureConfig, ms_to_samples
+from neurohand.decoder.latency_defaults import DEFAULT_LEAD_MS
 from neurohand.decoder.validation import check_int, check_option, check_positive, invalid_value
 
 from .config_tree import apply_changes, build_dataclass, default_of, put_path
 from .data import FrameSet, movement_mix_drift
-from .latency_defaults import DEFAULT_LEAD_MS
 from .model import ModelConfig
 
 _MODEL_DEFAULTS = {f.name: f.default for f in fields(ModelConfig)}

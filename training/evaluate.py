@@ -7,6 +7,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from neurohand.decoder.latency_defaults import DEFAULT_SMOOTHING_MS
 from neurohand.decoder.recording import Recording
 
 from .baselines import baseline_names, load_baselines
@@ -122,7 +123,6 @@ def evaluate(model_dir: str, recordings: Sequence[Recording], *, report_dir: Opt
 
         tradeoff = None
         if decode_pos:
-            from .export import DEFAULT_SMOOTHING_MS
             from .latency_tradeoff import smoothing_tradeoff
 
             rest = prob[:, 0] if n_classes > 1 else np.zeros(len(pos))

@@ -19,9 +19,8 @@ from neurohand.decoder.bundle_check import CONTRACT_KEY, SCHEMA_KEY, WEIGHTS_KEY
 from neurohand.decoder.errors import NeurohandError
 from neurohand.decoder.feature_config import FeatureConfig
 from neurohand.decoder.filters import design_sos
+from neurohand.decoder.latency_defaults import DEFAULT_SMOOTHING_MS
 from neurohand.decoder.validation import check_positive, invalid_value
-
-from .latency_defaults import DEFAULT_SMOOTHING_MS
 
 OPSET = 13
 
@@ -93,7 +92,7 @@ def export_bundle(model_dir: str, out_dir: str, *, parity_frames: int = 200, tol
     """Export ``model_dir`` (from ``neurohand train``) to the bundle folder ``out_dir``.
 
     ``smoothing_ms`` is the commands' smoothing the device applies (the contract's ``post``; default
-    :data:`DEFAULT_SMOOTHING_MS`, 0 to 1000 ms).
+    :data:`~neurohand.decoder.latency_defaults.DEFAULT_SMOOTHING_MS`, 0 to 1000 ms).
 
     Raises
     ------

@@ -64,9 +64,11 @@ def smoothing_tradeoff(truth: np.ndarray, positions: np.ndarray, rest_probabilit
 def plot_tradeoff(path: str, points: Sequence[Dict[str, Any]], *, chosen_ms: Optional[float] = None,
                   title: str = "Delay against accuracy of the commands") -> None:
     """Draw R^2 against delay, one labelled point per smoothing; ``chosen_ms`` (the bundle's) is ringed."""
-    from .report import _plt
+    import matplotlib
 
-    plt = _plt()
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(7, 3.8))
     raw = [p for p in points if p["smoothing_ms"] is None]
     post = [p for p in points if p["smoothing_ms"] is not None]
