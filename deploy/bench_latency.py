@@ -172,6 +172,8 @@ def _result(data: str, bundle, test_rec, *, engine: str, seed: int) -> Dict[str,
             "budget_ms": budget_ms(bundle, float(np.median(ms))),
             "software_ms": {"median": float(np.median(ms)), "p99": float(np.percentile(ms, 99))},
             "frames": int(len(run["frame_end"])), "hop_ms": hop_ms, "window_ms": bundle.feature_config.window_ms,
+            "lead_ms": (bundle.contract.get("training") or {}).get("target_lead_ms"),
+            "smoothing_ms": bundle.post_config().smoothing_ms,
             "engine": engine, "_run": run}
 
 

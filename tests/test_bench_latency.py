@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from neurohand.decoder.latency_defaults import DEFAULT_LEAD_MS, DEFAULT_SMOOTHING_MS
 from neurohand.decoder.postprocess import PostConfig
 from neurohand.deploy.bench_latency import bench_latency, budget_ms, half_movement_ms, lag_ms, replay
 from neurohand.deploy.cli import main
@@ -74,6 +75,9 @@ def test_the_latency_json_has_its_keys_on_a_tiny_simulation():
     assert set(r["budget_ms"]) == {"filter_group_delay", "window", "hop", "smoothing", "software", "total"}
     assert -1.0 <= r["pearson_r"] <= 1.0 and abs(r["delay_ms"]) <= 500 and r["delay_ms"] % r["hop_ms"] == 0
     assert r["half_movement"]["movements"] + r["half_movement"]["missed"] > 0
+    # trained and exported with the defaults: the nerve kind's window and lead, no smoothing, as the contract says
+    assert (r["window_ms"], r["lead_ms"], r["smoothing_ms"]) == (50.0, DEFAULT_LEAD_MS["nerve"], DEFAULT_SMOOTHING_MS)
+    assert r["budget_ms"]["smoothing"] == 0.0 and r["budget_ms"]["window"] == 25.0
 
 
 def test_without_json_a_table_shows_every_result_and_what_was_skipped(monkeypatch, capsys):

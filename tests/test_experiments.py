@@ -138,6 +138,9 @@ def test_latency_sweep_scores_the_commands_of_each_window_lead_and_smoothing(tmp
 
     meta = json.load(open(os.path.join(str(tmp_path), "sweep", "ninapro_w50_lead120_seed0", "model", "model.json")))
     assert meta["train_config"]["loss"]["target_lead_ms"] == 120.0 and meta["feature_config"]["window_ms"] == 50.0
+    bundle = json.load(open(os.path.join(str(tmp_path), "sweep", "ninapro_w50_lead120_seed0", "bundle", "bundle.json")))
+    assert bundle["contract"]["training"]["target_lead_ms"] == 120.0  # the choices travel with the bundle
+    assert bundle["contract"]["feature_config"]["window_ms"] == 50.0
     saved = tmp_path / "rows.json"
     saved.write_text(json.dumps(res))
     assert mod.main(mod.build, mod._run, mod.show, ["--from-json", str(saved), "--plot", str(tmp_path / "p.png")]) == 0

@@ -83,6 +83,8 @@ def contract_from(meta: Dict[str, Any], model_config: Dict[str, Any], *,
             "best_epoch": meta.get("best_epoch"),
             "training_files": meta.get("training_files", []),
             "torch_version": meta.get("torch_version"),
+            # what the network was trained to output (None in older model folders: the frame's own time)
+            "target_lead_ms": float(((meta.get("train_config") or {}).get("loss") or {}).get("target_lead_ms") or 0.0),
         },
     }
 
