@@ -29,8 +29,7 @@ from .adaptation import FeatureAdapter
 from .errors import InvalidValueError
 from .feature_config import FeatureConfig
 from .features import FeatureExtractor
-from .postprocess import PostConfig
-from .validation import check_positive, invalid_value
+from .postprocess import PostConfig, check_smoothing_ms
 
 SCHEMA_VERSION = 4
 """The newest bundle schema this code reads; a newer one is refused with "update neurohand on the device"."""
@@ -181,10 +180,7 @@ class Bundle:
                                     "{!r}".format(post))
         if "smoothing_ms" not in post:
             return PostConfig()
-        smoothing_ms = check_positive("post.smoothing_ms", post["smoothing_ms"], allow_zero=True)
-        if smoothing_ms > 1000.0:
-            raise invalid_value("post.smoothing_ms", "expected 0 to 1000 ms, got {!r}".format(smoothing_ms))
-        return PostConfig(smoothing_ms=smoothing_ms)
+        return PostConfig(smoothing_ms=check_smoothing_ms("post.smoothing_ms", post["smoothing_ms"]))
 
     def file(self, name: str) -> str:
         """Path of a file in the bundle."""

@@ -11,11 +11,34 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .errors import InvalidValueError
-from .validation import check_positive
+from .validation import check_positive, invalid_value
 
 SAFE_POSTURE = (0.1, 0.1, 0.1, 0.1, 0.1)
 """Fingers slightly flexed: where a sink with no posture of its own goes on a fault, and where a class-only model's
 commands stay."""
+
+
+def check_smoothing_ms(name: str, value: float) -> float:
+    """Check a smoothing a bundle may carry: 0 (none) to 1000 ms; returns it as a float."""
+    v = check_positive(name, value, allow_zero=True)
+    if v > 1000.0:
+        raise invalid_value(name, "expected 0 to 1000 ms, got {!r}".format(v))
+    return v
+
+
+def rest_probability(class_probabilities: np.ndarray) -> np.ndarray:
+    """Return P(rest) for the rest gate: class 0's probability, or 0 for a model with one class (nothing to gate).
+
+    Parameters
+    ----------
+    class_probabilities : np.ndarray, shape (..., n_classes)
+
+    Returns
+    -------
+    np.ndarray, shape (...)
+    """
+    p = np.asarray(class_probabilities, float)
+    return p[..., 0] if p.shape[-1] > 1 else np.zeros(p.shape[:-1])
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from .adaptation import AdaptationState
 from .engines import create_engine
 from .errors import NeurohandError
 from .features import FeatureState
-from .postprocess import SAFE_POSTURE, PostConfig, PostProcessor, PostState
+from .postprocess import SAFE_POSTURE, PostConfig, PostProcessor, PostState, rest_probability
 
 
 class DecodeFault(NeurohandError):
@@ -167,7 +167,6 @@ class StreamDecoder:
             positions[i], logits[i] = out.positions, out.class_logits
             probabilities[i] = out.class_probabilities()
             target = out.positions if self.drives_fingers else self.hold_posture
-            rest = float(probabilities[i, 0]) if self.n_classes > 1 else 0.0  # one class: no rest to gate on
-            commands[i], stream.post = self.post.step(stream.post, target, rest)
+            commands[i], stream.post = self.post.step(stream.post, target, float(rest_probability(probabilities[i])))
         return DecodedFrames(positions, logits, probabilities, commands,
                              self.extractor.frame_end_samples(first, n))

@@ -93,12 +93,13 @@ def budget_ms(bundle, software_ms: float, *, post: Optional[Any] = None) -> Dict
     :func:`replay`.
     """
     from neurohand.decoder.filters import group_delay_ms
+    from neurohand.decoder.postprocess import PostProcessor
 
     fc = bundle.feature_config
     sos = np.asarray(bundle.contract.get("filter_sos") or np.zeros((0, 6)), float).reshape(-1, 6)
     band = fc.filters.bandpass_hz
     centre = float(np.sqrt(band[0] * band[1])) if band else 0.1 * bundle.fs_hz
-    alpha = bundle.decoder(engine="numpy", post=post).post.alpha
+    alpha = PostProcessor(post or bundle.post_config(), hop_ms=fc.hop_ms).alpha
     out = {"filter_group_delay": group_delay_ms(sos, bundle.fs_hz, centre) if len(sos) else 0.0,
            "window": fc.window_ms / 2.0, "hop": fc.hop_ms,
            "smoothing": float(fc.hop_ms * (1.0 - alpha) / alpha), "software": float(software_ms)}

@@ -20,6 +20,7 @@ import numpy as np
 
 from neurohand.decoder.errors import NeurohandError
 from neurohand.decoder.validation import parse_index_ranges
+from neurohand.deploy.bench_latency import NINAPRO_FILE
 from neurohand.training.config import FLAT_LAYOUT
 from neurohand.training.evaluate import evaluate
 from neurohand.training.train import TrainConfig, train, with_overrides
@@ -29,8 +30,8 @@ DEFAULT_OUT = os.path.join(HERE, "out")
 DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data"))
 
 __all__ = ["TrainConfig", "evaluate", "train", "with_overrides", "DEFAULT_OUT", "DEFAULT_DATA", "parser",
-           "train_config", "seeds_of", "need_data", "run_and_evaluate", "mean_of", "slim", "decoder_table",
-           "main"]
+           "train_config", "seeds_of", "floats_of", "need_data", "ninapro_file", "run_and_evaluate", "mean_of", "slim",
+           "decoder_table", "main"]
 
 
 def parser(prog: str, description: str, *, data: bool = False, seeds: Optional[str] = None,
@@ -96,6 +97,16 @@ def _setting(config: Any, path: str) -> Any:
             return _MISSING
         config = getattr(config, name)
     return config
+
+
+def floats_of(text: str) -> List[float]:
+    """Return a comma-separated list of numbers (``0,60,120``) as floats."""
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def ninapro_file(data_dir: str) -> str:
+    """Path of NinaPro DB1 S2 E1 under ``data_dir`` (as ``neurohand bench latency`` reads it), or a one-line error."""
+    return need_data(os.path.join(data_dir, NINAPRO_FILE), "NinaPro DB1 recording")
 
 
 def seeds_of(args: argparse.Namespace, name: str = "--seeds") -> List[int]:

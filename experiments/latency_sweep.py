@@ -22,25 +22,38 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from neurohand.decoder.bundle import Bundle
+from neurohand.decoder.feature_config import default_feature_config
+from neurohand.decoder.latency_defaults import DEFAULT_LEAD_MS, DEFAULT_SMOOTHING_MS
 from neurohand.decoder.postprocess import PostConfig
+from neurohand.decoder.validation import check_option
 from neurohand.deploy.bench_latency import budget_ms, replay, score
 from neurohand.training.data import select_repetitions
 from neurohand.training.export import export_bundle
 from neurohand.training.importers import import_ninapro
 
-from common import TrainConfig, main, need_data, parser, seeds_of, train, train_config, with_overrides
+from common import (
+    TrainConfig,
+    floats_of,
+    main,
+    ninapro_file,
+    parser,
+    seeds_of,
+    train,
+    train_config,
+    with_overrides,
+)
 
-RELATIVE_PATH = os.path.join("ninapro_db1_s2_e1", "S2_A1_E1.mat")
 SETS = ("ninapro", "sim")
-CHOSEN = {"ninapro": {"window_ms": 50.0, "lead_ms": 120.0, "smoothing_ms": 0.0},
-          "sim": {"window_ms": 50.0, "lead_ms": 60.0, "smoothing_ms": 0.0}}
-"""The defaults chosen here (the kinds' windows, DEFAULT_LEAD_MS, DEFAULT_SMOOTHING_MS), ringed in the plot."""
+KINDS = {"ninapro": "envelope", "sim": "nerve"}
+CHOSEN = {data: {"window_ms": default_feature_config(kind).window_ms, "lead_ms": DEFAULT_LEAD_MS[kind],
+                 "smoothing_ms": DEFAULT_SMOOTHING_MS} for data, kind in KINDS.items()}
+"""The defaults chosen here, as the project now has them, ringed in the plot."""
 
 
 def _split(data: str, data_dir: str, seed: int, sim: Dict[str, Any]):
     """Return (train, validation) recordings and a description of the split (``sim``: SimulatorConfig changes)."""
     if data == "ninapro":
-        path = need_data(os.path.join(data_dir, RELATIVE_PATH), "NinaPro DB1 recording")
+        path = ninapro_file(data_dir)
         return import_ninapro(path, reps=range(1, 7)), import_ninapro(path, reps=[7]), "train 1-6, validate 7"
     from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 
@@ -168,10 +181,6 @@ def _means(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, float]]:
     return out
 
 
-def _floats(text: str) -> List[float]:
-    return [float(x) for x in text.split(",") if x.strip()]
-
-
 def build():
     """Command-line options."""
     p = parser("experiments/latency_sweep.py", __doc__.splitlines()[0], data=True, seeds="0")
@@ -205,14 +214,9 @@ def _run(a) -> Dict[str, Any]:
 
 
 def _train_all(a) -> Dict[str, Any]:
-    sets = [s.strip() for s in a.sets.split(",") if s.strip()]
-    for s in sets:
-        if s not in SETS:
-            from neurohand.decoder.errors import NeurohandError
-
-            raise NeurohandError("Invalid value for '--sets': allowed 'ninapro', 'sim', got {!r}".format(s))
-    return run(a.data, a.out, sets=sets, windows=_floats(a.windows), leads=_floats(a.leads),
-               sim_leads=_floats(a.sim_leads), smoothings=_floats(a.smoothings), seeds=seeds_of(a),
+    sets = [check_option("--sets", s.strip(), SETS) for s in a.sets.split(",") if s.strip()]
+    return run(a.data, a.out, sets=sets, windows=floats_of(a.windows), leads=floats_of(a.leads),
+               sim_leads=floats_of(a.sim_leads), smoothings=floats_of(a.smoothings), seeds=seeds_of(a),
                config=train_config(a))
 
 

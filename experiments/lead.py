@@ -17,8 +17,9 @@ from neurohand.training.importers import import_ninapro
 
 from common import (
     TrainConfig,
+    floats_of,
     main,
-    need_data,
+    ninapro_file,
     parser,
     run_and_evaluate,
     seeds_of,
@@ -26,14 +27,12 @@ from common import (
     with_overrides,
 )
 
-RELATIVE_PATH = os.path.join("ninapro_db1_s2_e1", "S2_A1_E1.mat")
-
 
 def run(data_dir: str, out_dir: str, *, leads: Sequence[float] = (0.0, 60.0, 120.0), seeds: Sequence[int] = (0,),
         config: Optional[TrainConfig] = None) -> Dict[str, Any]:
     """Train one model per lead and seed; return each one's validation R^2 and delay (GRU and Wiener)."""
     config = config or TrainConfig()
-    path = need_data(os.path.join(data_dir, RELATIVE_PATH), "NinaPro DB1 recording")
+    path = ninapro_file(data_dir)
     train_rec = import_ninapro(path, reps=range(1, 7))
     val_rec = import_ninapro(path, reps=[7])
     rows = []
@@ -66,5 +65,5 @@ def build():
 
 
 if __name__ == "__main__":
-    sys.exit(main(build, lambda a: run(a.data, a.out, leads=[float(x) for x in a.leads.split(",") if x.strip()],
-                                       seeds=seeds_of(a), config=train_config(a)), show))
+    sys.exit(main(build, lambda a: run(a.data, a.out, leads=floats_of(a.leads), seeds=seeds_of(a),
+                                       config=train_config(a)), show))

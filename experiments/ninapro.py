@@ -20,7 +20,7 @@ from common import (
     decoder_table,
     main,
     mean_of,
-    need_data,
+    ninapro_file,
     parser,
     run_and_evaluate,
     seeds_of,
@@ -29,14 +29,12 @@ from common import (
     with_overrides,
 )
 
-RELATIVE_PATH = os.path.join("ninapro_db1_s2_e1", "S2_A1_E1.mat")
-
 
 def run(data_dir: str, out_dir: str, *, seeds: Sequence[int] = (0, 1, 2),
         config: Optional[TrainConfig] = None) -> Dict[str, Any]:
     """Train and evaluate once per seed; the summary averages every metric over the seeds."""
     config = config or TrainConfig()
-    path = need_data(os.path.join(data_dir, RELATIVE_PATH), "NinaPro DB1 recording")
+    path = ninapro_file(data_dir)
     train_rec = import_ninapro(path, reps=range(1, 8))
     test_rec = import_ninapro(path, reps=[8, 9, 10])
     runs = []

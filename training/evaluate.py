@@ -8,13 +8,14 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from neurohand.decoder.latency_defaults import DEFAULT_SMOOTHING_MS
+from neurohand.decoder.postprocess import rest_probability
 from neurohand.decoder.recording import Recording
 
 from .baselines import baseline_names, load_baselines
 from .data import TrainingDataError, adapt_frames, build_frames, class_mismatch
 from .metrics import classification_metrics, decoder_summary, regression_metrics
 from .model import predict_sequences
-from .model_dir import adapter_of, feature_config_of, load_model_dir
+from .model_dir import adapter_of, feature_config_of, lead_ms_of, load_model_dir
 from .verdict import decide
 
 
@@ -125,11 +126,9 @@ def evaluate(model_dir: str, recordings: Sequence[Recording], *, report_dir: Opt
         if decode_pos:
             from .latency_tradeoff import smoothing_tradeoff
 
-            rest = prob[:, 0] if n_classes > 1 else np.zeros(len(pos))
-            lead = meta.get("train_config", {}).get("loss", {}).get("target_lead_ms") or 0.0
-            tradeoff = {"points": smoothing_tradeoff(frames.positions, pos, rest, frames.segment_slices(),
-                                                     frames.hop_ms),
-                        "chosen_ms": DEFAULT_SMOOTHING_MS, "lead_ms": float(lead),
+            tradeoff = {"points": smoothing_tradeoff(frames.positions, pos, rest_probability(prob),
+                                                     frames.segment_slices(), frames.hop_ms),
+                        "chosen_ms": DEFAULT_SMOOTHING_MS, "lead_ms": lead_ms_of(meta),
                         "window_ms": float(feature_config_of(meta).window_ms)}
 
         out["report"] = write_report(

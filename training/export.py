@@ -20,7 +20,7 @@ from neurohand.decoder.errors import NeurohandError
 from neurohand.decoder.feature_config import FeatureConfig
 from neurohand.decoder.filters import design_sos
 from neurohand.decoder.latency_defaults import DEFAULT_SMOOTHING_MS
-from neurohand.decoder.validation import check_positive, invalid_value
+from neurohand.decoder.postprocess import check_smoothing_ms
 
 OPSET = 13
 
@@ -61,6 +61,8 @@ def _step_module(model):
 def contract_from(meta: Dict[str, Any], model_config: Dict[str, Any], *,
                   smoothing_ms: Optional[float] = None) -> Dict[str, Any]:
     """Build the bundle contract from a model folder's ``model.json`` (``smoothing_ms``: the post-processing's)."""
+    from neurohand.training.model_dir import lead_ms_of  # torch: only when exporting
+
     vm = meta.get("val_metrics", {})
     fcfg = FeatureConfig.from_dict(meta["feature_config"])
     return {
@@ -83,8 +85,7 @@ def contract_from(meta: Dict[str, Any], model_config: Dict[str, Any], *,
             "best_epoch": meta.get("best_epoch"),
             "training_files": meta.get("training_files", []),
             "torch_version": meta.get("torch_version"),
-            # what the network was trained to output (None in older model folders: the frame's own time)
-            "target_lead_ms": float(((meta.get("train_config") or {}).get("loss") or {}).get("target_lead_ms") or 0.0),
+            "target_lead_ms": lead_ms_of(meta),  # what the network was trained to output
         },
     }
 
@@ -108,8 +109,8 @@ def export_bundle(model_dir: str, out_dir: str, *, parity_frames: int = 200, tol
 
     from neurohand.training.model_dir import load_model_dir
 
-    if smoothing_ms is not None and check_positive("smoothing_ms", smoothing_ms, allow_zero=True) > 1000.0:
-        raise invalid_value("smoothing_ms", "expected 0 to 1000 ms, got {!r}".format(smoothing_ms))
+    if smoothing_ms is not None:
+        check_smoothing_ms("smoothing_ms", smoothing_ms)
     model, meta = load_model_dir(model_dir)
     cfg = model.config
     weights = numpy_weights(model)

@@ -133,6 +133,14 @@ def feature_config_of(meta: Dict[str, Any]) -> FeatureConfig:
     return FeatureConfig.from_dict(meta["feature_config"])
 
 
+def lead_ms_of(meta: Dict[str, Any]) -> float:
+    """Return the target lead a model was trained with (``train_config.loss.target_lead_ms``), in ms.
+
+    A model folder from before the lead existed (None or absent) was trained against each frame's own time: 0.
+    """
+    return float(((meta.get("train_config") or {}).get("loss") or {}).get("target_lead_ms") or 0.0)
+
+
 def prior_adapter(config: Optional[AdaptationConfig], frames: FrameSet) -> Optional[FeatureAdapter]:
     """Return a feature adapter whose prior is the statistics of raw training ``frames``; None without config."""
     if config is None:

@@ -31,7 +31,7 @@ from .data import adapt_frames, build_frames, check_compatible, normalisation, v
 from .evaluate import check_contract
 from .loop import Progress, distributed_env, evaluate_frames, fit
 from .model import RecurrentDecoder
-from .model_dir import adapter_of, feature_config_of, load_model_dir, prior_adapter, save_model_dir
+from .model_dir import adapter_of, feature_config_of, lead_ms_of, load_model_dir, prior_adapter, save_model_dir
 from .train import TrainResult, set_class_pool
 
 
@@ -97,9 +97,7 @@ def recalibrate(model_dir: str, recordings: Sequence[Recording], out_dir: str, *
                                 "record with the same interface settings".format(
                                     rec0.n_channels, rec0.fs_hz, meta["n_channels"], meta["fs_hz"]))
     check_contract(meta, recordings, what="Recalibration recording")
-    # the model's own targets; None: a model folder from before the lead existed, trained against the frame's time
-    lead_ms = TrainConfig.from_dict(meta.get("train_config", {})).loss.target_lead_ms or 0.0
-    frames = build_frames(recordings, fcfg, target_lead_ms=lead_ms)
+    frames = build_frames(recordings, fcfg, target_lead_ms=lead_ms_of(meta))  # the model's own targets
     adapter = adapter_of(meta)
     if config.renormalise and adapter is not None:  # the new session's statistics become the adaptation's prior
         adapter = prior_adapter(adapter.config, frames)
