@@ -308,12 +308,15 @@ def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore
     current = store.current()
     before = _current_on(store, test_rec, console)  # scored before training: what the patient has now
     t0 = time.perf_counter()
+    recal = None
     if opts.recalibrate:
         console.rule("[bold]Recalibrating {} (model {}) on repetitions {}".format(
             opts.patient, current, sorted(set(int(r) for r in np.unique(train_rec.repetitions)))))
         cfg = RecalibrationConfig(seed=opts.seed, **({"epochs": opts.epochs} if opts.epochs else {}))
-        recalibrate(store.model_path(), [train_rec], model_dir, config=cfg, progress=opts.tui, log=console.print,
-                    source_files=[rec.metadata.get("session_path", "")])
+        recal = recalibrate(store.model_path(), [train_rec], model_dir, config=cfg, progress=opts.tui,
+                          log=console.print, source_files=[rec.metadata.get("session_path", "")])
+        for line in recal.lines():
+            console.print(line, markup=False, highlight=False)
     else:
         console.rule("[bold]Training the decoder on repetitions {} (the last, {}, is the test)".format(
             sorted(set(int(r) for r in np.unique(train_rec.repetitions))), test_reps))
@@ -335,7 +338,7 @@ def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore
     console.print("report: {}".format(ev["report"]))
     return {"model_dir": model_dir, "report_dir": report_dir, "evaluation": ev,
             "before": before if opts.recalibrate else None, "current": previous, "test_rec": test_rec,
-            "train_s": wall}
+            "train_s": wall, "recalibration": recal}
 
 
 def accept(opts: CalibrateOptions, store: ModelStore, outcome: Dict[str, Any], session_path: str, console) -> str:
@@ -352,7 +355,8 @@ def accept(opts: CalibrateOptions, store: ModelStore, outcome: Dict[str, Any], s
     metrics["test_repetition_accuracy"] = ev[name].get("accuracy")
     if outcome["before"] is not None:
         metrics["before_recalibration_r2_mean"] = next(iter(outcome["before"].values())).get("r2_mean")
-    notes = "recalibrated from {}".format(store.current()) if opts.recalibrate else "calibrated from scratch"
+    notes = "recalibrated from {} (kept: {})".format(store.current(), outcome["recalibration"].kept) \
+        if opts.recalibrate else "calibrated from scratch"
     verdict = outcome["evaluation"]["verdict"]
     if not verdict["ready"]:
         notes += "; accepted although not ready"  # the reasons: meta.json's "verdict"

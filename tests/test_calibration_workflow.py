@@ -91,9 +91,11 @@ def test_calibrate_recalibrate_and_roll_back(tmp_path, protocol_file):
     assert len(read_recording(again["session"]).cues) == 2 * 3  # --minutes 0.25: 2 repetitions fit
     v1, _ = load_model_dir(store.model_path("v001"))
     v2, meta2 = load_model_dir(store.model_path("v002"))
-    assert torch.equal(v1.rnn.weight_hh_l0, v2.rnn.weight_hh_l0) and not torch.equal(v1.rnn.weight_ih_l0,
-                                                                                       v2.rnn.weight_ih_l0)
-    assert store.meta("v002")["notes"].startswith("recalibrated from v001")
+    kept = meta2["recalibration"]["kept"]  # the best of v001 and the candidates on the adapt-on part's held-out end
+    assert kept in ("source", "renormalise", "fine_tune")
+    assert torch.equal(v1.rnn.weight_hh_l0, v2.rnn.weight_hh_l0)
+    assert torch.equal(v1.rnn.weight_ih_l0, v2.rnn.weight_ih_l0) == (kept != "fine_tune")
+    assert store.meta("v002")["notes"].startswith("recalibrated from v001 (kept: {})".format(kept))
     assert "before_recalibration_r2_mean" in store.meta("v002")["metrics"]
 
     from neurohand.deploy.cli import main

@@ -103,10 +103,17 @@ def test_recalibrate_from_files_then_evaluate_export_and_run(files):
     d = str(files["dir"])
     r = neurohand("recalibrate", "model", "day2.h5", "--reps", "1", "--out", "R", "--epochs", "2", "--quiet", cwd=d)
     assert r.returncode == 0, r.stderr
-    assert "wrote R (recalibrated from model, 2 epochs on repetitions 1)" in r.stdout
     meta = json.load(open(os.path.join(d, "R", "model.json")))
+    kept = meta["recalibration"]["kept"]
+    # the source and each candidate side by side on the held-out part, the kept one marked
+    assert "held out for the choice: the last 30 % of each continuous stretch" in r.stdout
+    rows = {line.split()[0]: line for line in r.stdout.splitlines() if line.startswith("  ")}
+    assert set(rows) >= {"source", "renormalise", "fine_tune"} and rows[kept].endswith("<- kept")
+    assert "wrote R from repetitions 1: " in r.stdout
     assert meta["recalibrated_from"] == files["model"]
-    assert meta["recalibration"]["trained_parameters"] == ["rnn.bias_ih_l0", "rnn.weight_ih_l0"]
+    assert meta["recalibration"]["trained_parameters"] == (
+        ["rnn.bias_ih_l0", "rnn.weight_ih_l0"] if kept == "fine_tune" else [])
+    assert "repetition column" not in r.stdout + r.stderr
     r = neurohand("evaluate", "R", "day2.h5", "--reps", "2", "--json", cwd=d)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)

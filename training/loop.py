@@ -69,7 +69,7 @@ class WindowSampler:
         return np.array([self.rng.integers(self.ranges[k][0], self.ranges[k][1]) for k in which])
 
 
-def _score(val_metrics: Dict[str, Any]) -> float:
+def validation_score(val_metrics: Dict[str, Any]) -> float:
     """Higher is better: mean R^2 when positions are decoded, else accuracy."""
     if val_metrics.get("r2_mean") is not None:
         return float(val_metrics["r2_mean"])
@@ -195,7 +195,7 @@ def fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], c
             stop, improved = False, val_f is None
             if val_f is not None:
                 val = evaluate_frames(model, val_f, device)
-                score = _score(val)
+                score = validation_score(val)
                 row["val_score"] = score
                 row.update({k: float(val[k]) for k in ("r2_mean", "accuracy") if val.get(k) is not None})
                 if score > best["score"]:

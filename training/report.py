@@ -112,7 +112,7 @@ def plot_training_curves(path: str, history: List[Dict[str, float]]) -> None:
     ax1.plot(ep, [h["train_loss"] for h in history], color="tab:blue", label="training loss")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("training loss", color="tab:blue")
-    scored = [h for h in history if "val_score" in h]  # a recalibration runs a fixed number of epochs, unscored
+    scored = [h for h in history if "val_score" in h]  # an epoch without a validation part is unscored
     if scored:
         ax2 = ax1.twinx()
         ax2.plot([h["epoch"] for h in scored], [h["val_score"] for h in scored], color="tab:orange",
