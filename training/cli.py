@@ -12,13 +12,43 @@ REPS_HELP = ("take only these repetitions of each session, e.g. 1 or 1-3,5 (defa
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
-    """Add ``train`` and ``evaluate``."""
+    """Add ``train``, ``pretrain`` and ``evaluate``."""
     p = sub.add_parser("train", help="train the recurrent decoder and the classic baselines",
                        description="Train a recurrent decoder on session files (validation: the last "
                        "repetitions of the training data) and fit Wiener, Kalman and LDA on the same frames. "
                        "Runs single-process, or under torchrun for DistributedDataParallel.")
     p.add_argument("sessions", nargs="+", help="training session files (.h5)")
     p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("--init", default=None, metavar="BASE",
+                   help="start from a pre-trained base (neurohand pretrain): its architecture and features, every "
+                        "weight fine-tuned on these sessions; a short recording of the person is enough")
+    _training_options(p)
+    p.add_argument("--no-baselines", action="store_true", help="skip the classic baselines")
+    p.set_defaults(func=_train)
+
+    b = sub.add_parser("pretrain", help="pre-train one decoder on many people's (or days') session files",
+                       description="Train one recurrent decoder on the session files of many people (or many days "
+                       "of one person), each file's features z-scored by its own statistics so that gains and "
+                       "electrode positions do not matter; adapt it to a person with 'neurohand train FILE --init "
+                       "BASE'. The base records the people, signal kind, channels, rate and features it was trained "
+                       "on, and refuses a recording it cannot serve. Runs single-process, or under torchrun for "
+                       "DistributedDataParallel (the same command on a GPU cluster).")
+    b.add_argument("sessions", nargs="+", help="session files (.h5) of the people to pre-train on")
+    b.add_argument("--out", required=True, help="folder of the base to write")
+    _training_options(b)
+    b.set_defaults(func=_pretrain, init=None, no_baselines=True)
+
+    e = sub.add_parser("evaluate", help="evaluate a model folder and its baselines on test sessions")
+    e.add_argument("model_dir")
+    e.add_argument("sessions", nargs="+", help="test session files (.h5)")
+    e.add_argument("--report", default=None, help="folder for report.html and plots")
+    e.add_argument("--reps", default=None, metavar="SPEC", help=REPS_HELP)
+    e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    e.set_defaults(func=_evaluate)
+
+
+def _training_options(p: argparse.ArgumentParser) -> None:
+    """Add the options ``train`` and ``pretrain`` share."""
     p.add_argument("--model", choices=["gru", "lstm"], default=None, help="recurrent cell (default gru)")
     p.add_argument("--hidden", type=int, default=None, help="state size (default 128)")
     p.add_argument("--layers", type=int, default=None, help="recurrent layers (default 2)")
@@ -52,17 +82,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
                         "the decoding delay".format(", ".join("{} {:g}".format(k, v)
                                                               for k, v in DEFAULT_LEAD_MS.items())))
     p.add_argument("--reps", default=None, metavar="SPEC", help=REPS_HELP)
-    p.add_argument("--no-baselines", action="store_true", help="skip the classic baselines")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_train)
-
-    e = sub.add_parser("evaluate", help="evaluate a model folder and its baselines on test sessions")
-    e.add_argument("model_dir")
-    e.add_argument("sessions", nargs="+", help="test session files (.h5)")
-    e.add_argument("--report", default=None, help="folder for report.html and plots")
-    e.add_argument("--reps", default=None, metavar="SPEC", help=REPS_HELP)
-    e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    e.set_defaults(func=_evaluate)
 
 
 def train_config_from_args(args: argparse.Namespace):
@@ -86,16 +106,46 @@ def _train(args: argparse.Namespace) -> int:
     from .data import read_sessions
     from .train import train
 
+    if args.init is not None:
+        fixed = [flag for flag, v in (("--model", args.model), ("--hidden", args.hidden), ("--layers", args.layers),
+                                      ("--window-ms", args.window_ms), ("--hop-ms", args.hop_ms),
+                                      ("--features", args.features)) if v is not None]
+        if fixed:
+            from neurohand.decoder.errors import InvalidValueError
+
+            raise InvalidValueError("Invalid value for '{}': the base given by --init sets the architecture and the "
+                                    "features; leave {} out".format(fixed[0], ", ".join(fixed)))
     cfg = train_config_from_args(args)
     recs = read_sessions(args.sessions, reps=args.reps, min_repetitions=2,
                          purpose="training (its last repetition is the validation split)")
     res = train(recs, args.out, config=cfg, progress=not args.quiet, fit_classic=not args.no_baselines,
-                log=lambda m: print(m, file=sys.stderr) if m else None, source_files=args.sessions)
+                log=lambda m: print(m, file=sys.stderr) if m else None, source_files=args.sessions,
+                init=args.init)
     vm = res.val_metrics
     print("wrote {} (best epoch {} of {}{}); validation: {}".format(
         args.out, res.best_epoch, res.epochs_run, ", interrupted" if res.interrupted else "",
         ", ".join("{} {:.3f}".format(k, vm[k]) for k in ("r2_mean", "accuracy") if vm.get(k) is not None)))
     _print_scores(res.val_scores)
+    return 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from .data import read_sessions
+    from .pretrain import describe, load_base
+    from .train import train
+
+    cfg = train_config_from_args(args)
+    recs = read_sessions(args.sessions, reps=args.reps, min_repetitions=2,
+                         purpose="pre-training (each file's last repetition is the validation split)")
+    res = train(recs, args.out, config=cfg, progress=not args.quiet, fit_classic=False,
+                log=lambda m: print(m, file=sys.stderr) if m else None, source_files=args.sessions,
+                pretraining=True)
+    vm = res.val_metrics
+    print("wrote base {} (best epoch {} of {}{}); validation over every file: {}".format(
+        args.out, res.best_epoch, res.epochs_run, ", interrupted" if res.interrupted else "",
+        ", ".join("{} {:.3f}".format(k, vm[k]) for k in ("r2_mean", "accuracy") if vm.get(k) is not None)))
+    for line in describe(load_base(args.out)):
+        print(line)
     return 0
 
 

@@ -10,6 +10,7 @@ The settings are :mod:`training.config`'s, the optimiser loop is :mod:`training.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -75,6 +76,8 @@ def train(
     fit_classic: bool = True,
     log: Callable[[str], None] = print,
     source_files: Sequence[str] = (),
+    init: Optional[str] = None,
+    pretraining: bool = False,
 ) -> TrainResult:
     """Train a recurrent decoder (and the classic baselines) and write ``model_dir``.
 
@@ -97,6 +100,13 @@ def train(
         Show a live progress bar (rank 0, interactive terminals).
     fit_classic : bool
         Also fit Wiener, Kalman and LDA on the same frames and split.
+    init : str, optional
+        A pre-trained base (:mod:`training.pretrain`) to start from: its architecture and feature configuration are
+        used, its weights loaded, the person's normalisation composed with its own; every weight is fine-tuned.
+    pretraining : bool
+        Train a base on many people's recordings (:mod:`training.pretrain`): each recording's
+        frames z-scored by its own statistics, no LDA front end, no adaptation, no pooled class output; the model
+        folder gets a ``base`` record.
 
     Raises
     ------
@@ -113,10 +123,27 @@ def train(
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     is_main = env["rank"] == 0
-    fcfg = config.features.apply(feature_config or config_for_recording(recordings[0]), recordings[0].fs_hz)
+    base = None
+    fit_classic = fit_classic and not pretraining  # classic decoders on many people's z-scores serve nobody
+    if init is not None:
+        from .pretrain import architecture_of, check_serves, load_base
+
+        base = load_base(init)
+        check_serves(base, recordings, list(source_files) or None)
+        config = with_overrides(config, architecture_of(base))
+    if pretraining:
+        from .pretrain import pretrain_overrides
+
+        config = with_overrides(config, pretrain_overrides())
+    fcfg = base.feature_config if base is not None else config.features.apply(
+        feature_config or config_for_recording(recordings[0]), recordings[0].fs_hz)
     # the model folder records the lead it was trained with, the signal kind's default included
     config = with_overrides(config, {"loss.target_lead_ms": config.loss.lead_ms_for(recordings[0].signal_kind)})
     frames = build_frames(recordings, fcfg, target_lead_ms=config.loss.target_lead_ms)
+    if pretraining:
+        from .pretrain import normalise_per_recording
+
+        frames = normalise_per_recording(frames)
     adapt_cfg, adapt_decision = config.adaptation.choose(frames)
     # the prior is the statistics of every training frame, validation repetitions included: it is what the saved
     # model carries, so validation sees the adaptation the deployed model will run
@@ -130,7 +157,16 @@ def train(
             .format(config.model.cell.upper(), len(train_f), len(val_f), val_reps, frames.n_features, device,
                     ", {} processes".format(env["world"]) if distributed else ""))
     parallel = (config.refit.enabled and device.type == "cpu" and not distributed and config.refit.parallel
-                and usable_cores() >= 2)
+                and usable_cores() >= 2 and base is None)
+
+    def new_model(f: FrameSet, dev: torch.device, seed_offset: int) -> RecurrentDecoder:
+        m = build_model(config, f, n_classes, dev, seed_offset=seed_offset)
+        if base is None:
+            return m
+        from .pretrain import init_from_base
+
+        return init_from_base(m, base)
+
     if parallel and spawn_reruns_caller():
         parallel = False
         log("the refit runs after the first phase, not beside it: the script calling train() has no "
@@ -142,7 +178,7 @@ def train(
     refit_here = not parallel  # the sequential refit, after the first phase (full threads again)
     try:
         with _one_thread_each(parallel):
-            model = build_model(config, train_f, n_classes, device, seed_offset=0)
+            model = new_model(train_f, device, 0)
             if parallel:
                 worker = ParallelRefit(config=config, frames=frames, fcfg=fcfg, n_channels=n_channels,
                                        n_classes=n_classes, fit_classic=fit_classic and is_main)
@@ -177,7 +213,7 @@ def train(
                         if fit_classic and baselines is None:
                             baselines = worker.baselines  # fitted while it waited for the first phase
         if config.refit.enabled and not interrupted and phase1["best_epoch"] > 0 and refit_here:
-            refit = build_model(config, frames, n_classes, device, seed_offset=1)
+            refit = new_model(frames, device, 1)
             recent = RecentStates(config.refit.average_epochs)
 
             def keep(epoch: int, m: RecurrentDecoder, improved: bool) -> bool:
@@ -199,7 +235,7 @@ def train(
             worker.close()
     if is_main and fit_classic and baselines is None:  # interrupted before they were fitted: still saved
         baselines = fit_baselines(train_f, val_f)
-    if is_main and model.pools_classes:
+    if is_main and model.pools_classes and not pretraining:  # a base's pool waits for the person's LDA
         set_class_pool(model, (baselines or {}).get("lda"), train_f, val_f, log=log)
     if interrupted and is_main:
         log("interrupted: keeping the best model so far (epoch {}{})".format(
@@ -214,7 +250,8 @@ def train(
         result.wall_s = time.perf_counter() - t_start
         save_model_dir(model_dir, model.without_fixed_projection(), fcfg, recordings[0], config, result,
                        baselines or {}, source_files, val_reps, adapter=adapter,
-                       extra={"adaptation_decision": adapt_decision, "val_scores": result.val_scores})
+                       extra=dict({"adaptation_decision": adapt_decision, "val_scores": result.val_scores},
+                                  **_base_extra(recordings, source_files, base, pretraining)))
     if distributed:
         import gc
 
@@ -226,6 +263,20 @@ def train(
         dist.barrier()
         dist.destroy_process_group()
     return result
+
+
+def _base_extra(recordings: Sequence[Recording], source_files: Sequence[str], base: Any,
+                pretraining: bool) -> Dict[str, Any]:
+    """``model.json`` keys of a pre-trained base (``base``) or of a model adapted from one (``init``)."""
+    out: Dict[str, Any] = {}
+    if pretraining:
+        from .pretrain import base_record
+
+        out["base"] = base_record(recordings, source_files)
+    if base is not None:
+        out["init"] = {"base": os.path.abspath(base.path), "people": list(base.record["people"]),
+                       "n_recordings": base.record["n_recordings"]}
+    return out
 
 
 def set_class_pool(model: RecurrentDecoder, lda: Optional[LdaDecoder], train_f: FrameSet, val_f: FrameSet, *,
