@@ -41,6 +41,10 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
                         "mirroring hand; glove:sim with --source sim) (default cue)")
     parser.add_argument("--cue-protocol", default=None, help="cue protocol TOML (default: the shipped cue protocol)")
     parser.add_argument("--recalibrate", action="store_true", help="adapt the current model instead of training anew")
+    parser.add_argument("--base", default=None, metavar="BASE",
+                        help="adapt a pre-trained base (neurohand pretrain) to this patient instead of training from "
+                             "scratch; the cue protocol shrinks to 3 repetitions (train, validate, test) unless "
+                             "--minutes says otherwise; the source must match the base's channels, rate and kind")
     parser.add_argument("--minutes", type=float, default=None,
                         help="record only as many repetitions as fit (recalibration: e.g. 2)")
     parser.add_argument("--resume", default=None, metavar="SESSION.h5", help="continue an interrupted session")

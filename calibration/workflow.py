@@ -52,6 +52,7 @@ class CalibrateOptions:
     labels: str = "cue"
     cue_protocol: Optional[str] = None
     recalibrate: bool = False
+    base: Optional[str] = None
     minutes: Optional[float] = None
     resume: Optional[str] = None
     yes: bool = False
@@ -78,6 +79,12 @@ class CalibrateOptions:
         if self.labels == "glove:sim" and self.source != "sim":
             raise InvalidValueError("'--labels glove:sim' is the simulated patient's glove; it needs '--source sim'")
         check_option("signal_kind", self.signal_kind, SIGNAL_KINDS)
+        if self.base is not None and self.recalibrate:
+            raise InvalidValueError("Invalid value for '--base': it adapts a pre-trained base to a new patient, "
+                                    "--recalibrate adapts the patient's current model; use one of them")
+        if self.base is not None and (self.hidden is not None or self.layers is not None):
+            raise InvalidValueError("Invalid value for '--base': the base sets the architecture; leave out "
+                                    "--hidden and --layers")
         if self.minutes is not None and self.minutes <= 0:
             raise invalid_value("--minutes", "expected > 0, got {}".format(self.minutes))
 
@@ -158,7 +165,9 @@ def _cue_protocol_for(opts: CalibrateOptions) -> CueProtocol:
                                     opts.minutes, fit, cue_protocol.minutes_for(2) - cue_protocol.minutes_for(1),
                                     what, need, why, minimum))
         cue_protocol = cue_protocol.with_repetitions(fit)
-    elif cue_protocol.repetitions < need:
+    elif opts.base is not None:  # a pre-trained base needs only the repetitions to train, validate and test on
+        cue_protocol = cue_protocol.with_repetitions(min(need, cue_protocol.repetitions))
+    if cue_protocol.repetitions < need:
         raise invalid_value("repetitions", "the cue protocol {} has {}; {} needs at least {} ({}): set repetitions = "
                             "{} in it".format(opts.cue_protocol or DEFAULT_CUE_PROTOCOL, cue_protocol.repetitions,
                                               what, need, why, need))
@@ -197,6 +206,15 @@ def record_session(opts: CalibrateOptions, cue_protocol: Optional[CueProtocol], 
                                 "with the source it was recorded with".format(
                                     path, stored.fs_hz, stored.n_channels, devices.source.fs_hz,
                                     devices.source.n_channels))
+    if opts.base is not None:  # before anything is recorded
+        from neurohand.training.pretrain import check_source
+
+        try:
+            check_source(opts.base, name="the source {}".format(opts.source), n_channels=devices.source.n_channels,
+                         fs_hz=devices.source.fs_hz, signal_kind=opts.signal_kind)
+        except Exception:
+            devices.close()
+            raise
     command = resume_command(replace(opts, resume=None), path)
     controls = controls or KeyControls(read_terminal=opts.tui)
     view: Optional[SessionView] = None  # made once the session (and, when resuming, its stored cue protocol) is known
@@ -322,7 +340,7 @@ def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore
             sorted(set(int(r) for r in np.unique(train_rec.repetitions))), test_reps))
         cfg = with_overrides(TrainConfig(), {"schedule.epochs": opts.epochs, "model.hidden": opts.hidden,
                                              "model.layers": opts.layers}, seed=opts.seed)
-        train([train_rec], model_dir, config=cfg, progress=opts.tui, log=console.print)
+        train([train_rec], model_dir, config=cfg, progress=opts.tui, log=console.print, init=opts.base)
     wall = time.perf_counter() - t0
     previous = (current, next(iter(before.values()))) if before else None
     ev = evaluate(model_dir, [test_rec], report_dir=report_dir,

@@ -247,3 +247,41 @@ def test_closed_stdin_stops_with_a_clear_message(tmp_path, protocol_file, monkey
         run_calibration(options(tmp_path, protocol_file, yes=False), console=quiet())
     store = ModelStore(str(tmp_path / "store"), "P1")
     assert len([f for f in os.listdir(store.sessions_dir()) if f.endswith(".h5")]) == 1  # the recording is kept
+
+
+@pytest.mark.slow
+def test_calibrate_with_a_pretrained_base_records_less_and_adapts_it(tmp_path):
+    """calibrate --base: three repetitions of a five-repetition protocol, the base adapted, its record kept."""
+    from neurohand.calibration.cue_protocol import load_cue_protocol
+    from neurohand.decoder.errors import InvalidValueError
+    from neurohand.training.config import TrainConfig, with_overrides
+    from neurohand.training.train import train
+
+    five = tmp_path / "five.toml"
+    five.write_text(TINY.replace("repetitions = 3", "repetitions = 5"))
+    people = []
+    for seed in (1, 2):  # two other simulated people, recorded as a clinic records them
+        path = str(tmp_path / "person{}.h5".format(seed))
+        opts = options(tmp_path, str(five), patient="S{}".format(seed), labels="glove:sim", sim_seed=seed)
+        record_session(opts, load_cue_protocol(str(five)), path, quiet())
+        people.append(read_recording(path))
+    base = str(tmp_path / "base")
+    train(people, base, config=with_overrides(TrainConfig(), {"model.hidden": 16, "schedule.epochs": 2,
+                                                              "schedule.min_epochs": 1}, device="cpu"),
+          progress=False, log=lambda m: None, pretraining=True)
+    out = run_calibration(options(tmp_path, str(five), labels="glove:sim", sim_seed=3, base=base, hidden=None,
+                                  accept_worse=True), console=quiet())
+    assert len(read_recording(out["session"]).cues) == 3 * 3  # three repetitions of three movements, not five
+    store = ModelStore(str(tmp_path / "store"), "P1")
+    model, meta = load_model_dir(store.model_path())
+    assert meta["init"]["base"] == os.path.abspath(base) and meta["init"]["people"] == ["S1", "S2"]
+    assert model.config.hidden == 16
+    # a source the base cannot serve is refused before anything is recorded
+    sessions = set(os.listdir(store.sessions_dir()))
+    with pytest.raises(InvalidValueError, match=r"pre-trained on 6 channels at 4000 Hz \(2 people\); the source sim "
+                                                r"has 8 channels at 4000 Hz: .* without --base"):
+        run_calibration(options(tmp_path, str(five), labels="glove:sim", base=base, hidden=None, sim_channels=8),
+                        console=quiet())
+    assert set(os.listdir(store.sessions_dir())) == sessions
+    with pytest.raises(InvalidValueError, match="Invalid value for '--base': it adapts a pre-trained base"):
+        options(tmp_path, str(five), base=base, hidden=None, recalibrate=True)

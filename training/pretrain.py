@@ -117,6 +117,45 @@ def load_base(path: str) -> Base:
     return Base(path=path, model=model, meta=meta)
 
 
+def refusal(base: Base, *, n_channels: int, fs_hz: float, signal_kind: str, has_positions: Optional[bool] = None,
+            class_names: Optional[Sequence[str]] = None) -> Optional[Tuple[str, str]]:
+    """Return ``(what it has, what the base wants)`` when the base cannot serve such input, else None.
+
+    ``has_positions`` and ``class_names`` are checked when given (a live source before recording knows neither).
+    """
+    b = base.record
+    if n_channels != b["n_channels"] or abs(fs_hz - b["fs_hz"]) > 1e-6:
+        return ("{} channels at {:g} Hz".format(n_channels, fs_hz),
+                "{} channels at {:g} Hz".format(b["n_channels"], b["fs_hz"]))
+    if signal_kind != b["signal_kind"]:
+        return "{} signals".format(signal_kind), "{} signals".format(b["signal_kind"])
+    if has_positions is False and base.model.config.positions:
+        return "no finger positions", "finger positions"
+    if class_names is not None and b["class_names"] and list(class_names) != list(b["class_names"]):
+        return "classes {}".format(", ".join(class_names)), "classes {}".format(", ".join(b["class_names"]))
+    return None
+
+
+def refusal_message(base: Base, name: str, has: str, wants: str, *, flag: str = "--init") -> str:
+    """Return the one line that refuses ``name`` (which has ``has``) for a base that wants ``wants``."""
+    return ("The base {!r} was pre-trained on {} ({} people); {} has {}: pre-train a base on recordings like it, or "
+            "train from scratch without {}".format(base.path, wants, len(base.record["people"]), name, has, flag))
+
+
+def check_source(path: str, *, name: str, n_channels: int, fs_hz: float, signal_kind: str) -> Base:
+    """Load the base at ``path`` and refuse a live source it cannot serve, before anything is recorded.
+
+    Raises
+    ------
+    TrainingDataError
+    """
+    base = load_base(path)
+    why = refusal(base, n_channels=n_channels, fs_hz=fs_hz, signal_kind=signal_kind)
+    if why is not None:
+        raise TrainingDataError(refusal_message(base, name, *why, flag="--base"))
+    return base
+
+
 def check_serves(base: Base, recordings: Sequence[Recording], names: Optional[Sequence[str]] = None) -> None:
     """Refuse, in one line, a recording the base cannot serve (channels, rate, signal kind, classes, positions).
 
@@ -124,24 +163,12 @@ def check_serves(base: Base, recordings: Sequence[Recording], names: Optional[Se
     ------
     TrainingDataError
     """
-    b = base.record
     for i, rec in enumerate(recordings):
         name = repr(names[i]) if names is not None and i < len(names) else "recording {}".format(i)
-        what = None
-        if rec.n_channels != b["n_channels"] or abs(rec.fs_hz - b["fs_hz"]) > 1e-6:
-            what = "{} channels at {:g} Hz".format(rec.n_channels, rec.fs_hz)
-            want = "{} channels at {:g} Hz".format(b["n_channels"], b["fs_hz"])
-        elif rec.signal_kind != b["signal_kind"]:
-            what, want = "{} signals".format(rec.signal_kind), "{} signals".format(b["signal_kind"])
-        elif base.model.config.positions and not rec.has_positions:
-            what, want = "no finger positions", "finger positions"
-        elif b["class_names"] and rec.has_labels and list(rec.class_names) != list(b["class_names"]):
-            what = "classes {}".format(", ".join(rec.class_names))
-            want = "classes {}".format(", ".join(b["class_names"]))
-        if what is not None:
-            raise TrainingDataError("The base {!r} was pre-trained on {} ({} people); {} has {}: pre-train a base "
-                                    "on recordings like it, or train from scratch without --init".format(
-                                        base.path, want, len(b["people"]), name, what))
+        why = refusal(base, n_channels=rec.n_channels, fs_hz=rec.fs_hz, signal_kind=rec.signal_kind,
+                      has_positions=rec.has_positions, class_names=rec.class_names if rec.has_labels else None)
+        if why is not None:
+            raise TrainingDataError(refusal_message(base, name, *why))
 
 
 def init_from_base(model: RecurrentDecoder, base: Base) -> RecurrentDecoder:
@@ -194,4 +221,5 @@ def describe(base: Base) -> Tuple[str, ...]:
 
 
 __all__ = ["BASE_FORMAT", "Base", "architecture_of", "base_record", "check_serves", "describe", "init_from_base",
-           "load_base", "normalise_per_recording", "person_of", "pretrain_overrides"]
+           "load_base", "normalise_per_recording", "person_of", "pretrain_overrides", "refusal", "refusal_message",
+           "check_source"]
