@@ -14,7 +14,7 @@ from neurohand.decoder.feature_config import config_for_recording
 from neurohand.decoder.session_file import write_recording
 from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 from neurohand.training.config import TrainConfig, with_overrides
-from neurohand.training.data import TrainingDataError, build_frames, normalisation
+from neurohand.training.data import TrainingDataError, build_frames, normalisation, select_repetitions
 from neurohand.training.loop import build_model
 from neurohand.training.model_dir import load_model_dir
 from neurohand.training.pretrain import check_serves, init_from_base, load_base, normalise_per_recording
@@ -127,6 +127,14 @@ def test_train_init_adapts_every_weight_and_records_the_base(tmp_path, base_dir,
                             "n_recordings": 3}
     assert "base" not in meta and meta["feature_config"] == base.meta["feature_config"]
     assert not torch.equal(model.rnn.weight_hh_l0, base.model.rnn.weight_hh_l0)  # fine-tuned, not frozen
+    # one repetition of the newcomer is enough: the end of every stretch validates
+    one = str(tmp_path / "one")
+    res = train([select_repetitions(newcomer, [1])], one, config=TINY, progress=False, fit_classic=False,
+                log=lambda m: None, init=base_dir)
+    assert res.best_epoch >= 1 and load_model_dir(one)[1]["val_repetitions"] == []
+    with pytest.raises(TrainingDataError, match="Too little data for a validation split"):
+        train([select_repetitions(newcomer, [1])], str(tmp_path / "scratch"), config=TINY, progress=False,
+              fit_classic=False, log=lambda m: None)
 
 
 def test_the_commands_pretrain_and_init(tmp_path, people, capsys):

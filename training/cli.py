@@ -116,7 +116,7 @@ def _train(args: argparse.Namespace) -> int:
             raise InvalidValueError("Invalid value for '{}': the base given by --init sets the architecture and the "
                                     "features; leave {} out".format(fixed[0], ", ".join(fixed)))
     cfg = train_config_from_args(args)
-    recs = read_sessions(args.sessions, reps=args.reps, min_repetitions=2,
+    recs = read_sessions(args.sessions, reps=args.reps, min_repetitions=1 if args.init else 2,
                          purpose="training (its last repetition is the validation split)")
     res = train(recs, args.out, config=cfg, progress=not args.quiet, fit_classic=not args.no_baselines,
                 log=lambda m: print(m, file=sys.stderr) if m else None, source_files=args.sessions,

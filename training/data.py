@@ -339,6 +339,44 @@ def validation_split(frames: FrameSet, *, fraction: float = 0.15) -> Tuple[Frame
     return train, val, val_reps
 
 
+def holdout_mask(frames: FrameSet, *, fraction: float, gap_frames: int) -> Tuple[np.ndarray, np.ndarray, str]:
+    """Split frames into a part to learn from and a part to check on (recalibration; adapting a base to one repetition).
+
+    With two or more repetitions the last one is held out. With one, the last ``fraction`` of every continuous
+    stretch is, and the ``gap_frames`` frames before each held stretch belong to neither (their windows overlap it).
+
+    Returns
+    -------
+    fit, held : np.ndarray, shape (n_frames,), bool
+    description : str
+
+    Raises
+    ------
+    TrainingDataError
+        Either part would be empty.
+    """
+    reps = sorted(int(r) for r in np.unique(frames.repetitions) if r > 0)
+    if len(reps) >= 2:
+        held = frames.repetitions == reps[-1]
+        fit_mask = (frames.repetitions > 0) & ~held
+        what = "repetition {}".format(reps[-1])
+    else:
+        held = np.zeros(len(frames), bool)
+        fit_mask = np.zeros(len(frames), bool)
+        for s in frames.segment_slices():
+            n = s.stop - s.start
+            k = int(round(fraction * n))
+            if k < 1 or n - k - gap_frames < 1:
+                continue  # too short to split: used by neither part
+            held[s.stop - k:s.stop] = True
+            fit_mask[s.start:s.stop - k - gap_frames] = True
+        what = "the last {:.0f} % of each continuous stretch".format(100 * fraction)
+    if not held.any() or not fit_mask.any():
+        raise TrainingDataError("Too little data to recalibrate: {} leaves {} frames to adapt on and {} to check the "
+                                "result on; record more".format(what, int(fit_mask.sum()), int(held.sum())))
+    return fit_mask, held, what
+
+
 def normalisation(features: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and standard deviation (floored), float32, shape (n_features,) each."""
     mean = features.mean(axis=0).astype(np.float32)

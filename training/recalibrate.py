@@ -40,7 +40,7 @@ from neurohand.decoder.validation import check_int, check_option, check_positive
 
 from .baselines import fit_baselines
 from .config import TrainConfig, with_overrides
-from .data import FrameSet, TrainingDataError, adapt_frames, build_frames, check_compatible, normalisation
+from .data import TrainingDataError, adapt_frames, build_frames, check_compatible, holdout_mask, normalisation
 from .evaluate import check_contract
 from .loop import Progress, distributed_env, evaluate_frames, fit, validation_score
 from .model import RecurrentDecoder
@@ -179,44 +179,6 @@ def choose(scores: Sequence[Tuple[str, float]], *, keep: str = "better") -> str:
     check_option("keep", keep, KEEP)
     pool = [s for s in scores if s[0] != "source"] if keep == "new" else []
     return max(pool or list(scores), key=lambda s: s[1])[0]  # max returns the first of equals
-
-
-def holdout_mask(frames: FrameSet, *, fraction: float, gap_frames: int) -> Tuple[np.ndarray, np.ndarray, str]:
-    """Split new-day frames into the part candidates learn from and the part they are scored on.
-
-    With two or more repetitions the last one is held out. With one, the last ``fraction`` of every continuous
-    stretch is, and the ``gap_frames`` frames before each held stretch belong to neither (their windows overlap it).
-
-    Returns
-    -------
-    fit, held : np.ndarray, shape (n_frames,), bool
-    description : str
-
-    Raises
-    ------
-    TrainingDataError
-        Either part would be empty.
-    """
-    reps = sorted(int(r) for r in np.unique(frames.repetitions) if r > 0)
-    if len(reps) >= 2:
-        held = frames.repetitions == reps[-1]
-        fit_mask = (frames.repetitions > 0) & ~held
-        what = "repetition {}".format(reps[-1])
-    else:
-        held = np.zeros(len(frames), bool)
-        fit_mask = np.zeros(len(frames), bool)
-        for s in frames.segment_slices():
-            n = s.stop - s.start
-            k = int(round(fraction * n))
-            if k < 1 or n - k - gap_frames < 1:
-                continue  # too short to split: used by neither part
-            held[s.stop - k:s.stop] = True
-            fit_mask[s.start:s.stop - k - gap_frames] = True
-        what = "the last {:.0f} % of each continuous stretch".format(100 * fraction)
-    if not held.any() or not fit_mask.any():
-        raise TrainingDataError("Too little data to recalibrate: {} leaves {} frames to adapt on and {} to check the "
-                                "result on; record more".format(what, int(fit_mask.sum()), int(held.sum())))
-    return fit_mask, held, what
 
 
 def recalibrate(model_dir: str, recordings: Sequence[Recording], out_dir: str, *,

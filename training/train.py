@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from neurohand.decoder.feature_config import FeatureConfig, config_for_recording
@@ -22,7 +23,7 @@ from neurohand.decoder.recording import Recording
 
 from .baselines import LdaDecoder, fit_baselines
 from .config import TrainConfig, with_overrides
-from .data import FrameSet, adapt_frames, build_frames, validation_split
+from .data import FrameSet, adapt_frames, build_frames, holdout_mask, validation_split
 from .loop import Progress, build_model, distributed_env, evaluate_frames, fit, resolve_device
 from .model import RecurrentDecoder
 from .model_dir import prior_adapter, save_model_dir
@@ -149,7 +150,13 @@ def train(
     # model carries, so validation sees the adaptation the deployed model will run
     adapter = prior_adapter(adapt_cfg, frames)
     frames = adapt_frames(frames, adapter)
-    train_f, val_f, val_reps = validation_split(frames, fraction=config.val_fraction)
+    if base is not None and len([r for r in np.unique(frames.repetitions) if r > 0]) < 2:
+        # one repetition of a new person: the end of every stretch validates (adapting needs no more)
+        fit_mask, held, _ = holdout_mask(frames, fraction=0.3, gap_frames=max(
+            int(round(fcfg.window_ms / fcfg.hop_ms)) - 1, 0))
+        train_f, val_f, val_reps = frames.subset(fit_mask), frames.subset(held), []
+    else:
+        train_f, val_f, val_reps = validation_split(frames, fraction=config.val_fraction)
     n_classes = len(frames.class_names) if frames.labels is not None else 1
     n_channels = recordings[0].n_channels
     if is_main:
