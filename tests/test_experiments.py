@@ -12,7 +12,7 @@ from neurohand.training.train import TrainConfig, with_overrides
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = os.path.join(ROOT, "experiments")
-SCRIPTS = ["ninapro", "threedc", "sim", "recalibration", "lead"]
+SCRIPTS = ["ninapro", "threedc", "sim", "recalibration", "lead", "recalibration_real", "pretrain_lopo"]
 FAST = with_overrides(TrainConfig(), {"model.hidden": 16, "model.layers": 1, "schedule.epochs": 3,
                                      "batches.seq_len": 40, "batches.burn_in": 5, "batches.batch_size": 8,
                                      "schedule.max_steps_per_epoch": 4, "schedule.patience": 5,
@@ -43,7 +43,7 @@ def test_experiments_import_only_neurohand_and_the_standard_library():
     import ast
 
     allowed = {"neurohand", "common", "numpy", "rich", "__future__", "argparse", "dataclasses", "io", "json", "os",
-               "sys", "typing"}
+               "sys", "time", "typing"}
     for name in SCRIPTS + ["common"]:
         tree = ast.parse(open(os.path.join(EXPERIMENTS, name + ".py")).read())
         for node in ast.walk(tree):
@@ -145,3 +145,40 @@ def test_latency_sweep_scores_the_commands_of_each_window_lead_and_smoothing(tmp
     saved.write_text(json.dumps(res))
     assert mod.main(mod.build, mod._run, mod.show, ["--from-json", str(saved), "--plot", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").stat().st_size > 10000
+
+
+@pytest.mark.slow
+def test_recalibration_real_sets_the_unchanged_recalibrated_and_fresh_decoders_side_by_side(tmp_path, threedc_dir):
+    data = os.path.dirname(threedc_dir)
+    cfg = with_overrides(FAST, {"schedule.epochs": 1, "schedule.max_steps_per_epoch": 2, "adaptation.mode": "off"})
+    res = load("recalibration_real").run(data, str(tmp_path), sets=("3dc",), people={"3dc": [2]}, seed=0,
+                                         config=cfg)
+    r = res["sets"]["3dc"]
+    row = r["rows"][0]
+    assert r["metric"] == "accuracy" and r["classic"] == "lda" and r["people"] == 1
+    assert row["kept"] in ("source", "renormalise", "fine_tune")
+    assert row["held_out"][row["kept"]] == max(row["held_out"].values()) >= row["held_out"]["source"]
+    assert 0 <= row["unchanged"] <= 1 and 0 <= row["recalibrated"] <= 1 and 0 <= row["fresh_classic"] <= 1
+    assert 40 < row["recalibration_data_s"] < 80  # one cycle of eleven 5-second gestures
+    assert r["not_worse"] == int(row["recalibrated"] >= row["unchanged"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_pretrain_lopo_holds_people_out_of_the_base(tmp_path, threedc_dir):
+    data = os.path.dirname(threedc_dir)
+    if not os.path.isdir(os.path.join(data, "3dc_p13-22")):
+        pytest.skip("3DC participants 13-22 not found beside {}".format(threedc_dir))
+    cfg = with_overrides(FAST, {"schedule.epochs": 1, "schedule.max_steps_per_epoch": 2, "adaptation.mode": "off"})
+    mod = load("pretrain_lopo")
+    assert mod.folds_of(mod.PEOPLE["3dc"], 5)[0] == [1, 2, 3]
+    res = mod.run(data, str(tmp_path), data_set="3dc", n_folds=7, folds=[1], amounts=[1, 2], seed=0, config=cfg)
+    assert res["pretrain"][0]["held_out"] == [1, 2]
+    import json
+
+    base = json.load(open(os.path.join(str(tmp_path), "pretrain_lopo", "3dc", "fold1", "base", "model.json")))
+    assert "3dc-participant1" not in base["base"]["people"] and len(base["base"]["people"]) == 12
+    rows = {(r["person"], r["amount"]): r for r in res["rows"]}
+    assert set(rows) == {(1, 1), (1, 2), (2, 1), (2, 2)}
+    assert "scratch" not in rows[(1, 1)] and 0 <= rows[(1, 2)]["scratch"] <= 1 and 0 <= rows[(2, 2)]["classic"] <= 1
+    assert all(0 <= r["pretrained"] <= 1 for r in rows.values())

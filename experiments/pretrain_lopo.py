@@ -1,0 +1,134 @@
+"""People held out: a base pre-trained on the others and adapted to a new person, against training from scratch.
+
+``python experiments/pretrain_lopo.py [--data ../shared/data] [--data-set ninapro|3dc] [--folds 5] [--fold 1-5]
+[--amounts 1,2,7] [--seed 0] [--json]``.
+
+The 14 people of a set are cut into ``--folds`` folds of consecutive people (2 or 3 people each at 5 folds, for the
+2-core time); for each fold a base is pre-trained on every other person, and each held-out person is decoded by
+
+- the base adapted (``train --init``) on their first ``k`` repetitions (NinaPro) or cycles of ``train/`` (3DC),
+- a decoder trained from scratch on the same ``k`` (from 2: training from scratch needs a validation repetition),
+- the classic decoder fitted with it (Wiener for NinaPro, LDA for 3DC),
+
+scored on repetitions 8-10 (NinaPro: R^2) or on ``test/`` (3DC: accuracy), which nothing here trains or chooses on.
+The base uses the other people's repetitions 1-7 (NinaPro) or ``train/`` (3DC). Settings are the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+
+from neurohand.decoder.validation import check_option, parse_index_ranges
+from neurohand.training.data import select_repetitions
+from neurohand.training.importers import import_3dc, import_ninapro
+
+from common import TrainConfig, evaluate, floats_of, main, need_data, parser, train, train_config, with_overrides
+
+PEOPLE = {"ninapro": (1, 2, 3, 4, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16),
+          "3dc": (1, 2, 3, 4, 5, 13, 14, 15, 16, 17, 18, 19, 20, 22)}
+METRIC = {"ninapro": ("r2_mean", "wiener"), "3dc": ("accuracy", "lda")}
+
+
+def person_data(data_dir: str, data_set: str, person: int):
+    """Return ``(training recording with every repetition, test recording)`` of one person."""
+    if data_set == "ninapro":
+        folder = "ninapro_db1_s2_e1" if person == 2 else "ninapro_db1_e1_s1-16"
+        rec = import_ninapro(need_data(os.path.join(data_dir, folder, "S{}_A1_E1.mat".format(person)),
+                                       "NinaPro DB1 recording"))
+        return select_repetitions(rec, range(1, 8)), select_repetitions(rec, (8, 9, 10))
+    folder = "3dc_p1-5" if person <= 5 else "3dc_p13-22"
+    base = need_data(os.path.join(data_dir, folder, "Participant{}".format(person)), "3DC participant")
+    return import_3dc(os.path.join(base, "train")), import_3dc(os.path.join(base, "test"))
+
+
+def folds_of(people: Sequence[int], n_folds: int) -> List[List[int]]:
+    """Consecutive folds of near-equal size."""
+    return [list(f) for f in np.array_split(np.asarray(people), n_folds)]
+
+
+def run(data_dir: str, out_dir: str, *, data_set: str, n_folds: int, folds: Sequence[int], amounts: Sequence[int],
+        seed: int, config: TrainConfig) -> Dict[str, Any]:
+    """Pre-train per fold, adapt and train from scratch per held-out person and amount; score on the test part."""
+    config = with_overrides(config, seed=seed)
+    metric, classic = METRIC[data_set]
+    data = {p: person_data(data_dir, data_set, p) for p in PEOPLE[data_set]}
+    rows, timing = [], []
+    all_folds = folds_of(PEOPLE[data_set], n_folds)
+    for f in folds:
+        held = all_folds[f - 1]
+        d = os.path.join(out_dir, "pretrain_lopo", data_set, "fold{}".format(f))
+        base = os.path.join(d, "base")
+        t0 = time.perf_counter()
+        train([data[p][0] for p in PEOPLE[data_set] if p not in held], base, config=config, progress=False,
+              log=lambda m: None, pretraining=True)
+        timing.append({"fold": f, "held_out": held, "pretrain_s": time.perf_counter() - t0})
+        for p in held:
+            for k in amounts:
+                first = select_repetitions(data[p][0], range(1, k + 1))
+                row = {"fold": f, "person": p, "amount": k, "data_s": first.duration_s}
+                t0 = time.perf_counter()
+                adapted = os.path.join(d, "p{}_k{}_adapted".format(p, k))
+                train([first], adapted, config=config, progress=False, log=lambda m: None, init=base)
+                row["adapt_s"] = time.perf_counter() - t0
+                row["pretrained"] = evaluate(adapted, [data[p][1]])["decoders"]
+                row["pretrained"] = next(iter(row["pretrained"].values()))[metric]
+                if k >= 2:
+                    scratch = os.path.join(d, "p{}_k{}_scratch".format(p, k))
+                    train([first], scratch, config=config, progress=False, log=lambda m: None)
+                    ev = evaluate(scratch, [data[p][1]])["decoders"]
+                    row["scratch"] = next(iter(ev.values()))[metric]
+                    row["classic"] = ev[classic][metric] if classic in ev else None
+                rows.append(row)
+    means = {}
+    for k in amounts:
+        sel = [r for r in rows if r["amount"] == k]
+        means[str(k)] = {c: (float(np.mean([r[c] for r in sel if r.get(c) is not None]))
+                             if any(r.get(c) is not None for r in sel) else None)
+                         for c in ("pretrained", "scratch", "classic", "adapt_s")}
+    return {"experiment": "pretrain_lopo", "set": data_set, "metric": metric, "classic": classic, "seed": seed,
+            "n_folds": n_folds, "folds": list(folds), "rows": rows, "mean_by_amount": means, "pretrain": timing}
+
+
+def show(result: Dict[str, Any]) -> None:
+    """Means over the held-out people per amount, and each fold's pre-training time."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="{} people held out ({} of {} folds): {} on the test part, mean over {} people".format(
+        result["set"], len(result["folds"]), result["n_folds"], result["metric"],
+        len({r["person"] for r in result["rows"]})))
+    for c in ("repetitions", "pre-trained + adapted", "from scratch", result["classic"], "adapt s"):
+        t.add_column(c, justify="right")
+    for k, m in result["mean_by_amount"].items():
+        t.add_row(k, *["-" if m[c] is None else "{:.3f}".format(m[c]) for c in ("pretrained", "scratch", "classic")],
+                  "{:.0f}".format(m["adapt_s"]))
+    Console().print(t)
+    for f in result["pretrain"]:
+        print("fold {} (held out {}): pre-trained in {:.0f} s".format(f["fold"], f["held_out"], f["pretrain_s"]))
+
+
+def build():
+    """Command-line options."""
+    p = parser("experiments/pretrain_lopo.py", __doc__.splitlines()[0], data=True)
+    p.add_argument("--data-set", default="ninapro", help="ninapro (default) or 3dc")
+    p.add_argument("--folds", type=int, default=5, help="folds of held-out people (default 5)")
+    p.add_argument("--fold", default=None, help="which folds to run, e.g. 1 or 1-3 (default all)")
+    p.add_argument("--amounts", default="1,2,7", help="repetitions (cycles) of the held-out person (default 1,2,7)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    return p
+
+
+def _run(a) -> Dict[str, Any]:
+    data_set = check_option("--data-set", a.data_set, tuple(PEOPLE))
+    folds = list(parse_index_ranges("--fold", a.fold)) if a.fold else list(range(1, a.folds + 1))
+    return run(a.data, a.out, data_set=data_set, n_folds=a.folds, folds=folds,
+               amounts=[int(k) for k in floats_of(a.amounts)], seed=a.seed, config=train_config(a))
+
+
+if __name__ == "__main__":
+    sys.exit(main(build, _run, show))
