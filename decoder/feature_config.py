@@ -17,7 +17,8 @@ from .vocabulary import SIGNAL_KINDS
 SAMPLE_TOLERANCE = 1e-6
 """Relative tolerance within which a duration counts as a whole number of samples (float rounding of exact values)."""
 
-FEATURES = ("mav", "rms", "wl", "zc", "ssc", "logvar", "mean", "logmean", "log_bandpower", "log_mav", "log_wl")
+FEATURES = ("mav", "rms", "wl", "zc", "ssc", "logvar", "mean", "logmean", "log_bandpower", "log_mav", "log_wl",
+            "iav", "var", "msr", "wamp", "dasdv", "mfl", "lscore")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,12 @@ class FeatureConfig:
         Noise threshold of ``zc``, in signal units.
     ssc_threshold : float
         Noise threshold of ``ssc``, in signal units.
+    wamp_threshold : float
+        Threshold of ``wamp`` (Willison amplitude): a first difference counts when its magnitude exceeds it. In signal
+        units when ``wamp_relative`` is false; otherwise dimensionless, a multiple of the window's own RMS first
+        difference (``dasdv``), so that the count does not change with electrode gain.
+    wamp_relative : bool
+        Whether ``wamp_threshold`` is relative to the window's RMS first difference (see above).
     bands_hz : tuple of (float, float)
         Bands of ``log_bandpower``.
     log_floor : float
@@ -52,6 +59,8 @@ class FeatureConfig:
     features: Tuple[str, ...] = ("mav", "rms", "wl", "zc", "ssc", "logvar")
     zc_threshold: float = 0.0
     ssc_threshold: float = 0.0
+    wamp_threshold: float = 0.0
+    wamp_relative: bool = False
     bands_hz: Tuple[Tuple[float, float], ...] = ()
     log_floor: float = 1e-6
     signal_kind: str = "emg"
@@ -85,6 +94,9 @@ class FeatureConfig:
         object.__setattr__(self, "bands_hz", bands)
         check_positive("zc_threshold", self.zc_threshold, allow_zero=True)
         check_positive("ssc_threshold", self.ssc_threshold, allow_zero=True)
+        check_positive("wamp_threshold", self.wamp_threshold, allow_zero=True)
+        if not isinstance(self.wamp_relative, bool):
+            raise InvalidTypeError("'wamp_relative' must be a bool, got {!r}".format(type(self.wamp_relative).__name__))
         check_positive("log_floor", self.log_floor)
         check_option("signal_kind", self.signal_kind, SIGNAL_KINDS)
 
@@ -97,6 +109,8 @@ class FeatureConfig:
             "features": list(self.features),
             "zc_threshold": float(self.zc_threshold),
             "ssc_threshold": float(self.ssc_threshold),
+            "wamp_threshold": float(self.wamp_threshold),
+            "wamp_relative": bool(self.wamp_relative),
             "bands_hz": [list(b) for b in self.bands_hz],
             "log_floor": float(self.log_floor),
             "signal_kind": self.signal_kind,
@@ -104,7 +118,7 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "FeatureConfig":
-        """Build from :meth:`to_dict` output; unknown keys raise."""
+        """Build from :meth:`to_dict` output; unknown keys raise, missing ones (an older config) take their defaults."""
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise InvalidValueError("Unknown feature config keys {}; allowed {}".format(
