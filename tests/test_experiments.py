@@ -12,7 +12,7 @@ from neurohand.training.train import TrainConfig, with_overrides
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = os.path.join(ROOT, "experiments")
-SCRIPTS = ["ninapro", "threedc", "sim", "recalibration", "lead"]
+SCRIPTS = ["ninapro", "threedc", "sim", "recalibration", "lead", "emg_features"]
 FAST = with_overrides(TrainConfig(), {"model.hidden": 16, "model.layers": 1, "schedule.epochs": 3,
                                      "batches.seq_len": 40, "batches.burn_in": 5, "batches.batch_size": 8,
                                      "schedule.max_steps_per_epoch": 4, "schedule.patience": 5,
@@ -145,3 +145,33 @@ def test_latency_sweep_scores_the_commands_of_each_window_lead_and_smoothing(tmp
     saved.write_text(json.dumps(res))
     assert mod.main(mod.build, mod._run, mod.show, ["--from-json", str(saved), "--plot", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").stat().st_size > 10000
+
+
+def test_emg_features_refuses_unknown_sets_and_training_settings(tmp_path):
+    r = script(os.path.join(EXPERIMENTS, "emg_features.py"), "--sets", "old_default,kurtosis", "--data", str(tmp_path))
+    assert r.returncode == 2 and "Unknown feature set 'kurtosis'" in r.stderr
+    r = script(os.path.join(EXPERIMENTS, "emg_features.py"), "--set", "adaptation.mode=off")
+    assert r.returncode == 2 and "trains no network" in r.stderr
+    mod = load("emg_features")
+    for name in mod.CANDIDATES:  # every candidate is a valid configuration
+        assert mod.config_of(name).signal_kind == "emg"
+
+
+@pytest.mark.slow
+def test_emg_features_chooses_on_validation_then_scores_test(threedc_dir):
+    data = os.path.dirname(threedc_dir)
+    if not os.path.isdir(os.path.join(data, "3dc_p13-22")):
+        pytest.skip("3DC participants 13-22 not found under {}".format(data))
+    mod = load("emg_features")
+    res = mod.run(data, participants=(2, 13), sets=("old_default", "ls9_rel", "log_td+ls"))
+    assert res["validation"] == "train/ repetitions 1-3 -> 4" and res["participants"] == [2, 13]
+    means = res["mean_validation_accuracy"]
+    assert res["chosen"] == max(means, key=means.get)
+    for by_p in res["validation_accuracy"].values():
+        assert set(by_p) == {"2", "13"} and all(0.5 < a <= 1.0 for a in by_p.values())
+    assert list(res["test_accuracy"])[0] == res["chosen"] and set(res["test_accuracy"]) >= {"old_default", "ls9"}
+    assert res["mean_test_accuracy"]["old_default"] == pytest.approx(np.mean(list(
+        res["test_accuracy"]["old_default"].values())))
+    quiet = mod.run(data, participants=(2,), sets=("old_default",), test=False)
+    assert "test_accuracy" not in quiet and quiet["validation_accuracy"]["old_default"]["2"] == \
+        res["validation_accuracy"]["old_default"]["2"]
