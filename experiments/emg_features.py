@@ -1,12 +1,13 @@
 """Raw-EMG feature sets on the 14 3DC people: LDA validation accuracy per set, then the chosen set on test.
 
 ``python experiments/emg_features.py [--data ../shared/data] [--participants 1-5,13-20,22] [--sets a,b,...]
-[--no-test] [--json]`` (about 5 minutes on a 2-core CPU). For each participant and candidate set, frames are built
+[--no-test] [--json]`` (about 7 minutes on a 2-core CPU). For each participant and candidate set, frames are built
 by the device's extractor (``default_feature_config('emg', fs_hz=1000)`` with the set's features), an LDA (the
 project's baseline: standardised frames, scikit-learn's ``lsqr`` solver with Ledoit-Wolf shrinkage, nothing tuned)
-is fitted on ``train/`` repetitions 1-3 and scored (frame accuracy) on repetition 4: the validation split. The set
-with the best mean validation accuracy is chosen; only then are the chosen set, the previous default and LibEMG's
-LS9 fitted on all of ``train/`` and scored on ``test/`` (``--no-test`` leaves the test sessions unread).
+is fitted on ``train/`` repetitions 1-3 and scored (frame accuracy) on repetition 4: the validation split. Of the
+sets without a threshold in signal units (:func:`eligible`), the one with the best mean validation accuracy is
+chosen; only then are the chosen set, the previous default and LibEMG's LS9 fitted on all of ``train/`` and scored
+on ``test/`` (``--no-test`` leaves the test sessions unread).
 """
 
 from __future__ import annotations
@@ -46,8 +47,20 @@ CANDIDATES: Dict[str, Tuple[Tuple[str, ...], Dict[str, Any]]] = {
     "log_td": (LOG_TD, {}),
     "log_td+ls": (LOG_TD + ("lscore", "msr", "wamp"), REL),
     "log_td+ls_abs": (LOG_TD + ("lscore", "msr", "wamp"), {"wamp_threshold": 20.0}),
+    "log_td+ls_rel0.5": (LOG_TD + ("lscore", "msr", "wamp"), {"wamp_relative": True, "wamp_threshold": 0.5}),
+    "log_td+ls_rel2": (LOG_TD + ("lscore", "msr", "wamp"), {"wamp_relative": True, "wamp_threshold": 2.0}),
 }
 TESTED = ("old_default", "ls9")  # scored on test beside the chosen set
+
+
+def eligible(name: str) -> bool:
+    """Whether a set may become the default: no threshold in signal units (ADC counts here, microvolts elsewhere).
+
+    ``zc`` and ``ssc`` run at the default's threshold of 0; a ``wamp`` counts against the window's own RMS
+    difference. The 3DC-tuned absolute thresholds are scored for comparison only.
+    """
+    features, extra = CANDIDATES[name]
+    return "wamp" not in features or bool(extra.get("wamp_relative"))
 
 
 def config_of(name: str) -> FeatureConfig:
@@ -88,11 +101,13 @@ def run(data_dir: str, *, participants: Sequence[int] = PARTICIPANTS, sets: Opti
             val[s][str(p)] = validation_accuracy(build_frames([rec], config_of(s)))
         log("participant {}: {}".format(p, " ".join("{} {:.3f}".format(s, val[s][str(p)]) for s in sets)))
     mean_val = {s: float(np.mean(list(val[s].values()))) for s in sets}
-    chosen = max(sets, key=lambda s: mean_val[s])
+    pool = [s for s in sets if eligible(s)]
+    if not pool:
+        raise NeurohandError("None of {} may become a default (each has a threshold in signal units)".format(sets))
+    chosen = max(pool, key=lambda s: mean_val[s])
     out: Dict[str, Any] = {
         "experiment": "emg_features", "participants": list(participants), "validation": "train/ repetitions 1-3 -> 4",
-        "sets": {s: {"features": list(CANDIDATES[s][0]), **{k: v for k, v in CANDIDATES[s][1].items()}}
-                 for s in sets},
+        "sets": {s: {"features": list(CANDIDATES[s][0]), "eligible": eligible(s), **CANDIDATES[s][1]} for s in sets},
         "validation_accuracy": val, "mean_validation_accuracy": mean_val, "chosen": chosen,
         "wins_over_old_default": {s: int(sum(val[s][k] > val["old_default"][k] for k in val[s]))
                                   for s in sets} if "old_default" in sets else None,
@@ -117,11 +132,11 @@ def show(result: Dict[str, Any]) -> None:
     from rich.table import Table
 
     sets = list(result["validation_accuracy"])
-    t = Table(title="3DC LDA frame accuracy, validation (train/ repetitions 1-3 -> 4); chosen: {}".format(
-        result["chosen"]))
+    t = Table(title="3DC LDA frame accuracy, validation (train/ repetitions 1-3 -> 4); chosen: {} (* a threshold in "
+                    "signal units: not eligible)".format(result["chosen"]))
     t.add_column("participant")
     for s in sets:
-        t.add_column(s, justify="right")
+        t.add_column(s + ("" if result["sets"][s]["eligible"] else "*"), justify="right")
     for p in result["participants"]:
         t.add_row(str(p), *["{:.3f}".format(result["validation_accuracy"][s][str(p)]) for s in sets])
     t.add_row("mean", *["{:.3f}".format(result["mean_validation_accuracy"][s]) for s in sets])

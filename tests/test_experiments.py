@@ -155,6 +155,8 @@ def test_emg_features_refuses_unknown_sets_and_training_settings(tmp_path):
     mod = load("emg_features")
     for name in mod.CANDIDATES:  # every candidate is a valid configuration
         assert mod.config_of(name).signal_kind == "emg"
+    assert not mod.eligible("ls9") and not mod.eligible("ls9_abs20")  # thresholds in ADC counts
+    assert mod.eligible("ls9_rel") and mod.eligible("old_default") and mod.eligible("log_td")
 
 
 @pytest.mark.slow
@@ -163,10 +165,11 @@ def test_emg_features_chooses_on_validation_then_scores_test(threedc_dir):
     if not os.path.isdir(os.path.join(data, "3dc_p13-22")):
         pytest.skip("3DC participants 13-22 not found under {}".format(data))
     mod = load("emg_features")
-    res = mod.run(data, participants=(2, 13), sets=("old_default", "ls9_rel", "log_td+ls"))
+    res = mod.run(data, participants=(2, 13), sets=("old_default", "ls9_abs20", "log_td+ls"))
     assert res["validation"] == "train/ repetitions 1-3 -> 4" and res["participants"] == [2, 13]
     means = res["mean_validation_accuracy"]
-    assert res["chosen"] == max(means, key=means.get)
+    assert res["chosen"] == max((s for s in means if res["sets"][s]["eligible"]), key=means.get)
+    assert not res["sets"]["ls9_abs20"]["eligible"]
     for by_p in res["validation_accuracy"].values():
         assert set(by_p) == {"2", "13"} and all(0.5 < a <= 1.0 for a in by_p.values())
     assert list(res["test_accuracy"])[0] == res["chosen"] and set(res["test_accuracy"]) >= {"old_default", "ls9"}
