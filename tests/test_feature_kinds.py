@@ -145,6 +145,8 @@ def test_old_config_dicts_still_load_and_new_fields_round_trip():
         old.pop(k)
     cfg = FeatureConfig.from_dict(old)
     assert cfg.wamp_threshold == 0.0 and cfg.wamp_relative is False
+    # a config at the defaults writes no WAMP keys: device software from before them still reads it
+    assert "wamp_threshold" not in default_feature_config("nerve").to_dict()
     new = FeatureConfig(features=("wamp", "lscore"), wamp_threshold=1.5, wamp_relative=True)
     assert FeatureConfig.from_dict(new.to_dict()) == new
     with pytest.raises(ValueError, match="wamp_threshold"):
