@@ -17,7 +17,8 @@ from .vocabulary import SIGNAL_KINDS
 SAMPLE_TOLERANCE = 1e-6
 """Relative tolerance within which a duration counts as a whole number of samples (float rounding of exact values)."""
 
-FEATURES = ("mav", "rms", "wl", "zc", "ssc", "logvar", "mean", "logmean", "log_bandpower", "log_mav", "log_wl")
+FEATURES = ("mav", "rms", "wl", "zc", "ssc", "logvar", "mean", "logmean", "log_bandpower", "log_mav", "log_wl",
+            "iav", "var", "msr", "wamp", "dasdv", "mfl", "lscore")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,12 @@ class FeatureConfig:
         Noise threshold of ``zc``, in signal units.
     ssc_threshold : float
         Noise threshold of ``ssc``, in signal units.
+    wamp_threshold : float
+        Threshold of ``wamp`` (Willison amplitude): a first difference counts when its magnitude exceeds it. In signal
+        units when ``wamp_relative`` is false; otherwise dimensionless, a multiple of the window's own RMS first
+        difference (``dasdv``), so that the count does not change with electrode gain.
+    wamp_relative : bool
+        Whether ``wamp_threshold`` is relative to the window's RMS first difference (see above).
     bands_hz : tuple of (float, float)
         Bands of ``log_bandpower``.
     log_floor : float
@@ -52,6 +59,8 @@ class FeatureConfig:
     features: Tuple[str, ...] = ("mav", "rms", "wl", "zc", "ssc", "logvar")
     zc_threshold: float = 0.0
     ssc_threshold: float = 0.0
+    wamp_threshold: float = 0.0
+    wamp_relative: bool = False
     bands_hz: Tuple[Tuple[float, float], ...] = ()
     log_floor: float = 1e-6
     signal_kind: str = "emg"
@@ -85,12 +94,19 @@ class FeatureConfig:
         object.__setattr__(self, "bands_hz", bands)
         check_positive("zc_threshold", self.zc_threshold, allow_zero=True)
         check_positive("ssc_threshold", self.ssc_threshold, allow_zero=True)
+        check_positive("wamp_threshold", self.wamp_threshold, allow_zero=True)
+        if not isinstance(self.wamp_relative, bool):
+            raise InvalidTypeError("'wamp_relative' must be a bool, got {!r}".format(type(self.wamp_relative).__name__))
         check_positive("log_floor", self.log_floor)
         check_option("signal_kind", self.signal_kind, SIGNAL_KINDS)
 
     def to_dict(self) -> Dict[str, Any]:
-        """Plain JSON-ready dict (round-trips through :meth:`from_dict`)."""
-        return {
+        """Plain JSON-ready dict (round-trips through :meth:`from_dict`).
+
+        The WAMP settings (added 2026-12) are left out while at their defaults, so a config that does not use them
+        still loads in device software from before them.
+        """
+        d = {
             "filters": self.filters.to_dict(),
             "window_ms": float(self.window_ms),
             "hop_ms": float(self.hop_ms),
@@ -101,10 +117,14 @@ class FeatureConfig:
             "log_floor": float(self.log_floor),
             "signal_kind": self.signal_kind,
         }
+        if self.wamp_threshold != 0.0 or self.wamp_relative:
+            d["wamp_threshold"] = float(self.wamp_threshold)
+            d["wamp_relative"] = bool(self.wamp_relative)
+        return d
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "FeatureConfig":
-        """Build from :meth:`to_dict` output; unknown keys raise."""
+        """Build from :meth:`to_dict` output; unknown keys raise, missing ones (an older config) take their defaults."""
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise InvalidValueError("Unknown feature config keys {}; allowed {}".format(
@@ -204,7 +224,8 @@ def default_feature_config(signal_kind: str, *, mains_hz: float = 50.0, fs_hz: O
     signal_kind : {'nerve', 'emg', 'envelope'}
         ``'nerve'``: intrafascicular recordings at 10-30 kHz (300-3000 Hz band, spike-sensitive features,
         thresholds in microvolts). ``'emg'``: raw surface EMG at about 1 kHz (20-450 Hz band, mains notches,
-        time-domain features and band powers). ``'envelope'``: already rectified and smoothed EMG such as
+        log-scaled time-domain features, band powers, L-score, MSR and a WAMP relative to the window, none with a
+        threshold in signal units). ``'envelope'``: already rectified and smoothed EMG such as
         NinaPro DB1 at 100 Hz (no filters; windowed mean and its logarithm).
     mains_hz : float
         Mains frequency notched for ``'emg'`` (50 in Europe, 60 in the Americas).
@@ -238,7 +259,12 @@ def _default_for(signal_kind: str, *, mains_hz: float, fs_hz: Optional[float]) -
                                  notch_harmonics=3),
             window_ms=200.0,
             hop_ms=20.0,
-            features=("mav", "rms", "wl", "zc", "ssc", "logvar", "log_bandpower"),
+            # Log-scaled amplitudes, L-score, MSR and a gain-free WAMP since 2026-12 (were mav, rms, wl, zc, ssc,
+            # logvar, log band powers): LDA validation accuracy 0.925 against 0.921 on the 14 3DC people, higher on
+            # 11 of them (docs/results.md, raw-EMG features).
+            features=("log_mav", "log_wl", "logvar", "zc", "ssc", "log_bandpower", "lscore", "msr", "wamp"),
+            wamp_threshold=0.5,  # differences above half the window's RMS difference
+            wamp_relative=True,
             bands_hz=((20.0, 100.0), (100.0, 200.0), (200.0, 450.0)),
             log_floor=1e-3,
             signal_kind="emg",

@@ -3,7 +3,7 @@
 Samples pass through the causal filter bank (:mod:`decoder.filters`), are cut into blocks of ``hop_ms``,
 and every completed block emits one frame over the last ``window_ms`` (a whole number of blocks). Per block
 the extractor keeps sums (of ``|x|``, ``x``, ``x**2``, ``|x[i]-x[i-1]|``, crossings, slope changes, Welch
-band powers); a frame adds the sums of its blocks. A recording processed in one call and the same recording
+band powers, ...); a frame adds the sums of its blocks. A recording processed in one call and the same recording
 fed in chunks of any size therefore produce the same frames.
 
 Definitions, for a window of ``N`` filtered samples ``x[a] .. x[a+N-1]`` of one channel, where ``x[i]``
@@ -20,10 +20,38 @@ for ``i < 0`` is 0 (the filters start at rest):
 ``logmean``    ``log(max(mean, 0) + log_floor)`` (for envelope input)
 ``log_mav``, ``log_wl``  ``log(mav + log_floor)``, ``log(wl + log_floor)``: amplitude on a log scale, where a
                change of electrode gain is a shift
+``iav``        integral of absolute value, sum of ``|x[i]|`` (LibEMG IAV)
+``var``        population variance of ``x`` (LibEMG VAR)
+``msr``        LibEMG's "mean square root": ``|mean(sqrt(x[i]))|`` with the complex square root, that is
+               ``sqrt(P**2 + Q**2) / N`` with ``P`` the sum of ``sqrt(x[i])`` over ``x[i] > 0`` and ``Q`` that of
+               ``sqrt(-x[i])`` over ``x[i] < 0`` (not the textbook mean of ``sqrt|x|``); scales with ``sqrt`` of gain
+``wamp``       Willison amplitude: count of ``i`` with ``|x[i] - x[i-1]| > wamp_threshold`` (LibEMG WAMP), or, with
+               ``wamp_relative``, ``> wamp_threshold * dasdv`` of the same window (see below)
+``dasdv``      ``sqrt(mean((x[i] - x[i-1])**2))`` over the window's ``N`` differences (LibEMG DASDV)
+``mfl``        LibEMG's maximum fractal length, ``log10(wl + log_floor)`` (LibEMG: ``log10`` of the sum of
+               ``|x[i] - x[i-1]|``; the literature's ``sqrt`` of the sum of squares is not what LibEMG computes)
+``lscore``     L-score: the second sample L-moment of the window's ``N`` samples, ``2 b1 - b0`` with ``b0`` their
+               mean and ``b1 = (1/N) sum_j (j-1)/(N-1) x_(j)`` over the sorted samples (LibEMG LS; 0 when ``N = 1``)
 ``log_bandpower``  for each band ``(lo, hi)`` in ``bands_hz``: ``log(P + log_floor)`` with ``P`` the power in
                ``lo <= f < hi`` of a Welch estimate over the window with segments of one hop (Hann window,
                constant detrend, no overlap), equal to ``scipy.signal.welch(x, fs, nperseg=hop,
                noverlap=0)`` summed over the band times the bin width. Resolution is ``1000 / hop_ms`` Hz.
+
+LibEMG differences a window of ``N`` samples within itself (``N - 1`` differences); here every difference-based
+feature (``wl``, ``zc``, ``wamp``, ``dasdv``, ``mfl``) takes the ``N`` differences that end in the window, the first
+one reaching back to ``x[a-1]``, so that the window's differences are the sum of its blocks'.
+
+``wamp``'s threshold: a threshold in signal units depends on the amplifier (ADC counts, microvolts) and on the
+electrode contact, so a value tuned on one armband counts nothing or everything on another. With
+``wamp_relative`` the threshold is a multiple of the same window's RMS first difference (``dasdv``): the count is
+then unchanged by any gain, needs no calibration, and uses only the window's own samples (causal, and the same offline
+and online). It measures how heavy-tailed the differences are rather than how large. The default for EMG is chosen on
+validation data (docs/results.md).
+
+Two features do not decompose into block sums: ``lscore`` (it sorts the window) and a relative ``wamp`` (its
+threshold is known only once the window is complete). For them the state keeps the last ``N + 1`` filtered samples
+and each frame is computed from its window (:mod:`neurohand.decoder.feature_kinds`); a chunked stream therefore still
+gives the same frames as one call.
 
 Frame ``k`` covers samples ``[k*hop, k*hop + window)`` and is emitted when its last sample arrives.
 Its features are laid out feature-major: all channels of the first feature, then the next.
@@ -35,23 +63,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .feature_config import FeatureConfig
+from .feature_kinds import Spectrum, block_stats, frame_features, needed_stats, window_features, window_kinds
 from .filters import DTYPE, CausalFilterBank
 from .validation import check_int, check_positive, check_signal, invalid_value
-
-# Block statistics and which features need them.
-_STATS_FOR = {
-    "mav": ("abs",),
-    "rms": ("sq",),
-    "wl": ("wl",),
-    "zc": ("zc",),
-    "ssc": ("ssc",),
-    "logvar": ("sum", "sq"),
-    "mean": ("sum",),
-    "logmean": ("sum",),
-    "log_mav": ("abs",),
-    "log_wl": ("wl",),
-    "log_bandpower": ("bp",),
-}
 
 
 @dataclass
@@ -64,6 +78,8 @@ class FeatureState:
     history: np.ndarray  # (k, n_stats, n_channels) float64 sums of the last k <= window_blocks - 1 blocks
     n_samples: int = 0  # samples consumed so far
     n_frames: int = 0  # frames emitted so far
+    tail: Optional[np.ndarray] = None  # (n_channels, window + 1) last filtered samples of whole blocks, or None
+    # when no feature needs the window's samples (lscore, relative wamp)
 
 
 class FeatureExtractor:
@@ -89,13 +105,10 @@ class FeatureExtractor:
         self.hop_samples, self.window_samples = config.samples_at(self.fs_hz)
         self.window_blocks = self.window_samples // self.hop_samples
         self.filter_bank = CausalFilterBank(config.filters, fs_hz=self.fs_hz, n_channels=self.n_channels, sos=sos)
-        stats: List[str] = []
-        for f in config.features:
-            for s in _STATS_FOR[f]:
-                if s not in stats:
-                    stats.append(s)
+        stats = needed_stats(config)
         self._stats = stats
-        self._bp_masks: List[np.ndarray] = []
+        self._window_kinds = window_kinds(config)
+        masks: List[np.ndarray] = []
         if "bp" in stats:
             freqs = np.fft.rfftfreq(self.hop_samples, d=1.0 / self.fs_hz)
             for lo, hi in config.bands_hz:
@@ -106,23 +119,14 @@ class FeatureExtractor:
                         "of {:.3g} Hz (hop_ms={}); widen the band or lengthen hop_ms".format(
                             lo, hi, self.fs_hz / self.hop_samples, config.hop_ms)
                     )
-                self._bp_masks.append(mask)
-            win = np.hanning(self.hop_samples + 1)[:-1] if self.hop_samples > 1 else np.ones(1)
-            # scipy.signal.get_window('hann', n) is the periodic Hann window, as used by welch.
-            self._hann = win
-            scale = 1.0 / (self.fs_hz * np.sum(win**2))
-            onesided = np.full(len(freqs), 2.0 * scale)
-            onesided[0] = scale
-            if self.hop_samples % 2 == 0:
-                onesided[-1] = scale
-            self._psd_scale = onesided * (self.fs_hz / self.hop_samples)  # density times bin width
-        self._n_bp = len(self._bp_masks)
+                masks.append(mask)
+        self._spectrum = Spectrum(self.hop_samples, self.fs_hz, masks) if masks else None
         # Offsets of each statistic in the stats axis.
         self._stat_index: Dict[str, int] = {}
         i = 0
         for s in stats:
             self._stat_index[s] = i
-            i += self._n_bp if s == "bp" else 1
+            i += len(masks) if s == "bp" else 1
         self._n_stats = i
         self.feature_kinds = config.features
 
@@ -151,6 +155,7 @@ class FeatureExtractor:
             pending=np.zeros((self.n_channels, 0), dtype=DTYPE),
             prev=np.zeros((self.n_channels, 2), dtype=DTYPE),
             history=np.zeros((0, self._n_stats, self.n_channels)),
+            tail=np.zeros((self.n_channels, self.window_samples + 1), dtype=DTYPE) if self._window_kinds else None,
         )
 
     def frame_end_samples(self, first_frame: int, n_frames: int) -> np.ndarray:
@@ -186,18 +191,24 @@ class FeatureExtractor:
         used = nb * h
         if nb == 0:
             new_state = FeatureState(filter_state, seg, state.prev, state.history, state.n_samples + len(x),
-                                     state.n_frames)
+                                     state.n_frames, state.tail)
             return np.zeros((0, self.n_features), dtype=np.float32), new_state
         ext = np.concatenate([state.prev, seg[:, :used]], axis=1)
-        stats = self._block_stats(ext, nb)
+        stats = block_stats(ext, nb, h, self._stat_index, self._n_stats, self.config, self._spectrum)
         combined = np.concatenate([state.history, stats], axis=0) if len(state.history) else stats
         W = self.window_blocks
+        tail = state.tail
+        buf = None
+        if tail is not None:
+            buf = np.concatenate([tail, seg[:, :used]], axis=1)
+            tail = buf[:, -(self.window_samples + 1):].copy()
         if len(combined) >= W:
             n_new = len(combined) - W + 1
             sums = combined[:n_new].copy()  # (n_frames, n_stats, n_channels): frame k adds blocks k..k+W-1
             for i in range(1, W):
                 sums += combined[i:i + n_new]
-            frames = self._features_from_sums(sums)
+            per_frame = {} if buf is None else window_features(self.config, buf, n_new, h, self.window_samples)
+            frames = frame_features(self.config, sums, self._stat_index, self.window_samples, W, per_frame)
         else:
             frames = np.zeros((0, self.n_features), dtype=np.float32)
         keep = W - 1
@@ -208,6 +219,7 @@ class FeatureExtractor:
             history=combined[max(len(combined) - keep, 0):].copy() if keep else combined[:0].copy(),
             n_samples=state.n_samples + len(x),
             n_frames=state.n_frames + len(frames),
+            tail=tail,
         )
         return frames, new_state
 
@@ -220,87 +232,6 @@ class FeatureExtractor:
         """
         frames, _ = self.process(self.new_state(), signals)
         return frames
-
-    # ------------------------------------------------------------------ internals
-    def _block_stats(self, ext: np.ndarray, nb: int) -> np.ndarray:
-        """Per-block float64 sums, shape (nb, n_stats, n_channels).
-
-        ``ext`` is channel-major, shape (n_channels, 2 + nb * hop): two history samples, then the new ones.
-        """
-        h, C = self.hop_samples, self.n_channels
-        x = ext[:, 2:]
-        xb = x.reshape(C, nb, h)
-        out = np.empty((nb, self._n_stats, C))
-        idx = self._stat_index
-        f64 = np.float64
-        # Non-negative sums and counts accumulate in float32 (pairwise: relative error ~1e-7 * log2(hop));
-        # the signed sum, whose square is subtracted in logvar, in float64.
-        if "abs" in idx:
-            out[:, idx["abs"]] = np.abs(xb).sum(axis=-1).T
-        if "sq" in idx:
-            out[:, idx["sq"]] = np.square(xb).sum(axis=-1).T
-        if "sum" in idx:
-            out[:, idx["sum"]] = xb.sum(axis=-1, dtype=f64).T
-        if "wl" in idx or "zc" in idx or "ssc" in idx:
-            d = ext[:, 1:] - ext[:, :-1]  # d[:, j] = ext[:, j+1] - ext[:, j]; the new samples' diffs are d[:, 1:]
-            absd = np.abs(d)
-            if "wl" in idx:
-                out[:, idx["wl"]] = absd[:, 1:].reshape(C, nb, h).sum(axis=-1).T
-            if "zc" in idx:
-                crossing = (x * ext[:, 1:-1]) < 0
-                if self.config.zc_threshold > 0:
-                    crossing &= absd[:, 1:] >= self.config.zc_threshold
-                out[:, idx["zc"]] = np.count_nonzero(crossing.reshape(C, nb, h), axis=-1).T
-            if "ssc" in idx:
-                # Centre sample ext[j+1] has slopes d[j] in and d[j+1] out; a local extremum when they differ in sign.
-                change = (d[:, :-1] * d[:, 1:]) < 0
-                if self.config.ssc_threshold > 0:
-                    big = absd >= self.config.ssc_threshold
-                    change &= big[:, :-1] | big[:, 1:]
-                out[:, idx["ssc"]] = np.count_nonzero(change.reshape(C, nb, h), axis=-1).T
-        if "bp" in idx:
-            blocks = xb.astype(f64)
-            blocks = blocks - blocks.mean(axis=-1, keepdims=True)
-            spec = np.fft.rfft(blocks * self._hann, axis=-1)
-            psd = (spec.real**2 + spec.imag**2) * self._psd_scale  # (C, nb, n_freqs)
-            i0 = idx["bp"]
-            for b, mask in enumerate(self._bp_masks):
-                out[:, i0 + b] = psd[:, :, mask].sum(axis=-1).T
-        return out
-
-    def _features_from_sums(self, sums: np.ndarray) -> np.ndarray:
-        N = float(self.window_samples)
-        idx = self._stat_index
-        floor = self.config.log_floor
-        parts = []
-        for f in self.config.features:
-            if f == "mav":
-                parts.append(sums[:, idx["abs"]] / N)
-            elif f == "rms":
-                parts.append(np.sqrt(sums[:, idx["sq"]] / N))
-            elif f == "wl":
-                parts.append(sums[:, idx["wl"]])
-            elif f == "log_mav":
-                parts.append(np.log(sums[:, idx["abs"]] / N + floor))
-            elif f == "log_wl":
-                parts.append(np.log(sums[:, idx["wl"]] + floor))
-            elif f == "zc":
-                parts.append(sums[:, idx["zc"]])
-            elif f == "ssc":
-                parts.append(sums[:, idx["ssc"]])
-            elif f == "logvar":
-                m = sums[:, idx["sum"]] / N
-                var = np.maximum(sums[:, idx["sq"]] / N - m * m, 0.0)
-                parts.append(np.log(var + floor))
-            elif f == "mean":
-                parts.append(sums[:, idx["sum"]] / N)
-            elif f == "logmean":
-                parts.append(np.log(np.maximum(sums[:, idx["sum"]] / N, 0.0) + floor))
-            elif f == "log_bandpower":
-                i0 = idx["bp"]
-                for b in range(self._n_bp):
-                    parts.append(np.log(sums[:, i0 + b] / self.window_blocks + floor))
-        return np.concatenate(parts, axis=1).astype(np.float32)
 
 
 def frames_for_config(

@@ -12,7 +12,7 @@ from neurohand.training.train import TrainConfig, with_overrides
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = os.path.join(ROOT, "experiments")
-SCRIPTS = ["ninapro", "threedc", "sim", "recalibration", "lead", "recalibration_real", "pretrain_lopo"]
+SCRIPTS = ["ninapro", "threedc", "sim", "recalibration", "lead", "emg_features", "recalibration_real", "pretrain_lopo"]
 FAST = with_overrides(TrainConfig(), {"model.hidden": 16, "model.layers": 1, "schedule.epochs": 3,
                                      "batches.seq_len": 40, "batches.burn_in": 5, "batches.batch_size": 8,
                                      "schedule.max_steps_per_epoch": 4, "schedule.patience": 5,
@@ -182,3 +182,35 @@ def test_pretrain_lopo_holds_people_out_of_the_base(tmp_path, threedc_dir):
     assert set(rows) == {(1, 1), (1, 2), (2, 1), (2, 2)}
     assert "scratch" not in rows[(1, 1)] and 0 <= rows[(1, 2)]["scratch"] <= 1 and 0 <= rows[(2, 2)]["classic"] <= 1
     assert all(0 <= r["pretrained"] <= 1 for r in rows.values())
+
+def test_emg_features_refuses_unknown_sets_and_training_settings(tmp_path):
+    r = script(os.path.join(EXPERIMENTS, "emg_features.py"), "--sets", "old_default,kurtosis", "--data", str(tmp_path))
+    assert r.returncode == 2 and "Unknown feature set 'kurtosis'" in r.stderr
+    r = script(os.path.join(EXPERIMENTS, "emg_features.py"), "--set", "adaptation.mode=off")
+    assert r.returncode == 2 and "trains no network" in r.stderr
+    mod = load("emg_features")
+    for name in mod.CANDIDATES:  # every candidate is a valid configuration
+        assert mod.config_of(name).signal_kind == "emg"
+    assert not mod.eligible("ls9") and not mod.eligible("ls9_abs20")  # thresholds in ADC counts
+    assert mod.eligible("ls9_rel") and mod.eligible("old_default") and mod.eligible("log_td")
+
+
+@pytest.mark.slow
+def test_emg_features_chooses_on_validation_then_scores_test(threedc_dir):
+    data = os.path.dirname(threedc_dir)
+    if not os.path.isdir(os.path.join(data, "3dc_p13-22")):
+        pytest.skip("3DC participants 13-22 not found under {}".format(data))
+    mod = load("emg_features")
+    res = mod.run(data, participants=(2, 13), sets=("old_default", "ls9_abs20", "log_td+ls"))
+    assert res["validation"] == "train/ repetitions 1-3 -> 4" and res["participants"] == [2, 13]
+    means = res["mean_validation_accuracy"]
+    assert res["chosen"] == max((s for s in means if res["sets"][s]["eligible"]), key=means.get)
+    assert not res["sets"]["ls9_abs20"]["eligible"]
+    for by_p in res["validation_accuracy"].values():
+        assert set(by_p) == {"2", "13"} and all(0.5 < a <= 1.0 for a in by_p.values())
+    assert list(res["test_accuracy"])[0] == res["chosen"] and set(res["test_accuracy"]) >= {"old_default", "ls9"}
+    assert res["mean_test_accuracy"]["old_default"] == pytest.approx(np.mean(list(
+        res["test_accuracy"]["old_default"].values())))
+    quiet = mod.run(data, participants=(2,), sets=("old_default",), test=False)
+    assert "test_accuracy" not in quiet and quiet["validation_accuracy"]["old_default"]["2"] == \
+        res["validation_accuracy"]["old_default"]["2"]

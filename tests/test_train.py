@@ -398,8 +398,9 @@ def test_gain_augmentation_matches_recomputed_features(rng):
     from neurohand.training.augment import apply_gains, gain_law
 
     cfg = FeatureConfig(filters=FilterConfig(bandpass_hz=(20.0, 200.0)), window_ms=100.0, hop_ms=20.0,
-                        features=("mav", "rms", "wl", "logvar", "log_bandpower"), bands_hz=((20.0, 100.0),),
-                        log_floor=1e-12)
+                        features=("mav", "rms", "wl", "logvar", "log_bandpower", "iav", "var", "msr", "dasdv", "mfl",
+                                  "lscore", "wamp"), bands_hz=((20.0, 100.0),), log_floor=1e-12, wamp_threshold=1.0,
+                        wamp_relative=True)
     x = rng.normal(size=(2000, 3))
     g = np.array([0.5, 1.0, 2.0])
     ex = FeatureExtractor(cfg, fs_hz=1000.0, n_channels=3)

@@ -1,14 +1,17 @@
 """Feature-space augmentation that follows the physics of the features.
 
 A change of electrode contact or skin impedance multiplies a channel's signal by a gain ``g``. Amplitude features
-(``mav``, ``rms``, ``wl``, ``mean``) then scale by ``g``; log-power features shift by ``log g`` (``logmean``) or
-``2 log g`` (``logvar``, ``log_bandpower``); thresholded counts (``zc``, ``ssc``) are left as they are. Applying
+(``mav``, ``iav``, ``rms``, ``wl``, ``dasdv``, ``lscore``, ``mean``) then scale by ``g``, ``var`` by ``g**2`` and
+``msr`` by ``sqrt(g)``; log-power features shift by ``log g`` (``logmean``, ``log_mav``, ``log_wl``; ``log10 g`` for
+``mfl``) or ``2 log g`` (``logvar``, ``log_bandpower``); thresholded counts (``zc``, ``ssc``, ``wamp``) are left as
+they are (exact for a relative ``wamp``). Applying
 random per-channel gains to the raw features of a training window is therefore the same as recording that window
 with slightly different electrodes, without recomputing features.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Tuple
 
 import numpy as np
@@ -16,8 +19,10 @@ import torch
 
 from neurohand.decoder.feature_config import FeatureConfig
 
-_SCALE = {"mav": 1.0, "rms": 1.0, "wl": 1.0, "mean": 1.0}
-_LOG_SHIFT = {"logmean": 1.0, "logvar": 2.0, "log_bandpower": 2.0, "log_mav": 1.0, "log_wl": 1.0}
+_SCALE = {"mav": 1.0, "rms": 1.0, "wl": 1.0, "mean": 1.0, "iav": 1.0, "dasdv": 1.0, "lscore": 1.0, "var": 2.0,
+          "msr": 0.5}
+_LOG_SHIFT = {"logmean": 1.0, "logvar": 2.0, "log_bandpower": 2.0, "log_mav": 1.0, "log_wl": 1.0,
+              "mfl": 1.0 / math.log(10.0)}
 
 
 def gain_law(config: FeatureConfig, n_channels: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
