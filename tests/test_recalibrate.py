@@ -227,3 +227,19 @@ def test_the_held_out_part_is_the_last_repetition_or_the_end_of_each_stretch(day
     with pytest.raises(TrainingDataError, match="Too little data to recalibrate: the last 30 % of each continuous "
                                                 "stretch leaves 0 frames to adapt on and 0 to check"):
         holdout_mask(tiny, fraction=0.3, gap_frames=9)
+
+
+def test_the_command_offers_the_modules_choices_and_refuses_others(tmp_path, day1_model, capsys):
+    from neurohand.decoder.session_file import write_recording
+    from neurohand.deploy.cli import main
+    from neurohand.training import recal_cli
+    from neurohand.training.recalibrate import KEEP, STRATEGIES
+
+    assert recal_cli.KEEP == KEEP and recal_cli.STRATEGIES == STRATEGIES  # the CLI's copies (no torch at start-up)
+    path = str(tmp_path / "d2.h5")
+    write_recording(simulate_recording(SimulatorConfig(minutes=0.2, n_channels=8, fs_hz=5000.0, seed=3, day=2)),
+                    path)
+    assert main(["recalibrate", day1_model, path, "--out", str(tmp_path / "r"), "--strategies", "renormalise,all"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Invalid value for 'strategies': allowed 'renormalise', 'refit_pool', " \
+                                   "'fine_tune', got 'all'" in err
