@@ -11,7 +11,8 @@ from __future__ import annotations
 import copy
 import math
 import os
-from typing import Any, Callable, Dict, List, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -100,10 +101,36 @@ def build_model(config: TrainConfig, frames: FrameSet, n_classes: int, device: t
     return model.to(device)
 
 
+@dataclass(frozen=True)
+class FitResult:
+    """What one run of the optimiser (:func:`fit`) produced.
+
+    Attributes
+    ----------
+    history : tuple of dict
+        One row per epoch: ``epoch``, ``train_loss``, ``lr`` and, with validation frames, ``val_score`` and the
+        metrics it came from.
+    best_epoch : int
+        The epoch whose state the model holds: the best validation score, or the last epoch without validation
+        frames (0 when none ran).
+    epochs_run : int
+    interrupted : bool
+        Ctrl-C ended it; the model holds the best state so far.
+    windows : tuple of (int, int)
+        Frames per training window and windows per optimiser step.
+    """
+
+    history: Tuple[Dict[str, float], ...]
+    best_epoch: int
+    epochs_run: int
+    interrupted: bool
+    windows: Tuple[int, int]
+
+
 def fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], config: TrainConfig,
          fcfg: FeatureConfig, n_channels: int, device: torch.device, env: Dict[str, int], *,
          stop_after: Optional[int], bar: "Progress", seed_offset: int,
-         on_epoch: Optional[Callable[[int, RecurrentDecoder, bool], bool]] = None) -> Dict[str, Any]:
+         on_epoch: Optional[Callable[[int, RecurrentDecoder, bool], bool]] = None) -> FitResult:
     """Run the optimiser; with ``val_f``, keep the best state by validation score and stop early.
 
     The learning-rate schedule always spans ``config.schedule.epochs``; ``stop_after`` ends the run earlier (the
@@ -223,8 +250,8 @@ def fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], c
         interrupted = True
     if val_f is not None and best["state"] is not None:
         model.load_state_dict(best["state"])
-    return {"history": history, "best_epoch": best["epoch"] if val_f is not None else epoch, "epochs_run": epoch,
-            "interrupted": interrupted, "windows": (seq_len, batch_size)}
+    return FitResult(history=tuple(history), best_epoch=best["epoch"] if val_f is not None else epoch,
+                     epochs_run=epoch, interrupted=interrupted, windows=(seq_len, batch_size))
 
 
 class Progress:

@@ -265,7 +265,7 @@ def recalibrate(model_dir: str, recordings: Sequence[Recording], out_dir: str, *
         for p in tuned.parameters():
             p.requires_grad_(True)
         tuned.eval()
-        fine_tune_epochs = run["best_epoch"]
+        fine_tune_epochs = run.best_epoch
         if fine_tune_epochs > 0:
             candidates["fine_tune"] = (tuned, adapter, held_f, evaluate_frames(tuned, held_f, cpu))
     scores = tuple((name, validation_score(c[3])) for name, c in candidates.items())
@@ -282,7 +282,7 @@ def recalibrate(model_dir: str, recordings: Sequence[Recording], out_dir: str, *
         ["pool_weight", "pool_bias"] if kept == "refit_pool" else [])
     train_result = TrainResult(model_dir=out_dir, best_epoch=result.fine_tune_epochs,
                                epochs_run=result.fine_tune_epochs, interrupted=False, val_metrics=kept_metrics,
-                               history=run["history"] if kept == "fine_tune" else [], wall_s=result.wall_s)
+                               history=list(run.history) if kept == "fine_tune" else [], wall_s=result.wall_s)
     held_reps = sorted(int(r) for r in np.unique(raw.repetitions[held_mask]) if r > 0)
     save_model_dir(out_dir, model, fcfg, rec0, tcfg, train_result, baselines, source_files, held_reps,
                    adapter=kept_adapter,

@@ -191,19 +191,19 @@ def train(
                                        n_classes=n_classes, fit_classic=fit_classic and is_main)
             phase1 = fit(model, train_f, val_f, config, fcfg, n_channels, device, env, stop_after=None, bar=bar,
                          seed_offset=0, on_epoch=worker.on_phase1_epoch if worker else None)
-            interrupted = phase1["interrupted"]
+            interrupted = phase1.interrupted
             model.to("cpu")
             val_metrics = evaluate_frames(model, val_f, torch.device("cpu"))
-            history = phase1["history"]
+            history = list(phase1.history)
             refit_epochs = 0
             if is_main and fit_classic and not interrupted and (worker is None or worker.claim_baselines()):
                 bar.phase("classic baselines (Wiener, Kalman, LDA)", total=None)
                 baselines = fit_baselines(train_f, val_f)
-            if config.refit.enabled and not interrupted and phase1["best_epoch"] > 0:
+            if config.refit.enabled and not interrupted and phase1.best_epoch > 0:
                 if worker is not None:
-                    bar.phase("refit on all data (second process, beside the first)", total=phase1["best_epoch"])
+                    bar.phase("refit on all data (second process, beside the first)", total=phase1.best_epoch)
                     try:
-                        state = worker.result(phase1["best_epoch"], on_epoch=bar.set_completed)
+                        state = worker.result(phase1.best_epoch, on_epoch=bar.set_completed)
                     except KeyboardInterrupt:
                         interrupted = True
                     except RefitDidNotStart as exc:
@@ -215,27 +215,17 @@ def train(
                     else:
                         model = build_model(config, frames, n_classes, torch.device("cpu"), seed_offset=1)
                         model.load_state_dict(state)
-                        refit_epochs = phase1["best_epoch"]
+                        refit_epochs = phase1.best_epoch
                         refit_rss_mb = worker.peak_rss_mb
                         if fit_classic and baselines is None:
                             baselines = worker.baselines  # fitted while it waited for the first phase
-        if config.refit.enabled and not interrupted and phase1["best_epoch"] > 0 and refit_here:
-            refit = new_model(frames, device, 1)
-            recent = RecentStates(config.refit.average_epochs)
-
-            def keep(epoch: int, m: RecurrentDecoder, improved: bool) -> bool:
-                recent.add(epoch, m, earliest_choice=epoch)
-                return False
-
-            bar.phase("refit on all data", total=phase1["best_epoch"])
-            phase2 = fit(refit, frames, None, config, fcfg, n_channels, device, env,
-                         stop_after=phase1["best_epoch"], bar=bar, seed_offset=1, on_epoch=keep)
-            if not phase2["interrupted"]:
-                refit = refit.to("cpu")
-                refit.load_state_dict({k: torch.from_numpy(v)
-                                       for k, v in recent.mean(phase2["epochs_run"]).items()})
-                model, refit_epochs = refit, phase2["epochs_run"]
-            interrupted = phase2["interrupted"]
+        if config.refit.enabled and not interrupted and phase1.best_epoch > 0 and refit_here:
+            bar.phase("refit on all data", total=phase1.best_epoch)
+            phase2 = _refit(new_model(frames, device, 1), frames, config, fcfg, n_channels, device, env, bar,
+                            epochs=phase1.best_epoch)
+            if phase2.model is not None:
+                model, refit_epochs = phase2.model, phase2.epochs
+            interrupted = phase2.interrupted
     finally:
         bar.close()
         if worker is not None:
@@ -246,11 +236,11 @@ def train(
         set_class_pool(model, (baselines or {}).get("lda"), train_f, val_f, log=log)
     if interrupted and is_main:
         log("interrupted: keeping the best model so far (epoch {}{})".format(
-            phase1["best_epoch"], ", before the refit" if config.refit.enabled else ""))
-    result = TrainResult(model_dir=model_dir, best_epoch=phase1["best_epoch"], epochs_run=phase1["epochs_run"],
+            phase1.best_epoch, ", before the refit" if config.refit.enabled else ""))
+    result = TrainResult(model_dir=model_dir, best_epoch=phase1.best_epoch, epochs_run=phase1.epochs_run,
                          interrupted=interrupted, val_metrics=val_metrics, history=history)
     result.refit_epochs = refit_epochs
-    result.training_windows = tuple(phase1["windows"])
+    result.training_windows = phase1.windows
     result.refit_process_peak_rss_mb = refit_rss_mb
     if is_main:
         result.val_scores = validation_scores(config.cell, val_metrics, baselines or {}, val_f, n_classes)
@@ -270,6 +260,33 @@ def train(
         dist.barrier()
         dist.destroy_process_group()
     return result
+
+
+@dataclass(frozen=True)
+class RefitOutcome:
+    """The second phase run in this process: the averaged model (None when interrupted) and its epochs."""
+
+    model: Optional[RecurrentDecoder]
+    epochs: int
+    interrupted: bool
+
+
+def _refit(refit: RecurrentDecoder, frames: FrameSet, config: TrainConfig, fcfg: FeatureConfig, n_channels: int,
+           device: torch.device, env: Dict[str, int], bar: Progress, *, epochs: int) -> RefitOutcome:
+    """Train ``refit`` on all ``frames`` for the first phase's best ``epochs``; average its last epochs' states."""
+    recent = RecentStates(config.refit.average_epochs)
+
+    def keep(epoch: int, m: RecurrentDecoder, improved: bool) -> bool:
+        recent.add(epoch, m, earliest_choice=epoch)
+        return False
+
+    run = fit(refit, frames, None, config, fcfg, n_channels, device, env, stop_after=epochs, bar=bar, seed_offset=1,
+              on_epoch=keep)
+    if run.interrupted:
+        return RefitOutcome(model=None, epochs=0, interrupted=True)
+    refit = refit.to("cpu")
+    refit.load_state_dict({k: torch.from_numpy(v) for k, v in recent.mean(run.epochs_run).items()})
+    return RefitOutcome(model=refit, epochs=run.epochs_run, interrupted=False)
 
 
 def _base_extra(recordings: Sequence[Recording], source_files: Sequence[str], base: Any,
