@@ -121,10 +121,7 @@ def _train(args: argparse.Namespace) -> int:
     res = train(recs, args.out, config=cfg, progress=not args.quiet, fit_classic=not args.no_baselines,
                 log=lambda m: print(m, file=sys.stderr) if m else None, source_files=args.sessions,
                 init=args.init)
-    vm = res.val_metrics
-    print("wrote {} (best epoch {} of {}{}); validation: {}".format(
-        args.out, res.best_epoch, res.epochs_run, ", interrupted" if res.interrupted else "",
-        ", ".join("{} {:.3f}".format(k, vm[k]) for k in ("r2_mean", "accuracy") if vm.get(k) is not None)))
+    print(_wrote(args.out, res, what="", over=""))
     _print_scores(res.val_scores)
     return 0
 
@@ -140,13 +137,18 @@ def _pretrain(args: argparse.Namespace) -> int:
     res = train(recs, args.out, config=cfg, progress=not args.quiet, fit_classic=False,
                 log=lambda m: print(m, file=sys.stderr) if m else None, source_files=args.sessions,
                 pretraining=True)
-    vm = res.val_metrics
-    print("wrote base {} (best epoch {} of {}{}); validation over every file: {}".format(
-        args.out, res.best_epoch, res.epochs_run, ", interrupted" if res.interrupted else "",
-        ", ".join("{} {:.3f}".format(k, vm[k]) for k in ("r2_mean", "accuracy") if vm.get(k) is not None)))
+    print(_wrote(args.out, res, what="base ", over=" over every file"))
     for line in describe(load_base(args.out)):
         print(line)
     return 0
+
+
+def _wrote(out: str, res, *, what: str, over: str) -> str:
+    """Return the line ``train`` and ``pretrain`` end with: the folder, the best epoch, the validation scores."""
+    vm = res.val_metrics
+    return "wrote {}{} (best epoch {} of {}{}); validation{}: {}".format(
+        what, out, res.best_epoch, res.epochs_run, ", interrupted" if res.interrupted else "", over,
+        ", ".join("{} {:.3f}".format(k, vm[k]) for k in ("r2_mean", "accuracy") if vm.get(k) is not None))
 
 
 def _print_scores(scores) -> None:

@@ -339,6 +339,11 @@ def validation_split(frames: FrameSet, *, fraction: float = 0.15) -> Tuple[Frame
     return train, val, val_reps
 
 
+def overlap_frames(config: FeatureConfig) -> int:
+    """Frames before a given frame whose windows overlap its window: ``window_ms / hop_ms - 1``."""
+    return max(int(round(config.window_ms / config.hop_ms)) - 1, 0)
+
+
 def holdout_mask(frames: FrameSet, *, fraction: float, gap_frames: int) -> Tuple[np.ndarray, np.ndarray, str]:
     """Split frames into a part to learn from and a part to check on (recalibration; adapting a base to one repetition).
 

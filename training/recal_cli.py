@@ -63,10 +63,9 @@ def _recalibrate(args: argparse.Namespace) -> int:
                       if r > 0))
     for line in res.lines():
         print(line)
-    label = "R^2" if res.metric == "r2_mean" else "accuracy"
     print("wrote {} from repetitions {}: {} ({} {:.3f} on the held-out part, unchanged model {:.3f})".format(
         args.out, format_ranges(reps) or "-",
         "the unchanged model of {}".format(args.model_dir) if res.kept == "source" else
-        "recalibrated by {}".format(res.kept.replace("_", "-")), label, res.score_of(res.kept),
+        "recalibrated by {}".format(res.kept.replace("_", "-")), res.metric_label, res.score_of(res.kept),
         res.score_of("source")))
     return 0

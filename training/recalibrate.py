@@ -40,7 +40,15 @@ from neurohand.decoder.validation import check_int, check_option, check_positive
 
 from .baselines import fit_baselines
 from .config import TrainConfig, with_overrides
-from .data import TrainingDataError, adapt_frames, build_frames, check_compatible, holdout_mask, normalisation
+from .data import (
+    TrainingDataError,
+    adapt_frames,
+    build_frames,
+    check_compatible,
+    holdout_mask,
+    normalisation,
+    overlap_frames,
+)
 from .evaluate import check_contract
 from .loop import Progress, distributed_env, evaluate_frames, fit, validation_score
 from .model import RecurrentDecoder
@@ -145,15 +153,19 @@ class RecalibrationResult:
     val_metrics: Dict[str, object] = field(default_factory=dict)
     wall_s: float = 0.0
 
+    @property
+    def metric_label(self) -> str:
+        """The metric in words: ``'R^2'`` or ``'accuracy'``."""
+        return "R^2" if self.metric == "r2_mean" else "accuracy"
+
     def score_of(self, name: str) -> float:
         """Held-out score of ``'source'`` or a strategy."""
         return dict(self.scores)[name]
 
     def lines(self) -> List[str]:
         """Return the side-by-side comparison, one line per model, the kept one marked."""
-        label = "R^2" if self.metric == "r2_mean" else "accuracy"
         out = ["held out for the choice: {} ({} frames); {} on it:".format(self.held_out, self.held_out_frames,
-                                                                           label)]
+                                                                           self.metric_label)]
         width = max(len(n) for n, _ in self.scores + (("fresh LDA", 0.0),))
         for name, score in self.scores:
             out.append("  {:<{w}}  {:.3f}{}".format(name, score, "  <- kept" if name == self.kept else "", w=width))
@@ -210,8 +222,8 @@ def recalibrate(model_dir: str, recordings: Sequence[Recording], out_dir: str, *
     raw = build_frames(recordings, fcfg, target_lead_ms=lead_ms)  # fine-tuning learns the model's own targets
     # the held-out scores, like every evaluation, are against each frame's own time
     raw_now = raw if lead_ms == 0 else build_frames(recordings, fcfg)
-    gap = max(int(round(fcfg.window_ms / fcfg.hop_ms)) - 1, 0)
-    fit_mask, held_mask, held_what = holdout_mask(raw, fraction=config.holdout_fraction, gap_frames=gap)
+    fit_mask, held_mask, held_what = holdout_mask(raw, fraction=config.holdout_fraction,
+                                                  gap_frames=overlap_frames(fcfg))
     source_adapter = adapter_of(meta)
     tcfg = with_overrides(TrainConfig.from_dict(meta["train_config"]),
                           {"schedule.epochs": config.epochs, "schedule.lr": config.lr,

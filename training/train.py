@@ -23,7 +23,7 @@ from neurohand.decoder.recording import Recording
 
 from .baselines import LdaDecoder, fit_baselines
 from .config import TrainConfig, with_overrides
-from .data import FrameSet, adapt_frames, build_frames, holdout_mask, validation_split
+from .data import FrameSet, adapt_frames, build_frames, holdout_mask, overlap_frames, validation_split
 from .loop import Progress, build_model, distributed_env, evaluate_frames, fit, resolve_device
 from .model import RecurrentDecoder
 from .model_dir import prior_adapter, save_model_dir
@@ -152,8 +152,7 @@ def train(
     frames = adapt_frames(frames, adapter)
     if base is not None and len([r for r in np.unique(frames.repetitions) if r > 0]) < 2:
         # one repetition of a new person: the end of every stretch validates (adapting needs no more)
-        fit_mask, held, _ = holdout_mask(frames, fraction=0.3, gap_frames=max(
-            int(round(fcfg.window_ms / fcfg.hop_ms)) - 1, 0))
+        fit_mask, held, _ = holdout_mask(frames, fraction=0.3, gap_frames=overlap_frames(fcfg))
         train_f, val_f, val_reps = frames.subset(fit_mask), frames.subset(held), []
     else:
         train_f, val_f, val_reps = validation_split(frames, fraction=config.val_fraction)
