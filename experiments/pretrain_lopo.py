@@ -1,7 +1,7 @@
 """People held out: a base pre-trained on the others and adapted to a new person, against training from scratch.
 
 ``python experiments/pretrain_lopo.py [--data ../shared/data] [--data-set ninapro|3dc] [--folds 5] [--fold 1-5]
-[--amounts 1,2,7] [--seed 0] [--json]``.
+[--amounts 1,2,7] [--seed 0] [--collect] [--json]``.
 
 The 14 people of a set are cut into ``--folds`` folds of consecutive people (2 or 3 people each at 5 folds, for the
 2-core time); for each fold a base is pre-trained on every other person, and each held-out person is decoded by
@@ -11,11 +11,17 @@ The 14 people of a set are cut into ``--folds`` folds of consecutive people (2 o
 - the classic decoder fitted with it (Wiener for NinaPro, LDA for 3DC),
 
 scored on repetitions 8-10 (NinaPro: R^2) or on ``test/`` (3DC: accuracy), which nothing here trains or chooses on.
-The base uses the other people's repetitions 1-7 (NinaPro) or ``train/`` (3DC). Settings are the defaults.
+The base uses the other people's repetitions 1-7 (NinaPro) or ``train/`` (3DC). Settings are the defaults (the
+adaptation's schedule was chosen by ``experiments/adapt_settings.py`` on validation repetitions).
+
+Each fold writes ``OUT/pretrain_lopo/SET/foldN/result.json`` as it ends, and a fold whose base is already there
+reuses it (its pre-training time is the one recorded then): folds can run in separate processes or sessions, and
+``--collect`` prints the table of every fold written so far.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -48,7 +54,7 @@ def person_data(data_dir: str, data_set: str, person: int):
 
 def folds_of(people: Sequence[int], n_folds: int) -> List[List[int]]:
     """Consecutive folds of near-equal size."""
-    return [list(f) for f in np.array_split(np.asarray(people), n_folds)]
+    return [[int(p) for p in f] for f in np.array_split(np.asarray(people), n_folds)]
 
 
 def run(data_dir: str, out_dir: str, *, data_set: str, n_folds: int, folds: Sequence[int], amounts: Sequence[int],
@@ -57,33 +63,64 @@ def run(data_dir: str, out_dir: str, *, data_set: str, n_folds: int, folds: Sequ
     config = with_overrides(config, seed=seed)
     metric, classic = METRIC[data_set]
     data = {p: person_data(data_dir, data_set, p) for p in PEOPLE[data_set]}
-    rows, timing = [], []
     all_folds = folds_of(PEOPLE[data_set], n_folds)
     for f in folds:
         held = all_folds[f - 1]
-        d = os.path.join(out_dir, "pretrain_lopo", data_set, "fold{}".format(f))
+        d = fold_dir(out_dir, data_set, f)
         base = os.path.join(d, "base")
-        t0 = time.perf_counter()
-        train([data[p][0] for p in PEOPLE[data_set] if p not in held], base, config=config, progress=False,
-              log=lambda m: None, pretraining=True)
-        timing.append({"fold": f, "held_out": held, "pretrain_s": time.perf_counter() - t0})
+        if not os.path.exists(os.path.join(base, "model.json")):
+            train([data[p][0] for p in PEOPLE[data_set] if p not in held], base, config=config, progress=False,
+                  log=lambda m: None, pretraining=True)
+        with open(os.path.join(base, "model.json")) as fh:
+            timing = {"fold": f, "held_out": held, "pretrain_s": json.load(fh)["wall_s"]}
+        rows = []
         for p in held:
             for k in amounts:
-                first = select_repetitions(data[p][0], range(1, k + 1))
-                row = {"fold": f, "person": p, "amount": k, "data_s": first.duration_s}
-                t0 = time.perf_counter()
-                adapted = os.path.join(d, "p{}_k{}_adapted".format(p, k))
-                train([first], adapted, config=config, progress=False, log=lambda m: None, init=base)
-                row["adapt_s"] = time.perf_counter() - t0
-                row["pretrained"] = evaluate(adapted, [data[p][1]])["decoders"]
-                row["pretrained"] = next(iter(row["pretrained"].values()))[metric]
-                if k >= 2:
-                    scratch = os.path.join(d, "p{}_k{}_scratch".format(p, k))
-                    train([first], scratch, config=config, progress=False, log=lambda m: None)
-                    ev = evaluate(scratch, [data[p][1]])["decoders"]
-                    row["scratch"] = next(iter(ev.values()))[metric]
-                    row["classic"] = ev[classic][metric] if classic in ev else None
-                rows.append(row)
+                rows.append(_person_row(data[p], os.path.join(d, "p{}_k{}".format(p, k)), base, k, config,
+                                        metric, classic, dict(fold=f, person=p, amount=k)))
+        with open(os.path.join(d, "result.json"), "w") as fh:
+            json.dump({"rows": rows, "pretrain": timing}, fh)
+    return collect(out_dir, data_set=data_set, n_folds=n_folds, amounts=amounts, seed=seed, folds=folds)
+
+
+def fold_dir(out_dir: str, data_set: str, fold: int) -> str:
+    """Where a fold's base, models and ``result.json`` go."""
+    return os.path.join(out_dir, "pretrain_lopo", data_set, "fold{}".format(fold))
+
+
+def _person_row(data, prefix: str, base: str, k: int, config: TrainConfig, metric: str, classic: str,
+                row: Dict[str, Any]) -> Dict[str, Any]:
+    """Adapt the base and train from scratch on the person's first ``k`` repetitions; score both on the test part."""
+    first = select_repetitions(data[0], range(1, k + 1))
+    row["data_s"] = first.duration_s
+    t0 = time.perf_counter()
+    train([first], prefix + "_adapted", config=config, progress=False, log=lambda m: None, init=base)
+    row["adapt_s"] = time.perf_counter() - t0
+    ev = evaluate(prefix + "_adapted", [data[1]])["decoders"]
+    row["pretrained"] = next(iter(ev.values()))[metric]
+    if k >= 2:
+        t0 = time.perf_counter()
+        train([first], prefix + "_scratch", config=config, progress=False, log=lambda m: None)
+        row["scratch_s"] = time.perf_counter() - t0
+        ev = evaluate(prefix + "_scratch", [data[1]])["decoders"]
+        row["scratch"] = next(iter(ev.values()))[metric]
+        row["classic"] = ev[classic][metric] if classic in ev else None
+    return row
+
+
+def collect(out_dir: str, *, data_set: str, n_folds: int, amounts: Sequence[int], seed: int,
+            folds: Sequence[int] = ()) -> Dict[str, Any]:
+    """Every fold's ``result.json`` written so far, and the means over their people per amount."""
+    metric, classic = METRIC[data_set]
+    rows, timing, done = [], [], []
+    for f in range(1, n_folds + 1):
+        path = os.path.join(fold_dir(out_dir, data_set, f), "result.json")
+        if os.path.exists(path):
+            with open(path) as fh:
+                r = json.load(fh)
+            rows += r["rows"]
+            timing.append(r["pretrain"])
+            done.append(f)
     means = {}
     for k in amounts:
         sel = [r for r in rows if r["amount"] == k]
@@ -91,7 +128,7 @@ def run(data_dir: str, out_dir: str, *, data_set: str, n_folds: int, folds: Sequ
                              if any(r.get(c) is not None for r in sel) else None)
                          for c in ("pretrained", "scratch", "classic", "adapt_s")}
     return {"experiment": "pretrain_lopo", "set": data_set, "metric": metric, "classic": classic, "seed": seed,
-            "n_folds": n_folds, "folds": list(folds), "rows": rows, "mean_by_amount": means, "pretrain": timing}
+            "n_folds": n_folds, "folds": done, "rows": rows, "mean_by_amount": means, "pretrain": timing}
 
 
 def show(result: Dict[str, Any]) -> None:
@@ -120,14 +157,18 @@ def build():
     p.add_argument("--fold", default=None, help="which folds to run, e.g. 1 or 1-3 (default all)")
     p.add_argument("--amounts", default="1,2,7", help="repetitions (cycles) of the held-out person (default 1,2,7)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument("--collect", action="store_true", help="train nothing: the table of the folds written so far")
     return p
 
 
 def _run(a) -> Dict[str, Any]:
     data_set = check_option("--data-set", a.data_set, tuple(PEOPLE))
     folds = list(parse_index_ranges("--fold", a.fold)) if a.fold else list(range(1, a.folds + 1))
+    amounts = [int(k) for k in floats_of(a.amounts)]
+    if a.collect:
+        return collect(a.out, data_set=data_set, n_folds=a.folds, amounts=amounts, seed=a.seed)
     return run(a.data, a.out, data_set=data_set, n_folds=a.folds, folds=folds,
-               amounts=[int(k) for k in floats_of(a.amounts)], seed=a.seed, config=train_config(a))
+               amounts=amounts, seed=a.seed, config=train_config(a))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from neurohand.training.train import TrainConfig, with_overrides
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = os.path.join(ROOT, "experiments")
-SCRIPTS = ["ninapro", "threedc", "sim", "recalibration", "lead", "emg_features", "recalibration_real", "pretrain_lopo"]
+SCRIPTS = ["ninapro", "threedc", "sim", "recalibration", "lead", "emg_features", "recalibration_real", "pretrain_lopo",
+           "adapt_settings"]
 FAST = with_overrides(TrainConfig(), {"model.hidden": 16, "model.layers": 1, "schedule.epochs": 3,
                                      "batches.seq_len": 40, "batches.burn_in": 5, "batches.batch_size": 8,
                                      "schedule.max_steps_per_epoch": 4, "schedule.patience": 5,
@@ -42,8 +43,8 @@ def test_each_script_prints_its_help(name, tmp_path):
 def test_experiments_import_only_neurohand_and_the_standard_library():
     import ast
 
-    allowed = {"neurohand", "common", "numpy", "rich", "__future__", "argparse", "dataclasses", "io", "json", "os",
-               "sys", "time", "typing"}
+    allowed = {"neurohand", "common", "pretrain_lopo", "numpy", "rich", "__future__", "argparse", "dataclasses",
+               "io", "json", "os", "sys", "time", "typing"}
     for name in SCRIPTS + ["common"]:
         tree = ast.parse(open(os.path.join(EXPERIMENTS, name + ".py")).read())
         for node in ast.walk(tree):
@@ -182,6 +183,15 @@ def test_pretrain_lopo_holds_people_out_of_the_base(tmp_path, threedc_dir):
     assert set(rows) == {(1, 1), (1, 2), (2, 1), (2, 2)}
     assert "scratch" not in rows[(1, 1)] and 0 <= rows[(1, 2)]["scratch"] <= 1 and 0 <= rows[(2, 2)]["classic"] <= 1
     assert all(0 <= r["pretrained"] <= 1 for r in rows.values())
+    # a second process collects the folds written so far, and a rerun reuses the fold's base
+    again = mod.collect(str(tmp_path), data_set="3dc", n_folds=7, amounts=[1, 2], seed=0)
+    assert again["rows"] == res["rows"] and again["folds"] == [1]
+    # the adaptation's candidates, on a person the base has not seen, scored on their other cycles of train/
+    sweep = load("adapt_settings").run(data, str(tmp_path), base=os.path.join(str(tmp_path), "pretrain_lopo", "3dc",
+                                                                               "fold1", "base"),
+                                       data_set="3dc", people=[2], amount=1, config=cfg)
+    assert set(sweep["means"]) == set(sweep["candidates"]) and all(0 <= m["validation"] <= 1
+                                                                    for m in sweep["means"].values())
 
 def test_emg_features_refuses_unknown_sets_and_training_settings(tmp_path):
     r = script(os.path.join(EXPERIMENTS, "emg_features.py"), "--sets", "old_default,kurtosis", "--data", str(tmp_path))

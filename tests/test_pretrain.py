@@ -17,7 +17,14 @@ from neurohand.training.config import TrainConfig, with_overrides
 from neurohand.training.data import TrainingDataError, build_frames, normalisation, select_repetitions
 from neurohand.training.loop import build_model
 from neurohand.training.model_dir import load_model_dir
-from neurohand.training.pretrain import check_serves, init_from_base, load_base, normalise_per_recording
+from neurohand.training.pretrain import (
+    ADAPT_SCHEDULE,
+    adapt_overrides,
+    check_serves,
+    init_from_base,
+    load_base,
+    normalise_per_recording,
+)
 from neurohand.training.train import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,6 +134,9 @@ def test_train_init_adapts_every_weight_and_records_the_base(tmp_path, base_dir,
                             "n_recordings": 3}
     assert "base" not in meta and meta["feature_config"] == base.meta["feature_config"]
     assert not torch.equal(model.rnn.weight_hh_l0, base.model.rnn.weight_hh_l0)  # fine-tuned, not frozen
+    # the adaptation's schedule where the config keeps the default; what the config sets stays
+    sched = meta["train_config"]["schedule"]
+    assert (sched["lr"], sched["patience"], sched["epochs"], sched["min_epochs"]) == (1e-3, 3, 1, 1)
     # one repetition of the newcomer is enough: the end of every stretch validates
     one = str(tmp_path / "one")
     res = train([select_repetitions(newcomer, [1])], one, config=TINY, progress=False, fit_classic=False,
@@ -135,6 +145,16 @@ def test_train_init_adapts_every_weight_and_records_the_base(tmp_path, base_dir,
     with pytest.raises(TrainingDataError, match="Too little data for a validation split"):
         train([select_repetitions(newcomer, [1])], str(tmp_path / "scratch"), config=TINY, progress=False,
               fit_classic=False, log=lambda m: None)
+
+
+def test_the_adaptation_schedule_leaves_what_the_user_set():
+    assert adapt_overrides(TrainConfig()) == ADAPT_SCHEDULE
+    mine = with_overrides(TrainConfig(), {"schedule.lr": 5e-3, "schedule.epochs": 40})
+    assert adapt_overrides(mine) == {"schedule.min_epochs": 2, "schedule.patience": 3}
+    # ADAPT_SCHEDULE names real settings, each a change from the default
+    assert with_overrides(TrainConfig(), ADAPT_SCHEDULE) != TrainConfig()
+    assert all(adapt_overrides(with_overrides(TrainConfig(), {k: v})) == {
+        kk: vv for kk, vv in ADAPT_SCHEDULE.items() if kk != k} for k, v in ADAPT_SCHEDULE.items())
 
 
 def test_the_commands_pretrain_and_init(tmp_path, people, capsys):

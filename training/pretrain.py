@@ -205,6 +205,24 @@ def architecture_of(base: Base) -> Dict[str, Any]:
             "model.projection": mc["projection"], "model.dropout": mc["dropout"], "model.lda_front_end": False}
 
 
+# How a base adapts to a person (``train --init``), chosen on validation people (experiments/adapt_settings.py): a
+# lower peak learning rate and a short schedule; the base is a good start and one repetition is little data.
+ADAPT_SCHEDULE = {"schedule.lr": 1e-3, "schedule.epochs": 10, "schedule.min_epochs": 2, "schedule.patience": 3}
+
+
+def adapt_overrides(config: Any) -> Dict[str, Any]:
+    """Return :data:`ADAPT_SCHEDULE`'s settings that ``config`` leaves at their defaults (what a user set stays)."""
+    from .config import TrainConfig
+
+    def get(c: Any, path: str) -> Any:
+        for name in path.split("."):
+            c = getattr(c, name)
+        return c
+
+    default = TrainConfig()
+    return {k: v for k, v in ADAPT_SCHEDULE.items() if get(config, k) == get(default, k)}
+
+
 def pretrain_overrides() -> Dict[str, Any]:
     """Return the settings a pre-training always uses (``with_overrides`` keys): no LDA front end, no adaptation."""
     return {"model.lda_front_end": False, "adaptation.mode": "off"}
@@ -220,6 +238,6 @@ def describe(base: Base) -> Tuple[str, ...]:
                 "classes " + ", ".join(b["class_names"]) if b["class_names"] else "no classes"))
 
 
-__all__ = ["BASE_FORMAT", "Base", "architecture_of", "base_record", "check_serves", "describe", "init_from_base",
-           "load_base", "normalise_per_recording", "person_of", "pretrain_overrides", "refusal", "refusal_message",
-           "check_source"]
+__all__ = ["ADAPT_SCHEDULE", "BASE_FORMAT", "Base", "adapt_overrides", "architecture_of", "base_record",
+           "check_serves", "describe", "init_from_base", "load_base", "normalise_per_recording", "person_of",
+           "pretrain_overrides", "refusal", "refusal_message", "check_source"]
