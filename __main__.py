@@ -2,6 +2,6 @@
 
 import sys
 
-from neurohand.deploy.cli import main
+from neurohand.cli import main
 
 sys.exit(main())

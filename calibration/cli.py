@@ -3,11 +3,13 @@
 import argparse
 import json
 
-from neurohand.decoder.vocabulary import SIGNAL_KINDS
+__all__ = ["print_models_table", "register"]
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
     """Add this package's subcommands."""
+    from .options import add_calibrate_arguments  # light (no training), but the device's CLI imports stay lazy
+
     c = sub.add_parser("calibrate", help="record a cued calibration session, train, evaluate and accept a model",
                        description="The clinician's session: cue protocol with a terminal interface (p pause, "
                        "r repeat, s skip, q stop; keys act at once, mid-trial), crash-safe recording, signal-quality "
@@ -29,44 +31,6 @@ def register(sub: "argparse._SubParsersAction") -> None:
     m.add_argument("--rollback", default=None, metavar="VERSION", help="make this version current")
     m.add_argument("--json", action="store_true", help="print the same listing as one JSON object")
     m.set_defaults(func=_models)
-
-
-def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of ``neurohand calibrate`` that shape a session (a printed resume command repeats them)."""
-    parser.add_argument("--patient", required=True, help="patient identifier (letters, digits, _ - .)")
-    parser.add_argument("--store", required=True, help="the model store folder (sessions and versions live here)")
-    parser.add_argument("--source", default="sim",
-                        help="sim (simulated patient), serial:PORT or lsl:NAME (default sim)")
-    parser.add_argument("--labels", default="cue", help="cue (the cued trajectory) or glove:PORT (a data glove on the "
-                        "mirroring hand; glove:sim with --source sim) (default cue)")
-    parser.add_argument("--cue-protocol", default=None, help="cue protocol TOML (default: the shipped cue protocol)")
-    parser.add_argument("--recalibrate", action="store_true", help="adapt the current model instead of training anew")
-    parser.add_argument("--base", default=None, metavar="BASE",
-                        help="adapt a pre-trained base (neurohand pretrain) to this patient instead of training from "
-                             "scratch; the cue protocol shrinks to 3 repetitions (train, validate, test) unless "
-                             "--minutes says otherwise; the source must match the base's channels, rate and kind")
-    parser.add_argument("--minutes", type=float, default=None,
-                        help="record only as many repetitions as fit (recalibration: e.g. 2)")
-    parser.add_argument("--resume", default=None, metavar="SESSION.h5", help="continue an interrupted session")
-    parser.add_argument("--yes", action="store_true", help="answer every question with its default: continue unless "
-                        "the quality verdict is bad; accept only a model that is ready (no worse than the best classic "
-                        "decoder or the current version, every finger and the class accuracy above the thresholds), "
-                        "otherwise reject and say why (exit 4); for scripted use")
-    parser.add_argument("--accept-worse", action="store_true", help="offer 'accept' as the default even for a model "
-                        "that is not ready (rehearsals with tiny models); the reason is kept in the version's notes")
-    parser.add_argument("--no-tui", dest="tui", action="store_false", help="plain log lines instead of the live view")
-    parser.add_argument("--fast", action="store_true", help="simulated patient only: do not pace in real time")
-    parser.add_argument("--epochs", type=int, default=None, help="training (or recalibration) epochs")
-    parser.add_argument("--hidden", type=int, default=None, help="recurrent state size (default: neurohand train's)")
-    parser.add_argument("--layers", type=int, default=None, help="recurrent layers (default: neurohand train's)")
-    parser.add_argument("--seed", type=int, default=0, help="training seed")
-    parser.add_argument("--signal-kind", default="nerve", choices=SIGNAL_KINDS,
-                        help="what a serial or LSL source streams (default nerve)")
-    parser.add_argument("--mains-hz", type=float, default=50.0, help="mains frequency for the quality check")
-    parser.add_argument("--sim-seed", type=int, default=0, help="simulated patient")
-    parser.add_argument("--sim-day", type=int, default=1, help="simulated day (2+ drift from day 1)")
-    parser.add_argument("--sim-channels", type=int, default=16)
-    parser.add_argument("--sim-fs-hz", type=float, default=10000.0)
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -91,16 +55,6 @@ def _models(args: argparse.Namespace) -> int:
     print_models_table(args.patient, [dict(r, bundle_path=os.path.join(args.store, args.patient, "versions",
                                                                         r["version"], "bundle")) for r in rows])
     return 0
-
-
-def calibrate_options(args: argparse.Namespace):
-    """Return the CalibrateOptions of parsed ``calibrate`` arguments."""
-    from dataclasses import fields
-
-    from .workflow import CalibrateOptions
-
-    return CalibrateOptions(**{f.name: getattr(args, f.name) for f in fields(CalibrateOptions)
-                               if hasattr(args, f.name)})
 
 
 def print_models_table(patient: str, rows: list, console=None) -> None:
@@ -149,10 +103,12 @@ def _calibrate(args: argparse.Namespace) -> int:
             print("patient {}: no interrupted session to discard".format(args.patient))
         return 0
 
+    from .options import calibrate_options
+
     opts = calibrate_options(args)
     try:
         out = run_calibration(opts)
     except (CalibrationStopped, TrainingDataError) as e:
         print(str(e), file=sys.stderr)
         return 3
-    return 0 if out["version"] is not None else 4
+    return 0 if out.version is not None else 4

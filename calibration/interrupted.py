@@ -10,46 +10,42 @@ fault). ``neurohand calibrate`` names each one with its resume command and its d
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
-from dataclasses import fields
 from typing import List, Tuple
 
 from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.validation import invalid_value
 
-from .cli import add_calibrate_arguments
 from .model_store import ModelStore
+from .options import CALIBRATE_ARGUMENTS, CalibrateOptions, value_at
 
 MARKER = ".inprogress"
 DISCARDED = "discarded"  # under the patient's sessions folder
-ALWAYS = ("source", "labels")  # named in a resume command even at their defaults: what the recording is made of
 
 
-def resume_command(opts, path: str) -> str:
-    """Return the command that resumes ``path`` with every option of ``opts`` (a CalibrateOptions) not at default.
+def resume_command(opts: CalibrateOptions, path: str) -> str:
+    """Return the command that resumes ``path`` with every option of ``opts`` not at its default.
 
-    Built from the ``calibrate`` parser itself, so every option it has is repeated (``--source`` and ``--labels``
-    always): parsing the result gives back ``opts`` with ``resume=path``.
+    Built from :data:`calibration.options.CALIBRATE_ARGUMENTS`, the table the parser is built from, so every option
+    is repeated (``--source`` and ``--labels`` always): parsing the result gives back ``opts`` with ``resume=path``.
     """
-    parser = argparse.ArgumentParser(prog="neurohand calibrate", add_help=False)
-    add_calibrate_arguments(parser)
-    names = {f.name for f in fields(opts)}
     words = ["neurohand", "calibrate"]
-    for action in parser._actions:
-        if action.dest not in names or action.dest == "resume":
+    for a in CALIBRATE_ARGUMENTS:
+        if a.path == "resume":
             continue
-        value = getattr(opts, action.dest)
-        if value == action.default and not action.required and action.dest not in ALWAYS:
-            continue
-        flag = action.option_strings[-1]
-        words += [flag] if action.nargs == 0 else [flag, str(value)]
+        value = value_at(opts, a.path)
+        if a.takes_value:
+            if value == a.kwargs.get("default") and not a.kwargs.get("required") and not a.always:
+                continue
+            words += [a.flags[-1], str(value)]
+        elif value != (a.kwargs["action"] == "store_false"):  # a flag given: its value differs from its default
+            words.append(a.flags[-1])
     words += ["--resume", path]
     return " ".join(shlex.quote(w) for w in words)
 
 
-def check_resume_matches(opts, metadata: dict, path: str) -> None:
+def check_resume_matches(opts: CalibrateOptions, metadata: dict, path: str) -> None:
     """Refuse to resume ``path`` with another kind of source, other labels or another mode than it was recorded with.
 
     Raises
@@ -59,13 +55,13 @@ def check_resume_matches(opts, metadata: dict, path: str) -> None:
     """
     recorded = {"--source": metadata.get("source_spec"), "--labels": metadata.get("labels_spec"),
                 "--recalibrate": metadata.get("mode")}
-    asked = {"--source": opts.source, "--labels": opts.labels,
+    asked = {"--source": opts.devices.source, "--labels": opts.devices.labels,
              "--recalibrate": "recalibration" if opts.recalibrate else "calibration"}
     labels_kind = metadata.get("labels")  # 'cue' or 'glove', in every session file
-    if labels_kind and ("glove" if opts.labels.startswith("glove:") else "cue") != labels_kind:
+    if labels_kind and ("glove" if opts.devices.labels.startswith("glove:") else "cue") != labels_kind:
         recorded["--labels"] = recorded["--labels"] or labels_kind
         raise InvalidValueError("{} was recorded with {} labels (--labels {}); resume it with the same, not "
-                                "--labels {}".format(path, labels_kind, recorded["--labels"], opts.labels))
+                                "--labels {}".format(path, labels_kind, recorded["--labels"], opts.devices.labels))
     for flag in ("--source", "--recalibrate"):
         if recorded[flag] and recorded[flag] != asked[flag]:
             raise InvalidValueError("{} was recorded with {} {}; resume it with the same, not {}".format(

@@ -16,14 +16,13 @@ import math
 import os
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from neurohand.decoder.errors import InvalidValueError
-from neurohand.decoder.validation import check_option, invalid_value
-from neurohand.decoder.vocabulary import SIGNAL_KINDS
-from neurohand.deploy.sources import parse_device_spec
+from neurohand.decoder.validation import invalid_value
+from neurohand.deploy.sources import open_source
 
 from .cue_protocol import DEFAULT_CUE_PROTOCOL, CueProtocol, load_cue_protocol
 from .interrupted import (
@@ -35,58 +34,49 @@ from .interrupted import (
     write_marker,
 )
 from .model_store import ModelStore
+from .options import CalibrateOptions
 from .tables import metrics_table, quality_table
 
-__all__ = ["CalibrateOptions", "CalibrationStopped", "interrupted_sessions", "record_session", "run_calibration"]
+__all__ = ["CalibrateOptions", "CalibrationOutcome", "CalibrationStopped", "TrainingOutcome", "interrupted_sessions",
+           "record_session", "run_calibration"]
 
 Ask = Callable[[str, List[str], str], str]
 
 
 @dataclass(frozen=True)
-class CalibrateOptions:
-    """What ``neurohand calibrate`` was asked to do (see ``neurohand calibrate --help``)."""
+class TrainingOutcome:
+    """What training (or recalibrating) and evaluating on the held-out repetition gave: what acceptance needs.
 
-    patient: str
-    store: str
-    source: str = "sim"
-    labels: str = "cue"
-    cue_protocol: Optional[str] = None
-    recalibrate: bool = False
-    base: Optional[str] = None
-    minutes: Optional[float] = None
-    resume: Optional[str] = None
-    yes: bool = False
-    tui: bool = True
-    fast: bool = False
-    accept_worse: bool = False
-    epochs: Optional[int] = None
-    hidden: Optional[int] = None
-    layers: Optional[int] = None
-    seed: int = 0
-    signal_kind: str = "nerve"
-    mains_hz: float = 50.0
-    sim_seed: int = 0
-    sim_day: int = 1
-    sim_session: int = 1
-    sim_channels: int = 16
-    sim_fs_hz: float = 10000.0
+    ``evaluation`` is :func:`training.evaluate.evaluate`'s record (its ``"verdict"`` the accept decision);
+    ``before`` the current version's scores on the same repetition when recalibrating (None otherwise); ``current``
+    ``(version, its scores)`` when the patient has one; ``recalibration`` the guard's
+    :class:`training.recalibrate.RecalibrationResult` (None when training anew).
+    """
 
-    def __post_init__(self) -> None:
-        parse_device_spec("--source", self.source, ("sim", "serial", "lsl"))
-        if self.labels != "cue" and not self.labels.startswith("glove:"):
-            raise invalid_value("--labels", "allowed 'cue', 'glove:PORT' or 'glove:sim', got "
-                                    "{!r}".format(self.labels))
-        if self.labels == "glove:sim" and self.source != "sim":
-            raise InvalidValueError("'--labels glove:sim' is the simulated patient's glove; it needs '--source sim'")
-        check_option("signal_kind", self.signal_kind, SIGNAL_KINDS)
-        if self.base is not None and self.recalibrate:
-            raise InvalidValueError("Invalid value for '--base': it adapts a pre-trained base to a new patient, "
-                                    "--recalibrate adapts the patient's current model; use one of them")
-        if self.base is not None and (self.hidden is not None or self.layers is not None):
-            raise InvalidValueError("Invalid value for '--base': the base sets the architecture; leave out "
-                                    "--hidden and --layers")
-        if self.minutes is not None and self.minutes <= 0:
-            raise invalid_value("--minutes", "expected > 0, got {}".format(self.minutes))
+    model_dir: str
+    report_dir: str
+    evaluation: Dict[str, Any]
+    before: Optional[Dict[str, Any]]
+    current: Optional[Tuple[str, Dict[str, Any]]]
+    test_recording: Any
+    train_s: float
+    recalibration: Any = None
+
+
+@dataclass(frozen=True)
+class CalibrationOutcome:
+    """The end of a session: the recording, its quality verdict and the version accepted (None if rejected).
+
+    Also the evaluation, the pre-recalibration scores and the held-out recording behind the decision.
+    """
+
+    session: str
+    verdict: str
+    version: Optional[str]
+    evaluation: Dict[str, Any]
+    before: Optional[Dict[str, Any]]
+    test_recording: Any
+    work_dir: str
 
 
 class CalibrationStopped(Exception):
@@ -98,49 +88,89 @@ class _Devices:
     """The source, the glove and whatever must be closed afterwards."""
 
     def __init__(self, opts: CalibrateOptions) -> None:
+        from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig
+
         self.closers: List[Callable[[], None]] = []
         self.glove = None
         self.sim_glove = None
-        kind, target = parse_device_spec("--source", opts.source, ("sim", "serial", "lsl"))
-        if kind == "sim":
-            from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig
-            from neurohand.firmware_bridge.sim_patient import SimulatedPatient
+        sim = opts.simulator
+        cfg = SimulatorConfig(seed=sim.seed, day=sim.day, session=sim.session, n_channels=sim.channels,
+                              fs_hz=sim.fs_hz, mains_hz=opts.devices.mains_hz)
+        self.source = open_source(opts.devices.source, patient=cfg, fast=sim.fast, stall_timeout_s=1.0,
+                                  allowed=("sim", "serial", "lsl"))
+        if opts.devices.labels == "glove:sim":
+            from neurohand.firmware_bridge.sim_glove import SimGlove
 
-            cfg = SimulatorConfig(seed=opts.sim_seed, day=opts.sim_day, session=opts.sim_session,
-                                  n_channels=opts.sim_channels,
-                                  fs_hz=opts.sim_fs_hz, mains_hz=opts.mains_hz)
-            self.source = SimulatedPatient(cfg, fast=opts.fast)
-            if opts.labels == "glove:sim":
-                from neurohand.firmware_bridge.sim_glove import SimGlove
-
-                self.sim_glove = SimGlove(fs_hz=cfg.glove_fs_hz).start()
-                self.closers.append(self.sim_glove.stop)
-                self.source.on_glove = self.sim_glove.push
-        elif kind == "serial":
-            from neurohand.firmware_bridge.interface_link import InterfaceSource
-
-            self.source = InterfaceSource(target, stall_timeout_s=1.0)
-        else:
-            from neurohand.firmware_bridge.lsl_source import LslSource
-
-            self.source = LslSource(target)
+            self.sim_glove = SimGlove(fs_hz=cfg.glove_fs_hz).start()
+            self.closers.append(self.sim_glove.stop)
+            self.source.on_glove = self.sim_glove.push
         self.closers.append(self.source.close)
-        if opts.labels.startswith("glove:"):
+        if opts.devices.labels.startswith("glove:"):
             from neurohand.firmware_bridge.interface_link import GloveLink
 
-            port = self.sim_glove.port if self.sim_glove is not None else opts.labels.split(":", 1)[1]
+            port = self.sim_glove.port if self.sim_glove is not None else opts.devices.labels.split(":", 1)[1]
             self.glove = GloveLink(port, stall_timeout_s=0.2)
             self.closers.insert(0, self.glove.close)
 
-    def close(self) -> None:
+    def close(self) -> List[str]:
+        """Close everything (each even when one fails); returns what failed, one line each."""
+        failed = []
         for close in self.closers:
             try:
                 close()
-            except Exception:
-                pass
+            except Exception as e:  # noqa: BLE001 - every device is closed; the failures are reported
+                failed.append("while closing {}: {}: {}".format(getattr(close, "__self__", close), type(e).__name__,
+                                                                  e))
+        return failed
 
 
 # ---------------------------------------------------------------------- recording
+def _report(failures: List[str], console) -> None:
+    for m in failures:
+        console.print("[yellow]{}[/yellow]".format(m), highlight=False)
+
+
+class _Screen:
+    """What the clinician sees while recording: the live view (``tui``) or one log line per trial and event."""
+
+    def __init__(self, console) -> None:
+        self.console = console
+        self.session = None  # set once the session (and, when resuming, its stored cue protocol) is known
+        self.view = None
+        self.live = None
+        self.drawn_at, self.drawn_state = 0.0, None  # when, and for which state, the screen was last drawn
+
+    def draw(self, force: bool = False) -> None:
+        """Redraw at most 10 times a second, and at once when the trial, the pause state or the last action changes."""
+        now = time.monotonic()
+        view = self.view
+        state = (view.paused, view.trial.index if view.trial is not None else None, len(view.messages))
+        if self.live is not None and (force or now - self.drawn_at > 0.1 or state != self.drawn_state):
+            self.drawn_at, self.drawn_state = now, state
+            self.live.update(view.render(), refresh=True)
+
+    def on_chunk(self, trial, chunk, t_s, target, glove) -> None:
+        self.view.update(trial, chunk, t_s, target, glove)
+        self.view.upcoming = self.session.upcoming()
+        self.draw()
+
+    def on_trial(self, trial) -> None:
+        self.view.trial_started(trial)
+        self.view.done = len(self.session.completed)
+        self.view.upcoming = self.session.upcoming()
+        if self.live is None:
+            self.console.print("trial {:>3}/{} rep {} {}".format(trial.index + 1, len(self.view.trials),
+                                                                trial.repetition, trial.movement))
+
+    def on_event(self, message) -> None:
+        self.view.acknowledge(message)
+        self.view.upcoming = self.session.upcoming()
+        self.view.paused = self.session.paused
+        if self.live is None:
+            self.console.print("[dim]{}[/dim]".format(message))
+        self.draw(force=True)
+
+
 def _cue_protocol_for(opts: CalibrateOptions) -> CueProtocol:
     """Return the cue protocol to record, checked before anything is recorded: enough repetitions to train and test.
 
@@ -165,7 +195,7 @@ def _cue_protocol_for(opts: CalibrateOptions) -> CueProtocol:
                                     opts.minutes, fit, cue_protocol.minutes_for(2) - cue_protocol.minutes_for(1),
                                     what, need, why, minimum))
         cue_protocol = cue_protocol.with_repetitions(fit)
-    elif opts.base is not None:  # a pre-trained base needs only the repetitions to train, validate and test on
+    elif opts.training.base is not None:  # a pre-trained base needs only the repetitions to train, validate and test on
         cue_protocol = cue_protocol.with_repetitions(min(need, cue_protocol.repetitions))
     if cue_protocol.repetitions < need:
         raise invalid_value("repetitions", "the cue protocol {} has {}; {} needs at least {} ({}): set repetitions = "
@@ -201,59 +231,28 @@ def record_session(opts: CalibrateOptions, cue_protocol: Optional[CueProtocol], 
         check_resume_matches(opts, stored.metadata, path)
     devices = _Devices(opts)
     if stored is not None and (stored.fs_hz, stored.n_channels) != (devices.source.fs_hz, devices.source.n_channels):
-        devices.close()
+        _report(devices.close(), console)
         raise InvalidValueError("{} was recorded at {:g} Hz with {} channels; the source gives {:g} Hz with {}: resume "
                                 "with the source it was recorded with".format(
                                     path, stored.fs_hz, stored.n_channels, devices.source.fs_hz,
                                     devices.source.n_channels))
-    if opts.base is not None:  # before anything is recorded
+    if opts.training.base is not None:  # before anything is recorded
         from neurohand.training.pretrain import check_source
 
         try:
-            check_source(opts.base, name="the source {}".format(opts.source), n_channels=devices.source.n_channels,
-                         fs_hz=devices.source.fs_hz, signal_kind=opts.signal_kind)
+            check_source(opts.training.base, name="the source {}".format(opts.devices.source),
+                         n_channels=devices.source.n_channels, fs_hz=devices.source.fs_hz,
+                         signal_kind=opts.devices.signal_kind)
         except Exception:
-            devices.close()
+            _report(devices.close(), console)
             raise
     command = resume_command(replace(opts, resume=None), path)
     controls = controls or KeyControls(read_terminal=opts.tui)
-    view: Optional[SessionView] = None  # made once the session (and, when resuming, its stored cue protocol) is known
+    screen = _Screen(console)
     session: Optional[CalibrationSession] = None
-    live = None
-    last_draw = [0.0, None]  # when, and for which (paused, trial, message) state, the screen was last drawn
-
-    def draw(force: bool = False) -> None:
-        now = time.monotonic()
-        state = (view.paused, view.trial.index if view.trial is not None else None, len(view.messages))
-        # at most 10 redraws a second, and at once when the trial, the pause state or the last action changes
-        if live is not None and (force or now - last_draw[0] > 0.1 or state != last_draw[1]):
-            last_draw[:] = [now, state]
-            live.update(view.render(), refresh=True)
-
-    def on_chunk(trial, chunk, t_s, target, glove):
-        view.update(trial, chunk, t_s, target, glove)
-        view.upcoming = session.upcoming()
-        draw()
-
-    def on_trial(trial):
-        view.trial_started(trial)
-        view.done = len(session.completed)
-        view.upcoming = session.upcoming()
-        if live is None:
-            console.print("trial {:>3}/{} rep {} {}".format(trial.index + 1, len(view.trials), trial.repetition,
-                                                           trial.movement))
-
-    def on_event(message):
-        view.acknowledge(message)
-        view.upcoming = session.upcoming()
-        view.paused = session.paused
-        if live is None:
-            console.print("[dim]{}[/dim]".format(message))
-        draw(force=True)
-
     try:
-        kw = dict(clinician=controls.clinician, on_trial=on_trial, on_chunk=on_chunk, on_event=on_event,
-                  glove=devices.glove, interrupt=getattr(controls, "during", None))
+        kw = dict(clinician=controls.clinician, on_trial=screen.on_trial, on_chunk=screen.on_chunk,
+                  on_event=screen.on_event, glove=devices.glove, interrupt=getattr(controls, "during", None))
         write_marker(path, command)
         if opts.resume:
             session = resume(None, devices.source, path, **kw)
@@ -261,15 +260,17 @@ def record_session(opts: CalibrateOptions, cue_protocol: Optional[CueProtocol], 
                 path, len(session.completed), session.next_index + 1))
         else:
             session = CalibrationSession(
-                cue_protocol, devices.source, path, patient_id=opts.patient, signal_kind=opts.signal_kind,
-                metadata={"mains_hz": "{:g}".format(opts.mains_hz), "source_spec": opts.source,
-                          "labels_spec": opts.labels,
+                cue_protocol, devices.source, path, patient_id=opts.patient, signal_kind=opts.devices.signal_kind,
+                metadata={"mains_hz": "{:g}".format(opts.devices.mains_hz), "source_spec": opts.devices.source,
+                          "labels_spec": opts.devices.labels,
                           "mode": "recalibration" if opts.recalibrate else "calibration"}, **kw)
-        view = SessionView(session.cue_protocol, devices.source.channel_names or ["channel {}".format(i) for i in range(
-            devices.source.n_channels)], labels="glove" if devices.glove is not None else "cue",
+        screen.session = session
+        screen.view = view = SessionView(
+            session.cue_protocol, devices.source.channel_names or ["channel {}".format(i) for i in range(
+                devices.source.n_channels)], labels="glove" if devices.glove is not None else "cue",
             patient_id=opts.patient, units=getattr(devices.source, "units", None) or "signal units")
         if opts.tui:
-            live = Live(view.render(), console=console, refresh_per_second=8, transient=False)
+            screen.live = live = Live(view.render(), console=console, refresh_per_second=8, transient=False)
             with live:
                 session.run()
                 view.done = len(session.completed)
@@ -278,8 +279,8 @@ def record_session(opts: CalibrateOptions, cue_protocol: Optional[CueProtocol], 
             session.run()
     finally:
         controls.close()
-        devices.close()
-    if live is not None:
+        _report(devices.close(), console)
+    if screen.live is not None:
         for m in session.log:
             console.print("[dim]{}[/dim]".format(m))
     kept = "{} complete trial(s){} are kept in {}".format(
@@ -309,7 +310,7 @@ def _current_on(store: ModelStore, test_rec, console) -> Optional[Dict[str, Any]
 
 
 def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore, console, *,
-                       quality: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                       quality: Optional[Dict[str, Any]] = None) -> TrainingOutcome:
     """Train (or recalibrate) on all but the last repetition and evaluate on it; returns what acceptance needs.
 
     The evaluation sets the new model beside the baselines and the current version; ``evaluation["verdict"]`` is the
@@ -330,7 +331,8 @@ def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore
     if opts.recalibrate:
         console.rule("[bold]Recalibrating {} (model {}) on repetitions {}".format(
             opts.patient, current, sorted(set(int(r) for r in np.unique(train_rec.repetitions)))))
-        cfg = RecalibrationConfig(seed=opts.seed, **({"epochs": opts.epochs} if opts.epochs else {}))
+        t = opts.training
+        cfg = RecalibrationConfig(seed=t.seed, **({"epochs": t.epochs} if t.epochs else {}))
         recal = recalibrate(store.model_path(), [train_rec], model_dir, config=cfg, progress=opts.tui,
                           log=console.print, source_files=[rec.metadata.get("session_path", "")])
         for line in recal.lines():
@@ -338,9 +340,10 @@ def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore
     else:
         console.rule("[bold]Training the decoder on repetitions {} (the last, {}, is the test)".format(
             sorted(set(int(r) for r in np.unique(train_rec.repetitions))), test_reps))
-        cfg = with_overrides(TrainConfig(), {"schedule.epochs": opts.epochs, "model.hidden": opts.hidden,
-                                             "model.layers": opts.layers}, seed=opts.seed)
-        train([train_rec], model_dir, config=cfg, progress=opts.tui, log=console.print, init=opts.base)
+        t = opts.training
+        cfg = with_overrides(TrainConfig(), {"schedule.epochs": t.epochs, "model.hidden": t.hidden,
+                                             "model.layers": t.layers}, seed=t.seed)
+        train([train_rec], model_dir, config=cfg, progress=opts.tui, log=console.print, init=t.base)
     wall = time.perf_counter() - t0
     previous = (current, next(iter(before.values()))) if before else None
     ev = evaluate(model_dir, [test_rec], report_dir=report_dir,
@@ -354,33 +357,33 @@ def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore
     console.print(metrics_table(results, "held-out repetition {} ({:.0f} s to {})".format(
         test_reps[0], wall, "recalibrate" if opts.recalibrate else "train"), deployed=next(iter(ev["decoders"]))))
     console.print("report: {}".format(ev["report"]))
-    return {"model_dir": model_dir, "report_dir": report_dir, "evaluation": ev,
-            "before": before if opts.recalibrate else None, "current": previous, "test_rec": test_rec,
-            "train_s": wall, "recalibration": recal}
+    return TrainingOutcome(model_dir=model_dir, report_dir=report_dir, evaluation=ev,
+                           before=before if opts.recalibrate else None, current=previous, test_recording=test_rec,
+                           train_s=wall, recalibration=recal)
 
 
-def accept(opts: CalibrateOptions, store: ModelStore, outcome: Dict[str, Any], session_path: str, console) -> str:
+def accept(opts: CalibrateOptions, store: ModelStore, outcome: TrainingOutcome, session_path: str, console) -> str:
     """Export the bundle and add it to the patient's store as the new current version."""
     from neurohand.training.export import export_bundle
 
-    bundle_dir = os.path.join(os.path.dirname(outcome["model_dir"]), "bundle")
-    export_bundle(outcome["model_dir"], bundle_dir)
-    ev = outcome["evaluation"]["decoders"]
+    bundle_dir = os.path.join(os.path.dirname(outcome.model_dir), "bundle")
+    export_bundle(outcome.model_dir, bundle_dir)
+    ev = outcome.evaluation["decoders"]
     name = next(iter(ev))
     metrics = {"{}_{}".format(d, k): v for d, r in ev.items() for k, v in r.items()
                if k in ("r2_mean", "accuracy", "delay_ms") and isinstance(v, float)}
     metrics["test_repetition_r2_mean"] = ev[name].get("r2_mean")
     metrics["test_repetition_accuracy"] = ev[name].get("accuracy")
-    if outcome["before"] is not None:
-        metrics["before_recalibration_r2_mean"] = next(iter(outcome["before"].values())).get("r2_mean")
-    notes = "recalibrated from {} (kept: {})".format(store.current(), outcome["recalibration"].kept) \
+    if outcome.before is not None:
+        metrics["before_recalibration_r2_mean"] = next(iter(outcome.before.values())).get("r2_mean")
+    notes = "recalibrated from {} (kept: {})".format(store.current(), outcome.recalibration.kept) \
         if opts.recalibrate else "calibrated from scratch"
-    verdict = outcome["evaluation"]["verdict"]
+    verdict = outcome.evaluation["verdict"]
     if not verdict["ready"]:
         notes += "; accepted although not ready"  # the reasons: meta.json's "verdict"
     version = store.accept(bundle_dir, metrics={k: v for k, v in metrics.items() if v is not None},
-                           report_dir=outcome["report_dir"], notes=notes, sessions=[os.path.abspath(session_path)],
-                           model_dir=outcome["model_dir"], decoder=name, verdict=verdict["summary"])
+                           report_dir=outcome.report_dir, notes=notes, sessions=[os.path.abspath(session_path)],
+                           model_dir=outcome.model_dir, decoder=name, verdict=verdict["summary"])
     console.print("[green]accepted[/green]: patient {} model {} is now current ({})".format(
         opts.patient, version, store.bundle_path(version)))
     return version
@@ -405,8 +408,8 @@ def accept_default(verdict: Dict[str, Any], opts: CalibrateOptions, console, *, 
 
 
 def run_calibration(opts: CalibrateOptions, *, console=None, ask: Optional[Ask] = None, controls=None
-                    ) -> Dict[str, Any]:
-    """Run the whole session; returns ``{"session", "verdict", "version" (None if rejected), "evaluation"}``.
+                    ) -> CalibrationOutcome:
+    """Run the whole session; returns its :class:`CalibrationOutcome` (``version`` None if rejected).
 
     Raises
     ------
@@ -464,7 +467,7 @@ def run_calibration(opts: CalibrateOptions, *, console=None, ask: Optional[Ask] 
     work = os.path.join(store.root, "work", os.path.splitext(os.path.basename(path))[0])
     outcome = train_and_evaluate(opts, rec, work, store, console,
                                  quality=quality_summary(report, units=getattr(rec, "units", "signal units")))
-    default = accept_default(outcome["evaluation"]["verdict"], opts, console, current=store.current())
+    default = accept_default(outcome.evaluation["verdict"], opts, console, current=store.current())
     choice = ask("Accept this model for patient {}?".format(opts.patient), ["accept", "reject"], default)
     version = None
     if choice == "accept":
@@ -473,8 +476,9 @@ def run_calibration(opts: CalibrateOptions, *, console=None, ask: Optional[Ask] 
         console.print("rejected: {}; session and report kept in {}".format(
             "the current model stays {}".format(store.current()) if store.current() else
             "the patient has no accepted model yet", work))
-    return {"session": path, "verdict": report["verdict"], "version": version, "evaluation": outcome["evaluation"],
-            "before": outcome["before"], "test_recording": outcome["test_rec"], "work_dir": work}
+    return CalibrationOutcome(session=path, verdict=report["verdict"], version=version,
+                              evaluation=outcome.evaluation, before=outcome.before,
+                              test_recording=outcome.test_recording, work_dir=work)
 
 
 def _prompt(opts: CalibrateOptions, console) -> Ask:

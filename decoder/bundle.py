@@ -134,6 +134,7 @@ class Bundle:
             extractor = self.feature_extractor()
             bundle_check.check_features(contract, extractor.n_features)
             bundle_check.check_frame_timing(contract, extractor.hop_samples, extractor.window_samples)
+            self._hop_samples = extractor.hop_samples
             self.post_config()  # a post-processing choice the device cannot apply is refused on loading
         except BundleError:
             raise
@@ -142,6 +143,11 @@ class Bundle:
                 where, str(e) if isinstance(e, InvalidValueError) else "{}: {}".format(type(e).__name__, e))) from None
 
     # ------------------------------------------------------------------ contract
+    @property
+    def hop_samples(self) -> int:
+        """Samples between frames at :attr:`fs_hz`: the frame timing every reader of this bundle chunks by."""
+        return self._hop_samples
+
     @property
     def fs_hz(self) -> float:
         """Sample rate the model expects."""
@@ -210,21 +216,6 @@ class Bundle:
         sos = self.contract.get("filter_sos")  # designed at export: the device never needs scipy.signal
         return FeatureExtractor(self.feature_config, fs_hz=self.fs_hz, n_channels=self.n_channels,
                                 sos=None if sos is None else np.asarray(sos, dtype=float).reshape(-1, 6))
-
-    def decoder(self, *, engine: str = "auto", post: Optional[Any] = None, **engine_options: Any) -> Any:
-        """Create a :class:`~neurohand.decoder.stream.StreamDecoder`: the whole chain, raw samples to commands.
-
-        Parameters
-        ----------
-        engine : {'auto', 'tensorrt', 'onnxruntime', 'numpy'}
-        post : PostConfig, optional
-            Post-processing of the commands (default: :meth:`post_config`, the bundle's).
-        **engine_options
-            Passed to the engine.
-        """
-        from .stream import StreamDecoder  # the engines import this module
-
-        return StreamDecoder(self, engine=engine, post=post, **engine_options)
 
     def feature_adapter(self) -> Optional[FeatureAdapter]:
         """Return the running feature adaptation the model was trained behind, or None when it has none.

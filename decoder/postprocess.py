@@ -95,6 +95,8 @@ class PostProcessor:
         self.alpha = 1.0 if tau == 0 else 1.0 - np.exp(-self.hop_s / tau)
         self.lo = np.asarray(config.finger_min, float)
         self.hi = np.asarray(config.finger_max, float)
+        # the velocity limit's bound on one frame's change of each finger (0..1 units): what step() enforces
+        self.max_step = config.max_speed_per_s * self.hop_s
 
     def new_state(self) -> PostState:
         """Fresh state: the first frame passes through the smoother unchanged."""
@@ -120,6 +122,5 @@ class PostProcessor:
         else:
             delta = target - cmd_prev
             delta[np.abs(delta) < self.config.deadband] = 0.0
-            lim = self.config.max_speed_per_s * self.hop_s
-            cmd = np.clip(cmd_prev + np.clip(delta, -lim, lim), self.lo, self.hi)
+            cmd = np.clip(cmd_prev + np.clip(delta, -self.max_step, self.max_step), self.lo, self.hi)
         return cmd, PostState(smoothed=smoothed, command=cmd, gated_frames=gated)

@@ -4,7 +4,7 @@ The decoder holds what a model is (weights, preprocessing contract, post-process
 one session has seen (filter and feature state, the adaptation's running statistics, the recurrent state, the last
 command). In the manner of sherpa-onnx::
 
-    decoder = bundle.decoder(engine="auto")
+    decoder = StreamDecoder(Bundle(path), engine="auto")
     stream = decoder.new_stream()
     out = decoder.process(stream, chunk)   # chunk: (n_samples, n_channels) raw samples at bundle.fs_hz
     out.positions, out.class_probabilities, out.commands

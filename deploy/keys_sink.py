@@ -13,6 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from neurohand.decoder.errors import DeviceError
+from neurohand.firmware_bridge.devices import Sink, first_error
 
 from .keymap import KeyMapper, load_profile
 
@@ -46,7 +47,7 @@ def pynput_key(name: str):
     return getattr(keyboard.Key, name)
 
 
-class KeysSink:
+class KeysSink(Sink):
     """Decoded frames -> keystrokes.
 
     Parameters
@@ -129,13 +130,22 @@ class KeysSink:
             self._listener.stop()
 
 
-class MultiSink:
+class MultiSink(Sink):
     """Send every command to several sinks (e.g. the hand and the keyboard)."""
 
     name = "multi"
 
     def __init__(self, sinks) -> None:
         self.sinks = list(sinks)
+        self.safe_posture = self.sinks[0].safe_posture  # the first sink moves (the hand), the others follow it
+
+    def start_posture(self):
+        """Where the first sink (the hand) starts."""
+        return self.sinks[0].start_posture()
+
+    def link_error(self):
+        """Return the first link error among the sinks."""
+        return first_error(self.sinks)
 
     def write(self, command, probabilities=None) -> bool:
         """Write to all; False if any failed."""

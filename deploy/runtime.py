@@ -15,20 +15,29 @@ from typing import Any, Deque, Dict, List, Optional
 import numpy as np
 
 from neurohand.decoder.bundle import Bundle
-from neurohand.decoder.errors import DeviceError, InvalidValueError
-from neurohand.decoder.postprocess import SAFE_POSTURE, PostConfig, PostState
+from neurohand.decoder.errors import DeviceError
+from neurohand.decoder.postprocess import SAFE_POSTURE, PostConfig, PostProcessor, PostState
 from neurohand.decoder.signal_quality import QualityConfig, QualityMonitor
-from neurohand.decoder.stream import DecodeFault
+from neurohand.decoder.stream import DecodeFault, StreamDecoder
+from neurohand.firmware_bridge.devices import Sink, Source
+from neurohand.firmware_bridge.protocol import grid_steps_within, on_position_grid
 
 from .runlog import JsonLog, LatencyHistogram
 from .sources import SourceFault, SourceStalled
 
 RUNNING, SAFE, STOPPED = "running", "safe", "stopped"
 
-RESOLUTION = 0.001  # SET_POSITIONS carries 0..1000: every command is on this grid
+
+def command_step_bound(post: PostProcessor) -> float:
+    """Return the largest change of a finger between two commands sent, in 0..1 units.
+
+    The post-processor's velocity bound per frame (:attr:`decoder.postprocess.PostProcessor.max_step`, its one owner)
+    on the wire's grid (:func:`firmware_bridge.protocol.grid_steps_within`).
+    """
+    return grid_steps_within(post.max_step)
 
 
-class NoneSink:
+class NoneSink(Sink):
     """Decode without moving anything."""
 
     name = "none"
@@ -50,7 +59,7 @@ class NoneSink:
         """Nothing to close."""
 
 
-class HandSink:
+class HandSink(Sink):
     """Finger commands to the hand over the firmware bridge's :class:`HandLink`."""
 
     name = "hand"
@@ -94,6 +103,10 @@ class HandSink:
         """Send the safe posture."""
         return self.link.safe()
 
+    def link_error(self) -> Optional[str]:
+        """Return the link's last error (``'None'`` when it gave none: a failed write is still a link fault)."""
+        return str(self.link.last_error)
+
     def close(self) -> None:
         """Safe posture, then close the port."""
         self.link.safe()
@@ -129,19 +142,20 @@ class RuntimeStats:
 class Runtime:
     """The decoding loop over one bundle, one source and one sink."""
 
-    def __init__(self, bundle: Bundle, source, sink, *, engine: str = "auto", post: Optional[PostConfig] = None,
-                 quality: Optional[QualityConfig] = None, log=None, hop_budget_ms: Optional[float] = None,
-                 record_frames: bool = False, on_chunk=None, json_log: Optional[JsonLog] = None) -> None:
+    def __init__(self, bundle: Bundle, source: Source, sink: Sink, *, engine: str = "auto",
+                 post: Optional[PostConfig] = None, quality: Optional[QualityConfig] = None, log=None,
+                 hop_budget_ms: Optional[float] = None, record_frames: bool = False, on_chunk=None,
+                 json_log: Optional[JsonLog] = None) -> None:
         self.on_chunk = on_chunk
         # saturation by default: at the source's announced full scale where known (an interface's int16 range times
         # its HELLO scale), and the rail detector (QualityConfig.rail_fraction) always
-        quality = quality or QualityConfig(saturation=getattr(source, "full_scale", None))
+        quality = quality or QualityConfig(saturation=source.full_scale)
         self.json_log = json_log
         bundle.check_source(fs_hz=source.fs_hz, n_channels=source.n_channels)
         self.bundle, self.source, self.sink = bundle, source, sink
-        self.safe_posture = np.asarray(getattr(sink, "safe_posture", SAFE_POSTURE), float)
+        self.safe_posture = np.asarray(sink.safe_posture, float)
         # a class-only model's position head is untrained: its commands hold the safe posture (decoder.stream)
-        self.decoder = bundle.decoder(engine=engine, post=post, hold_posture=self.safe_posture)
+        self.decoder = StreamDecoder(bundle, engine=engine, post=post, hold_posture=self.safe_posture)
         self.engine = self.decoder.engine
         # one stream for the session: a fault resets its decoding state but keeps the adaptation's running
         # statistics (they describe the electrodes)
@@ -154,11 +168,10 @@ class Runtime:
         self.record_frames = record_frames
         self._stop = False
         self.last_command: Optional[np.ndarray] = None
-        # the velocity limit holds against the last command actually sent (or the safe posture after a fault)
-        self.max_step = np.floor(self.decoder.post.config.max_speed_per_s * self.decoder.post.hop_s / RESOLUTION
-                                 + 1e-9) * RESOLUTION
-        start = getattr(sink, "start_posture", None)
-        self.last_sent = self._on_grid(start() if start is not None else self.safe_posture)
+        # the post-processor's velocity bound, on the wire's grid, holds against the last command actually sent (or
+        # the safe posture after a fault): the limit's last line
+        self.max_step = command_step_bound(self.decoder.post)
+        self.last_sent = on_position_grid(sink.start_posture())
         self.stream.post = PostState(command=self.last_sent.copy())
         self.current_arrival = 0.0  # arrival time of the chunk being decoded
         self.last_probabilities: Optional[np.ndarray] = None
@@ -179,17 +192,13 @@ class Runtime:
         """
         self.decoder.reset(self.stream, command=self.last_sent)
 
-    @staticmethod
-    def _on_grid(command) -> np.ndarray:
-        return np.round(np.clip(np.asarray(command, float), 0.0, 1.0) / RESOLUTION) * RESOLUTION
-
     def _guard(self, command: np.ndarray) -> np.ndarray:
         """Put a command on the protocol's grid, within ``max_step`` of the last one sent (the limit's last line)."""
-        cmd = self._on_grid(command)
+        cmd = on_position_grid(command)
         lo, hi = self.last_sent - self.max_step, self.last_sent + self.max_step
         if np.any(cmd < lo - 1e-12) or np.any(cmd > hi + 1e-12):
             self.stats.limit_clips += 1
-            cmd = self._on_grid(np.clip(cmd, lo, hi))
+            cmd = on_position_grid(np.clip(cmd, lo, hi))
         return cmd
 
     def _event(self, record: Dict[str, Any]) -> None:
@@ -211,7 +220,7 @@ class Runtime:
                                            "message": message})
             self._event({"event": "fault", "kind": kind,
                          "message": "fault ({}): {}; hand to safe posture".format(kind, message)})
-        self.last_sent = self._on_grid(self.safe_posture)
+        self.last_sent = on_position_grid(self.safe_posture)
         self.reset_stream()
 
     def _recover(self) -> None:
@@ -271,8 +280,8 @@ class Runtime:
                     if ok:
                         self.last_sent = cmd
                     else:
-                        self._fault("link", "hand link down" if getattr(self.sink, "link", None) is None else
-                                    "hand link: {}".format(self.sink.link.last_error))
+                        err = self.sink.link_error()
+                        self._fault("link", "hand link down" if err is None else "hand link: {}".format(err))
                     lat = (done - arrival) * 1000.0
                     self.stats.latency_ms.add(lat)
                     if lat > self.hop_budget_ms:
@@ -287,7 +296,7 @@ class Runtime:
                         if self.json_log is not None:
                             self.json_log.write(fr)
         finally:
-            self.stats.dropped_samples = int(getattr(self.source, "dropped_samples", 0))
+            self.stats.dropped_samples = int(self.source.dropped_samples)
             for action in (self.sink.safe, self.sink.close):
                 try:
                     action()
@@ -300,118 +309,3 @@ class Runtime:
             for sig, h in old.items():
                 signal.signal(sig, h)
         return self.stats
-
-
-def register(sub) -> None:
-    """Add ``neurohand run`` and ``neurohand keys`` (the keyboard sink's own command)."""
-    register_keys(sub)
-    p = sub.add_parser("run", help="the standalone decoding loop: source -> decoder -> hand",
-                       description="Decode a signal source with a bundle and drive the hand (or nothing).")
-    p.add_argument("--bundle", required=True, help="bundle folder from 'neurohand export', or a model store's "
-                   "STORE/PATIENT/current.json (or STORE/PATIENT): the patient's current version")
-    p.add_argument("--source", default=None, help="sim | replay:FILE.h5 | serial:PORT | lsl:NAME (default sim, "
-                   "when the simulator's rate and channels fit the bundle; otherwise required)")
-    p.add_argument("--hand", default="none", help="serial:PORT | none (default none)")
-    p.add_argument("--engine", default="auto", choices=["auto", "tensorrt", "onnxruntime", "numpy"])
-    p.add_argument("--seconds", type=float, default=None, help="stop after this long")
-    p.add_argument("--fast", action="store_true", help="replay as fast as possible instead of in real time")
-    p.add_argument("--log", default=None, help="append statistics, events and every decoded frame as JSON lines, "
-                   "flushed at least once a second")
-    p.add_argument("--log-max-mb", type=float, default=100.0, help="rotate --log at this size (default 100; 5 kept)")
-    p.add_argument("--live", action="store_true", help="terminal view: fingers, class, signal levels, latency")
-    p.add_argument("--keys", default=None, help="keyboard/game control profile (TOML), with or without a hand")
-    p.add_argument("--allow-replay-into-hand", action="store_true",
-                   help="let a recording (replay:) or the simulator (sim) drive a real hand (bench tests only)")
-    p.set_defaults(func=_run)
-
-
-def _run(args) -> int:
-    import sys
-
-    from .sources import open_source, parse_device_spec, source_for
-    from .store_paths import resolve_bundle
-
-    bundle = Bundle(resolve_bundle(args.bundle))
-    hand = parse_device_spec("--hand", args.hand, ("serial", "none"))
-    src_kind = parse_device_spec("--source", args.source or "sim", ("sim", "replay", "serial", "lsl")).kind
-    if hand.kind != "none" and src_kind in ("sim", "replay") and not args.allow_replay_into_hand:
-        raise InvalidValueError("Refusing to drive the hand on {} from {!r}: a recording or the simulator only moves "
-                                "a hand with --allow-replay-into-hand".format(hand.target, args.source or "sim"))
-    if not args.log_max_mb > 0:
-        raise InvalidValueError("--log-max-mb must be > 0, got {}".format(args.log_max_mb))
-    sink = NoneSink() if hand.kind == "none" else HandSink(hand.target)
-    try:
-        spec = source_for(args.source, fs_hz=bundle.fs_hz, n_channels=bundle.n_channels,
-                          model="the model in {}".format(bundle.path))
-    except InvalidValueError:
-        sink.close()
-        raise
-    hop_ms = bundle.feature_config.hop_ms
-    source = open_source(spec, chunk_samples_for=lambda fs: max(1, int(round(fs * hop_ms / 1000.0))),
-                         fast=args.fast)
-    if args.keys:
-        from .keys_sink import KeysSink, MultiSink
-
-        keys = KeysSink(args.keys, bundle.class_names)
-        sink = keys if args.hand == "none" else MultiSink([sink, keys])
-    view = None
-    if args.live:  # drawn by its own process, forked here before any engine or decoding thread exists
-        from .live_view import LiveView
-
-        view = LiveView(bundle.class_names, channel_names=getattr(source, "channel_names", None) or
-                        bundle.contract.get("channel_names"), units=getattr(source, "units", None) or "signal units",
-                        drives_fingers=bool(bundle.contract["model"].get("positions", True))).__enter__()
-    json_log = JsonLog(args.log, max_bytes=int(args.log_max_mb * 1e6)) if args.log else None
-    try:
-        rt = Runtime(bundle, source, sink, engine=args.engine, log=lambda m: print(m, file=sys.stderr),
-                     on_chunk=view.on_chunk if view else None, json_log=json_log)
-        stats = rt.run(seconds=args.seconds)
-    finally:
-        if view is not None:
-            view.__exit__(None, None, None)
-    s = stats.summary()
-    print("engine {}: {} frames, latency median {:.2f} ms, p99 {:.2f} ms, overruns {}, faults {}".format(
-        rt.engine.name, s["frames"], s["latency_ms"]["median"], s["latency_ms"]["p99"], s["overruns"], s["faults"]))
-    return 0
-
-
-def register_keys(sub) -> None:
-    """Add ``neurohand keys``."""
-    p = sub.add_parser("keys", help="keyboard/game control profiles: check one, or dry-run it on a decoded stream",
-                       description="--check validates a profile (with --bundle, its class names too) and exits "
-                       "non-zero on any error. --dry-run decodes --source with --bundle and prints the key events "
-                       "the profile would send (output enabled from the start), pressing nothing.")
-    p.add_argument("--profile", required=True)
-    p.add_argument("--check", action="store_true")
-    p.add_argument("--dry-run", action="store_true")
-    p.add_argument("--bundle", default=None)
-    p.add_argument("--source", default=None, help="as for 'neurohand run' (default sim when it fits the bundle)")
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--fast", action="store_true")
-    p.set_defaults(func=_keys)
-
-
-def _keys(args) -> int:
-    from .keymap import load_profile
-
-    classes = Bundle(args.bundle).class_names if args.bundle else None
-    prof = load_profile(args.profile, class_names=classes)
-    if args.check or not args.dry_run:
-        print("{}: OK, {} bindings{}".format(args.profile, len(prof.bindings),
-                                             "" if classes else " (class names not checked: no --bundle)"))
-        return 0
-    if not args.bundle:
-        raise InvalidValueError("--dry-run needs --bundle (the decoder whose output drives the keys)")
-    from .keys_sink import KeysSink
-    from .sources import open_source, source_for
-
-    bundle = Bundle(args.bundle)
-    hop_ms = bundle.feature_config.hop_ms
-    spec = source_for(args.source, fs_hz=bundle.fs_hz, n_channels=bundle.n_channels,
-                      model="the model in {}".format(bundle.path))
-    source = open_source(spec, chunk_samples_for=lambda fs: max(1, int(round(fs * hop_ms / 1000.0))),
-                         fast=args.fast)
-    sink = KeysSink(args.profile, bundle.class_names, dry_run=True, start_enabled=True)
-    stats = Runtime(bundle, source, sink, engine="auto").run(seconds=args.seconds)
-    print("{} frames, {} key events (dry run: nothing was pressed)".format(stats.frames, len(sink.sent)))
-    return 0

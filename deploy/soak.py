@@ -14,10 +14,12 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from neurohand.decoder.postprocess import SAFE_POSTURE, PostProcessor
+from neurohand.firmware_bridge.devices import Sink
 from neurohand.firmware_bridge.interface_link import SourceFault
 
 from .runlog import JsonLog
-from .runtime import SAFE_POSTURE, Runtime
+from .runtime import Runtime, command_step_bound
 from .sources import RecordingSource
 
 KINDS = ("nan", "rail", "stall", "malformed", "unplug")
@@ -29,21 +31,21 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-class VirtualHand:
+class VirtualHand(Sink):
     """A sink that checks the velocity limit on what it receives, and can be unplugged."""
 
     name = "virtual-hand"
     safe_posture = SAFE_POSTURE
 
-    def __init__(self, max_step: float) -> None:
+    def __init__(self, max_step: float, episodes: Optional["Episodes"] = None) -> None:
         self.max_step = max_step
+        self.episodes = episodes  # told when a command arrives (an episode cleared) or the safe posture (detected)
         self.last = np.asarray(SAFE_POSTURE, float)
         self.unplugged = False
         self._replugged = False
         self.violations = 0
         self.received = 0
         self.safe_calls = 0
-        self.on_write = None
 
     def start_posture(self):
         """Start from the safe posture (where the hand starts)."""
@@ -62,13 +64,15 @@ class VirtualHand:
             self.violations += 1
         self.last = c
         self.received += 1
-        if self.on_write is not None:
-            self.on_write()
+        if self.episodes is not None:
+            self.episodes.commanded()
         return True
 
     def safe(self) -> bool:
         """Go to the safe posture (the one command exempt from the limit: the hand's firmware ramps to it)."""
         self.safe_calls += 1
+        if self.episodes is not None:
+            self.episodes.made_safe()
         if self.unplugged:
             self._replugged = True
             return False
@@ -107,6 +111,18 @@ class Episodes:
     def previous(self) -> Optional[Dict[str, Any]]:
         """Return the last episode that has ended."""
         return self.episodes[self._i - 1] if self._i > 0 else None
+
+    def commanded(self) -> None:
+        """Note that the hand received a command: the episode that ended last has cleared."""
+        prev = self.previous()
+        if prev is not None and self.current(self.chunk) is None:
+            prev["cleared"] = True
+
+    def made_safe(self) -> None:
+        """Note that the hand was sent its safe posture: the episode under way was detected."""
+        cur = self.current(self.chunk)
+        if cur is not None:
+            cur["detected"] = True
 
 
 class SoakSource(RecordingSource):
@@ -155,36 +171,16 @@ def soak(bundle_dir: str, *, hours: float, seed: int = 0, engine: str = "numpy",
     bundle = Bundle(bundle_dir)
     rec = simulate_recording(SimulatorConfig(minutes=1.0, seed=seed + 7, n_channels=bundle.n_channels,
                                              fs_hz=bundle.fs_hz))
-    hop = max(1, int(round(rec.fs_hz * bundle.feature_config.hop_ms / 1000.0)))
-    chunks_per_s = rec.fs_hz / hop
+    chunks_per_s = rec.fs_hz / bundle.hop_samples
     n_chunks = int(hours * 3600 * chunks_per_s)
     episodes = Episodes(n_chunks, chunks_per_s, seed)
-    source = SoakSource(rec, chunk_samples=hop, episodes=episodes)
+    source = SoakSource(rec, chunk_samples=bundle.hop_samples, episodes=episodes)
+    # the hand checks what it receives against the bound the runtime guards, from the same owners
+    hand = VirtualHand(command_step_bound(PostProcessor(bundle.post_config(), hop_ms=bundle.feature_config.hop_ms)),
+                       episodes)
+    source.hand = hand
     with tempfile.TemporaryDirectory() as tmp:
         log = JsonLog(os.path.join(log_dir or tmp, "soak.jsonl"), max_bytes=20 * 10 ** 6, backups=1)
-        rt = Runtime(bundle, source, NoneSinkPlaceholder(), engine=engine, json_log=log)
-        hand = VirtualHand(rt.max_step)
-        rt.sink, source.hand = hand, hand
-
-        def on_write():
-            prev = episodes.previous()
-            cur = episodes.current(episodes.chunk)
-            if prev is not None and cur is None:
-                prev["cleared"] = True
-
-        def on_safe():
-            cur = episodes.current(episodes.chunk)
-            if cur is not None:
-                cur["detected"] = True
-
-        hand.on_write = on_write
-        safe = hand.safe
-
-        def safe_tracked():
-            on_safe()
-            return safe()
-
-        hand.safe = safe_tracked
         marks = []
 
         def on_chunk(runtime, chunk):
@@ -193,7 +189,7 @@ def soak(bundle_dir: str, *, hours: float, seed: int = 0, engine: str = "numpy",
             if runtime.stats.chunks in (n_chunks // 10, n_chunks - 1) or runtime.stats.chunks == 1:
                 marks.append((runtime.stats.chunks, rss_mb()))
 
-        rt.on_chunk = on_chunk
+        rt = Runtime(bundle, source, hand, engine=engine, json_log=log, on_chunk=on_chunk)
         t0 = time.monotonic()
         stats = rt.run()
         wall = time.monotonic() - t0
@@ -209,13 +205,3 @@ def soak(bundle_dir: str, *, hours: float, seed: int = 0, engine: str = "numpy",
             "faults_by_kind": {k: sum(e["kind"] == k for e in injected) for k in KINDS},
             "runtime_faults": dict(stats.faults), "log_lines": lines, "wall_s": wall,
             "latency_ms": stats.summary()["latency_ms"]}
-
-
-class NoneSinkPlaceholder:
-    """Stands in until the virtual hand (which needs the runtime's limit) is attached."""
-
-    safe_posture = SAFE_POSTURE
-
-    def safe(self) -> bool:
-        """Nothing."""
-        return True

@@ -13,10 +13,11 @@ from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.recording import Recording
 from neurohand.decoder.session_file import read_recording
 from neurohand.decoder.validation import invalid_value
+from neurohand.firmware_bridge.devices import Source
 from neurohand.firmware_bridge.interface_link import SourceFault, SourceStalled  # noqa: F401 - one for every source
 
 
-class RecordingSource:
+class RecordingSource(Source):
     """Stream a recording in chunks of ``chunk_samples``; ``fast`` skips the real-time pacing.
 
     ``inject`` hooks let tests corrupt the stream: a callable ``(chunk_index, chunk) -> chunk or None`` where None
@@ -132,17 +133,38 @@ def source_for(spec: Optional[str], *, fs_hz: float, n_channels: int, model: str
                                 "" if spec is not None else "--source is required; "))
 
 
-def open_source(spec: str, *, chunk_samples_for, fast: bool = False, minutes: float = 2.0, seed: int = 0):
-    """Create a source from ``sim``, ``replay:FILE.h5``, ``serial:PORT`` (a neural interface) or ``lsl:NAME``.
+def open_source(spec: str, *, chunk_samples: int = 1, fast: bool = False, minutes: float = 2.0, seed: int = 0,
+                patient=None, stall_timeout_s: Optional[float] = None, allowed: Sequence[str] = SOURCE_KINDS):
+    """Open a source: the one factory for the runtime, calibration, the soak, the demo and the benchmarks.
 
-    ``chunk_samples_for(fs_hz)`` gives the chunk length (one hop) for the source's rate.
+    Parameters
+    ----------
+    spec : str
+        ``sim``, ``replay:FILE.h5``, ``serial:PORT`` (a neural interface) or ``lsl:NAME``.
+    chunk_samples : int
+        Samples per read of a recording or the looped simulator: one hop of the bundle (``Bundle.hop_samples``).
+    fast : bool
+        Replay as fast as possible instead of in real time.
+    minutes, seed : float, int
+        The looped simulated recording of ``sim``.
+    patient : SimulatorConfig, optional
+        With ``sim``: a live simulated patient following the cues instead (calibration:
+        :class:`firmware_bridge.sim_patient.SimulatedPatient`).
+    stall_timeout_s : float, optional
+        A serial interface's stall timeout (default: the link's own).
+    allowed : sequence of str
+        The kinds this caller accepts; another is refused naming them.
     """
-    kind, target = parse_device_spec("--source", spec, SOURCE_KINDS)
+    kind, target = parse_device_spec("--source", spec, allowed)
+    if kind == "sim" and patient is not None:
+        from neurohand.firmware_bridge.sim_patient import SimulatedPatient
+
+        return SimulatedPatient(patient, fast=fast)
     if kind == "sim":
         from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 
         rec = simulate_recording(SimulatorConfig(minutes=minutes, seed=seed))
-        return RecordingSource(rec, chunk_samples=chunk_samples_for(rec.fs_hz), fast=fast, loop=True)
+        return RecordingSource(rec, chunk_samples=chunk_samples, fast=fast, loop=True)
     if kind == "lsl":
         from neurohand.firmware_bridge.lsl_source import LslSource
 
@@ -150,6 +172,7 @@ def open_source(spec: str, *, chunk_samples_for, fast: bool = False, minutes: fl
     if kind == "serial":
         from neurohand.firmware_bridge.interface_link import InterfaceSource
 
-        return InterfaceSource(target)
+        return InterfaceSource(target) if stall_timeout_s is None else InterfaceSource(
+            target, stall_timeout_s=stall_timeout_s)
     rec = read_recording(target)
-    return RecordingSource(rec, chunk_samples=chunk_samples_for(rec.fs_hz), fast=fast)
+    return RecordingSource(rec, chunk_samples=chunk_samples, fast=fast)

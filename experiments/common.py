@@ -18,9 +18,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from neurohand.bench_latency import NINAPRO_FILE
 from neurohand.decoder.errors import NeurohandError
 from neurohand.decoder.validation import parse_index_ranges
-from neurohand.deploy.bench_latency import NINAPRO_FILE
 from neurohand.training.config import FLAT_LAYOUT
 from neurohand.training.evaluate import evaluate
 from neurohand.training.train import TrainConfig, train, with_overrides

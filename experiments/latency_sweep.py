@@ -4,7 +4,7 @@
 [--leads 0,60,120] [--sim-leads 0,30,60] [--smoothings 0,10,30] [--seeds 0] [--json]`` (about 3 minutes per model on
 one core). For each window, lead and seed a model is trained (no classic baselines) and exported; the validation part
 is then replayed chunk by chunk through the bundle as ``neurohand run`` decodes it
-(:func:`neurohand.deploy.bench_latency.replay`) once per smoothing, and the commands are scored against the true
+(:func:`neurohand.bench_latency.replay`) once per smoothing, and the commands are scored against the true
 positions: R^2, Pearson r, the delay (lag of the best cross-correlation) and the budget (half the window, one hop, the
 smoother's delay, the filter's group delay, the software). NinaPro DB1 S2 E1 trains on repetitions 1-6 and validates
 on 7; the simulated patient (a 10-minute session per seed, as ``neurohand bench latency``) trains on all but its last
@@ -21,12 +21,12 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from neurohand.bench_latency import budget_ms, replay, score
 from neurohand.decoder.bundle import Bundle
 from neurohand.decoder.feature_config import default_feature_config
 from neurohand.decoder.latency_defaults import DEFAULT_LEAD_MS, DEFAULT_SMOOTHING_MS
 from neurohand.decoder.postprocess import PostConfig
 from neurohand.decoder.validation import check_option
-from neurohand.deploy.bench_latency import budget_ms, replay, score
 from neurohand.training.data import select_repetitions
 from neurohand.training.export import export_bundle
 from neurohand.training.importers import import_ninapro

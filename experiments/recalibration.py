@@ -20,7 +20,8 @@ import numpy as np
 from rich.console import Console
 
 from neurohand.calibration.cue_protocol import load_cue_protocol
-from neurohand.calibration.workflow import CalibrateOptions, record_session
+from neurohand.calibration.options import CalibrateOptions, DeviceOptions, SimulatorOptions
+from neurohand.calibration.workflow import record_session
 from neurohand.decoder.session_file import read_recording
 from neurohand.training.recalibrate import recalibrate
 
@@ -45,8 +46,9 @@ def run(out_dir: str, *, seeds: Sequence[int] = (0, 1, 2), minutes: float = 2.0,
             path = os.path.join(d, name + ".h5")
             if os.path.exists(path):
                 os.remove(path)
-            opts = CalibrateOptions(patient="sim{}".format(seed), store=d, labels="glove:sim", fast=True, tui=False,
-                                    sim_seed=seed, sim_day=day, sim_session=number)
+            opts = CalibrateOptions(patient="sim{}".format(seed), store=d, tui=False,
+                                    devices=DeviceOptions(labels="glove:sim"),
+                                    simulator=SimulatorOptions(seed=seed, day=day, session=number, fast=True))
             record_session(opts, replace(base, repetitions=reps, seed=100 * day + number), path, quiet)
             return read_recording(path)
 

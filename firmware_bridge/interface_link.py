@@ -12,6 +12,7 @@ import numpy as np
 
 from neurohand.decoder.errors import DeviceError, InvalidValueError
 
+from .devices import Source
 from .protocol import Hello, ProtocolError, Role, Samples, StreamParser, encode
 
 FULL_SCALE_LSB = 32767  # SAMPLES are int16: an interface's full scale is this many times its HELLO's scale
@@ -37,7 +38,7 @@ class SourceFault(DeviceError):
         self.kind = kind
 
 
-class InterfaceSource:
+class InterfaceSource(Source):
     """Samples from a neural interface on ``port``; waits for its HELLO to learn rate, channels and scale."""
 
     role = Role.INTERFACE

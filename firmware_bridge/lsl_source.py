@@ -12,10 +12,11 @@ import numpy as np
 
 from neurohand.decoder.errors import InvalidValueError
 
+from .devices import Source
 from .interface_link import SourceStalled
 
 
-class LslSource:
+class LslSource(Source):
     """Samples from the LSL stream called ``name``.
 
     Parameters

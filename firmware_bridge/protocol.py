@@ -26,6 +26,8 @@ FS_RANGE_HZ = (100.0, 100000.0)  # a HELLO's fs_hz
 MAX_SCALE = 1.0e6  # a HELLO's scale: signal units per LSB, > 0 and at most this
 MAX_SAMPLE_VALUES = (MAX_PACKET - 16) // 2  # n_samples * n_channels of one SAMPLES message
 MAX_ERROR_KINDS = 16  # distinct error messages a parser counts separately; the rest are counted as 'other'
+POSITION_STEPS = 1000  # SET_POSITIONS carries each finger as 0 (open) .. POSITION_STEPS (fully flexed)
+POSITION_RESOLUTION = 1.0 / POSITION_STEPS  # the wire's grid in 0..1 units: every command sent is on it
 HEADER = struct.Struct("<BBH")
 CRC = struct.Struct("<H")
 
@@ -144,16 +146,26 @@ class Hello:
         return int(self.n_channels), float(self.fs_hz), float(self.scale)
 
 
+def on_position_grid(positions) -> np.ndarray:
+    """Return ``positions`` (..., 5) in 0..1 clipped to 0..1 and rounded to the wire's grid (:data:`POSITION_STEPS`)."""
+    return np.round(np.clip(np.asarray(positions, float), 0.0, 1.0) / POSITION_RESOLUTION) * POSITION_RESOLUTION
+
+
+def grid_steps_within(bound: float) -> float:
+    """Return the largest change on the wire's grid that is at most ``bound`` (0..1 units), e.g. 0.04 for 0.0409."""
+    return math.floor(bound / POSITION_RESOLUTION + 1e-9) * POSITION_RESOLUTION
+
+
 @dataclass(frozen=True)
 class SetPositions:
-    """SET_POSITIONS: target of each finger, 0 (open) .. 1000 (fully flexed). Payload: 5 x u16."""
+    """SET_POSITIONS: target of each finger, 0 (open) .. :data:`POSITION_STEPS` (fully flexed). Payload: 5 x u16."""
 
     positions: Tuple[int, int, int, int, int]
     TYPE = MsgType.SET_POSITIONS
     _S = struct.Struct("<5H")
 
     def __post_init__(self) -> None:
-        if len(self.positions) != 5 or any(not 0 <= int(v) <= 1000 for v in self.positions):
+        if len(self.positions) != 5 or any(not 0 <= int(v) <= POSITION_STEPS for v in self.positions):
             raise ProtocolError("SET_POSITIONS needs 5 values in 0..1000, got {}".format(self.positions))
 
     def pack(self) -> bytes:
@@ -169,9 +181,9 @@ class SetPositions:
 
     @classmethod
     def from_unit(cls, positions) -> "SetPositions":
-        """From positions in 0..1 (clipped), rounded to 0..1000."""
+        """From positions in 0..1 (clipped), rounded to 0..:data:`POSITION_STEPS`."""
         v = np.clip(np.asarray(positions, float), 0.0, 1.0)
-        return cls(tuple(int(round(x * 1000)) for x in v))
+        return cls(tuple(int(round(x * POSITION_STEPS)) for x in v))
 
 
 @dataclass(frozen=True)

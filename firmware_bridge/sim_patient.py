@@ -17,6 +17,7 @@ from typing import Callable, Deque, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .devices import Source
 from .nerve_simulator import (
     ENSLAVE,
     SignalSynthesizer,
@@ -27,7 +28,7 @@ from .nerve_simulator import (
 )
 
 
-class SimulatedPatient:
+class SimulatedPatient(Source):
     """Stream the nerve signals of the patient ``config.seed`` on ``config.day`` as they follow cues.
 
     Parameters

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
+from neurohand.bench_latency import bench_latency, budget_ms, half_movement_ms, lag_ms, replay
+from neurohand.cli import main
 from neurohand.decoder.latency_defaults import DEFAULT_LEAD_MS, DEFAULT_SMOOTHING_MS
 from neurohand.decoder.postprocess import PostConfig
-from neurohand.deploy.bench_latency import bench_latency, budget_ms, half_movement_ms, lag_ms, replay
-from neurohand.deploy.cli import main
 
 
 def smooth_signals(rng, n, cols=5, width=15):
@@ -81,7 +81,7 @@ def test_the_latency_json_has_its_keys_on_a_tiny_simulation():
 
 
 def test_without_json_a_table_shows_every_result_and_what_was_skipped(monkeypatch, capsys):
-    from neurohand.deploy import bench_latency as bl
+    from neurohand import bench_latency as bl
 
     budget = {"filter_group_delay": 0.14, "window": 50.0, "hop": 10.0, "smoothing": 25.3, "software": 0.3,
               "total": 85.7}

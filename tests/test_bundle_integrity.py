@@ -11,8 +11,9 @@ import numpy as np
 import onnx
 import pytest
 
+from neurohand.cli import main
 from neurohand.decoder.bundle import Bundle, BundleError, sha256_of
-from neurohand.deploy.cli import main
+from neurohand.decoder.stream import StreamDecoder
 from tests.test_export_engines import forge, small_bundle
 
 
@@ -174,7 +175,7 @@ def test_the_contracts_smoothing_is_what_the_device_applies_and_the_velocity_lim
     assert smooth.post_config() == PostConfig(smoothing_ms=30.0) == PostConfig()  # a bundle without post: 30 ms
     assert smooth.post_config().max_speed_per_s == PostConfig().max_speed_per_s
     x = small_sim.signals[:4000]
-    a, b = default.decoder(engine="numpy"), smooth.decoder(engine="numpy")
+    a, b = StreamDecoder(default, engine="numpy"), StreamDecoder(smooth, engine="numpy")
     ca = a.process(a.new_stream(), x).commands
     cb = b.process(b.new_stream(), x).commands
     assert a.post.alpha == 1.0 and b.post.alpha < 1.0 and not np.allclose(ca, cb)

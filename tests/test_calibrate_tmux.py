@@ -9,13 +9,14 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from neurohand.calibration.cli import calibrate_options
+from neurohand.calibration.options import calibrate_options
+from neurohand.cli import build_parser
 from neurohand.decoder.session_file import read_recording
-from neurohand.deploy.cli import build_parser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
@@ -88,8 +89,8 @@ def test_q_in_tmux_stops_within_a_second_and_the_printed_command_resumes_alike(t
         printed = m.group(1)
         original = calibrate_options(build_parser().parse_args(argv))
         resumed = calibrate_options(build_parser().parse_args(shlex.split(printed)[1:]))
-        assert resumed.resume and resumed.source == "sim" and resumed.labels == "glove:sim" and resumed.fast
-        assert resumed == original.__class__(**dict(vars(original), resume=resumed.resume))
+        assert resumed.resume and resumed.devices.source == "sim" and resumed.devices.labels == "glove:sim"
+        assert resumed.simulator.fast and resumed == replace(original, resume=resumed.resume)
         path = resumed.resume
         names = [c["name"].decode() for c in read_recording(path).cues]
         assert names[-1] == "cut@{}".format(cut - 1)  # the trial on screen was cut, not finished

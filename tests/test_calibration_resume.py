@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from neurohand.calibration.cli import calibrate_options
 from neurohand.calibration.interrupted import check_resume_matches, interrupted_sessions, resume_command
 from neurohand.calibration.model_store import ModelStore
-from neurohand.calibration.workflow import CalibrateOptions, CalibrationStopped, record_session, run_calibration
+from neurohand.calibration.options import calibrate_options
+from neurohand.calibration.workflow import CalibrationStopped, record_session, run_calibration
+from neurohand.cli import build_parser, main
 from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.session_file import read_recording
-from neurohand.deploy.cli import build_parser, main
+from tests.calibration_options import changed, flat
 
 TINY = """repetitions = 3
 hold_s = 1.0
@@ -52,7 +53,7 @@ def parse(command):
 
 
 def test_the_resume_command_repeats_every_option(tmp_path, protocol_file):
-    opts = CalibrateOptions(patient="P 1", store=str(tmp_path / "store"), source="sim", labels="glove:sim",
+    opts = flat(patient="P 1", store=str(tmp_path / "store"), source="sim", labels="glove:sim",
                             cue_protocol=protocol_file, recalibrate=True, minutes=2.5, yes=True, tui=False, fast=True,
                             epochs=3, hidden=8, layers=2, seed=4, signal_kind="emg", mains_hz=60.0, sim_seed=3,
                             sim_day=2, sim_channels=6, sim_fs_hz=4000.0)
@@ -61,7 +62,7 @@ def test_the_resume_command_repeats_every_option(tmp_path, protocol_file):
     assert parse(command) == replace(opts, resume=path)
     for flag in ("--source sim", "--labels glove:sim", "--fast", "--recalibrate", "--minutes 2.5", "--no-tui"):
         assert flag in command
-    plain = CalibrateOptions(patient="P1", store="st")
+    plain = flat(patient="P1", store="st")
     assert resume_command(plain, "st/s.h5") == ("neurohand calibrate --patient P1 --store st --source sim --labels cue "
                                                 "--resume st/s.h5")
     assert parse(resume_command(plain, "st/s.h5")) == replace(plain, resume="st/s.h5")
@@ -70,14 +71,14 @@ def test_the_resume_command_repeats_every_option(tmp_path, protocol_file):
 def test_a_resume_with_other_labels_source_or_mode_is_refused():
     meta = {"labels": "glove", "labels_spec": "glove:/dev/ttyACM0", "source_spec": "serial:/dev/ttyUSB0",
             "mode": "calibration"}
-    opts = CalibrateOptions(patient="P", store="s", source="serial:/dev/ttyUSB0", labels="glove:/dev/ttyACM1")
+    opts = flat(patient="P", store="s", source="serial:/dev/ttyUSB0", labels="glove:/dev/ttyACM1")
     check_resume_matches(opts, meta, "s.h5")  # another glove port is the same kind of labels
     with pytest.raises(InvalidValueError, match=r"s.h5 was recorded with glove labels \(--labels glove:/dev/ttyACM0\)"
                        r"; resume it with the same, not --labels cue"):
-        check_resume_matches(replace(opts, labels="cue"), meta, "s.h5")
+        check_resume_matches(changed(opts, labels="cue"), meta, "s.h5")
     with pytest.raises(InvalidValueError, match="recorded with --source serial:/dev/ttyUSB0; resume it with the same, "
                        "not sim"):
-        check_resume_matches(replace(opts, source="sim", labels="glove:sim"), meta, "s.h5")
+        check_resume_matches(changed(opts, source="sim", labels="glove:sim"), meta, "s.h5")
     with pytest.raises(InvalidValueError, match="recorded with --recalibrate calibration"):
         check_resume_matches(replace(opts, recalibrate=True), meta, "s.h5")
 
@@ -89,14 +90,14 @@ def test_minutes_and_the_protocol_are_checked_before_recording(tmp_path, protoco
     with pytest.raises(InvalidValueError, match=r"Invalid value for '--minutes': 0.2 min fits 2 repetition\(s\) of "
                        r"the cue protocol \(0.07 min each\); a calibration needs at least 3 \(one to train on, one to "
                        r"validate, one to test\): use --minutes 0.3 or more"):
-        run_calibration(CalibrateOptions(minutes=0.2, **base), console=quiet())
+        run_calibration(flat(minutes=0.2, **base), console=quiet())
     assert not os.path.exists(os.path.join(store, "P1", "sessions")) or not os.listdir(
         ModelStore(store, "P1").sessions_dir())  # nothing recorded
     two = tmp_path / "two.toml"
     two.write_text(TINY.replace("repetitions = 3", "repetitions = 2"))
     with pytest.raises(InvalidValueError, match="the cue protocol .*two.toml has 2; a calibration needs at least 3 .*"
                        "set repetitions = 3 in it"):
-        run_calibration(CalibrateOptions(**dict(base, cue_protocol=str(two))), console=quiet())
+        run_calibration(flat(**dict(base, cue_protocol=str(two))), console=quiet())
     rc = main(["calibrate", "--patient", "P1", "--store", store, "--cue-protocol", protocol_file, "--minutes", "0.1",
                "--fast", "--no-tui", "--yes"])
     err = capsys.readouterr().err
@@ -154,7 +155,7 @@ class PressLater:
 def test_q_mid_trial_stops_within_a_second_and_prints_the_whole_resume_command(tmp_path, protocol_file):
     long = tmp_path / "long.toml"
     long.write_text(TINY.replace("hold_s = 1.0", "hold_s = 20.0"))  # one trial takes 21.1 s in real time
-    opts = CalibrateOptions(patient="P1", store=str(tmp_path / "store"), cue_protocol=str(long), tui=True,
+    opts = flat(patient="P1", store=str(tmp_path / "store"), cue_protocol=str(long), tui=True,
                             labels="glove:sim", sim_channels=4, sim_fs_hz=4000.0)
     path = os.path.join(ModelStore(opts.store, "P1").sessions_dir(), "s.h5")
     keys = PressLater("q", 1.5)
@@ -187,7 +188,7 @@ def test_an_interface_that_dies_mid_session_stops_it_cleanly(tmp_path, protocol_
     from neurohand.firmware_bridge.sim_interface import SimInterface
 
     iface = SimInterface(short_rec).start()
-    opts = CalibrateOptions(patient="P1", store=str(tmp_path / "store"), cue_protocol=protocol_file, tui=False,
+    opts = flat(patient="P1", store=str(tmp_path / "store"), cue_protocol=protocol_file, tui=False,
                             source="serial:" + iface.port)
     path = os.path.join(ModelStore(opts.store, "P1").sessions_dir(), "s.h5")
     buf = io.StringIO()
@@ -237,7 +238,7 @@ def test_keys_act_within_100_ms_while_a_trial_records(tmp_path, monkeypatch):
     from neurohand.calibration.cue_protocol import DEFAULT_CUE_PROTOCOL, load_cue_protocol
     from neurohand.calibration.tui import KeyControls
 
-    opts = CalibrateOptions(patient="P1", store=str(tmp_path / "store"), tui=True, sim_channels=16)
+    opts = flat(patient="P1", store=str(tmp_path / "store"), tui=True, sim_channels=16)
     keys = KeyControls(read_terminal=False)
     acted = []  # (message, seconds from the key)
     pressed = [None]

@@ -12,10 +12,11 @@ import torch
 from rich.console import Console
 
 from neurohand.calibration.model_store import ModelStore
-from neurohand.calibration.workflow import CalibrateOptions, CalibrationStopped, record_session, run_calibration
+from neurohand.calibration.workflow import CalibrationStopped, record_session, run_calibration
 from neurohand.decoder.bundle import Bundle
 from neurohand.decoder.session_file import read_recording
 from neurohand.training.model_dir import load_model_dir
+from tests.calibration_options import flat
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = """repetitions = 3
@@ -43,7 +44,7 @@ def options(tmp_path, protocol_file, **kw):
     base = dict(patient="P1", store=str(tmp_path / "store"), cue_protocol=protocol_file, fast=True, tui=False,
                 yes=True, epochs=2, hidden=16, sim_channels=6, sim_fs_hz=4000.0)
     base.update(kw)
-    return CalibrateOptions(**base)
+    return flat(**base)
 
 
 def quiet():
@@ -68,27 +69,27 @@ def test_calibrate_recalibrate_and_roll_back(tmp_path, protocol_file):
     asked = []
     out = run_calibration(options(tmp_path, protocol_file, labels="glove:sim", yes=False), console=quiet(),
                           ask=clinician_accepts(asked))
-    verdict = out["evaluation"]["verdict"]
+    verdict = out.evaluation["verdict"]
     assert asked[-1] == ("Accept this model for patient P1?", "accept" if verdict["ready"] else "reject")
     store = ModelStore(str(tmp_path / "store"), "P1")
-    assert out["version"] == "v001" and store.current() == "v001" and out["verdict"] in ("ok", "warn")
-    rec = read_recording(out["session"])
+    assert out.version == "v001" and store.current() == "v001" and out.verdict in ("ok", "warn")
+    rec = read_recording(out.session)
     assert len(rec.cues) == 9 and rec.metadata["labels"] == "glove" and rec.metadata["patient_id"] == "P1"
-    assert os.path.dirname(out["session"]) == store.sessions_dir()  # the recording stays with the patient
-    assert not os.path.exists(out["session"] + ".inprogress")
+    assert os.path.dirname(out.session) == store.sessions_dir()  # the recording stays with the patient
+    assert not os.path.exists(out.session + ".inprogress")
     meta = store.meta("v001")
-    assert set(out["evaluation"]["decoders"]) == {"gru", "wiener", "kalman", "lda"}  # baselines side by side
-    assert meta["metrics"]["gru_r2_mean"] == pytest.approx(out["evaluation"]["decoders"]["gru"]["r2_mean"])
-    assert meta["sessions"] == [os.path.abspath(out["session"])] and meta["notes"].startswith("calibrated from scratch")
+    assert set(out.evaluation["decoders"]) == {"gru", "wiener", "kalman", "lda"}  # baselines side by side
+    assert meta["metrics"]["gru_r2_mean"] == pytest.approx(out.evaluation["decoders"]["gru"]["r2_mean"])
+    assert meta["sessions"] == [os.path.abspath(out.session)] and meta["notes"].startswith("calibrated from scratch")
     assert meta["decoder"] == "gru" and meta["verdict"] == verdict["summary"]
     assert os.path.exists(os.path.join(store.root, "versions", "v001", "report", "report.html"))
     Bundle(store.bundle_path()).check_source(fs_hz=4000.0, n_channels=6)
 
     again = run_calibration(options(tmp_path, protocol_file, recalibrate=True, minutes=0.25, sim_day=2, yes=False),
                             console=quiet(), ask=clinician_accepts(asked))
-    assert again["version"] == "v002" and store.current() == "v002"
-    assert again["before"] is not None  # the unadapted model was evaluated on the same held-out repetition
-    assert len(read_recording(again["session"]).cues) == 2 * 3  # --minutes 0.25: 2 repetitions fit
+    assert again.version == "v002" and store.current() == "v002"
+    assert again.before is not None  # the unadapted model was evaluated on the same held-out repetition
+    assert len(read_recording(again.session).cues) == 2 * 3  # --minutes 0.25: 2 repetitions fit
     v1, _ = load_model_dir(store.model_path("v001"))
     v2, meta2 = load_model_dir(store.model_path("v002"))
     kept = meta2["recalibration"]["kept"]  # the best of v001 and the candidates on the adapt-on part's held-out end
@@ -98,7 +99,7 @@ def test_calibrate_recalibrate_and_roll_back(tmp_path, protocol_file):
     assert store.meta("v002")["notes"].startswith("recalibrated from v001 (kept: {})".format(kept))
     assert "before_recalibration_r2_mean" in store.meta("v002")["metrics"]
 
-    from neurohand.deploy.cli import main
+    from neurohand.cli import main
 
     assert main(["models", "--patient", "P1", "--store", str(tmp_path / "store"), "--rollback", "v001"]) == 0
     assert store.current() == "v001" and store.versions() == ["v001", "v002"]
@@ -120,7 +121,7 @@ def test_clinician_rejects_or_stops(tmp_path, protocol_file):
     out = run_calibration(options(tmp_path, protocol_file, yes=False), console=quiet(),
                           ask=lambda q, c, d: next(answers))
     store = ModelStore(str(tmp_path / "store"), "P1")
-    assert out["version"] is None and store.current() is None and store.versions() == []
+    assert out.version is None and store.current() is None and store.versions() == []
     sessions = sorted(f for f in os.listdir(store.sessions_dir()) if f.endswith(".h5"))
     assert len(sessions) == 3  # the stopped one, the re-recorded one and its replacement: nothing is lost
 
@@ -128,7 +129,7 @@ def test_clinician_rejects_or_stops(tmp_path, protocol_file):
 @pytest.mark.slow
 def test_yes_rejects_a_model_worse_than_wiener_and_says_why(tmp_path, protocol_file, capsys):
     """A one-epoch, 4-unit GRU is worse than the Wiener filter: --yes rejects it (exit 4); the report says so first."""
-    from neurohand.deploy.cli import main
+    from neurohand.cli import main
 
     store = str(tmp_path / "store")
     rc = main(["calibrate", "--patient", "P1", "--store", store, "--cue-protocol", protocol_file, "--no-tui", "--yes",
@@ -165,11 +166,11 @@ def test_recalibration_needs_a_current_model(tmp_path, protocol_file):
 
 def test_bad_options_are_named():
     with pytest.raises(ValueError, match="Invalid value for '--labels'"):
-        CalibrateOptions(patient="P", store="s", labels="camera")
+        flat(patient="P", store="s", labels="camera")
     with pytest.raises(ValueError, match="needs '--source sim'"):
-        CalibrateOptions(patient="P", store="s", labels="glove:sim", source="serial:/dev/ttyUSB0")
+        flat(patient="P", store="s", labels="glove:sim", source="serial:/dev/ttyUSB0")
     with pytest.raises(ValueError, match="Invalid value for '--source'"):
-        CalibrateOptions(patient="P", store="s", source="replay:x.h5")
+        flat(patient="P", store="s", source="replay:x.h5")
 
 
 class Scripted:
@@ -212,7 +213,7 @@ def test_live_view_renders_and_a_stopped_session_resumes(tmp_path, protocol_file
     out = run_calibration(options(tmp_path, protocol_file, resume=path, accept_worse=True), console=quiet())
     names = trial_names(path)
     assert [int(n.split("@")[1]) for n in names] == [0, 1, 3, 4, 5, 6, 7, 8]
-    assert out["version"] == "v001" and interrupted_sessions(store) == []
+    assert out.version == "v001" and interrupted_sessions(store) == []
 
 
 @pytest.mark.slow
@@ -238,7 +239,7 @@ def test_killed_calibration_resumes(tmp_path, protocol_file):
     out = run_calibration(options(tmp_path, protocol_file, resume=path, sim_channels=4, accept_worse=True),
                           console=quiet())
     assert [int(n.split("@")[1]) for n in trial_names(path)] == list(range(9))
-    assert out["version"] == "v001"
+    assert out.version == "v001"
 
 
 def test_closed_stdin_stops_with_a_clear_message(tmp_path, protocol_file, monkeypatch):
@@ -271,7 +272,7 @@ def test_calibrate_with_a_pretrained_base_records_less_and_adapts_it(tmp_path):
           progress=False, log=lambda m: None, pretraining=True)
     out = run_calibration(options(tmp_path, str(five), labels="glove:sim", sim_seed=3, base=base, hidden=None,
                                   accept_worse=True), console=quiet())
-    assert len(read_recording(out["session"]).cues) == 3 * 3  # three repetitions of three movements, not five
+    assert len(read_recording(out.session).cues) == 3 * 3  # three repetitions of three movements, not five
     store = ModelStore(str(tmp_path / "store"), "P1")
     model, meta = load_model_dir(store.model_path())
     assert meta["init"]["base"] == os.path.abspath(base) and meta["init"]["people"] == ["S1", "S2"]

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
+from neurohand.cli import main
 from neurohand.decoder.session_file import read_recording
-from neurohand.deploy.cli import main
 
 
 def test_simulate_and_inspect(tmp_path, capsys):
@@ -119,7 +119,7 @@ def test_version_is_the_package_version(capsys):
 
 
 def test_expected_failures_are_one_line_and_bugs_keep_their_traceback(tmp_path, capsys, monkeypatch):
-    from neurohand.deploy import runtime
+    from neurohand.deploy import run_command as runtime
 
     # an expected failure: one line naming what was expected, exit 2
     assert main(["run", "--bundle", str(tmp_path), "--hand", "usb0"]) == 2
@@ -136,7 +136,7 @@ def test_expected_failures_are_one_line_and_bugs_keep_their_traceback(tmp_path, 
 
 
 def test_a_missing_optional_module_names_its_extra(capsys, monkeypatch):
-    from neurohand.deploy import runtime
+    from neurohand.deploy import run_command as runtime
 
     def needs_pynput(args):
         raise ModuleNotFoundError("No module named 'pynput'", name="pynput")

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
+from neurohand.cli import main
 from neurohand.decoder.feature_config import config_for_recording
 from neurohand.decoder.session_file import read_recording
-from neurohand.deploy.cli import main
 from neurohand.training.importers import import_csv
 from tests.test_data_errors import run_cli
 

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from neurohand.deploy.cli import main
+from neurohand.cli import main
 
 
 def run_cli(capsys, *argv):

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
+from neurohand.cli import main
 from neurohand.deploy import device_commands
-from neurohand.deploy.cli import main
 from tests.fakes.harness import fake_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -155,7 +155,7 @@ def test_device_commands_run_without_torch(fake_cudart_path, bundle_and_session,
 
     bundle = str(tmp_path / "b")
     shutil.copytree(bundle_and_session[0], bundle)
-    code = ("import sys\nfrom neurohand.deploy.cli import main\n"
+    code = ("import sys\nfrom neurohand.cli import main\n"
             "rcs = [main(a) for a in ([\"doctor\", \"--bundle\", sys.argv[1]],\n"
             "       [\"build-engine\", sys.argv[1], \"--precision\", \"fp32\"],\n"
             "       [\"verify\", sys.argv[1], \"--session\", sys.argv[2], \"--seconds\", \"1\"],\n"

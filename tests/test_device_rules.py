@@ -1,7 +1,7 @@
 """The device side runs on a Jetson: Python 3.6 (JetPack 4.6, the original Nano) and later, no torch, no training/.
 
 The device side is decoder/, firmware_bridge/, the runtime half of deploy/ (``DEVICE_DEPLOY_MODULES``), and every
-module the ``neurohand`` command imports to register its subcommands (deploy/cli.py and its ``COMMAND_MODULES``, whose
+module the ``neurohand`` command imports to register its subcommands (cli.py and the modules of its ``COMMANDS``, whose
 handlers import the desktop side lazily). ``tests/test_old_pythons.py`` runs it on real 3.6 and 3.8 interpreters.
 """
 
@@ -18,8 +18,10 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICE_PACKAGES = ("decoder", "firmware_bridge")
 DEVICE_DEPLOY_MODULES = ("__init__", "sources", "runtime", "keymap", "keys_sink", "live_view", "process_memory",
-                         "device_commands")
+                         "run_command", "device_commands")
 FORBIDDEN = ("torch", "training", "calibration")
+# desktop-side modules a command module imports to register its arguments (light, and Python 3.6 like the command)
+REGISTRATION_MODULES = ("neurohand.calibration.options",)
 
 
 def _rel(module):
@@ -37,12 +39,12 @@ def module_name(rel):
 
 
 def command_modules():
-    """``neurohand.deploy.cli.COMMAND_MODULES``, read from the source (no import)."""
-    tree = ast.parse(open(os.path.join(ROOT, "deploy", "cli.py")).read())
+    """The modules of ``neurohand.cli.COMMANDS``, read from the source (no import)."""
+    tree = ast.parse(open(os.path.join(ROOT, "cli.py")).read())
     for node in tree.body:
-        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["COMMAND_MODULES"]:
-            return tuple(ast.literal_eval(node.value))
-    raise AssertionError("deploy/cli.py has no COMMAND_MODULES")
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["COMMANDS"]:
+            return tuple(module for module, _ in ast.literal_eval(node.value))
+    raise AssertionError("cli.py has no COMMANDS")
 
 
 def runtime_files():
@@ -57,8 +59,8 @@ def runtime_files():
 
 def cli_files():
     """The command and the modules it imports to register subcommands (their handlers may import torch lazily)."""
-    files = ["__init__.py", "__main__.py", os.path.join("deploy", "cli.py")]
-    return sorted(set(files + [_rel(m) for m in command_modules()]) - set(runtime_files()))
+    files = ["__init__.py", "__main__.py", "cli.py"]
+    return sorted(set(files + [_rel(m) for m in command_modules() + REGISTRATION_MODULES]) - set(runtime_files()))
 
 
 def device_modules():
@@ -67,9 +69,9 @@ def device_modules():
 
 
 def allowed_desktop_modules():
-    """Desktop-side modules the command may load: its COMMAND_MODULES there and their packages."""
+    """Desktop-side modules the command may load: its command modules there and their packages."""
     out = set()
-    for m in command_modules():
+    for m in command_modules() + REGISTRATION_MODULES:
         parts = m.split(".")
         if parts[1] in FORBIDDEN:
             out.update(".".join(parts[:i]) for i in range(2, len(parts) + 1))
@@ -80,7 +82,7 @@ def import_check_code(modules):
     """Python (3.6-compatible) that imports ``modules``, builds the CLI parser and prints what loaded, as JSON."""
     return ("import json, sys\n"
             + "".join("import {}\n".format(m) for m in modules)
-            + "from neurohand.deploy.cli import build_parser\nbuild_parser()\n"
+            + "from neurohand.cli import build_parser\nbuild_parser()\n"
             "print(json.dumps({'torch': sorted(m for m in sys.modules if m.split('.')[0] == 'torch'),\n"
             "                  'desktop': sorted(m for m in sys.modules if m.split('.')[:2] in\n"
             "                                    (['neurohand', 'training'], ['neurohand', 'calibration']))}))\n")
@@ -147,7 +149,7 @@ def test_device_side_is_python36_compatible():
     if not os.path.exists(vermin):
         pytest.fail("vermin is not installed; it is part of the test extras (pip install -e '.[test]')")
     files = runtime_files() + cli_files()
-    assert "deploy/cli.py" in files and "deploy/runtime.py" in files and "training/cli.py" in files
+    assert "cli.py" in files and "deploy/runtime.py" in files and "training/cli.py" in files
     r = subprocess.run(
         [vermin, "-t=3.6-", "--violations", "--no-tips", "--eval-annotations", "--backport", "typing",
          "--backport", "dataclasses", *files],
@@ -202,3 +204,32 @@ def test_runtime_decodes_without_importing_scipy_signal(tmp_path, small_sim):
     assert r.stdout.strip().splitlines()[-1] == "loaded:", r.stdout
     expected, _ = designed.process(designed.new_state(), small_sim.signals[:5000])
     np.testing.assert_array_equal(np.load(out), expected)  # the same kernel, the same numbers
+
+
+def test_device_commands_start_without_training_or_calibration(tmp_path, small_sim):
+    """``run``, ``verify``, ``doctor`` and ``keys`` import only their own modules: none of training, calibration, torch.
+
+    ``neurohand --help`` may import every command module; a command line naming one imports that one (neurohand.cli).
+    """
+    from neurohand.decoder.session_file import write_recording
+    from tests.test_export_engines import small_bundle
+
+    bundle = small_bundle(str(tmp_path), small_sim)
+    session = str(tmp_path / "s.h5")
+    write_recording(small_sim, session)
+    code = ("import json, sys\nfrom neurohand.cli import main\nrc = main(sys.argv[1:])\n"
+            "up = (['neurohand', 'training'], ['neurohand', 'calibration'])\n"
+            "print(json.dumps([rc, sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or\n"
+            "                             m.split('.')[:2] in up)]))\n")
+    profile = os.path.join(ROOT, "deploy", "profiles", "fps.toml")
+    for argv in (["run", "--bundle", bundle, "--source", "replay:" + session, "--fast", "--seconds", "1"],
+                 ["verify", bundle, "--session", session, "--seconds", "2"], ["doctor", "--bundle", bundle],
+                 ["keys", "--profile", profile, "--check"]):
+        r = subprocess.run([sys.executable, "-c", code] + argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        rc, loaded = json.loads(r.stdout.strip().splitlines()[-1])
+        assert loaded == [], "neurohand {} loaded {}".format(argv[0], loaded)
+        assert rc in ((0, 1) if argv[0] == "doctor" else (0,)), (argv, r.stdout, r.stderr)
+    # the check can fail: a desktop command loads its layer
+    r = subprocess.run([sys.executable, "-c", code, "evaluate", str(tmp_path / "nothing"), session], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert "neurohand.training.cli" in json.loads(r.stdout.strip().splitlines()[-1])[1]

@@ -87,7 +87,7 @@ def test_every_code_block_runs_or_says_why_not(doc):
 
 @pytest.mark.parametrize("doc", DOCS)
 def test_links_and_commands_named_in_the_docs_exist(doc):
-    from neurohand.deploy.cli import build_parser
+    from neurohand.cli import build_parser
 
     text = open(os.path.join(ROOT, doc), encoding="utf-8").read()
     base = os.path.dirname(os.path.join(ROOT, doc))

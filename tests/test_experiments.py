@@ -13,7 +13,7 @@ from neurohand.training.train import TrainConfig, with_overrides
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = os.path.join(ROOT, "experiments")
 SCRIPTS = ["ninapro", "threedc", "sim", "recalibration", "lead", "emg_features", "recalibration_real", "pretrain_lopo",
-           "adapt_settings"]
+           "adapt_settings", "behaviour_fingerprint"]
 FAST = with_overrides(TrainConfig(), {"model.hidden": 16, "model.layers": 1, "schedule.epochs": 3,
                                      "batches.seq_len": 40, "batches.burn_in": 5, "batches.batch_size": 8,
                                      "schedule.max_steps_per_epoch": 4, "schedule.patience": 5,
@@ -44,7 +44,7 @@ def test_experiments_import_only_neurohand_and_the_standard_library():
     import ast
 
     allowed = {"neurohand", "common", "pretrain_lopo", "numpy", "rich", "__future__", "argparse", "dataclasses",
-               "io", "json", "os", "sys", "time", "typing"}
+               "hashlib", "io", "json", "os", "subprocess", "sys", "time", "typing"}
     for name in SCRIPTS + ["common"]:
         tree = ast.parse(open(os.path.join(EXPERIMENTS, name + ".py")).read())
         for node in ast.walk(tree):

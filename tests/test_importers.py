@@ -105,7 +105,7 @@ def test_csv_and_npz_imports(tmp_path, rng):
                                                  (0, "nan", "label"), (1, "70001", "repetition")])
 def test_csv_labels_and_repetitions_never_wrap(tmp_path, capsys, column, value, what):
     """Issue 19.9: label 65537 became class 1 (int16), repetition 70001 became 4465, label 1.7 became 1."""
-    from neurohand.deploy.cli import main
+    from neurohand.cli import main
 
     rows = [["0", "1", "0.5", "0.1"] for _ in range(6)]
     rows[3][column] = value

@@ -143,7 +143,7 @@ def test_every_profile_field_is_bounded(tmp_path, text, match):
 
 @pytest.mark.parametrize("text", ["[keys]\nmax_events_per_s = nan\n" + B, "[keys]\n", '[binding]\nkey = "w"\n'])
 def test_keys_check_refuses_a_bad_profile_with_one_line(tmp_path, capsys, text):
-    from neurohand.deploy.cli import main
+    from neurohand.cli import main
 
     assert main(["keys", "--profile", write(tmp_path, text), "--check"]) == 2
     err = capsys.readouterr().err

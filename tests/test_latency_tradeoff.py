@@ -3,6 +3,7 @@
 import numpy as np
 
 from neurohand.decoder.postprocess import SAFE_POSTURE, PostConfig
+from neurohand.decoder.stream import StreamDecoder
 from neurohand.training.latency_tradeoff import commands_for, plot_tradeoff, smoothing_tradeoff
 
 
@@ -18,7 +19,7 @@ def smooth_walk(rng, n, hop_ms=10.0):
 
 def test_the_commands_are_the_stream_decoders(short_rec, adapted_bundle):
     """One code path: the report's commands are what the device sends for the same decoded frames."""
-    decoder = adapted_bundle.decoder(engine="numpy")
+    decoder = StreamDecoder(adapted_bundle, engine="numpy")
     stream = decoder.new_stream()
     decoder.reset(stream, command=SAFE_POSTURE)  # as the runtime and the latency benchmark start
     got = decoder.process(stream, short_rec.signals)

@@ -4,9 +4,9 @@ import os
 import pytest
 
 from neurohand.calibration.model_store import ModelStore
+from neurohand.cli import main
 from neurohand.decoder.bundle import BundleError
 from neurohand.decoder.errors import NeurohandError
-from neurohand.deploy.cli import main
 from neurohand.deploy.store_paths import resolve_bundle
 
 

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from neurohand.deploy.cli import main
+from neurohand.cli import main
 
 
 def test_a_session_with_absurd_samples_is_refused_before_training(tmp_path, small_sim, capsys):

@@ -116,11 +116,12 @@ def bundles(work, small_sim):
 def desktop_decoding(bundles, session):
     """This process's decoding of the session with each bundle: positions and commands, frame by frame."""
     from neurohand.decoder.bundle import Bundle
+    from neurohand.decoder.stream import StreamDecoder
     from neurohand.deploy.runtime import SAFE_POSTURE
 
     out = {}
     for name, path in bundles.items():
-        decoder = Bundle(path).decoder(engine="numpy")
+        decoder = StreamDecoder(Bundle(path), engine="numpy")
         stream = decoder.new_stream()
         decoder.reset(stream, command=SAFE_POSTURE)  # the runtime starts from the safe posture, within the limit
         frames = decoder.process(stream, session[1].signals)

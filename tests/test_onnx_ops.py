@@ -95,7 +95,7 @@ def test_the_pooled_graph_decodes_finite_where_lda_rules_a_class_out(bundles):
 @pytest.mark.slow
 def test_a_pooled_3dc_bundle_has_no_log_softmax(tmp_path, threedc_dir):
     """The bundle a class-only EMG session gives (pooled with LDA by default) exports no LogSoftmax or Softmax."""
-    from neurohand.deploy.cli import main
+    from neurohand.cli import main
 
     session, model, bundle = (str(tmp_path / n) for n in ("p1.h5", "model", "bundle"))
     assert main(["import", "3dc", os.path.join(threedc_dir, "Participant1", "train"), "--out", session]) == 0

@@ -158,7 +158,7 @@ def test_the_adaptation_schedule_leaves_what_the_user_set():
 
 
 def test_the_commands_pretrain_and_init(tmp_path, people, capsys):
-    from neurohand.deploy.cli import main
+    from neurohand.cli import main
 
     files = []
     for i, p in enumerate(people):

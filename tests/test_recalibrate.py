@@ -230,8 +230,8 @@ def test_the_held_out_part_is_the_last_repetition_or_the_end_of_each_stretch(day
 
 
 def test_the_command_offers_the_modules_choices_and_refuses_others(tmp_path, day1_model, capsys):
+    from neurohand.cli import main
     from neurohand.decoder.session_file import write_recording
-    from neurohand.deploy.cli import main
     from neurohand.training import recal_cli
     from neurohand.training.recalibrate import KEEP, STRATEGIES
 

@@ -10,8 +10,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from neurohand.cli import main
 from neurohand.decoder.session_file import write_recording
-from neurohand.deploy.cli import main
 from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 from neurohand.training.config import TrainConfig, with_overrides
 from neurohand.training.data import TrainingDataError, format_ranges, select_repetitions

@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
+from neurohand.cli import main
 from neurohand.decoder.bundle import Bundle
 from neurohand.decoder.postprocess import SAFE_POSTURE
-from neurohand.deploy.cli import main
 from neurohand.deploy.runlog import JsonLog
 from neurohand.deploy.runtime import NoneSink, Runtime
 from neurohand.deploy.sources import RecordingSource, source_for

@@ -292,7 +292,7 @@ def test_sigkill_loses_at_most_a_second_of_the_log_and_restarts_append(rec, bund
 
 
 def test_the_log_rotates_by_size(rec, bundle, tmp_path):
-    from neurohand.deploy.cli import main
+    from neurohand.cli import main
 
     log = str(tmp_path / "log" / "run.jsonl")
     src = session(rec, tmp_path)
@@ -306,7 +306,7 @@ def test_the_log_rotates_by_size(rec, bundle, tmp_path):
 
 # ---------------------------------------------------------------- 11. a missing hand port
 def test_a_missing_hand_port_is_one_line_exit_2_naming_it(bundle, capsys):
-    from neurohand.deploy.cli import main
+    from neurohand.cli import main
 
     assert main(["run", "--bundle", bundle.path, "--source", "sim", "--hand", "serial:/dev/ttyNOPE0",
                  "--allow-replay-into-hand", "--seconds", "1"]) == 2
@@ -316,7 +316,7 @@ def test_a_missing_hand_port_is_one_line_exit_2_naming_it(bundle, capsys):
 
 # ---------------------------------------------------------------- 4. the service unit
 def test_replay_or_sim_never_drives_a_hand_without_the_flag(bundle, capsys):
-    from neurohand.deploy.cli import main
+    from neurohand.cli import main
 
     with SimHand() as hand:
         for src in ("sim", "replay:/nonexistent.h5"):
@@ -383,7 +383,7 @@ def test_a_short_soak_keeps_the_limit_and_clears_every_fault(bundle):
 
 def test_neurohand_run_survives_a_malformed_frame_and_logs_it(rec, bundle, tmp_path, capsys):
     # the red team's attack through the command line: 8 of 16 channels ended the run with exit 2 and no log
-    from neurohand.deploy.cli import main
+    from neurohand.cli import main
     from neurohand.firmware_bridge.sim_interface import SimInterface
 
     log = str(tmp_path / "run.jsonl")
@@ -401,7 +401,7 @@ def test_neurohand_run_survives_a_malformed_frame_and_logs_it(rec, bundle, tmp_p
 
 @pytest.mark.slow
 def test_bench_soak_prints_its_figures(bundle, capsys):
-    from neurohand.deploy.cli import main
+    from neurohand.cli import main
 
     assert main(["bench", "soak", "--hours", "0.01", "--bundle", bundle.path, "--json", "--seed", "1"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

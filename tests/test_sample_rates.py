@@ -97,9 +97,10 @@ def test_a_contract_whose_frame_timing_differs_from_the_extractor_is_refused():
 def test_import_train_export_and_decode_live_at_amplifier_rates(fs_hz, tmp_path, capsys, monkeypatch):
     import rich.console
 
+    from neurohand.cli import main
     from neurohand.decoder.bundle import Bundle
     from neurohand.decoder.session_file import read_recording
-    from neurohand.deploy.cli import main
+    from neurohand.decoder.stream import StreamDecoder
     from neurohand.deploy.runtime import NoneSink, Runtime
     from neurohand.deploy.sources import RecordingSource
 
@@ -153,7 +154,7 @@ def test_import_train_export_and_decode_live_at_amplifier_rates(fs_hz, tmp_path,
     stats = rt.run()
     assert stats.frames == len(extractor.transform(rec.signals)) > 0 and not stats.faults
     live = np.array([f["positions"] for f in rt.frames])
-    dec = bundle.decoder(engine="numpy")
+    dec = StreamDecoder(bundle, engine="numpy")
     stream = dec.new_stream()
     chunks = [dec.process(stream, rec.signals[i:i + 37]) for i in range(0, rec.n_samples, 37)]
     offline = np.concatenate([c.positions for c in chunks if len(c.positions)])
@@ -162,7 +163,7 @@ def test_import_train_export_and_decode_live_at_amplifier_rates(fs_hz, tmp_path,
 
 @pytest.mark.slow
 def test_train_window_hop_and_features_from_the_command_line(tmp_path, capsys):
-    from neurohand.deploy.cli import main
+    from neurohand.cli import main
 
     np.savez(tmp_path / "emg.npz", **emg_like(1000.0, np.random.default_rng(5), reps=3))
     session, model_dir = str(tmp_path / "emg.h5"), str(tmp_path / "model")

@@ -6,7 +6,7 @@ import pytest
 from neurohand.decoder.engines import create_engine
 from neurohand.decoder.errors import InvalidValueError, NeurohandError
 from neurohand.decoder.postprocess import PostConfig, PostProcessor
-from neurohand.decoder.stream import DecodeFault
+from neurohand.decoder.stream import DecodeFault, StreamDecoder
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def _chunked(decoder, stream, signals, sizes):
 
 
 def test_any_chunking_decodes_the_same_frames_and_commands(rec, bundle):
-    decoder = bundle.decoder(engine="numpy")
+    decoder = StreamDecoder(bundle, engine="numpy")
     whole = decoder.process(decoder.new_stream(), rec.signals)
     sizes = np.random.default_rng(0).integers(0, 97, size=len(rec.signals))  # zero-length chunks too
     sizes = sizes[:np.searchsorted(np.cumsum(sizes), len(rec.signals)) + 1]
@@ -49,7 +49,7 @@ def test_the_stream_decodes_what_the_training_side_evaluates(rec, bundle):
     for f in offline:
         out, state = engine.step(state, f)
         expected.append(out.positions)
-    decoder = bundle.decoder(engine="numpy")
+    decoder = StreamDecoder(bundle, engine="numpy")
     got = decoder.process(decoder.new_stream(), rec.signals)
     np.testing.assert_allclose(got.positions, np.array(expected), atol=1e-5)
     # and the commands are the post-processor's, frame by frame, fed P(rest)
@@ -63,8 +63,8 @@ def test_the_stream_decodes_what_the_training_side_evaluates(rec, bundle):
 
 
 def test_onnxruntime_and_numpy_streams_agree(rec, bundle):
-    a = bundle.decoder(engine="numpy")
-    b = bundle.decoder(engine="onnxruntime")
+    a = StreamDecoder(bundle, engine="numpy")
+    b = StreamDecoder(bundle, engine="onnxruntime")
     pa = a.process(a.new_stream(), rec.signals[:8000])
     pb = b.process(b.new_stream(), rec.signals[:8000])
     np.testing.assert_allclose(pa.positions, pb.positions, atol=1e-4)
@@ -72,7 +72,7 @@ def test_onnxruntime_and_numpy_streams_agree(rec, bundle):
 
 
 def test_frame_end_samples_count_from_the_streams_start(rec, bundle):
-    decoder = bundle.decoder(engine="numpy")
+    decoder = StreamDecoder(bundle, engine="numpy")
     stream = decoder.new_stream()
     hop, ex = decoder.hop_samples, bundle.feature_extractor()
     first = decoder.process(stream, rec.signals[:ex.window_samples - 1])
@@ -82,7 +82,7 @@ def test_frame_end_samples_count_from_the_streams_start(rec, bundle):
 
 
 def test_reset_restarts_decoding_but_keeps_the_adaptation(rec, bundle):
-    decoder = bundle.decoder(engine="numpy")
+    decoder = StreamDecoder(bundle, engine="numpy")
     stream = decoder.new_stream()
     decoder.process(stream, rec.signals[:12000])
     seen = stream.adaptation.n_frames
@@ -104,7 +104,7 @@ def test_reset_restarts_decoding_but_keeps_the_adaptation(rec, bundle):
 
 
 def test_samples_out_of_any_physical_range_are_a_signal_fault(rec, bundle):
-    decoder = bundle.decoder(engine="numpy")
+    decoder = StreamDecoder(bundle, engine="numpy")
     stream = decoder.new_stream()
     with np.errstate(over="ignore", invalid="ignore"), pytest.raises(DecodeFault, match="non-finite features") as e:
         decoder.process(stream, rec.signals[:4000] * 1e25)
@@ -114,7 +114,7 @@ def test_samples_out_of_any_physical_range_are_a_signal_fault(rec, bundle):
 
 
 def test_a_chunk_with_the_wrong_channel_count_is_refused(rec, bundle):
-    decoder = bundle.decoder(engine="numpy")
+    decoder = StreamDecoder(bundle, engine="numpy")
     with pytest.raises(InvalidValueError, match="'chunk' must have 4 channels"):
         decoder.process(decoder.new_stream(), np.zeros((40, 3)))
 
@@ -129,7 +129,7 @@ def test_a_model_without_classes_drives_the_hand(tmp_path, rec):
     positions_only = dataclasses.replace(rec, labels=None, class_names=("rest",))
     bundle = Bundle(small_bundle(str(tmp_path), positions_only))
     assert list(bundle.class_names) == ["rest"]
-    decoder = bundle.decoder(engine="numpy", post=PostConfig(deadband=0.0))
+    decoder = StreamDecoder(bundle, engine="numpy", post=PostConfig(deadband=0.0))
     got = decoder.process(decoder.new_stream(), rec.signals)
     assert np.all(got.class_probabilities == 1.0)
     post = PostProcessor(PostConfig(deadband=0.0), hop_ms=bundle.feature_config.hop_ms)

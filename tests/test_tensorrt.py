@@ -18,6 +18,7 @@ from neurohand.decoder.bundle import Bundle
 from neurohand.decoder.engines import available_engines, create_engine, cuda_runtime
 from neurohand.decoder.engines import tensorrt_engine as te
 from neurohand.decoder.errors import DeviceError
+from neurohand.decoder.stream import StreamDecoder
 
 STEPS = 200
 
@@ -185,7 +186,7 @@ def test_runtime_and_auto_never_build(use_fakes, frames_and_bundles, tmp_path, c
         create_engine(bundle, "tensorrt")
     with caplog.at_level(logging.WARNING, logger="neurohand.engines"):
         eng = create_engine(bundle, "auto")
-        dec = bundle.decoder(engine="auto")
+        dec = StreamDecoder(bundle, engine="auto")
     assert eng.name == "onnxruntime" and dec.engine.name == "onnxruntime"
     assert "neurohand build-engine {} --precision fp16|fp32".format(bundle.path) in caplog.text
     assert trt.BUILDS == [] and not [f for f in os.listdir(bundle.path) if f.startswith("engine-")]
@@ -195,7 +196,7 @@ def test_runtime_and_auto_never_build(use_fakes, frames_and_bundles, tmp_path, c
     chunk = np.random.default_rng(0).normal(size=(4000, bundle.n_channels)) * 1e-5
     outs = {}
     for kind in ("tensorrt", "numpy"):
-        d = bundle.decoder(engine=kind)
+        d = StreamDecoder(bundle, engine=kind)
         outs[kind] = d.process(d.new_stream(), chunk)
     np.testing.assert_allclose(outs["tensorrt"].positions, outs["numpy"].positions, atol=1e-4)
     np.testing.assert_allclose(outs["tensorrt"].commands, outs["numpy"].commands, atol=1e-4)

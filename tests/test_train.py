@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from neurohand.cli import main
 from neurohand.decoder.latency_defaults import DEFAULT_LEAD_MS
 from neurohand.decoder.recording import Recording
 from neurohand.decoder.session_file import write_recording
-from neurohand.deploy.cli import main
 from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 from neurohand.training.config import (
     AdaptationPolicy,

@@ -89,7 +89,7 @@ def test_with_overrides_takes_setting_paths_and_top_level_keywords():
 
 
 def test_the_train_command_line_maps_onto_the_nested_settings():
-    from neurohand.deploy.cli import build_parser
+    from neurohand.cli import build_parser
     from neurohand.training.cli import train_config_from_args
 
     parser = build_parser()

@@ -13,7 +13,8 @@ import json
 import os
 import platform
 import time
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -27,8 +28,23 @@ from .config import TrainConfig
 from .data import FrameSet, TrainingDataError, normalisation
 from .model import ModelConfig, RecurrentDecoder
 
-if TYPE_CHECKING:
-    from .train import TrainResult
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`training.train.train` produced, and what a model folder records of it."""
+
+    model_dir: str
+    best_epoch: int
+    epochs_run: int
+    interrupted: bool
+    val_metrics: Dict[str, Any]
+    history: List[Dict[str, float]] = field(default_factory=list)
+    wall_s: float = 0.0
+    refit_epochs: int = 0
+    refit_process_peak_rss_mb: float = 0.0  # the parallel refit's own high-water mark (0 when none ran)
+    training_windows: Tuple[int, int] = (0, 0)  # frames per window and windows per step the first phase used
+    val_scores: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # every decoder's validation record
+
 
 MODEL_FORMAT = "neurohand-model"
 MODEL_FORMAT_VERSION = 3

@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -26,28 +26,11 @@ from .config import TrainConfig, with_overrides
 from .data import FrameSet, adapt_frames, build_frames, holdout_mask, overlap_frames, validation_split
 from .loop import Progress, build_model, distributed_env, evaluate_frames, fit, resolve_device
 from .model import RecurrentDecoder
-from .model_dir import prior_adapter, save_model_dir
+from .model_dir import TrainResult, prior_adapter, save_model_dir
 from .parallel_refit import ParallelRefit, RecentStates, RefitDidNotStart, spawn_reruns_caller, usable_cores
 from .summary import validation_scores
 
 __all__ = ["TrainConfig", "TrainResult", "set_class_pool", "train", "with_overrides"]
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` produced."""
-
-    model_dir: str
-    best_epoch: int
-    epochs_run: int
-    interrupted: bool
-    val_metrics: Dict[str, Any]
-    history: List[Dict[str, float]] = field(default_factory=list)
-    wall_s: float = 0.0
-    refit_epochs: int = 0
-    refit_process_peak_rss_mb: float = 0.0  # the parallel refit's own high-water mark (0 when none ran)
-    training_windows: Tuple[int, int] = (0, 0)  # frames per window and windows per step the first phase used
-    val_scores: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # every decoder's validation record
 
 
 @contextlib.contextmanager
@@ -237,14 +220,13 @@ def train(
     if interrupted and is_main:
         log("interrupted: keeping the best model so far (epoch {}{})".format(
             phase1.best_epoch, ", before the refit" if config.refit.enabled else ""))
+    val_scores = validation_scores(config.cell, val_metrics, baselines or {}, val_f, n_classes) if is_main else {}
     result = TrainResult(model_dir=model_dir, best_epoch=phase1.best_epoch, epochs_run=phase1.epochs_run,
-                         interrupted=interrupted, val_metrics=val_metrics, history=history)
-    result.refit_epochs = refit_epochs
-    result.training_windows = phase1.windows
-    result.refit_process_peak_rss_mb = refit_rss_mb
+                         interrupted=interrupted, val_metrics=val_metrics, history=history,
+                         wall_s=time.perf_counter() - t_start, refit_epochs=refit_epochs,
+                         refit_process_peak_rss_mb=refit_rss_mb, training_windows=phase1.windows,
+                         val_scores=val_scores)
     if is_main:
-        result.val_scores = validation_scores(config.cell, val_metrics, baselines or {}, val_f, n_classes)
-        result.wall_s = time.perf_counter() - t_start
         save_model_dir(model_dir, model.without_fixed_projection(), fcfg, recordings[0], config, result,
                        baselines or {}, source_files, val_reps, adapter=adapter,
                        extra=dict({"adaptation_decision": adapt_decision, "val_scores": result.val_scores},

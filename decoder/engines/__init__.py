@@ -18,11 +18,11 @@ from typing import Any, List, Optional, Tuple
 from ..bundle import Bundle
 from ..errors import DeviceError
 from ..validation import check_option
-from .base import StepOutput
+from .base import Engine, StepOutput
 
 ENGINES = ("auto", "tensorrt", "onnxruntime", "numpy")
 
-__all__ = ["ENGINES", "StepOutput", "available_engines", "create_engine"]
+__all__ = ["ENGINES", "Engine", "StepOutput", "available_engines", "create_engine"]
 
 
 def available_engines(bundle: Optional[Bundle] = None) -> List[str]:
@@ -45,7 +45,7 @@ def available_engines(bundle: Optional[Bundle] = None) -> List[str]:
     return out
 
 
-def create_engine(bundle: Bundle, kind: str = "auto", **options: Any) -> Any:
+def create_engine(bundle: Bundle, kind: str = "auto", **options: Any) -> Engine:
     """Create an engine for ``bundle``.
 
     Parameters

@@ -1,6 +1,7 @@
-"""What every engine returns from a step."""
+"""What every engine is (:class:`Engine`) and returns from a step (:class:`StepOutput`)."""
 
-from typing import NamedTuple
+import abc
+from typing import Any, NamedTuple, Tuple
 
 import numpy as np
 
@@ -36,3 +37,27 @@ def zero_state(cell: str, layers: int, hidden: int):
     if cell == "lstm":
         s["c"] = np.zeros((layers, 1, hidden), np.float32)
     return s
+
+
+class Engine(abc.ABC):
+    """One exported decoder step over explicit recurrent state; holds weights only, never a stream's state.
+
+    Contract: ``new_state()`` returns the zero state of one stream; ``step(state, frame)`` takes that state and one
+    feature frame (n_features,) after the bundle's feature adaptation, and returns the step's :class:`StepOutput` and
+    the next state, leaving ``state`` usable (a stream may be replayed from it). Every engine of a bundle gives the
+    numpy reference's outputs within its precision's tolerance (``neurohand verify``). ``close()`` frees what the
+    engine holds outside Python (GPU memory); the engine is unusable after it.
+    """
+
+    name = "engine"
+
+    @abc.abstractmethod
+    def new_state(self) -> Any:
+        """Return the zero recurrent state of a new stream."""
+
+    @abc.abstractmethod
+    def step(self, state: Any, frame: np.ndarray) -> Tuple[StepOutput, Any]:
+        """Decode one frame (n_features,) from ``state``; return the outputs and the next state."""
+
+    def close(self) -> None:  # noqa: B027 - optional: most engines hold nothing outside Python
+        """Free what the engine holds outside Python (nothing, unless overridden)."""

@@ -8,7 +8,7 @@ from typing import Dict, Tuple
 import numpy as np
 
 from ..bundle import Bundle, BundleError
-from .base import LOG_PROBABILITY_FLOOR, StepOutput, zero_state
+from .base import LOG_PROBABILITY_FLOOR, Engine, StepOutput, zero_state
 
 State = Dict[str, np.ndarray]
 
@@ -22,7 +22,7 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.sum(np.exp(shifted)))
 
 
-class NumpyEngine:
+class NumpyEngine(Engine):
     """Decoder step in numpy (float32).
 
     Parameters

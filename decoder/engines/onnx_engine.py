@@ -5,13 +5,13 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 
 from ..bundle import Bundle, BundleError
-from .base import StepOutput, zero_state
+from .base import Engine, StepOutput, zero_state
 
 State = Dict[str, np.ndarray]
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
 
-class OnnxRuntimeEngine:
+class OnnxRuntimeEngine(Engine):
     """Decoder step with onnxruntime.
 
     Parameters

@@ -40,7 +40,7 @@ from ..bundle import Bundle
 from ..errors import DeviceError, InvalidValueError
 from ..validation import check_option
 from . import cuda_runtime
-from .base import StepOutput
+from .base import Engine, StepOutput
 
 PRECISIONS = ("fp32", "fp16")
 BUILD_COMMAND = "neurohand build-engine {bundle} --precision fp16|fp32"
@@ -235,7 +235,7 @@ def not_built_message(bundle: Bundle, info: DeviceInfo, precision: Optional[str]
         "neurohand build-engine {} --precision {}".format(bundle.path, precision)))
 
 
-class TensorRTEngine:
+class TensorRTEngine(Engine):
     """Decoder step with TensorRT; the state buffers stay on the GPU between steps.
 
     Loads an engine built by ``neurohand build-engine``; never builds one. The ``state`` objects this engine hands

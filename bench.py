@@ -267,7 +267,7 @@ import numpy as np
 bundle = Bundle(sys.argv[1])
 rec = read_recording(sys.argv[2])
 keys_profile = sys.argv[4] if len(sys.argv) > 4 else ""
-hop = int(round(rec.fs_hz * bundle.feature_config.hop_ms / 1000.0))
+hop = bundle.hop_samples
 key_lat = []
 with SimHand() as hand:
     sink = HandSink(hand.port)
@@ -387,9 +387,8 @@ def _bench_soak(args: argparse.Namespace) -> int:
     import tempfile
 
     from neurohand.decoder.validation import check_positive
+    from neurohand.deploy.soak import soak
     from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
-
-    from .soak import soak
 
     check_positive("--hours", args.hours)
     with tempfile.TemporaryDirectory() as tmp:

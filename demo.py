@@ -40,7 +40,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from neurohand.calibration.model_store import ModelStore
-    from neurohand.calibration.workflow import CalibrateOptions, run_calibration
+    from neurohand.calibration.options import CalibrateOptions, DeviceOptions, SimulatorOptions, TrainingOptions
+    from neurohand.calibration.workflow import run_calibration
     from neurohand.decoder.feature_config import config_for_recording
     from neurohand.decoder.features import FeatureExtractor
     from neurohand.decoder.filters import group_delay_ms
@@ -53,18 +54,20 @@ def run_demo(args: argparse.Namespace) -> int:
     console.rule("[bold]1. Calibration session: simulated patient {}, cue protocol, data-glove labels".format(
         args.seed))
     t0 = time.perf_counter()
-    opts = CalibrateOptions(patient="demo", store=store_dir, source="sim", labels="glove:sim", fast=True,
-                            tui=console.is_terminal, yes=True, accept_worse=True,  # a walk-through: no patient
-                            epochs=args.epochs, hidden=args.hidden, minutes=args.minutes, seed=args.seed,
-                            sim_seed=args.seed, sim_channels=args.channels, sim_fs_hz=args.fs_hz)
+    opts = CalibrateOptions(patient="demo", store=store_dir, tui=console.is_terminal, yes=True,
+                            accept_worse=True, minutes=args.minutes,  # a walk-through: no patient
+                            devices=DeviceOptions(source="sim", labels="glove:sim"),
+                            simulator=SimulatorOptions(seed=args.seed, channels=args.channels, fs_hz=args.fs_hz,
+                                                       fast=True),
+                            training=TrainingOptions(epochs=args.epochs, hidden=args.hidden, seed=args.seed))
     outcome = run_calibration(opts, console=console)
-    if outcome["version"] is None:
+    if outcome.version is None:
         console.print("[red]the model was not accepted[/red]")
         return 1
     store = ModelStore(store_dir, "demo")
     console.print("calibrated in {:.0f} s: session {}, accepted {} ({})".format(
-        time.perf_counter() - t0, outcome["session"], outcome["version"], store.bundle_path()))
-    rec = read_recording(outcome["session"])
+        time.perf_counter() - t0, outcome.session, outcome.version, store.bundle_path()))
+    rec = read_recording(outcome.session)
 
     console.rule("[bold]2. The device's streaming front end on the recorded session")
     fcfg = config_for_recording(rec)
@@ -105,13 +108,13 @@ def run_demo(args: argparse.Namespace) -> int:
         t.add_row(finger, names[k], "{:+.2f}".format(r[k]), "{:.2f}..{:.2f}".format(p.min(), p.max()))
     console.print(t)
     decoded_same = _decode_held_out(store.bundle_path(), outcome, console)
-    live = _live_into_hand(args, _bundle(store.bundle_path()), outcome["test_recording"], console)
-    gru = outcome["evaluation"]["decoders"]["gru"]
+    live = _live_into_hand(args, _bundle(store.bundle_path()), outcome.test_recording, console)
+    gru = outcome.evaluation["decoders"]["gru"]
     console.rule("[bold]Summary")
     console.print("patient model {}: held-out finger R2 {:.3f} (Wiener {:.3f}), class accuracy {:.3f}; live software "
                   "latency median {:.2f} ms, p99 {:.2f} ms; front end online == offline: {}; device engine == "
-                  "evaluation: {}".format(outcome["version"], gru["r2_mean"],
-                                          outcome["evaluation"]["decoders"]["wiener"]["r2_mean"], gru["accuracy"],
+                  "evaluation: {}".format(outcome.version, gru["r2_mean"],
+                                          outcome.evaluation["decoders"]["wiener"]["r2_mean"], gru["accuracy"],
                                           live["latency_ms"]["median"], live["latency_ms"]["p99"], same,
                                           decoded_same))
     return 0 if (same and decoded_same and live["frames"] > 0) else 1
@@ -129,14 +132,15 @@ def _decode_held_out(bundle_dir: str, outcome, console) -> bool:
     from rich.table import Table
 
     from neurohand.decoder.bundle import Bundle
+    from neurohand.decoder.stream import StreamDecoder
     from neurohand.training.metrics import r2_per_finger
 
-    test_rec = outcome["test_recording"]
-    ev = outcome["evaluation"]
+    test_rec = outcome.test_recording
+    ev = outcome.evaluation
     console.rule("[bold]3. The accepted bundle decodes the held-out repetition frame by frame on the device engine")
     bundle = Bundle(bundle_dir)
     bundle.check_source(fs_hz=test_rec.fs_hz, n_channels=test_rec.n_channels)
-    decoder = bundle.decoder(engine="auto")
+    decoder = StreamDecoder(bundle, engine="auto")
     engine = decoder.engine
     stream = decoder.new_stream()  # the session's running statistics carry across its segments
     truth, decoded, step_us = [], [], []
@@ -173,10 +177,9 @@ def _live_into_hand(args: argparse.Namespace, bundle, test_rec, console) -> dict
     from neurohand.firmware_bridge.sim_hand import SimHand, track_following
 
     console.rule("[bold]4. Live: the runtime drives the simulated hand over a serial pseudo-terminal")
-    hop = int(round(test_rec.fs_hz * bundle.feature_config.hop_ms / 1000.0))
     with SimHand() as hand:
         sink = HandSink(hand.port)
-        rt = Runtime(bundle, RecordingSource(test_rec, chunk_samples=hop), sink, engine="auto")
+        rt = Runtime(bundle, RecordingSource(test_rec, chunk_samples=bundle.hop_samples), sink, engine="auto")
         errors = track_following(sink, hand)
         stats = rt.run(seconds=args.live_seconds)
     s = stats.summary()

@@ -58,8 +58,9 @@ def replay(bundle, rec, *, engine: str = "numpy", post: Optional[Any] = None) ->
         ``process`` call took.
     """
     from neurohand.decoder.postprocess import SAFE_POSTURE
+    from neurohand.decoder.stream import StreamDecoder
 
-    decoder = bundle.decoder(engine=engine, post=post)
+    decoder = StreamDecoder(bundle, engine=engine, post=post)
     stream = decoder.new_stream()
     hop = decoder.hop_samples
     bounds = [int(s) for s in rec.segment_starts] + [rec.n_samples]
