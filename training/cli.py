@@ -21,7 +21,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--out", required=True, help="model folder to write")
     p.add_argument("--init", default=None, metavar="BASE",
                    help="start from a pre-trained base (neurohand pretrain): its architecture and features, every "
-                        "weight fine-tuned on these sessions; a short recording of the person is enough")
+                        "weight fine-tuned on these sessions (peak learning rate 1e-3, at most 10 epochs, unless "
+                        "--epochs says otherwise); a short recording of the person is enough")
     _training_options(p)
     p.add_argument("--no-baselines", action="store_true", help="skip the classic baselines")
     p.set_defaults(func=_train)
