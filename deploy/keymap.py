@@ -9,8 +9,9 @@ Profile format::
 
     [keys]
     toggle_gesture = "power_grip"   # optional: a class that toggles output on/off
-    toggle_key = "f12"              # optional: a real key that toggles output (handled by the sink)
+    toggle_key = "f12"              # optional: a real key that toggles output (handled by the sink); never an output
     max_events_per_s = 30
+    allow_system_keys = false       # true: let bindings reach system combos (ctrl+alt+delete, alt+f4, cmd+...)
 
     [[binding]]
     finger = "thumb"                # or: class = "pinch", or: combo = "fist" (all fingers flexed)
@@ -88,7 +89,12 @@ def _parse_keys(text: str, line: int) -> Tuple[str, ...]:
 
 BINDING_FIELDS = ("finger", "class", "combo", "press", "release", "min_confidence", "key", "mode", "min_hold_ms",
                   "retrigger_ms")
-KEYS_FIELDS = ("toggle_gesture", "toggle_key", "max_events_per_s")
+KEYS_FIELDS = ("toggle_gesture", "toggle_key", "max_events_per_s", "allow_system_keys")
+SYSTEM_COMBOS = tuple([("ctrl", "alt", "delete"), ("ctrl", "alt", "backspace"), ("alt", "f4"), ("cmd",)]
+                      + [("ctrl", "alt", "f{}".format(i)) for i in range(1, 13)])
+"""Key sets the operating system acts on (log out, kill the X server, close the window, switch virtual terminal, the
+super/cmd key's shortcuts). Any binding can be held while any other fires, so a profile whose bound keys together
+contain one is refused unless it says ``allow_system_keys = true``."""
 LIMITS = {"press": (0.0, 1.0), "release": (0.0, 1.0), "min_confidence": (0.0, 1.0), "min_hold_ms": (0.0, 10000.0),
           "retrigger_ms": (0.0, 60000.0), "max_events_per_s": (1.0, 100.0)}
 """Bounds of every number in a profile (inclusive). The rate limit is at least one event a second and at most 100:
@@ -222,7 +228,39 @@ def load_profile(path: str, *, class_names: Optional[Sequence[str]] = None) -> P
         _parse_keys(_string(toggle_key, "toggle_key", ln), ln)
     rate = keys_section.get("max_events_per_s", 30.0)
     rate = _number(rate, "max_events_per_s", find(keys_at, "max_events_per_s"))
+    allow_system = keys_section.get("allow_system_keys", False)
+    if not isinstance(allow_system, bool):
+        raise ProfileError("line {}: Invalid value for 'allow_system_keys': true or false, got {!r}".format(
+            find(keys_at, "allow_system_keys"), allow_system))
+    _check_key_sets(bindings, toggle_key, rate, allow_system, find(keys_at, "toggle_key"))
     return Profile(tuple(bindings), gesture, toggle_key, rate)
+
+
+def _check_key_sets(bindings: List[Binding], toggle_key: Optional[str], rate: float, allow_system: bool,
+                    toggle_line: int) -> None:
+    """Refuse combinations that can never fire, the toggle key as an output, and reachable system combos."""
+    for b in bindings:
+        if len(set(b.keys)) != len(b.keys):
+            raise ProfileError("line {}: the key combination {!r} names a key twice".format(b.line, "+".join(b.keys)))
+        if len(b.keys) > rate:
+            raise ProfileError("line {}: the key combination {!r} is {} key presses, more than max_events_per_s = "
+                               "{:g}: it could never fire".format(b.line, "+".join(b.keys), len(b.keys), rate))
+    if toggle_key is not None:
+        toggle = set(_parse_keys(toggle_key, toggle_line))
+        for b in bindings:
+            if toggle & set(b.keys):
+                raise ProfileError("line {}: the toggle key {!r} is also bound as an output (line {}); the key that "
+                                   "switches output on and off must not be pressed by it".format(
+                                       toggle_line, toggle_key, b.line))
+    if allow_system:
+        return
+    bound = {k: b.line for b in reversed(bindings) for k in b.keys}  # each key's first binding
+    for combo in SYSTEM_COMBOS:
+        if all(k in bound for k in combo):
+            raise ProfileError("line {}: the bindings can press {} together (lines {}), a combination the system "
+                               "acts on; bind other keys, or set allow_system_keys = true in [keys]".format(
+                                   max(bound[k] for k in combo), "+".join(combo),
+                                   ", ".join(str(x) for x in sorted({bound[k] for k in combo}))))
 
 
 @dataclass

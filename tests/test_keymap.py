@@ -141,6 +141,36 @@ def test_every_profile_field_is_bounded(tmp_path, text, match):
         load_profile(write(tmp_path, text), class_names=CLASSES)
 
 
+@pytest.mark.parametrize("text,match", [
+    ('[[binding]]\nfinger = "thumb"\nkey = "ctrl+alt+delete"\n',
+     r"line 1: the bindings can press ctrl\+alt\+delete together \(lines 1\), a combination the system acts on"),
+    ('[[binding]]\nfinger = "thumb"\nkey = "alt+f4"\n', r"can press alt\+f4 together"),
+    ('[[binding]]\nfinger = "thumb"\nkey = "ctrl+alt+f1"\n', r"can press ctrl\+alt\+f1 together"),
+    ('[[binding]]\nfinger = "thumb"\nkey = "cmd+l"\n', r"can press cmd together"),
+    # held by one binding while the others fire: the union of what is bound counts
+    ('[[binding]]\nfinger = "thumb"\nkey = "ctrl"\n[[binding]]\nfinger = "index"\nkey = "alt"\n'
+     '[[binding]]\nfinger = "middle"\nkey = "delete"\n', r"line 7: .*ctrl\+alt\+delete together \(lines 1, 4, 7\)"),
+    ('[keys]\ntoggle_key = "f12"\n[[binding]]\nfinger = "thumb"\nkey = "shift+f12"\n',
+     r"line 2: the toggle key 'f12' is also bound as an output \(line 3\)"),
+    ('[keys]\nmax_events_per_s = 2\n[[binding]]\nfinger = "thumb"\nkey = "ctrl+shift+w"\n',
+     r"line 3: the key combination 'ctrl\+shift\+w' is 3 key presses, more than max_events_per_s = 2: it could "
+     r"never fire"),
+    ('[[binding]]\nfinger = "thumb"\nkey = "a+a"\n', r"line 1: the key combination 'a\+a' names a key twice"),
+    ('[keys]\nallow_system_keys = "yes"\n' + B, r"line 2: Invalid value for 'allow_system_keys': true or false"),
+])
+def test_system_combos_the_toggle_key_and_combos_that_never_fire_are_refused(tmp_path, text, match):
+    """Issue 28.6: ctrl+alt+delete, alt+f4 and ctrl+alt+f1 passed the check, a dry run pressed them; the toggle key
+    could be an output; a combination longer than the rate limit could never fire."""
+    with pytest.raises(ProfileError, match=match):
+        load_profile(write(tmp_path, text), class_names=CLASSES)
+
+
+def test_a_profile_may_allow_system_keys_on_purpose(tmp_path):
+    prof = load_profile(write(tmp_path, '[keys]\nallow_system_keys = true\n[[binding]]\nfinger = "thumb"\n'
+                                       'key = "alt+f4"\n'), class_names=CLASSES)
+    assert prof.bindings[0].keys == ("alt", "f4")
+
+
 @pytest.mark.parametrize("text", ["[keys]\nmax_events_per_s = nan\n" + B, "[keys]\n", '[binding]\nkey = "w"\n'])
 def test_keys_check_refuses_a_bad_profile_with_one_line(tmp_path, capsys, text):
     from neurohand.cli import main
