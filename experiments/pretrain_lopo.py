@@ -14,9 +14,9 @@ scored on repetitions 8-10 (NinaPro: R^2) or on ``test/`` (3DC: accuracy), which
 The base uses the other people's repetitions 1-7 (NinaPro) or ``train/`` (3DC). Settings are the defaults (the
 adaptation's schedule was chosen by ``experiments/adapt_settings.py`` on validation repetitions).
 
-Each fold writes ``OUT/pretrain_lopo/SET/foldN/result.json`` as it ends, and a fold whose base is already there
-reuses it (its pre-training time is the one recorded then): folds can run in separate processes or sessions, and
-``--collect`` prints the table of every fold written so far.
+Each fold writes ``OUT/pretrain_lopo/SET/foldN/result.json`` as it ends; a base or model folder already there from an
+earlier run is reused (its training time is the one recorded then): folds can run in separate processes or sessions,
+a stopped run goes on where it stopped, and ``--collect`` prints the table of every fold written so far.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from typing import Any, Dict, List, Sequence
 
 import numpy as np
@@ -93,19 +92,23 @@ def _person_row(data, prefix: str, base: str, k: int, config: TrainConfig, metri
     """Adapt the base and train from scratch on the person's first ``k`` repetitions; score both on the test part."""
     first = select_repetitions(data[0], range(1, k + 1))
     row["data_s"] = first.duration_s
-    t0 = time.perf_counter()
-    train([first], prefix + "_adapted", config=config, progress=False, log=lambda m: None, init=base)
-    row["adapt_s"] = time.perf_counter() - t0
+    row["adapt_s"] = _trained(prefix + "_adapted", first, config, init=base)
     ev = evaluate(prefix + "_adapted", [data[1]])["decoders"]
     row["pretrained"] = next(iter(ev.values()))[metric]
     if k >= 2:
-        t0 = time.perf_counter()
-        train([first], prefix + "_scratch", config=config, progress=False, log=lambda m: None)
-        row["scratch_s"] = time.perf_counter() - t0
+        row["scratch_s"] = _trained(prefix + "_scratch", first, config)
         ev = evaluate(prefix + "_scratch", [data[1]])["decoders"]
         row["scratch"] = next(iter(ev.values()))[metric]
         row["classic"] = ev[classic][metric] if classic in ev else None
     return row
+
+
+def _trained(model_dir: str, rec, config: TrainConfig, **kw: Any) -> float:
+    """Train ``model_dir`` on ``rec`` unless an earlier run of this fold finished it; return its training wall time."""
+    if not os.path.exists(os.path.join(model_dir, "model.json")):
+        train([rec], model_dir, config=config, progress=False, log=lambda m: None, **kw)
+    with open(os.path.join(model_dir, "model.json")) as fh:
+        return float(json.load(fh)["wall_s"])
 
 
 def collect(out_dir: str, *, data_set: str, n_folds: int, amounts: Sequence[int], seed: int,

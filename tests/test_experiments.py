@@ -183,9 +183,12 @@ def test_pretrain_lopo_holds_people_out_of_the_base(tmp_path, threedc_dir):
     assert set(rows) == {(1, 1), (1, 2), (2, 1), (2, 2)}
     assert "scratch" not in rows[(1, 1)] and 0 <= rows[(1, 2)]["scratch"] <= 1 and 0 <= rows[(2, 2)]["classic"] <= 1
     assert all(0 <= r["pretrained"] <= 1 for r in rows.values())
-    # a second process collects the folds written so far, and a rerun reuses the fold's base
+    # a second process collects the folds written so far; a rerun reuses the fold's base and models, training nothing
     again = mod.collect(str(tmp_path), data_set="3dc", n_folds=7, amounts=[1, 2], seed=0)
     assert again["rows"] == res["rows"] and again["folds"] == [1]
+    mod.train = lambda *a, **k: pytest.fail("a finished model was trained again")
+    assert mod.run(data, str(tmp_path), data_set="3dc", n_folds=7, folds=[1], amounts=[1, 2], seed=0,
+                   config=cfg)["rows"] == res["rows"]
     # the adaptation's candidates, on a person the base has not seen, scored on their other cycles of train/
     sweep = load("adapt_settings").run(data, str(tmp_path), base=os.path.join(str(tmp_path), "pretrain_lopo", "3dc",
                                                                                "fold1", "base"),
