@@ -24,10 +24,10 @@ from typing import Any, Dict, List, Optional
 
 from neurohand.decoder.bundle import Bundle
 from neurohand.decoder.validation import invalid_value
-from neurohand.deploy.store_paths import VERSION_PATTERN, read_current
+from neurohand.deploy.store_paths import VERSION_PATTERN, check_no_link, read_current
 
 # a letter, digit or '_' first: never '.', '..' or a hidden folder; no separators anywhere
-_PATIENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+_PATIENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")  # matched from the start: the whole id, no newline
 
 
 class ModelStore:
@@ -43,10 +43,11 @@ class ModelStore:
 
     @staticmethod
     def _inside(base: str, *parts: str) -> str:
-        """``base/parts`` after checking it resolves inside ``base`` (no '..', no symlink out)."""
+        """``base/parts`` after checking it resolves inside ``base`` (no '..', no symbolic link below ``base``)."""
         path = os.path.join(base, *parts)
         real, real_base = os.path.realpath(path), os.path.realpath(base)
-        if os.path.commonpath([real, real_base]) != real_base or real == real_base:
+        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(base))
+        if rel.startswith(os.pardir) or real != os.path.normpath(os.path.join(real_base, rel)) or real == real_base:
             raise invalid_value("path", "a folder inside {!r}, got {!r} (resolves to {!r})".format(base, path, real))
         return path
 
@@ -63,7 +64,9 @@ class ModelStore:
         return sorted((v for v in os.listdir(d) if VERSION_PATTERN.match(v)), key=lambda v: int(v[1:]))
 
     def current(self) -> Optional[str]:
-        """Return the current version, or None; :class:`BrokenStoreError` if ``current.json`` is broken."""
+        """Return the current version, or None; :class:`BrokenStoreError` if ``current.json`` is broken or a link."""
+        if os.path.lexists(os.path.join(self.root, "current.json")):
+            check_no_link(self.store_dir, os.path.join(self.root, "current.json"))
         return read_current(self.root)
 
     def bundle_path(self, version: Optional[str] = None) -> str:
@@ -72,7 +75,7 @@ class ModelStore:
         if v is None:
             raise FileNotFoundError("Patient {!r} has no accepted model yet; run 'neurohand calibrate'".format(
                 self.patient_id))
-        return os.path.join(self._version_dir(v), "bundle")
+        return check_no_link(self.store_dir, os.path.join(self._version_dir(v), "bundle"))
 
     def model_path(self, version: Optional[str] = None) -> str:
         """Trained-model folder of ``version`` (default: current), the starting point of a recalibration."""

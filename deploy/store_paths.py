@@ -12,12 +12,34 @@ from typing import Optional
 
 from neurohand.decoder.errors import NeurohandError
 
-VERSION_PATTERN = re.compile(r"^v(\d{3,9})$")
+VERSION_PATTERN = re.compile(r"v(\d{3,9})\Z")
 """A version folder's name, as the model store writes it: 'v' and 3 to 9 digits (``v001``)."""
 
 
 class BrokenStoreError(NeurohandError):
     """The store's ``current.json`` is unreadable or points at a version that is not there."""
+
+
+def check_no_link(store: str, path: str) -> str:
+    """Return ``path`` after checking that nothing between ``store`` and it is a symbolic link.
+
+    The model store writes real folders and files only; a link below it (a patient folder, ``current.json``, a version
+    or its bundle pointing elsewhere) would make the runtime decode what the store never accepted.
+
+    Raises
+    ------
+    BrokenStoreError
+        Naming the path and where it resolves to.
+    """
+    real_store = os.path.realpath(store)
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(store))
+    expected = os.path.normpath(os.path.join(real_store, rel))
+    real = os.path.realpath(path)
+    if rel.startswith(os.pardir) or real != expected:
+        raise BrokenStoreError("{} resolves to {}, outside the model store {} or through a link; the store holds "
+                               "real folders only: replace the link by the version's own folder, or roll back".format(
+                                   path, real, store))
+    return path
 
 
 def read_current(patient_root: str) -> Optional[str]:
@@ -63,8 +85,10 @@ def resolve_bundle(path: str) -> str:
     if os.path.basename(p) != "current.json" or not os.path.isfile(p):
         return path
     root = os.path.dirname(p)
+    store = os.path.dirname(root)
+    check_no_link(store, p)  # the patient folder and current.json themselves
     version = read_current(root)
     bundle = os.path.join(root, "versions", version, "bundle")
     if not os.path.isdir(bundle):
         raise BrokenStoreError("{} makes {} current, but {} does not exist".format(p, version, bundle))
-    return bundle
+    return check_no_link(store, bundle)

@@ -93,7 +93,7 @@ def test_the_trained_model_is_kept_for_recalibration(tmp_path, bundle_dir):
     assert os.path.isdir(store.sessions_dir()) and store.sessions_dir().startswith(store.root)
 
 
-@pytest.mark.parametrize("patient", ["..", ".", ".hidden", "a/b", "../P001", "", "x" * 65])
+@pytest.mark.parametrize("patient", ["..", ".", ".hidden", "a/b", "../P001", "", "x" * 65, "P01\n"])
 def test_patient_ids_cannot_escape_the_store(tmp_path, patient, capsys):
     """Issue 19.10: '--patient ..' made a rollback rewrite the store's parent's current.json."""
     store = tmp_path / "store"
@@ -111,6 +111,29 @@ def test_a_patient_folder_linked_out_of_the_store_is_refused(tmp_path):
     os.symlink(str(tmp_path / "elsewhere"), str(tmp_path / "store" / "P9"))
     with pytest.raises(ValueError, match="Invalid value for 'path'"):
         ModelStore(str(tmp_path / "store"), "P9")
+
+
+@pytest.mark.parametrize("link", ["bundle", "version", "current.json", "patient"])
+def test_nothing_linked_out_of_the_store_is_decoded(tmp_path, bundle_dir, link, capsys):
+    """Issue 28.3: a bundle, a version, current.json or the patient folder linked elsewhere was decoded by
+    ``run --bundle STORE/P01/current.json`` (the service's own path) and listed by ``models``."""
+    import shutil
+
+    store_dir = tmp_path / "store"
+    ModelStore(str(store_dir), "P01").accept(bundle_dir)
+    elsewhere = tmp_path / "elsewhere"
+    target = {"bundle": store_dir / "P01" / "versions" / "v001" / "bundle",
+              "version": store_dir / "P01" / "versions" / "v001",
+              "current.json": store_dir / "P01" / "current.json", "patient": store_dir / "P01"}[link]
+    shutil.move(str(target), str(elsewhere))  # a same-looking copy outside the store
+    os.symlink(str(elsewhere), str(target))
+    with pytest.raises(NeurohandError, match="outside the model store .* or through a link"):
+        resolve_bundle(str(store_dir / "P01" / "current.json"))
+    assert main(["run", "--bundle", str(store_dir / "P01" / "current.json"), "--seconds", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("through a link" in err or "Invalid value for 'path'" in err)
+    assert main(["models", "--patient", "P01", "--store", str(store_dir)]) == 2  # listed no more either
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 @pytest.mark.parametrize("pointer", ['{"version": "v999"}', '{"version": "../../x"}', '{"v": 1}', "[", "[]"])
