@@ -36,8 +36,12 @@ def register(sub: "argparse._SubParsersAction") -> None:
 def _models(args: argparse.Namespace) -> int:
     import os
 
+    from neurohand.decoder.validation import invalid_value
+
     from .model_store import ModelStore
 
+    if not os.path.isdir(args.store):
+        raise invalid_value("--store", "an existing model store folder, got {!r} (no such folder)".format(args.store))
     store = ModelStore(args.store, args.patient)
     if args.rollback:
         store.rollback(args.rollback)

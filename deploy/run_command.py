@@ -5,6 +5,7 @@ Each opens its source and sink through :mod:`deploy.sources` and hands them to :
 
 from neurohand.decoder.bundle import Bundle
 from neurohand.decoder.errors import InvalidValueError
+from neurohand.decoder.validation import check_positive
 
 from .runlog import JsonLog
 from .runtime import HandSink, NoneSink, Runtime
@@ -37,6 +38,9 @@ def _run(args) -> int:
     import sys
 
     from .sources import open_source, parse_device_spec, source_for
+
+    if args.seconds is not None:
+        check_positive("--seconds", args.seconds)
     from .store_paths import resolve_bundle
 
     bundle = Bundle(resolve_bundle(args.bundle))
@@ -99,6 +103,8 @@ def register_keys(sub) -> None:
 
 def _keys(args) -> int:
     from .keymap import load_profile
+
+    check_positive("--seconds", args.seconds)
 
     classes = Bundle(args.bundle).class_names if args.bundle else None
     prof = load_profile(args.profile, class_names=classes)

@@ -3,7 +3,11 @@
 import argparse
 import os
 
-from neurohand.decoder.validation import invalid_value
+from neurohand.decoder.validation import check_positive, invalid_value
+
+from .protocol import FS_RANGE_HZ, MAX_CHANNELS
+
+MAX_SIMULATED_VALUES = 10 ** 9  # channels x samples of one simulated file: 4 GB as float32, more than any session
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -54,6 +58,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
     if args.days < 1:
         raise invalid_value("--days", "expected an integer >= 1, got {}".format(args.days))
+    check_simulation_size(args.minutes, args.channels, args.fs_hz)
     for day, path in enumerate(day_paths(args.out, args.days), start=1):
         cfg = SimulatorConfig(minutes=args.minutes, n_channels=args.channels, fs_hz=args.fs_hz,
                               mains_hz=args.mains_hz, day=day, seed=args.seed)
@@ -66,9 +71,26 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_simulation_size(minutes: float, channels: int, fs_hz: float) -> None:
+    """Refuse a simulated session that the protocol could not carry or that would not fit in memory, in one line."""
+    check_positive("--minutes", minutes)
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise invalid_value("--channels", "expected 1 to {}, got {}".format(MAX_CHANNELS, channels))
+    if not FS_RANGE_HZ[0] <= check_positive("--fs-hz", fs_hz) <= FS_RANGE_HZ[1]:
+        raise invalid_value("--fs-hz", "expected {:g} to {:g} Hz, got {:g}".format(FS_RANGE_HZ[0], FS_RANGE_HZ[1],
+                                                                                  fs_hz))
+    values = minutes * 60.0 * fs_hz * channels
+    if values > MAX_SIMULATED_VALUES:
+        raise invalid_value("--minutes", "{:g} min of {} channels at {:g} Hz is {:.3g} values; at most {:.0e} per "
+                            "file (use --days for more sessions)".format(minutes, channels, fs_hz, values,
+                                                                         MAX_SIMULATED_VALUES))
+
+
 def _sim_hand(args: argparse.Namespace) -> int:
     from .sim_hand import main_sim_hand
 
+    if args.seconds is not None:
+        check_positive("--seconds", args.seconds)
     return main_sim_hand(args.seconds)
 
 
@@ -86,7 +108,7 @@ def _sim_interface(args: argparse.Namespace) -> int:
     print(iface.port, flush=True)
     iface.start()
     try:
-        time.sleep(args.seconds if args.seconds is not None else 1e9)
+        time.sleep(check_positive("--seconds", args.seconds) if args.seconds is not None else 1e9)
     except KeyboardInterrupt:
         pass
     finally:

@@ -167,3 +167,22 @@ def test_one_parser_for_every_device_spec(spec, allowed, message):
         parse_device_spec("--hand", spec, allowed)
     assert parse_device_spec("--source", "serial:/dev/ttyUSB0:1", ("serial",)) == ("serial", "/dev/ttyUSB0:1")
     assert parse_device_spec("--source", "sim", ("sim",)) == ("sim", "")
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["run", "--bundle", "b", "--seconds", "-5"], "Invalid value for '--seconds': expected a finite number > 0"),
+    (["run", "--bundle", "b", "--seconds", "nan"], "Invalid value for '--seconds'"),
+    (["keys", "--profile", "p.toml", "--dry-run", "--seconds", "inf"], "Invalid value for '--seconds'"),
+    (["sim-hand", "--seconds", "0"], "Invalid value for '--seconds'"),
+    (["simulate", "--out", "x.h5", "--minutes", "1e9"], "Invalid value for '--minutes': 1e+09 min of 16 channels"),
+    (["simulate", "--out", "x.h5", "--channels", "100000"], "Invalid value for '--channels': expected 1 to 512"),
+    (["simulate", "--out", "x.h5", "--fs-hz", "1e300"], "Invalid value for '--fs-hz': expected 100 to 100000 Hz"),
+    (["models", "--patient", "P1", "--store", "/nonexistent-store"], "Invalid value for '--store': an existing"),
+])
+def test_nonsense_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, argv, expected):
+    """Issue 28.8: these exited 0 (a negative or NaN --seconds, a store that is not there) or died of MemoryError."""
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err, err
+    assert not os.path.exists(str(tmp_path / "x.h5"))
