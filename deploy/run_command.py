@@ -80,8 +80,9 @@ def _run(args) -> int:
         if view is not None:
             view.__exit__(None, None, None)
     s = stats.summary()
-    print("engine {}: {} frames, latency median {:.2f} ms, p99 {:.2f} ms, overruns {}, faults {}".format(
-        rt.engine.name, s["frames"], s["latency_ms"]["median"], s["latency_ms"]["p99"], s["overruns"], s["faults"]))
+    print("engine {}: {} frames, latency median {:.2f} ms, p99 {:.2f} ms, overruns {}, faults {}{}".format(
+        rt.engine.name, s["frames"], s["latency_ms"]["median"], s["latency_ms"]["p99"], s["overruns"], s["faults"],
+        "; log: {} lines dropped ({})".format(s["log_dropped_lines"], args.log) if s["log_dropped_lines"] else ""))
     return 0
 
 

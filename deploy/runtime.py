@@ -128,13 +128,14 @@ class RuntimeStats:
     limit_clips: int = 0  # commands the runtime's own velocity guard had to clip (0 unless post-processing erred)
 
     dropped_samples: int = 0
+    log_dropped_lines: int = 0  # --log lines lost to write failures (a full disk never stops the hand)
 
     def summary(self) -> Dict[str, Any]:
         """JSON-ready summary with latency percentiles."""
         lat = self.latency_ms
         return {"frames": self.frames, "chunks": self.chunks, "overruns": self.overruns, "faults": dict(self.faults),
                 "faults_cleared": self.faults_cleared, "limit_clips": self.limit_clips,
-                "dropped_samples": self.dropped_samples,
+                "dropped_samples": self.dropped_samples, "log_dropped_lines": self.log_dropped_lines,
                 "latency_ms": {"median": lat.percentile(50), "p99": lat.percentile(99), "max": lat.max},
                 "state": self.state}
 
@@ -304,8 +305,10 @@ class Runtime:
                     self.log("while shutting down the sink: {}: {}".format(type(e).__name__, e))
             self.stats.state = STOPPED if self._stop else self.stats.state
             if self.json_log is not None:
+                self.stats.log_dropped_lines = self.json_log.dropped_lines
                 self.json_log.write({"summary": self.stats.summary(), "wall_time": time.time()})
                 self.json_log.close()
+                self.stats.log_dropped_lines = self.json_log.dropped_lines
             for sig, h in old.items():
                 signal.signal(sig, h)
         return self.stats

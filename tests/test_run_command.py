@@ -119,3 +119,58 @@ def test_the_live_view_draws_in_its_own_process_with_named_channels_and_units(sh
     for word in ("thumb", "little", "latency", "signal level per channel (RMS, uV)", "median0", "ulnar1", "uV"):
         assert word in text
     assert "ch0" not in text
+
+
+def test_a_log_that_cannot_be_written_never_stops_the_hand(short_rec, adapted_bundle, tmp_path):
+    """Issue 28.4: with the log's file size limited (a full disk), run sent the safe posture and exited 2 after 1.6 s.
+
+    Now the run decodes to its end, says once that the log cannot be written, and counts the lines it dropped.
+    """
+    import resource
+    import subprocess
+    import sys
+
+    from neurohand.decoder.session_file import write_recording
+
+    session = str(tmp_path / "s.h5")
+    write_recording(short_rec, session)
+    log = str(tmp_path / "run.jsonl")
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40000, 40000))
+
+    r = subprocess.run([sys.executable, "-m", "neurohand", "run", "--bundle", adapted_bundle.path, "--source",
+                        "replay:" + session, "--fast", "--log", log], cwd=str(tmp_path), capture_output=True,
+                       text=True, timeout=120, preexec_fn=small_files)
+    assert r.returncode == 0, r.stderr
+    frames = len(short_rec.signals) // adapted_bundle.hop_samples
+    decoded = int(r.stdout.split(": ", 1)[1].split(" frames")[0])  # "engine numpy: 595 frames, ..."
+    assert decoded >= frames - 10  # decoded to the end of the recording, not stopped by the log
+    assert r.stderr.count("cannot be written") == 1 and log in r.stderr  # reported once, naming the log
+    dropped = int(r.stdout.split("log: ")[1].split(" lines dropped")[0])
+    written = sum(1 for _ in open(log))
+    assert dropped > 0 and os.path.getsize(log) <= 40000 and written + dropped >= frames - 5
+
+
+def test_a_log_comes_back_when_the_disk_does(tmp_path):
+    """The file is tried again: lines written after the failure clears reach it, with a note of what was lost."""
+    said = []
+    log = JsonLog(str(tmp_path / "run.jsonl"), flush_s=0.0, retry_s=0.0, report=said.append)
+    log.write({"n": 1})
+
+    class FullDisk:
+        closed = False
+
+        def write(self, text=None):
+            raise OSError(28, "No space left on device")
+
+        flush = close = write
+
+    log._f = FullDisk()  # the operating system refuses the next write, as a full disk would
+    log.write({"n": 2})
+    assert log.dropped_lines == 1 and log.failure is not None and len(said) == 1
+    log.write({"n": 3})  # the retry opens the file again
+    log.close()
+    lines = [json.loads(x) for x in open(str(tmp_path / "run.jsonl"))]
+    assert lines[0] == {"n": 1} and lines[1]["event"] == "log_resumed" and lines[1]["dropped_lines"] == 1
+    assert lines[2] == {"n": 3} and "written again" in said[1]
