@@ -48,7 +48,10 @@ class InterfaceSource(Source):
                  hello_timeout_s: float = 3.0) -> None:
         import serial
 
-        self._ser = serial.Serial(port, baud, timeout=stall_timeout_s)
+        try:
+            self._ser = serial.Serial(port, baud, timeout=stall_timeout_s)
+        except (serial.SerialException, OSError, ValueError) as e:
+            raise DeviceError("Cannot open the {} on {}: {}".format(self.what, port, e)) from None
         self.port = port
         self.parser = StreamParser()
         self.stall_timeout_s = stall_timeout_s

@@ -178,10 +178,21 @@ def test_one_parser_for_every_device_spec(spec, allowed, message):
     (["simulate", "--out", "x.h5", "--channels", "100000"], "Invalid value for '--channels': expected 1 to 512"),
     (["simulate", "--out", "x.h5", "--fs-hz", "1e300"], "Invalid value for '--fs-hz': expected 100 to 100000 Hz"),
     (["models", "--patient", "P1", "--store", "/nonexistent-store"], "Invalid value for '--store': an existing"),
+    (["import", "csv", "t.csv", "--fs-hz", "1e300", "--signal-columns", "a,b", "--out", "x.h5"],
+     "Invalid value for '--fs-hz': expected 1 to 1e+06 Hz, got 1e+300"),
+    (["run", "--bundle", "B", "--source", "serial:/dev/null"], "Cannot open the interface on /dev/null"),
 ])
 def test_nonsense_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, argv, expected):
     """Issue 28.8: these exited 0 (a negative or NaN --seconds, a store that is not there) or died of MemoryError."""
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n3,4\n")
+    if "B" in argv:
+        from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
+        from tests.test_export_engines import small_bundle
+
+        argv = [small_bundle(str(tmp_path), simulate_recording(SimulatorConfig(minutes=0.05, n_channels=4,
+                                                                               fs_hz=2000.0)))
+                if a == "B" else a for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err, err

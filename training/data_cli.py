@@ -101,6 +101,18 @@ def _import_3dc(args: argparse.Namespace) -> int:
     return _write(import_3dc(args.folder), args.out)
 
 
+FS_LIMITS_HZ = (1.0, 1.0e6)  # a recording's sample rate an import accepts
+
+
+def _checked_fs(fs_hz: float) -> float:
+    from neurohand.decoder.validation import check_positive, invalid_value
+
+    if not FS_LIMITS_HZ[0] <= check_positive("--fs-hz", fs_hz) <= FS_LIMITS_HZ[1]:
+        raise invalid_value("--fs-hz", "expected {:g} to {:g} Hz, got {:g}".format(FS_LIMITS_HZ[0], FS_LIMITS_HZ[1],
+                                                                                  fs_hz))
+    return fs_hz
+
+
 def _class_names(text):
     return [c.strip() for c in text.split(",")] if text else None
 
@@ -108,7 +120,8 @@ def _class_names(text):
 def _import_csv(args: argparse.Namespace) -> int:
     from .importers import import_csv
 
-    rec = import_csv(args.file, fs_hz=args.fs_hz, signal_columns=args.signal_columns, signal_kind=args.kind,
+    rec = import_csv(args.file, fs_hz=_checked_fs(args.fs_hz), signal_columns=args.signal_columns,
+                     signal_kind=args.kind,
                      label_column=args.label_column, position_columns=args.position_columns,
                      repetition_column=args.repetition_column, repetition_zero=args.repetition_zero,
                      delimiter=args.delimiter, skip_rows=args.skip_rows, header=args.header, units=args.units,
@@ -119,7 +132,7 @@ def _import_csv(args: argparse.Namespace) -> int:
 def _import_npz(args: argparse.Namespace) -> int:
     from .importers import import_npz
 
-    rec = import_npz(args.file, fs_hz=args.fs_hz, signals_key=args.signals_key, signal_kind=args.kind,
+    rec = import_npz(args.file, fs_hz=_checked_fs(args.fs_hz), signals_key=args.signals_key, signal_kind=args.kind,
                      labels_key=args.labels_key, positions_key=args.positions_key,
                      repetitions_key=args.repetitions_key, units=args.units,
                      class_names=_class_names(args.class_names), mains_hz=args.mains_hz)
