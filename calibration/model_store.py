@@ -15,19 +15,26 @@ Nothing is ever deleted by accepting or rolling back.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import json
 import os
 import re
 import shutil
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from neurohand.decoder.bundle import Bundle
+from neurohand.decoder.errors import NeurohandError
 from neurohand.decoder.validation import invalid_value
 from neurohand.deploy.store_paths import VERSION_PATTERN, check_no_link, read_current
 
 # a letter, digit or '_' first: never '.', '..' or a hidden folder; no separators anywhere
 _PATIENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")  # matched from the start: the whole id, no newline
+
+
+class PatientBusy(NeurohandError):
+    """Another session of the same patient holds the patient's lock."""
 
 
 class ModelStore:
@@ -55,6 +62,34 @@ class ModelStore:
         if not isinstance(version, str) or not VERSION_PATTERN.match(version):
             raise invalid_value("version", "'v' and 3-9 digits (e.g. 'v001'), got {!r}".format(version))
         return self._inside(self.root, "versions", version)
+
+    @contextlib.contextmanager
+    def session_lock(self) -> Iterator[None]:
+        """Hold the patient's lock for a session: one session per patient at a time, whatever the process.
+
+        Raises
+        ------
+        PatientBusy
+            Another process holds it; the message names its pid.
+        """
+        os.makedirs(self.root, exist_ok=True)
+        path = self._inside(self.root, ".session.lock")
+        f = open(path, "a+")
+        try:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.seek(0)
+                holder = f.read().strip() or "unknown"
+                raise PatientBusy("Another session of patient {!r} is running (pid {}, lock {}); wait for it to end or "
+                                  "stop it, then start this one again".format(self.patient_id, holder, path)) from None
+            f.seek(0)
+            f.truncate()
+            f.write(str(os.getpid()))
+            f.flush()
+            yield
+        finally:
+            f.close()  # releases the lock (a crashed process's lock goes with it)
 
     def versions(self) -> List[str]:
         """Version names, oldest first."""

@@ -275,3 +275,47 @@ class KeyControls:
 
             termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self._old)
             self._old = None
+
+
+class SessionScreen:
+    """What the clinician sees while recording: the live view (``tui``) or one log line per trial and event."""
+
+    def __init__(self, console) -> None:
+        self.console = console
+        self.session = None  # set once the session (and, when resuming, its stored cue protocol) is known
+        self.view = None
+        self.live = None
+        self.drawn_at, self.drawn_state = 0.0, None  # when, and for which state, the screen was last drawn
+
+    def draw(self, force: bool = False) -> None:
+        """Redraw at most 10 times a second, and at once when the trial, the pause state or the last action changes."""
+        now = time.monotonic()
+        view = self.view
+        state = (view.paused, view.trial.index if view.trial is not None else None, len(view.messages))
+        if self.live is not None and (force or now - self.drawn_at > 0.1 or state != self.drawn_state):
+            self.drawn_at, self.drawn_state = now, state
+            self.live.update(view.render(), refresh=True)
+
+    def on_chunk(self, trial, chunk, t_s, target, glove) -> None:
+        """Show a recorded chunk (the session's ``on_chunk``)."""
+        self.view.update(trial, chunk, t_s, target, glove)
+        self.view.upcoming = self.session.upcoming()
+        self.draw()
+
+    def on_trial(self, trial) -> None:
+        """Show a trial starting (the session's ``on_trial``)."""
+        self.view.trial_started(trial)
+        self.view.done = len(self.session.completed)
+        self.view.upcoming = self.session.upcoming()
+        if self.live is None:
+            self.console.print("trial {:>3}/{} rep {} {}".format(trial.index + 1, len(self.view.trials),
+                                                                trial.repetition, trial.movement))
+
+    def on_event(self, message) -> None:
+        """Show a clinician's action or the session's event (the session's ``on_event``)."""
+        self.view.acknowledge(message)
+        self.view.upcoming = self.session.upcoming()
+        self.view.paused = self.session.paused
+        if self.live is None:
+            self.console.print("[dim]{}[/dim]".format(message))
+        self.draw(force=True)

@@ -130,47 +130,6 @@ def _report(failures: List[str], console) -> None:
         console.print("[yellow]{}[/yellow]".format(m), highlight=False)
 
 
-class _Screen:
-    """What the clinician sees while recording: the live view (``tui``) or one log line per trial and event."""
-
-    def __init__(self, console) -> None:
-        self.console = console
-        self.session = None  # set once the session (and, when resuming, its stored cue protocol) is known
-        self.view = None
-        self.live = None
-        self.drawn_at, self.drawn_state = 0.0, None  # when, and for which state, the screen was last drawn
-
-    def draw(self, force: bool = False) -> None:
-        """Redraw at most 10 times a second, and at once when the trial, the pause state or the last action changes."""
-        now = time.monotonic()
-        view = self.view
-        state = (view.paused, view.trial.index if view.trial is not None else None, len(view.messages))
-        if self.live is not None and (force or now - self.drawn_at > 0.1 or state != self.drawn_state):
-            self.drawn_at, self.drawn_state = now, state
-            self.live.update(view.render(), refresh=True)
-
-    def on_chunk(self, trial, chunk, t_s, target, glove) -> None:
-        self.view.update(trial, chunk, t_s, target, glove)
-        self.view.upcoming = self.session.upcoming()
-        self.draw()
-
-    def on_trial(self, trial) -> None:
-        self.view.trial_started(trial)
-        self.view.done = len(self.session.completed)
-        self.view.upcoming = self.session.upcoming()
-        if self.live is None:
-            self.console.print("trial {:>3}/{} rep {} {}".format(trial.index + 1, len(self.view.trials),
-                                                                trial.repetition, trial.movement))
-
-    def on_event(self, message) -> None:
-        self.view.acknowledge(message)
-        self.view.upcoming = self.session.upcoming()
-        self.view.paused = self.session.paused
-        if self.live is None:
-            self.console.print("[dim]{}[/dim]".format(message))
-        self.draw(force=True)
-
-
 def _cue_protocol_for(opts: CalibrateOptions) -> CueProtocol:
     """Return the cue protocol to record, checked before anything is recorded: enough repetitions to train and test.
 
@@ -223,7 +182,7 @@ def record_session(opts: CalibrateOptions, cue_protocol: Optional[CueProtocol], 
     from neurohand.decoder.session_file import read_recording
 
     from .session import CalibrationSession, resume
-    from .tui import KeyControls, SessionView
+    from .tui import KeyControls, SessionScreen, SessionView
 
     stored = None
     if opts.resume:
@@ -248,7 +207,7 @@ def record_session(opts: CalibrateOptions, cue_protocol: Optional[CueProtocol], 
             raise
     command = resume_command(replace(opts, resume=None), path)
     controls = controls or KeyControls(read_terminal=opts.tui)
-    screen = _Screen(console)
+    screen = SessionScreen(console)
     session: Optional[CalibrationSession] = None
     try:
         kw = dict(clinician=controls.clinician, on_trial=screen.on_trial, on_chunk=screen.on_chunk,
@@ -415,15 +374,23 @@ def run_calibration(opts: CalibrateOptions, *, console=None, ask: Optional[Ask] 
     ------
     CalibrationStopped
         The clinician stopped the recording, chose to stop at the quality check, or ``--yes`` met a bad verdict.
+    PatientBusy
+        Another session of the patient is running (its pid named).
     """
     from rich.console import Console
 
+    console = console or Console()
+    store = ModelStore(opts.store, opts.patient)
+    with store.session_lock():  # one session per patient: a second one says which process holds it
+        return _run_session(opts, store, console, ask, controls)
+
+
+def _run_session(opts: CalibrateOptions, store: ModelStore, console, ask: Optional[Ask], controls
+                 ) -> CalibrationOutcome:
     from neurohand.decoder.session_file import read_recording
 
     from .quality import check_recording, quality_summary
 
-    console = console or Console()
-    store = ModelStore(opts.store, opts.patient)
     if opts.recalibrate and store.current() is None:
         raise CalibrationStopped("Patient {!r} has no accepted model in {} to recalibrate; calibrate from scratch "
                                  "first (without --recalibrate)".format(opts.patient, opts.store))

@@ -155,3 +155,25 @@ def test_a_broken_current_pointer_is_an_error(tmp_path, bundle_dir, pointer, cap
     # the way out still works: roll back to an existing version
     assert main(["models", "--patient", "P003", "--store", str(tmp_path), "--rollback", "v001"]) == 0
     assert store.current() == "v001"
+
+
+def test_one_session_per_patient_and_the_second_names_the_first(tmp_path, capsys):
+    """Issue 28.7: two sessions of one patient at once: one died with "Refusing to overwrite existing session file",
+    or both finished and the last silently became current."""
+    from neurohand.calibration.model_store import PatientBusy
+
+    store = ModelStore(str(tmp_path), "P1")
+    with store.session_lock():
+        with pytest.raises(PatientBusy, match=r"Another session of patient 'P1' is running \(pid {}, lock ".format(
+                os.getpid())):
+            with ModelStore(str(tmp_path), "P1").session_lock():
+                pass
+        assert main(["calibrate", "--patient", "P1", "--store", str(tmp_path), "--yes", "--no-tui", "--fast"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Another session of patient 'P1' is running" in err
+        sessions = tmp_path / "P1" / "sessions"
+        assert not sessions.exists() or not os.listdir(str(sessions))  # nothing recorded
+        with ModelStore(str(tmp_path), "P2").session_lock():  # another patient is not held up
+            pass
+    with store.session_lock():  # released when the session ends
+        pass
