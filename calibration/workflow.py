@@ -300,8 +300,10 @@ def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore
         console.rule("[bold]Training the decoder on repetitions {} (the last, {}, is the test)".format(
             sorted(set(int(r) for r in np.unique(train_rec.repetitions))), test_reps))
         t = opts.training
-        cfg = with_overrides(TrainConfig(), {"schedule.epochs": t.epochs, "model.hidden": t.hidden,
-                                             "model.layers": t.layers}, seed=t.seed)
+        from neurohand.training.pretrain import adapt_config
+
+        cfg = with_overrides(adapt_config() if t.base else TrainConfig(), {
+            "schedule.epochs": t.epochs, "model.hidden": t.hidden, "model.layers": t.layers}, seed=t.seed)
         train([train_rec], model_dir, config=cfg, progress=opts.tui, log=console.print, init=t.base)
     wall = time.perf_counter() - t0
     previous = (current, next(iter(before.values()))) if before else None

@@ -25,7 +25,7 @@ from common import TrainConfig, evaluate, main, parser, train, train_config, wit
 from pretrain_lopo import METRIC, PEOPLE, person_data
 
 SHORT = {"schedule.epochs": 10, "schedule.min_epochs": 2, "schedule.patience": 3}
-CANDIDATES = {
+CANDIDATES = {  # changes from TrainConfig(); --init trains on exactly the config it is given
     "default schedule": {},
     "lr 1e-3, 10 epochs": dict(SHORT, **{"schedule.lr": 1e-3}),
     "lr 3e-4, 10 epochs": dict(SHORT, **{"schedule.lr": 3e-4}),

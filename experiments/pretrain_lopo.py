@@ -24,13 +24,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from neurohand.decoder.validation import check_option, parse_index_ranges
 from neurohand.training.data import select_repetitions
 from neurohand.training.importers import import_3dc, import_ninapro
+from neurohand.training.pretrain import adapt_config
 
 from common import TrainConfig, evaluate, floats_of, main, need_data, parser, train, train_config, with_overrides
 
@@ -57,8 +58,12 @@ def folds_of(people: Sequence[int], n_folds: int) -> List[List[int]]:
 
 
 def run(data_dir: str, out_dir: str, *, data_set: str, n_folds: int, folds: Sequence[int], amounts: Sequence[int],
-        seed: int, config: TrainConfig) -> Dict[str, Any]:
-    """Pre-train per fold, adapt and train from scratch per held-out person and amount; score on the test part."""
+        seed: int, config: TrainConfig, adapt: Optional[TrainConfig] = None) -> Dict[str, Any]:
+    """Pre-train per fold, adapt and train from scratch per held-out person and amount; score on the test part.
+
+    ``config`` trains the bases and the models from scratch; ``adapt`` (default ``adapt_config(config)``) adapts.
+    """
+    adapt = with_overrides(adapt if adapt is not None else adapt_config(config), seed=seed)
     config = with_overrides(config, seed=seed)
     metric, classic = METRIC[data_set]
     data = {p: person_data(data_dir, data_set, p) for p in PEOPLE[data_set]}
@@ -75,7 +80,7 @@ def run(data_dir: str, out_dir: str, *, data_set: str, n_folds: int, folds: Sequ
         rows = []
         for p in held:
             for k in amounts:
-                rows.append(_person_row(data[p], os.path.join(d, "p{}_k{}".format(p, k)), base, k, config,
+                rows.append(_person_row(data[p], os.path.join(d, "p{}_k{}".format(p, k)), base, k, config, adapt,
                                         metric, classic, dict(fold=f, person=p, amount=k)))
         with open(os.path.join(d, "result.json"), "w") as fh:
             json.dump({"rows": rows, "pretrain": timing}, fh)
@@ -87,12 +92,12 @@ def fold_dir(out_dir: str, data_set: str, fold: int) -> str:
     return os.path.join(out_dir, "pretrain_lopo", data_set, "fold{}".format(fold))
 
 
-def _person_row(data, prefix: str, base: str, k: int, config: TrainConfig, metric: str, classic: str,
-                row: Dict[str, Any]) -> Dict[str, Any]:
+def _person_row(data, prefix: str, base: str, k: int, config: TrainConfig, adapt: TrainConfig, metric: str,
+                classic: str, row: Dict[str, Any]) -> Dict[str, Any]:
     """Adapt the base and train from scratch on the person's first ``k`` repetitions; score both on the test part."""
     first = select_repetitions(data[0], range(1, k + 1))
     row["data_s"] = first.duration_s
-    row["adapt_s"] = _trained(prefix + "_adapted", first, config, init=base)
+    row["adapt_s"] = _trained(prefix + "_adapted", first, adapt, init=base)
     ev = evaluate(prefix + "_adapted", [data[1]])["decoders"]
     row["pretrained"] = next(iter(ev.values()))[metric]
     if k >= 2:
@@ -170,8 +175,8 @@ def _run(a) -> Dict[str, Any]:
     amounts = [int(k) for k in floats_of(a.amounts)]
     if a.collect:
         return collect(a.out, data_set=data_set, n_folds=a.folds, amounts=amounts, seed=a.seed)
-    return run(a.data, a.out, data_set=data_set, n_folds=a.folds, folds=folds,
-               amounts=amounts, seed=a.seed, config=train_config(a))
+    return run(a.data, a.out, data_set=data_set, n_folds=a.folds, folds=folds, amounts=amounts, seed=a.seed,
+               config=train_config(a), adapt=train_config(a, adapt_config()))
 
 
 if __name__ == "__main__":

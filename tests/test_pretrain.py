@@ -19,7 +19,7 @@ from neurohand.training.loop import build_model
 from neurohand.training.model_dir import load_model_dir
 from neurohand.training.pretrain import (
     ADAPT_SCHEDULE,
-    adapt_overrides,
+    adapt_config,
     check_serves,
     init_from_base,
     load_base,
@@ -134,9 +134,8 @@ def test_train_init_adapts_every_weight_and_records_the_base(tmp_path, base_dir,
                             "n_recordings": 3}
     assert "base" not in meta and meta["feature_config"] == base.meta["feature_config"]
     assert not torch.equal(model.rnn.weight_hh_l0, base.model.rnn.weight_hh_l0)  # fine-tuned, not frozen
-    # the adaptation's schedule where the config keeps the default; what the config sets stays
-    sched = meta["train_config"]["schedule"]
-    assert (sched["lr"], sched["patience"], sched["epochs"], sched["min_epochs"]) == (1e-3, 3, 1, 1)
+    # --init trains on exactly the schedule it is given (adapt_config() is the one chosen for adapting)
+    assert meta["train_config"]["schedule"] == TINY.to_dict()["schedule"]
     # one repetition of the newcomer is enough: the end of every stretch validates
     one = str(tmp_path / "one")
     res = train([select_repetitions(newcomer, [1])], one, config=TINY, progress=False, fit_classic=False,
@@ -148,13 +147,16 @@ def test_train_init_adapts_every_weight_and_records_the_base(tmp_path, base_dir,
 
 
 def test_the_adaptation_schedule_leaves_what_the_user_set():
-    assert adapt_overrides(TrainConfig()) == ADAPT_SCHEDULE
-    mine = with_overrides(TrainConfig(), {"schedule.lr": 5e-3, "schedule.epochs": 40})
-    assert adapt_overrides(mine) == {"schedule.min_epochs": 2, "schedule.patience": 3}
-    # ADAPT_SCHEDULE names real settings, each a change from the default
-    assert with_overrides(TrainConfig(), ADAPT_SCHEDULE) != TrainConfig()
-    assert all(adapt_overrides(with_overrides(TrainConfig(), {k: v})) == {
-        kk: vv for kk, vv in ADAPT_SCHEDULE.items() if kk != k} for k, v in ADAPT_SCHEDULE.items())
+    from neurohand.cli import build_parser
+    from neurohand.training.cli import train_config_from_args
+
+    assert adapt_config() == with_overrides(TrainConfig(), ADAPT_SCHEDULE) != TrainConfig()
+    parse = build_parser(["train"]).parse_args
+    assert train_config_from_args(parse(["train", "s.h5", "--out", "m", "--init", "b"])) == adapt_config()
+    # an option given wins, even one equal to the ordinary default (--epochs 30 is 30, not the adaptation's 10)
+    given = train_config_from_args(parse(["train", "s.h5", "--out", "m", "--init", "b", "--epochs", "30"]))
+    assert given.schedule.epochs == 30 and given.schedule.lr == ADAPT_SCHEDULE["schedule.lr"]
+    assert train_config_from_args(parse(["train", "s.h5", "--out", "m"])) == TrainConfig()
 
 
 def test_the_commands_pretrain_and_init(tmp_path, people, capsys):

@@ -89,8 +89,10 @@ def _training_options(p: argparse.ArgumentParser) -> None:
 def train_config_from_args(args: argparse.Namespace):
     """Return the :class:`training.config.TrainConfig` that ``neurohand train``'s options ``args`` ask for."""
     from .config import TrainConfig, with_overrides
+    from .pretrain import adapt_config
 
-    return with_overrides(TrainConfig(), {
+    # adapting a base starts from the schedule chosen for it; every option given here still wins
+    return with_overrides(adapt_config() if getattr(args, "init", None) else TrainConfig(), {
         "model.cell": args.model, "model.hidden": args.hidden, "model.layers": args.layers,
         "model.lda_front_end": False if args.no_lda_front_end else None,
         "model.class_pool": False if args.no_class_pool else None,

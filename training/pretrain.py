@@ -210,17 +210,14 @@ def architecture_of(base: Base) -> Dict[str, Any]:
 ADAPT_SCHEDULE = {"schedule.lr": 1e-3, "schedule.epochs": 10, "schedule.min_epochs": 2, "schedule.patience": 3}
 
 
-def adapt_overrides(config: Any) -> Dict[str, Any]:
-    """Return :data:`ADAPT_SCHEDULE`'s settings that ``config`` leaves at their defaults (what a user set stays)."""
-    from .config import TrainConfig
+def adapt_config(base: Any = None) -> Any:
+    """Return ``base`` (default ``TrainConfig()``) on :data:`ADAPT_SCHEDULE`: what ``train --init`` starts from.
 
-    def get(c: Any, path: str) -> Any:
-        for name in path.split("."):
-            c = getattr(c, name)
-        return c
+    Options a user gives are applied to the result, so they win (``--epochs 30`` is 30).
+    """
+    from .config import TrainConfig, with_overrides
 
-    default = TrainConfig()
-    return {k: v for k, v in ADAPT_SCHEDULE.items() if get(config, k) == get(default, k)}
+    return with_overrides(base if base is not None else TrainConfig(), ADAPT_SCHEDULE)
 
 
 def pretrain_overrides() -> Dict[str, Any]:
@@ -238,6 +235,6 @@ def describe(base: Base) -> Tuple[str, ...]:
                 "classes " + ", ".join(b["class_names"]) if b["class_names"] else "no classes"))
 
 
-__all__ = ["ADAPT_SCHEDULE", "BASE_FORMAT", "Base", "adapt_overrides", "architecture_of", "base_record",
+__all__ = ["ADAPT_SCHEDULE", "BASE_FORMAT", "Base", "adapt_config", "architecture_of", "base_record",
            "check_serves", "describe", "init_from_base", "load_base", "normalise_per_recording", "person_of",
            "pretrain_overrides", "refusal", "refusal_message", "check_source"]

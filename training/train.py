@@ -86,8 +86,8 @@ def train(
         Also fit Wiener, Kalman and LDA on the same frames and split.
     init : str, optional
         A pre-trained base (:mod:`training.pretrain`) to start from: its architecture and feature configuration are
-        used, its weights loaded, the person's normalisation composed with its own; every weight is fine-tuned, on
-        :data:`training.pretrain.ADAPT_SCHEDULE` where ``config`` keeps the default schedule.
+        used, its weights loaded, the person's normalisation composed with its own; every weight is fine-tuned on
+        ``config``'s schedule (:func:`training.pretrain.adapt_config` gives the one chosen for adapting).
     pretraining : bool
         Train a base on many people's recordings (:mod:`training.pretrain`): each recording's
         frames z-scored by its own statistics, no LDA front end, no adaptation, no pooled class output; the model
@@ -111,11 +111,11 @@ def train(
     base = None
     fit_classic = fit_classic and not pretraining  # classic decoders on many people's z-scores serve nobody
     if init is not None:
-        from .pretrain import adapt_overrides, architecture_of, check_serves, load_base
+        from .pretrain import architecture_of, check_serves, load_base
 
         base = load_base(init)
         check_serves(base, recordings, list(source_files) or None)
-        config = with_overrides(config, dict(architecture_of(base), **adapt_overrides(config)))
+        config = with_overrides(config, architecture_of(base))
     if pretraining:
         from .pretrain import pretrain_overrides
 
