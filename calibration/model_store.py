@@ -27,7 +27,7 @@ from typing import Any, Dict, Iterator, List, Optional
 from neurohand.decoder.bundle import Bundle
 from neurohand.decoder.errors import NeurohandError
 from neurohand.decoder.validation import invalid_value
-from neurohand.deploy.store_paths import VERSION_PATTERN, check_no_link, read_current
+from neurohand.deploy.store_paths import VERSION_PATTERN, check_no_link, read_current, resolves_below
 
 # a letter, digit or '_' first: never '.', '..' or a hidden folder; no separators anywhere
 _PATIENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")  # matched from the start: the whole id, no newline
@@ -52,9 +52,8 @@ class ModelStore:
     def _inside(base: str, *parts: str) -> str:
         """``base/parts`` after checking it resolves inside ``base`` (no '..', no symbolic link below ``base``)."""
         path = os.path.join(base, *parts)
-        real, real_base = os.path.realpath(path), os.path.realpath(base)
-        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(base))
-        if rel.startswith(os.pardir) or real != os.path.normpath(os.path.join(real_base, rel)) or real == real_base:
+        real = os.path.realpath(path)
+        if not resolves_below(base, path) or real == os.path.realpath(base):
             raise invalid_value("path", "a folder inside {!r}, got {!r} (resolves to {!r})".format(base, path, real))
         return path
 

@@ -20,6 +20,13 @@ class BrokenStoreError(NeurohandError):
     """The store's ``current.json`` is unreadable or points at a version that is not there."""
 
 
+def resolves_below(base: str, path: str) -> bool:
+    """Return True when ``path`` is below ``base`` with no symbolic link between them (``'..'`` and links fail)."""
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(base))
+    return not rel.startswith(os.pardir) and os.path.realpath(path) == os.path.normpath(
+        os.path.join(os.path.realpath(base), rel))
+
+
 def check_no_link(store: str, path: str) -> str:
     """Return ``path`` after checking that nothing between ``store`` and it is a symbolic link.
 
@@ -31,14 +38,10 @@ def check_no_link(store: str, path: str) -> str:
     BrokenStoreError
         Naming the path and where it resolves to.
     """
-    real_store = os.path.realpath(store)
-    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(store))
-    expected = os.path.normpath(os.path.join(real_store, rel))
-    real = os.path.realpath(path)
-    if rel.startswith(os.pardir) or real != expected:
+    if not resolves_below(store, path):
         raise BrokenStoreError("{} resolves to {}, outside the model store {} or through a link; the store holds "
                                "real folders only: replace the link by the version's own folder, or roll back".format(
-                                   path, real, store))
+                                   path, os.path.realpath(path), store))
     return path
 
 
