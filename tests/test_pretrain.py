@@ -150,12 +150,15 @@ def test_the_adaptation_schedule_leaves_what_the_user_set():
     from neurohand.cli import build_parser
     from neurohand.training.cli import train_config_from_args
 
-    assert adapt_config() == with_overrides(TrainConfig(), ADAPT_SCHEDULE) != TrainConfig()
+    assert adapt_config() == with_overrides(TrainConfig(), ADAPT_SCHEDULE)
+    assert adapt_config(TINY) == with_overrides(TINY, ADAPT_SCHEDULE)
     parse = build_parser(["train"]).parse_args
     assert train_config_from_args(parse(["train", "s.h5", "--out", "m", "--init", "b"])) == adapt_config()
     # an option given wins, even one equal to the ordinary default (--epochs 30 is 30, not the adaptation's 10)
     given = train_config_from_args(parse(["train", "s.h5", "--out", "m", "--init", "b", "--epochs", "30"]))
-    assert given.schedule.epochs == 30 and given.schedule.lr == ADAPT_SCHEDULE["schedule.lr"]
+    assert given.schedule.epochs == 30 and given.schedule.lr == adapt_config().schedule.lr
+    given = train_config_from_args(parse(["train", "s.h5", "--out", "m", "--init", "b", "--epochs", "4"]))
+    assert given.schedule.epochs == 4 and given == with_overrides(adapt_config(), {"schedule.epochs": 4})
     assert train_config_from_args(parse(["train", "s.h5", "--out", "m"])) == TrainConfig()
 
 
