@@ -8,7 +8,7 @@ from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.validation import check_positive
 
 from .runlog import JsonLog
-from .runtime import HandSink, NoneSink, Runtime
+from .runtime import MAX_AGE_MS, HandSink, NoneSink, Runtime
 
 
 def register(sub) -> None:
@@ -24,6 +24,9 @@ def register(sub) -> None:
     p.add_argument("--engine", default="auto", choices=["auto", "tensorrt", "onnxruntime", "numpy"])
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
     p.add_argument("--fast", action="store_true", help="replay as fast as possible instead of in real time")
+    p.add_argument("--max-age-ms", type=float, default=MAX_AGE_MS,
+                   help="drop frames older than this when their command would be sent, with a 'late' fault and "
+                   "the safe posture (default {:g}; from the arrival of the frame's last sample)".format(MAX_AGE_MS))
     p.add_argument("--log", default=None, help="append statistics, events and every decoded frame as JSON lines, "
                    "flushed at least once a second")
     p.add_argument("--log-max-mb", type=float, default=100.0, help="rotate --log at this size (default 100; 5 kept)")
@@ -41,6 +44,7 @@ def _run(args) -> int:
 
     if args.seconds is not None:
         check_positive("--seconds", args.seconds)
+    check_positive("--max-age-ms", args.max_age_ms)
     from .store_paths import resolve_bundle
 
     bundle = Bundle(resolve_bundle(args.bundle))
@@ -49,6 +53,9 @@ def _run(args) -> int:
     if hand.kind != "none" and src_kind in ("sim", "replay") and not args.allow_replay_into_hand:
         raise InvalidValueError("Refusing to drive the hand on {} from {!r}: a recording or the simulator only moves "
                                 "a hand with --allow-replay-into-hand".format(hand.target, args.source or "sim"))
+    if hand.kind != "none" and args.fast:
+        raise InvalidValueError("Refusing to drive the hand on {} with --fast: a replay into a hand runs in real "
+                                "time (drop --fast)".format(hand.target))
     if not args.log_max_mb > 0:
         raise InvalidValueError("--log-max-mb must be > 0, got {}".format(args.log_max_mb))
     sink = NoneSink() if hand.kind == "none" else HandSink(hand.target)
@@ -74,7 +81,7 @@ def _run(args) -> int:
     json_log = JsonLog(args.log, max_bytes=int(args.log_max_mb * 1e6)) if args.log else None
     try:
         rt = Runtime(bundle, source, sink, engine=args.engine, log=lambda m: print(m, file=sys.stderr),
-                     on_chunk=view.on_chunk if view else None, json_log=json_log)
+                     on_chunk=view.on_chunk if view else None, json_log=json_log, max_age_ms=args.max_age_ms)
         stats = rt.run(seconds=args.seconds)
     finally:
         if view is not None:

@@ -1,16 +1,23 @@
 """The standalone decoding loop: source -> filters -> features -> engine.step -> post-processing -> sink.
 
 One loop for every sink. It is paced by the source's blocking read. Any fault (a stalled source, NaN or saturated
-samples, a flat channel, an engine error, a lost hand link) puts the sink in its safe posture at once, is logged,
-and clears by itself when the cause does; the loop keeps running. Ctrl-C and SIGTERM send the safe posture before
-the port closes. Latency is measured per frame from the arrival of its last chunk to the return of the sink's write.
+samples, a flat channel, an engine error, a lost hand link, samples older than ``max_age_ms``) puts the sink in its
+safe posture at once, is logged, and clears by itself when the cause does; the loop keeps running. Ctrl-C and SIGTERM
+send the safe posture before the port closes.
+
+Time is part of safety. Every chunk carries the time its last sample arrived (from the source's sample clock, not the
+read), so every frame has an age: a frame older than ``max_age_ms`` when it would be sent (the process was frozen or
+starved and a backlog waits) is dropped with a ``late`` fault, and decoding restarts on fresh samples. Each command
+moves a finger by at most the velocity limit times the wall-clock time since the command before it (and never more
+than one frame's step), so frames decoded in a burst cannot move the hand faster than the limit. Latency is measured
+per frame from the arrival of its last sample to the return of the sink's write.
 """
 
 import collections
 import signal
 import time
-from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, List, Optional
+from dataclasses import dataclass, field, replace
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -19,6 +26,7 @@ from neurohand.decoder.errors import DeviceError
 from neurohand.decoder.postprocess import SAFE_POSTURE, PostConfig, PostProcessor, PostState
 from neurohand.decoder.signal_quality import QualityConfig, QualityMonitor
 from neurohand.decoder.stream import DecodeFault, StreamDecoder
+from neurohand.decoder.validation import check_positive
 from neurohand.firmware_bridge.devices import Sink, Source
 from neurohand.firmware_bridge.protocol import grid_steps_within, on_position_grid
 
@@ -26,6 +34,10 @@ from .runlog import JsonLog, LatencyHistogram
 from .sources import SourceFault, SourceStalled
 
 RUNNING, SAFE, STOPPED = "running", "safe", "stopped"
+
+MAX_AGE_MS = 50.0
+"""The oldest a frame may be when its command is sent (from the arrival of its last sample): half the ~100 ms of
+delay people tolerate in a controller."""
 
 
 def command_step_bound(post: PostProcessor) -> float:
@@ -126,6 +138,8 @@ class RuntimeStats:
     state: str = RUNNING
     faults_cleared: int = 0
     limit_clips: int = 0  # commands the runtime's own velocity guard had to clip (0 unless post-processing erred)
+    paced: int = 0  # commands the wall-clock velocity limit held back (frames decoded faster than they came)
+    late_frames: int = 0  # frames (or chunks of samples) dropped as older than max_age_ms
 
     dropped_samples: int = 0
     log_dropped_lines: int = 0  # --log lines lost to write failures (a full disk never stops the hand)
@@ -134,7 +148,8 @@ class RuntimeStats:
         """JSON-ready summary with latency percentiles."""
         lat = self.latency_ms
         return {"frames": self.frames, "chunks": self.chunks, "overruns": self.overruns, "faults": dict(self.faults),
-                "faults_cleared": self.faults_cleared, "limit_clips": self.limit_clips,
+                "faults_cleared": self.faults_cleared, "limit_clips": self.limit_clips, "paced": self.paced,
+                "late_frames": self.late_frames,
                 "dropped_samples": self.dropped_samples, "log_dropped_lines": self.log_dropped_lines,
                 "latency_ms": {"median": lat.percentile(50), "p99": lat.percentile(99), "max": lat.max},
                 "state": self.state}
@@ -146,8 +161,11 @@ class Runtime:
     def __init__(self, bundle: Bundle, source: Source, sink: Sink, *, engine: str = "auto",
                  post: Optional[PostConfig] = None, quality: Optional[QualityConfig] = None, log=None,
                  hop_budget_ms: Optional[float] = None, record_frames: bool = False, on_chunk=None,
-                 json_log: Optional[JsonLog] = None) -> None:
+                 json_log: Optional[JsonLog] = None, max_age_ms: float = MAX_AGE_MS) -> None:
         self.on_chunk = on_chunk
+        self.max_age_s = check_positive("max_age_ms", max_age_ms) / 1000.0
+        # a replay as fast as possible has no clock: its frames have no age and nothing paces them
+        self.real_time = bool(source.real_time)
         # saturation by default: at the source's announced full scale where known (an interface's int16 range times
         # its HELLO scale), and the rail detector (QualityConfig.rail_fraction) always
         quality = quality or QualityConfig(saturation=source.full_scale)
@@ -172,7 +190,10 @@ class Runtime:
         # the post-processor's velocity bound, on the wire's grid, holds against the last command actually sent (or
         # the safe posture after a fault): the limit's last line
         self.max_step = command_step_bound(self.decoder.post)
+        self.max_speed_per_s = float(self.decoder.post.config.max_speed_per_s)
         self.last_sent = on_position_grid(sink.start_posture())
+        self.last_sent_time: Optional[float] = None  # when last_sent was sent (None: nothing yet)
+        self.stream_samples = 0  # samples the stream has decoded since its last reset
         self.stream.post = PostState(command=self.last_sent.copy())
         self.current_arrival = 0.0  # arrival time of the chunk being decoded
         self.last_probabilities: Optional[np.ndarray] = None
@@ -192,15 +213,38 @@ class Runtime:
         After a fault that is the safe posture: the first command after it is velocity-limited against it.
         """
         self.decoder.reset(self.stream, command=self.last_sent)
+        self.stream_samples = 0
 
-    def _guard(self, command: np.ndarray) -> np.ndarray:
-        """Put a command on the protocol's grid, within ``max_step`` of the last one sent (the limit's last line)."""
+    def _guard(self, command: np.ndarray, now: float, diverged: bool) -> Tuple[np.ndarray, bool]:
+        """Put a command on the protocol's grid, within the velocity limit of the last one sent (its last line).
+
+        Per frame: ``max_step``. In real time also per second of the wall clock: at most ``max_speed_per_s`` times
+        the time since the last command was sent, so a burst of frames moves the hand no faster than the limit.
+        Returns the command and whether it was clipped. A clip counts as ``paced`` when the wall clock caused it
+        (``diverged``: an earlier frame of the chunk was paced, so the post-processing ran ahead of what was sent),
+        else as ``limit_clips`` (the post-processing broke its own bound).
+        """
         cmd = on_position_grid(command)
-        lo, hi = self.last_sent - self.max_step, self.last_sent + self.max_step
-        if np.any(cmd < lo - 1e-12) or np.any(cmd > hi + 1e-12):
+        step = self.max_step
+        if self.real_time and self.last_sent_time is not None:
+            step = min(step, grid_steps_within(self.max_speed_per_s * max(now - self.last_sent_time, 0.0)))
+        lo, hi = self.last_sent - step, self.last_sent + step
+        if not (np.any(cmd < lo - 1e-12) or np.any(cmd > hi + 1e-12)):
+            return cmd, False
+        if not diverged and np.any(np.abs(cmd - self.last_sent) > self.max_step + 1e-12):
             self.stats.limit_clips += 1
-            cmd = on_position_grid(np.clip(cmd, lo, hi))
-        return cmd
+        else:
+            self.stats.paced += 1
+        return on_position_grid(np.clip(cmd, lo, hi)), True
+
+    def _late(self, age_s: float, what: str) -> None:
+        self.stats.late_frames += 1
+        if self.last_sent_time is None:  # nothing commanded yet: what queued while the runtime started is skipped
+            if self.stats.late_frames == 1:
+                self.log("skipping samples queued before the start ({:.0f} ms old)".format(age_s * 1000.0))
+            return
+        self._fault("late", "{} {:.0f} ms old, over the {:g} ms bound (the process was held up): dropped".format(
+            what, age_s * 1000.0, self.max_age_s * 1000.0))
 
     def _event(self, record: Dict[str, Any]) -> None:
         self.log(record["message"])
@@ -216,6 +260,7 @@ class Runtime:
         if self.stats.state != SAFE:
             detected = time.monotonic()
             self.sink.safe()
+            self.last_sent_time = time.monotonic()
             self.stats.state = SAFE
             self.stats.safe_events.append({"time": detected, "safe_sent": time.monotonic(), "kind": kind,
                                            "message": message})
@@ -258,6 +303,10 @@ class Runtime:
                 self.stats.chunks += 1
                 if self.on_chunk is not None:
                     self.on_chunk(self, chunk)
+                if self.real_time and time.monotonic() - arrival > self.max_age_s:
+                    self._late(time.monotonic() - arrival, "samples")
+                    self.reset_stream()
+                    continue
                 problems = self.quality.check(chunk)
                 if problems:
                     self._fault("signal", "; ".join(problems))
@@ -270,24 +319,40 @@ class Runtime:
                 except Exception as e:  # noqa: BLE001 - any engine/feature error: safe posture, keep running
                     self._fault("engine", "{}: {}".format(type(e).__name__, e))
                     continue
-                for pos, prob, cmd in zip(out.positions, out.class_probabilities, out.commands):
+                self.stream_samples += len(chunk)
+                diverged = False  # the post-processing ran ahead of what was sent (a clip, a frame skipped)
+                for pos, prob, cmd, end in zip(out.positions, out.class_probabilities, out.commands,
+                                               out.frame_end_samples):
+                    # the frame's last sample arrived before the chunk's last by the samples between them
+                    frame_arrival = arrival - (self.stream_samples - 1 - int(end)) / self.bundle.fs_hz
+                    now = time.monotonic()
+                    if self.real_time and now - frame_arrival > self.max_age_s:
+                        self._late(now - frame_arrival, "a frame")
+                        if self.last_sent_time is None:
+                            diverged = True
+                            continue
+                        break
                     if self.stats.state == SAFE:
                         # the cause cleared: resume only once a fresh window of clean samples has been decoded
                         self._recover()
-                    cmd = self._guard(cmd)
+                    cmd, clipped = self._guard(cmd, now, diverged)
+                    diverged = diverged or clipped
                     ok = self.sink.write(cmd, prob)
                     done = time.monotonic()
                     self.last_command, self.last_probabilities = cmd, prob
                     if ok:
-                        self.last_sent = cmd
+                        self.last_sent, self.last_sent_time = cmd, now
                     else:
                         err = self.sink.link_error()
                         self._fault("link", "hand link down" if err is None else "hand link: {}".format(err))
-                    lat = (done - arrival) * 1000.0
+                    lat = (done - frame_arrival) * 1000.0
                     self.stats.latency_ms.add(lat)
                     if lat > self.hop_budget_ms:
                         self.stats.overruns += 1
                     self.stats.frames += 1
+                    if diverged and self.stats.state == RUNNING:
+                        # the post-processing goes on from what was sent, not from what it asked for
+                        self.stream.post = replace(self.stream.post, command=self.last_sent.copy())
                     if self.record_frames or self.json_log is not None:
                         k = int(np.argmax(prob))
                         fr = {"t": done, "positions": pos.tolist(), "command": cmd.tolist(), "latency_ms": lat,

@@ -33,6 +33,7 @@ class RecordingSource(Source):
         self.units = recording.units
         self.chunk = int(chunk_samples)
         self.fast = fast
+        self.real_time = not fast
         self.loop = loop
         self.inject = inject
         self.stall_s = stall_s
@@ -43,6 +44,9 @@ class RecordingSource(Source):
 
     def read(self) -> Tuple[np.ndarray, float]:
         """Block until the next chunk is due; return ``(chunk (n, n_channels) float32, arrival monotonic time)``.
+
+        In real time a chunk arrives when its last sample is due (a chunk read late, after the process was frozen,
+        keeps that time: it is old); as fast as possible, when it is read.
 
         Raises
         ------
@@ -75,7 +79,7 @@ class RecordingSource(Source):
                 if not self.fast:
                     time.sleep(self.stall_s)
                 raise SourceStalled("no samples for {:.0f} ms".format(self.stall_s * 1000))
-        return np.asarray(chunk, np.float32), time.monotonic()
+        return np.asarray(chunk, np.float32), time.monotonic() if self.fast else due
 
     def close(self) -> None:
         """Nothing to release."""

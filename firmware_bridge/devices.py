@@ -18,12 +18,14 @@ __all__ = ["Sink", "Source", "first_error"]
 class Source(abc.ABC):
     """A stream of raw samples at a fixed rate.
 
-    Contract: ``read()`` blocks until the next chunk and returns it with the ``time.monotonic()`` at which it
-    arrived (the latency of every frame decoded from it is counted from then); it raises ``StopIteration`` at the
-    end of a finite source, :class:`firmware_bridge.interface_link.SourceStalled` when no samples came for longer
-    than the source allows, and :class:`firmware_bridge.interface_link.SourceFault` (with its ``kind``) for a fault
-    the source detected (malformed frames, a device that went away). After a stall or fault the next ``read()`` may
-    succeed again. ``close()`` releases the device; it may be called more than once.
+    Contract: ``read()`` blocks until the next chunk and returns it with the ``time.monotonic()`` at which its last
+    sample arrived: for a device, when it reached the host (from the device's sample counter, not the time of the
+    read: samples read late from a backlog keep their age); for a recording played in real time, when it was due.
+    The runtime counts every frame's age and latency from then and drops frames older than its bound. It raises
+    ``StopIteration`` at the end of a finite source, :class:`firmware_bridge.interface_link.SourceStalled` when no
+    samples came for longer than the source allows, and :class:`firmware_bridge.interface_link.SourceFault` (with its
+    ``kind``) for a fault the source detected (malformed frames, a device that went away). After a stall or fault
+    the next ``read()`` may succeed again. ``close()`` releases the device; it may be called more than once.
 
     Attributes
     ----------
@@ -38,6 +40,9 @@ class Source(abc.ABC):
         The signals' units, for displays.
     dropped_samples : int
         Samples the source knows it lost (gaps in an interface's sample counter).
+    real_time : bool
+        Whether the samples come in real time (a device, a paced replay). False for a replay as fast as possible:
+        its frames have no age, and nothing paced that way may drive a hand.
     """
 
     fs_hz: float
@@ -46,10 +51,11 @@ class Source(abc.ABC):
     channel_names: Optional[Sequence[str]] = None
     units: str = "signal units"
     dropped_samples: int = 0
+    real_time: bool = True
 
     @abc.abstractmethod
     def read(self) -> Tuple[np.ndarray, float]:
-        """Return the next chunk (n_samples, n_channels) and the monotonic time it arrived."""
+        """Return the next chunk (n_samples, n_channels) and the monotonic time its last sample arrived."""
 
     @abc.abstractmethod
     def close(self) -> None:

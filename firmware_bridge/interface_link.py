@@ -1,8 +1,10 @@
 """The host's link to a neural interface streaming SAMPLES over serial: a runtime source.
 
 ``read()`` blocks (in pyserial, with a timeout, never spinning) until samples arrive and returns them in signal
-units with their arrival time. Gaps in ``first_sample`` are counted as dropped samples; corrupted frames are dropped
-by the parser and counted; no data within ``stall_timeout_s`` raises :class:`SourceStalled`.
+units with their arrival time: when the last of them reached the host, from the interface's sample counter
+(:class:`firmware_bridge.sample_clock.SampleClock`), so samples read late from a backlog are known to be old. Gaps
+in ``first_sample`` are counted as dropped samples; corrupted frames are dropped by the parser and counted; no data
+within ``stall_timeout_s`` raises :class:`SourceStalled`.
 """
 
 import time
@@ -14,6 +16,7 @@ from neurohand.decoder.errors import DeviceError, InvalidValueError
 
 from .devices import Source
 from .protocol import Hello, ProtocolError, Role, Samples, StreamParser, encode
+from .sample_clock import SampleClock
 
 FULL_SCALE_LSB = 32767  # SAMPLES are int16: an interface's full scale is this many times its HELLO's scale
 
@@ -61,19 +64,24 @@ class InterfaceSource(Source):
         self.dropped_samples = 0
         self._next_first: Optional[int] = None
         self._pending = []
+        self._arrival = 0.0  # arrival time of the last sample pending
+        self._clock: Optional[SampleClock] = None  # from the HELLO's rate
+        self._device_end: Optional[int] = None  # the device's counter after the last SAMPLES (u32)
+        self._n_end = 0  # samples the device made since the clock's anchor, gaps included
         self._ser.write(encode(Hello(Role.HOST, 0, name="neurohand"), 0))
         t0 = time.monotonic()
         while self.hello is None:
             if time.monotonic() - t0 > hello_timeout_s:
                 self._ser.close()
                 raise SourceStalled("no HELLO from the {} on {} within {:g} s".format(self.what, port, hello_timeout_s))
-            self._ingest(self._ser.read(4096))
+            self._ingest(self._ser.read(4096), time.monotonic())
         self.fs_hz = float(self.hello.fs_hz)
         self.n_channels = int(self.hello.n_channels)
         self.channel_names = None
         self.full_scale = FULL_SCALE_LSB * float(self.hello.scale)  # |x| at which a sample is saturated
 
-    def _ingest(self, data: bytes) -> None:
+    def _ingest(self, data: bytes, t_read: float) -> None:
+        """Parse what one read delivered at ``t_read`` (monotonic)."""
         for msg in self.parser.feed(data):
             if isinstance(msg.body, Hello) and msg.body.role == self.role:
                 self._on_hello(msg.body)
@@ -90,6 +98,19 @@ class InterfaceSource(Source):
                     self.dropped_samples += (s.first_sample - self._next_first) & 0xFFFFFFFF
                 self._next_first = (s.first_sample + len(s.data)) & 0xFFFFFFFF
                 self._pending.append(s.data.astype(np.float32) * self.hello.scale)
+                self._arrival = self._clock_arrival(self._next_first, len(s.data), t_read)
+
+    def _clock_arrival(self, device_end: int, n: int, t_read: float) -> float:
+        """Arrival time of the sample before the device's counter ``device_end`` (u32), ``n`` samples just read."""
+        if self._clock is None:
+            self._clock = SampleClock(float(self.hello.fs_hz))
+        step = n if self._device_end is None else (device_end - self._device_end) & 0xFFFFFFFF
+        if step >= 1 << 31:  # the counter went back: the device restarted, its samples anchor the clock again
+            self._clock.reset()
+            self._n_end, step = 0, n
+        self._device_end = device_end
+        self._n_end += step
+        return self._clock.observe(self._n_end, t_read)
 
     def _on_hello(self, hello: Hello) -> None:
         try:
@@ -114,7 +135,7 @@ class InterfaceSource(Source):
             self._next_first = None
 
     def read(self) -> Tuple[np.ndarray, float]:
-        """Block until samples arrive: ``(chunk (n, n_channels) float32, arrival time)``.
+        """Block until samples arrive: ``(chunk (n, n_channels) float32, arrival time of its last sample)``.
 
         Raises
         ------
@@ -125,24 +146,28 @@ class InterfaceSource(Source):
             every read while the changed parameters stand.
         """
         deadline = time.monotonic() + self.stall_timeout_s
+        drained = False
         while not self._pending:
             if self._faults:
                 kind, message = self._faults.pop(0)
                 raise SourceFault(kind, message)
             waiting = self._ser.in_waiting
             data = self._ser.read(max(1, waiting))
-            self._ingest(data)
+            self._ingest(data, time.monotonic())
             if self._changed is not None and not self._faults and time.monotonic() > deadline:
                 raise SourceFault("hello", "the stream's parameters changed mid-stream (HELLO {}); samples "
                                   "refused".format(self._changed.stream_parameters()))
             if not self._pending and time.monotonic() > deadline:
+                if not drained and self._ser.in_waiting:  # the process was held up past the deadline: read first
+                    drained = True
+                    continue
                 raise SourceStalled("no samples from {} for {:.0f} ms".format(self.port, self.stall_timeout_s * 1000))
         if self._faults:  # a fault among the pending samples: report it first, the samples stay queued
             kind, message = self._faults.pop(0)
             raise SourceFault(kind, message)
         chunk = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending = []
-        return chunk, time.monotonic()
+        return chunk, self._arrival
 
     def close(self) -> None:
         """Close the port."""
@@ -171,7 +196,7 @@ class GloveLink(InterfaceSource):
         """Positions that arrived since the last call, shape (m, 5) in 0..1 (m may be 0); never blocks."""
         waiting = self._ser.in_waiting
         if waiting:
-            self._ingest(self._ser.read(waiting))
+            self._ingest(self._ser.read(waiting), time.monotonic())
         if not self._pending:
             return np.zeros((0, 5), np.float32)
         out = np.concatenate(self._pending)

@@ -88,14 +88,15 @@ class SimulatedPatient(Source):
             self._t0 = time.monotonic()
         pos = self._next_positions(1)
         chunk = self.synth.synthesize(pos)
+        due = self._t0 + self.synth.n_samples / self.fs_hz  # when the chunk's last sample arrives in real time
         if not self.fast:
-            delay = self._t0 + self.synth.n_samples / self.fs_hz - time.monotonic()
+            delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
         self.last_positions = pos[-1]
         if self.on_glove is not None:
             self.on_glove(pos.astype(np.float32))
-        return chunk, time.monotonic()
+        return chunk, time.monotonic() if self.fast else due
 
     def close(self) -> None:
         """Nothing to release."""
