@@ -72,16 +72,35 @@ class NoneSink(Sink):
 
 
 class HandSink(Sink):
-    """Finger commands to the hand over the firmware bridge's :class:`HandLink`."""
+    """Finger commands to the hand over the firmware bridge's :class:`HandLink`.
+
+    The device must answer as a hand: its HELLO (role hand) within ``hello_timeout_s`` of opening the port, or the
+    run does not start (one line naming the port and what came instead); then a valid frame (STATUS, at least 10 a
+    second) at least every ``answer_timeout_s``, else every write is a link fault (safe posture, logged) until it
+    answers again. After a reconnect no command is sent before its HELLO.
+    """
 
     name = "hand"
 
-    def __init__(self, port: str) -> None:
+    def __init__(self, port: str, *, hello_timeout_s: float = 1.0, answer_timeout_s: float = 0.5) -> None:
         from neurohand.firmware_bridge.hand_link import HandLink
 
-        self.link = HandLink(port)
+        self.link = HandLink(port, answer_timeout_s=answer_timeout_s)
         if not self.link.ensure_open():
             raise DeviceError("Cannot open the hand on {}: {}".format(port, self.link.last_error or "no such port"))
+        t0 = time.monotonic()
+        while self.link.hand_hello is None and self.link.wrong_role is None:
+            if time.monotonic() - t0 > hello_timeout_s:
+                self.link.close()
+                bad = self.link.parser.stats.frames_bad
+                raise DeviceError("No hand answered on {} within {:g} s: expected its HELLO (role hand), got {}".format(
+                    port, hello_timeout_s, "{} corrupted frames".format(bad) if bad else "nothing"))
+            self.link.poll()
+            time.sleep(0.005)
+        if self.link.wrong_role is not None:
+            self.link.close()
+            raise DeviceError("The device on {} is not a hand: its HELLO announces a {}".format(
+                port, self.link.wrong_role))
         self.safe_posture = tuple(float(v) for v in self.link.safe_posture)
         self._reconnects = self.link.reconnects
 
@@ -107,9 +126,13 @@ class HandSink(Sink):
             self._reconnects = self.link.reconnects
             self.link.last_error = "the link to the hand on {} was re-established".format(self.link.port_name)
             return False
-        ok = self.link.send_positions(command)
         self.link.poll()
-        return ok
+        problem = self.link.answer_error()
+        if problem is not None or self.link.hand_hello is None:
+            # silent, garbled, the wrong device, or reconnected and not yet announced: no command moves it
+            self.link.last_error = problem or "waiting for the HELLO of the hand on {}".format(self.link.port_name)
+            return False
+        return self.link.send_positions(command)
 
     def safe(self) -> bool:
         """Send the safe posture."""
