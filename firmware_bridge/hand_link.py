@@ -19,7 +19,7 @@ from .protocol import Estop, Heartbeat, Hello, Role, SetPositions, Status, Strea
 
 
 def role_name(role: int) -> str:
-    """A HELLO's role as words: 'host', 'hand', 'neural interface', 'data glove' (or the number)."""
+    """Return a HELLO's role as words: 'host', 'hand', 'neural interface', 'data glove' (or the number)."""
     return {Role.HOST: "host", Role.HAND: "hand", Role.INTERFACE: "neural interface",
             Role.GLOVE: "data glove"}.get(role, "device of role {}".format(int(role)))
 
