@@ -31,6 +31,7 @@ COMMANDS = (
     ("neurohand.training.recal_cli", ("recalibrate",)),
     ("neurohand.training.export", ("export",)),
     ("neurohand.deploy.device_commands", ("build-engine", "verify", "doctor")),
+    ("neurohand.deploy.signing_commands", ("keygen", "sign")),
     ("neurohand.deploy.run_command", ("keys", "run")),
     ("neurohand.bench", ("bench",)),
 )

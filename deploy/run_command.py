@@ -32,6 +32,8 @@ def register(sub) -> None:
     p.add_argument("--log-max-mb", type=float, default=100.0, help="rotate --log at this size (default 100; 5 kept)")
     p.add_argument("--live", action="store_true", help="terminal view: fingers, class, signal levels, latency")
     p.add_argument("--keys", default=None, help="keyboard/game control profile (TOML), with or without a hand")
+    p.add_argument("--trusted-keys", default=None, help="folder of public keys (.pub from 'neurohand keygen'): decode "
+                   "only a bundle signed by one of them (the service unit sets /etc/neurohand/trusted-keys)")
     p.add_argument("--allow-replay-into-hand", action="store_true",
                    help="let a recording (replay:) or the simulator (sim) drive a real hand (bench tests only)")
     p.set_defaults(func=_run)
@@ -47,7 +49,13 @@ def _run(args) -> int:
     check_positive("--max-age-ms", args.max_age_ms)
     from .store_paths import resolve_bundle
 
-    bundle = Bundle(resolve_bundle(args.bundle))
+    path = resolve_bundle(args.bundle)
+    if args.trusted_keys is not None:
+        from neurohand.decoder.signature import trusted_keys, verify_bundle
+
+        key_id = verify_bundle(path, trusted_keys(args.trusted_keys))
+        print("bundle {} signed by trusted key {}".format(path, key_id), file=sys.stderr)
+    bundle = Bundle(path)
     hand = parse_device_spec("--hand", args.hand, ("serial", "none"))
     src_kind = parse_device_spec("--source", args.source or "sim", ("sim", "replay", "serial", "lsl")).kind
     if hand.kind != "none" and src_kind in ("sim", "replay") and not args.allow_replay_into_hand:

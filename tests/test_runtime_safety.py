@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -349,10 +350,22 @@ def test_the_service_unit_decodes_the_patients_current_bundle_from_a_live_source
     assert os.path.basename(opt["--bundle"]) == "current.json"
     store = str(tmp_path / "store")
     ModelStore(store, patient).accept(bundle.path)
+    # the unit decodes only signed bundles: the clinic's key signs the accepted version, its .pub is trusted
+    from neurohand.decoder.signature import generate_key
+
+    _, pub, _ = generate_key(str(tmp_path / "clinic"))
+    os.makedirs(str(tmp_path / "trusted"))
+    shutil.copy(pub, str(tmp_path / "trusted"))
+    current = opt["--bundle"].replace(store_dir, store)
     with SimInterface(rec) as iface, SimHand() as hand:
-        subst = {opt["--bundle"]: opt["--bundle"].replace(store_dir, store),
+        subst = {opt["--bundle"]: current, opt["--trusted-keys"]: str(tmp_path / "trusted"),
                  opt["--source"]: "serial:" + iface.port, opt["--hand"]: "serial:" + hand.port,
                  opt["--log"]: str(tmp_path / "log" / "run.jsonl"), opt["--engine"]: "numpy"}
+        refused = neurohand(*[subst.get(a, a) for a in argv[1:]])
+        out, err = refused.communicate(timeout=60)
+        assert refused.returncode == 2 and "it is not signed" in err, err  # accepted, not yet signed
+        signing = neurohand("sign", current, "--key", str(tmp_path / "clinic.key"))
+        assert signing.wait(timeout=60) == 0, signing.communicate()
         proc = neurohand(*[subst.get(a, a) for a in argv[1:]])
         try:
             t0 = time.monotonic()

@@ -6,6 +6,7 @@ compared with the numpy reference over 200 steps with the state carried.
 """
 
 import ctypes
+import hashlib
 import json
 import logging
 import os
@@ -282,14 +283,36 @@ def test_engines_are_keyed_by_gpu_tensorrt_and_model(use_fakes, frames_and_bundl
     monkeypatch.setenv("FAKE_CUDA_CC", "8.7")
     trt = use_fakes("8.6")  # another TensorRT
     assert te.built_engines(bundle) == {}
-    # a plan TensorRT refuses (here: written by another version under this name) is reported with the fix
+    # a plan under an engine's name (written by another version, or junk) is refused unless its record vouches
     p = te.build_engine(bundle, "fp32")
     trt = use_fakes("8.5")
     os.replace(p, te.engine_path(bundle, "fp32"))
-    with pytest.raises(DeviceError, match="TensorRT could not load .*delete it and run: neurohand build-engine "
-                                          ".* --precision fp32"):
-        create_engine(bundle, "tensorrt")
+    assert set(te.built_engines(bundle)) == {"fp32"}  # 8.5's record, built first, is still there; the plan is not its
+    with pytest.raises(DeviceError, match="is not the engine its record describes"):
+        create_engine(bundle, "tensorrt", precision="fp32")
+    os.remove(te.engine_path(bundle, "fp32")[:-5] + ".json")
+    assert te.built_engines(bundle) == {}
+    with pytest.raises(te.EngineNotBuilt, match="No TensorRT FP32 engine"):
+        create_engine(bundle, "tensorrt", precision="fp32")
     assert trt.DESERIALIZED == []
+
+
+def test_a_plan_is_bound_to_its_record_and_checked_before_deserialising(use_fakes, frames_and_bundles, tmp_path):
+    trt = use_fakes("8.6")
+    bundle = fresh_bundle(frames_and_bundles[1]["gru"], tmp_path)
+    p = te.build_engine(bundle, "fp32")
+    record = json.load(open(p[:-5] + ".json"))
+    assert record["plan_sha256"] == hashlib.sha256(open(p, "rb").read()).hexdigest()
+    assert record["model_sha256"] == bundle.model_hash and record["tensorrt_version"] == "8.6.2.3"
+    with open(p, "ab") as f:  # the plan swapped or damaged after its build
+        f.write(b"junk")
+    with pytest.raises(DeviceError, match="is not the engine its record describes .*delete it and run: neurohand "
+                                          "build-engine .* --precision fp32"):
+        create_engine(bundle, "tensorrt")
+    assert trt.DESERIALIZED == []  # refused before TensorRT read it
+    record["model_sha256"] = "0" * 64  # a record for another model
+    json.dump(record, open(p[:-5] + ".json", "w"))
+    assert te.built_engines(bundle) == {}
 
 
 def test_engine_state_tokens_and_cleanup(use_fakes, frames_and_bundles, tmp_path):

@@ -16,11 +16,12 @@ import numpy as np
 
 from neurohand.decoder.bundle import Bundle, schema_version_for, sha256_of, write_bundle_json
 from neurohand.decoder.bundle_check import CONTRACT_KEY, SCHEMA_KEY, WEIGHTS_KEY
-from neurohand.decoder.errors import NeurohandError
+from neurohand.decoder.errors import InvalidValueError, NeurohandError
 from neurohand.decoder.feature_config import FeatureConfig
 from neurohand.decoder.filters import design_sos
 from neurohand.decoder.latency_defaults import DEFAULT_SMOOTHING_MS
 from neurohand.decoder.postprocess import check_smoothing_ms
+from neurohand.decoder.signature import SIGNATURE_FILE, sign_bundle
 
 OPSET = 13
 
@@ -120,7 +121,7 @@ def export_bundle(model_dir: str, out_dir: str, *, parity_frames: int = 200, tol
                           "it from finite data (neurohand inspect SESSION shows the signal range)".format(
                               model_dir, ", ".join(bad)))
     os.makedirs(out_dir, exist_ok=True)
-    for name in ("bundle.json", "model.onnx", "weights.npz"):
+    for name in ("bundle.json", "model.onnx", "weights.npz", SIGNATURE_FILE):  # an old signature signs nothing new
         if os.path.exists(os.path.join(out_dir, name)):
             os.remove(os.path.join(out_dir, name))
     for name in os.listdir(out_dir):  # engines built for an older model
@@ -220,6 +221,8 @@ def register(sub) -> None:
                        "TorchScript exporter), weights.npz and bundle.json (contract + sha256 of each file).")
     p.add_argument("model_dir")
     p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument("--sign", default=None, metavar="KEY", help="sign the bundle with this private key (from "
+                   "'neurohand keygen'): a device with --trusted-keys decodes only signed bundles")
     p.add_argument("--smoothing-ms", type=float, default=None,
                    help="time constant of the commands' smoothing on the device, 0 to 1000 ms (0: none; default "
                         "{:g}); the velocity limit stays the runtime's".format(DEFAULT_SMOOTHING_MS))
@@ -227,7 +230,12 @@ def register(sub) -> None:
 
 
 def _export(args) -> int:
+    if args.sign is not None and not os.path.isfile(args.sign):
+        raise InvalidValueError("--sign {}: no such key file (make one with: neurohand keygen --out NAME)".format(
+            args.sign))
     b = export_bundle(args.model_dir, args.out, smoothing_ms=args.smoothing_ms)
+    if args.sign is not None:
+        print("signed {} with key {}".format(args.out, sign_bundle(args.out, args.sign)))
     m = b.contract["model"]
     print("wrote {}: {} {}x{}, {} features, {} classes, {} ch at {:g} Hz; parity with PyTorch checked".format(
         args.out, m["cell"].upper(), m["layers"], m["hidden"], m["n_features"], m["n_classes"], b.n_channels,

@@ -10,9 +10,13 @@ through :mod:`.cuda_runtime` (ctypes over ``libcudart``), so nothing but TensorR
 this GPU it raises (``"auto"`` falls back) naming that command. An engine is cached in the bundle folder as::
 
     engine-<gpu>-sm<major><minor>-trt<version>-<precision>-<model sha256[:12]>.plan
-    engine-<...same...>.json    TensorRT version, GPU, compute capability, precision, model hash, CUDA, build date
+    engine-<...same...>.json    TensorRT version, GPU, compute capability, precision, model hash, the plan's own
+                                sha256, CUDA, build date
 
-so an engine built for another GPU, another TensorRT, another precision or another model is never loaded.
+so an engine built for another GPU, another TensorRT, another precision or another model is never loaded. A plan is
+bound to its bundle by that record: one without a record, or whose record names another model, TensorRT or
+precision, is not an engine of this bundle (:func:`built_engines` skips it); a plan whose bytes differ from the
+record's sha256 (replaced, truncated, tampered with) is refused before TensorRT deserialises it.
 
 Precision is an explicit choice. ``fp32`` clears ``BuilderFlag.TF32`` (on by default since TensorRT 7.1: Ampere
 GPUs such as Orin would otherwise round matrix products to 10-bit mantissas). ``fp16`` sets ``BuilderFlag.FP16``
@@ -29,6 +33,7 @@ import as ``Log(Softmax)``, -inf for a vanishing class) and clamps it at
 """
 
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -123,13 +128,29 @@ def engine_path(bundle: Bundle, precision: str, info: Optional[DeviceInfo] = Non
     return bundle.file(engine_stem(bundle, precision, info or device_info()) + ".plan")
 
 
+def plan_record(plan_path: str) -> Optional[Dict[str, Any]]:
+    """The record written beside a plan by :func:`build_engine` (None when missing or unreadable)."""
+    try:
+        with open(plan_path[:-5] + ".json") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def built_engines(bundle: Bundle, info: Optional[DeviceInfo] = None) -> Dict[str, str]:
-    """``{precision: plan path}`` of the engines already built for this bundle on this device."""
+    """``{precision: plan path}`` of the engines built for this bundle on this device.
+
+    A plan counts only with its record naming this bundle's model hash, this TensorRT version and the precision (a
+    file merely named like an engine is not one).
+    """
     info = info or device_info()
     out = {}
     for p in PRECISIONS:
         path = engine_path(bundle, p, info)
-        if os.path.isfile(path):
+        record = plan_record(path) if os.path.isfile(path) else None
+        if record is not None and record.get("model_sha256") == bundle.model_hash and record.get(
+                "tensorrt_version") == info.tensorrt_version and record.get("precision") == p:
             out[p] = path
     return out
 
@@ -211,9 +232,10 @@ def build_engine(bundle: Bundle, precision: str, *, workspace_mb: int = 256) -> 
         raise DeviceError("TensorRT {} failed to build the engine (see its log above)".format(info.tensorrt_version))
     path = engine_path(bundle, precision, info)
     tmp = path + ".partial"
+    plan = bytes(plan)
     with open(tmp, "wb") as f:
         f.write(plan)
-    meta = {"tensorrt_version": info.tensorrt_version, "gpu": info.gpu_name,
+    meta = {"plan_sha256": hashlib.sha256(plan).hexdigest(), "tensorrt_version": info.tensorrt_version, "gpu": info.gpu_name,
             "compute_capability": "{}.{}".format(*info.compute_capability), "precision": precision,
             "tf32": False, "model_sha256": bundle.model_hash,
             "cuda_runtime": cuda_runtime.format_version(info.cuda_runtime),
@@ -280,7 +302,14 @@ class TensorRTEngine(Engine):
         self.stream = 0
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         with open(self.path, "rb") as f:
-            self.engine = runtime.deserialize_cuda_engine(f.read())
+            plan = f.read()
+        recorded = (plan_record(self.path) or {}).get("plan_sha256")
+        if hashlib.sha256(plan).hexdigest() != recorded:  # checked before TensorRT reads a byte of it
+            raise DeviceError("{} is not the engine its record describes (sha256 {}, recorded {}): it was replaced "
+                              "or damaged; delete it and run: neurohand build-engine {} --precision {}".format(
+                                  self.path, hashlib.sha256(plan).hexdigest()[:12], str(recorded)[:12], bundle.path,
+                                  precision))
+        self.engine = runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
             raise DeviceError("TensorRT could not load {} (see its log above); delete it and run: neurohand "
                               "build-engine {} --precision {}".format(self.path, bundle.path, precision))
