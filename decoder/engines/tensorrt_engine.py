@@ -129,7 +129,7 @@ def engine_path(bundle: Bundle, precision: str, info: Optional[DeviceInfo] = Non
 
 
 def plan_record(plan_path: str) -> Optional[Dict[str, Any]]:
-    """The record written beside a plan by :func:`build_engine` (None when missing or unreadable)."""
+    """Return the record written beside a plan by :func:`build_engine` (None when missing or unreadable)."""
     try:
         with open(plan_path[:-5] + ".json") as f:
             record = json.load(f)
@@ -235,8 +235,8 @@ def build_engine(bundle: Bundle, precision: str, *, workspace_mb: int = 256) -> 
     plan = bytes(plan)
     with open(tmp, "wb") as f:
         f.write(plan)
-    meta = {"plan_sha256": hashlib.sha256(plan).hexdigest(), "tensorrt_version": info.tensorrt_version, "gpu": info.gpu_name,
-            "compute_capability": "{}.{}".format(*info.compute_capability), "precision": precision,
+    meta = {"plan_sha256": hashlib.sha256(plan).hexdigest(), "tensorrt_version": info.tensorrt_version,
+            "gpu": info.gpu_name, "compute_capability": "{}.{}".format(*info.compute_capability), "precision": precision,
             "tf32": False, "model_sha256": bundle.model_hash,
             "cuda_runtime": cuda_runtime.format_version(info.cuda_runtime),
             "cuda_driver": cuda_runtime.format_version(info.cuda_driver),
