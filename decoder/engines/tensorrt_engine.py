@@ -236,8 +236,8 @@ def build_engine(bundle: Bundle, precision: str, *, workspace_mb: int = 256) -> 
     with open(tmp, "wb") as f:
         f.write(plan)
     meta = {"plan_sha256": hashlib.sha256(plan).hexdigest(), "tensorrt_version": info.tensorrt_version,
-            "gpu": info.gpu_name, "compute_capability": "{}.{}".format(*info.compute_capability), "precision": precision,
-            "tf32": False, "model_sha256": bundle.model_hash,
+            "gpu": info.gpu_name, "compute_capability": "{}.{}".format(*info.compute_capability),
+            "precision": precision, "tf32": False, "model_sha256": bundle.model_hash,
             "cuda_runtime": cuda_runtime.format_version(info.cuda_runtime),
             "cuda_driver": cuda_runtime.format_version(info.cuda_driver),
             "built": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
