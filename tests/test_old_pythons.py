@@ -261,3 +261,28 @@ def test_doctor_and_verify_run_on_the_device_python(venv, work, bundles, session
     assert "onnxruntime, numpy" in r.stdout, r.stdout
     r = run_in([neurohand, "verify", bundles["pooled"], "--session", session[0], "--seconds", "5"], work)
     assert r.returncode == 0 and "PASS" in r.stdout and "FAIL" not in r.stdout, r.stdout + r.stderr
+
+
+def test_a_signed_bundle_is_verified_on_the_device_python(venv, work, bundles, session, tmp_path):
+    """The device's cryptography (40.0.2 on 3.6) verifies a desktop signature; a change after signing is refused."""
+    import shutil
+
+    from neurohand.decoder.signature import generate_key, sign_bundle
+
+    name, python = venv
+    neurohand = os.path.join(os.path.dirname(python), "neurohand")
+    b = str(tmp_path / "b")
+    shutil.copytree(bundles["pooled"], b)
+    key, pub, key_id = generate_key(str(tmp_path / "clinic"))
+    os.makedirs(str(tmp_path / "trusted"))
+    shutil.copy(pub, str(tmp_path / "trusted"))
+    sign_bundle(b, key)  # on the desktop Python
+    run = [neurohand, "run", "--bundle", b, "--source", "replay:" + session[0], "--engine", "numpy", "--seconds", "1",
+           "--fast", "--trusted-keys", str(tmp_path / "trusted")]
+    r = run_in(run, work)
+    assert r.returncode == 0 and "signed by trusted key {}".format(key_id) in r.stderr, r.stdout + r.stderr
+    assert "Warning" not in r.stderr, r.stderr  # cryptography's deprecation notice for 3.6 stays out of the journal
+    with open(os.path.join(b, "bundle.json"), "a") as f:
+        f.write(" ")
+    r = run_in(run, work)
+    assert r.returncode == 2 and "does not verify" in r.stderr and "Traceback" not in r.stderr, r.stderr
