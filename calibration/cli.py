@@ -112,7 +112,10 @@ def _calibrate(args: argparse.Namespace) -> int:
     opts = calibrate_options(args)
     try:
         out = run_calibration(opts)
-    except (CalibrationStopped, TrainingDataError) as e:
+    except CalibrationStopped as e:
+        print(str(e), file=sys.stderr)
+        return e.exit_code
+    except TrainingDataError as e:
         print(str(e), file=sys.stderr)
         return 3
     return 0 if out.version is not None else 4

@@ -48,6 +48,9 @@ def resume_command(opts: CalibrateOptions, path: str) -> str:
 def check_resume_matches(opts: CalibrateOptions, metadata: dict, path: str) -> None:
     """Refuse to resume ``path`` with another kind of source, other labels or another mode than it was recorded with.
 
+    Another source of the same kind is accepted (``serial:/dev/ttyACM1`` for ``serial:/dev/ttyACM0``: a USB
+    interface re-enumerated); the caller checks that it delivers the recording's rate and channels.
+
     Raises
     ------
     InvalidValueError
@@ -62,7 +65,11 @@ def check_resume_matches(opts: CalibrateOptions, metadata: dict, path: str) -> N
         recorded["--labels"] = recorded["--labels"] or labels_kind
         raise InvalidValueError("{} was recorded with {} labels (--labels {}); resume it with the same, not "
                                 "--labels {}".format(path, labels_kind, recorded["--labels"], opts.devices.labels))
-    for flag in ("--source", "--recalibrate"):
+    was, now = (str(recorded["--source"]).partition(":")[0], str(asked["--source"]).partition(":")[0])
+    if recorded["--source"] and was != now:
+        raise InvalidValueError("{} was recorded with --source {}; resume it with a source of the same kind ({}:...), "
+                                "not {}".format(path, recorded["--source"], was, asked["--source"]))
+    for flag in ("--recalibrate",):
         if recorded[flag] and recorded[flag] != asked[flag]:
             raise InvalidValueError("{} was recorded with {} {}; resume it with the same, not {}".format(
                 path, flag, recorded[flag], asked[flag]))

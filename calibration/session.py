@@ -11,8 +11,10 @@ signal from the simulated patient, 5 ms from an interface), ``clinician`` betwee
 the trial in progress at once; ``repeat`` and ``skip`` cut it during its movement (the trial on screen is cued again,
 or the session goes on with the next one) and, during its rest, apply to what comes next (the trial just made is
 cued again, or the announced next trial is skipped). A cut trial keeps everything recorded and is marked by a cue
-``cut@INDEX`` at its last sample recorded. A source that stalls, faults or disconnects stops the session the same
-way (:attr:`CalibrationSession.fault` says what happened).
+``cut@INDEX`` at its last sample recorded. A source that stalls, faults or disconnects cuts the trial the same way;
+with ``recover_s`` the session then waits that long for clean samples (reopening a device that vanished, e.g. a USB
+interface re-enumerated under the same name) and cues the trial again, as after a pause; otherwise, or when the
+source does not come back, the session stops (:attr:`CalibrationSession.fault` says what happened).
 
 A session killed or stopped at any point is resumed with :func:`resume`: the file is recovered (everything flushed
 survives) and the session continues after the last trial whose cue was recorded completely. Log lines and the
@@ -22,11 +24,12 @@ terminal interface number trials from 1, as the screen does.
 from __future__ import annotations
 
 import os
-from typing import Callable, List, Optional
+import time
+from typing import Any, Callable, List, Optional
 
 import numpy as np
 
-from neurohand.decoder.errors import InvalidValueError
+from neurohand.decoder.errors import InvalidValueError, NeurohandError
 from neurohand.decoder.session_file import SessionWriter, read_recording
 from neurohand.decoder.validation import invalid_value
 from neurohand.firmware_bridge.interface_link import SourceFault, SourceStalled
@@ -35,6 +38,7 @@ from .cue_protocol import CueProtocol, Trial
 
 ACTIONS = ("continue", "pause", "repeat", "skip", "stop")
 CUT = "cut"  # cue name prefix marking where a trial was cut: "cut@INDEX"
+CLEAN_S = 0.5  # clean samples needed after a source fault before the trial is cued again
 
 
 def trial_label(trial: Trial) -> str:
@@ -60,14 +64,22 @@ class CalibrationSession:
         Called as each trial starts (the terminal interface shows its cue).
     on_event : callable, optional
         Called with each log line as it happens (the terminal interface acknowledges the clinician's keys).
+    recover_s : float
+        After a source fault, how long to wait for clean samples before stopping (0: stop at once).
+    reopen : callable, optional
+        Returns the source opened again (the same device spec), for a source whose device vanished.
     """
 
     def __init__(self, cue_protocol: CueProtocol, source, path: str, *, patient_id: str = "",
                  signal_kind: str = "nerve", clinician: Optional[Callable[[Trial], str]] = None, on_trial=None,
                  on_chunk=None, glove=None, interrupt: Optional[Callable[[], Optional[str]]] = None, on_event=None,
-                 start_trial: int = 0, writer: Optional[SessionWriter] = None, metadata: Optional[dict] = None
-                 ) -> None:
+                 start_trial: int = 0, writer: Optional[SessionWriter] = None, metadata: Optional[dict] = None,
+                 recover_s: float = 0.0, reopen: Optional[Callable[[], Any]] = None) -> None:
         self.cue_protocol = cue_protocol
+        self.recover_s = float(recover_s)
+        self.reopen = reopen
+        self.recovered = 0  # source faults the session came back from
+        self._dead = False  # the source's device vanished: only reopening it helps
         self.source = source
         self.path = path
         self.clinician = clinician or (lambda trial: "continue")
@@ -121,10 +133,66 @@ class CalibrationSession:
         """Return the next chunk, or None when the source stalled, faulted or disconnected (:attr:`fault` says how)."""
         try:
             chunk, _ = self.source.read()
-        except (SourceStalled, SourceFault, OSError) as e:  # OSError: a serial port that vanished (unplugged)
+        except (SourceStalled, SourceFault) as e:
             self.fault = "{} ({})".format(e, type(e).__name__)
             return None
+        except OSError as e:  # a serial port that vanished (unplugged)
+            self.fault = "{} ({})".format(e, type(e).__name__)
+            self._dead = True
+            return None
         return chunk
+
+    def _reopen(self) -> bool:
+        """Open the vanished source again; False while it cannot be (the fault says why)."""
+        try:
+            self.source.close()
+        except Exception:  # noqa: BLE001 - the device is gone; closing what is left may fail
+            pass
+        try:
+            source = self.reopen()
+        except (NeurohandError, OSError) as e:
+            self.fault = "cannot reopen the source: {}".format(e)
+            return False
+        if (source.fs_hz, source.n_channels) != (self.source.fs_hz, self.source.n_channels):
+            self.fault = "the source came back at {:g} Hz with {} channels, not {:g} Hz with {}".format(
+                source.fs_hz, source.n_channels, self.source.fs_hz, self.source.n_channels)
+            source.close()
+            self.recover_s = 0.0
+            return False
+        self.source, self._dead = source, False
+        return True
+
+    def _wait_for_source(self) -> bool:
+        """After a source fault: wait up to ``recover_s`` for ``CLEAN_S`` of clean samples; True when they came."""
+        if self.recover_s <= 0 or self.fault is None:
+            return False
+        self._event("waiting up to {:g} s for the source to come back".format(self.recover_s))
+        deadline, clean_since = time.monotonic() + self.recover_s, None
+        while time.monotonic() < deadline and self.recover_s > 0:
+            if self.interrupt() == "stop":
+                self.stopped = True
+                return False
+            if self._dead:
+                if self.reopen is None:
+                    return False
+                if not self._reopen():
+                    time.sleep(0.2)
+                    continue
+            chunk = self._read()
+            if chunk is None:
+                clean_since = None
+                continue
+            if self.glove is not None and self._poll_glove() is None:
+                return False  # the glove's port vanished: nothing here brings it back
+            self.on_chunk(None, chunk, 0.0, np.zeros(5), self.glove_positions)
+            clean_since = clean_since or time.monotonic()
+            if time.monotonic() - clean_since >= CLEAN_S:
+                self._event("the source is back: {:.1f} s of clean samples (it failed with: {})".format(
+                    CLEAN_S, self.fault))
+                self.fault, self._continuous = None, False
+                self.recovered += 1
+                return True
+        return False
 
     def _poll_glove(self):
         """Return the glove's new positions, or None when its port vanished (:attr:`fault` says so)."""
@@ -250,6 +318,8 @@ class CalibrationSession:
                 self._idle()
                 if self.fault is not None:
                     self._event("the source failed while paused: {}".format(self.fault))
+                    if self._wait_for_source():
+                        continue
                     break
                 continue  # the clinician is asked again
             if self.paused:
@@ -274,6 +344,9 @@ class CalibrationSession:
                 self._advance(trial)
                 continue
             self._on_cut(trial, cut_by)
+            if cut_by == "fault" and self._wait_for_source():
+                self._event("{} is cued again".format(trial_label(trial)))
+                continue
             if cut_by in ("stop", "fault"):
                 break
         self.writer.close()

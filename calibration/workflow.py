@@ -22,9 +22,9 @@ import numpy as np
 
 from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.validation import invalid_value
-from neurohand.deploy.sources import open_source
 
 from .cue_protocol import DEFAULT_CUE_PROTOCOL, CueProtocol, load_cue_protocol
+from .devices import SessionDevices, restore_sigterm, sigterm_as_interrupt
 from .interrupted import (
     MARKER,
     check_resume_matches,
@@ -37,8 +37,8 @@ from .model_store import ModelStore
 from .options import CalibrateOptions
 from .tables import metrics_table, quality_table
 
-__all__ = ["CalibrateOptions", "CalibrationOutcome", "CalibrationStopped", "TrainingOutcome", "interrupted_sessions",
-           "record_session", "run_calibration"]
+__all__ = ["CalibrateOptions", "CalibrationInterrupted", "CalibrationOutcome", "CalibrationStopped",
+           "TrainingOutcome", "interrupted_sessions", "record_session", "run_calibration"]
 
 Ask = Callable[[str, List[str], str], str]
 
@@ -82,46 +82,17 @@ class CalibrationOutcome:
 class CalibrationStopped(Exception):
     """The clinician stopped the session; the message says what was kept and how to go on."""
 
+    exit_code = 3
 
-# ---------------------------------------------------------------------- sources
-class _Devices:
-    """The source, the glove and whatever must be closed afterwards."""
 
-    def __init__(self, opts: CalibrateOptions) -> None:
-        from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig
+class CalibrationInterrupted(CalibrationStopped):
+    """Ctrl-C or SIGTERM while recording; the message says what was kept and gives the resume command."""
 
-        self.closers: List[Callable[[], None]] = []
-        self.glove = None
-        self.sim_glove = None
-        sim = opts.simulator
-        cfg = SimulatorConfig(seed=sim.seed, day=sim.day, session=sim.session, n_channels=sim.channels,
-                              fs_hz=sim.fs_hz, mains_hz=opts.devices.mains_hz)
-        self.source = open_source(opts.devices.source, patient=cfg, fast=sim.fast, stall_timeout_s=1.0,
-                                  allowed=("sim", "serial", "lsl"))
-        if opts.devices.labels == "glove:sim":
-            from neurohand.firmware_bridge.sim_glove import SimGlove
+    exit_code = 130
 
-            self.sim_glove = SimGlove(fs_hz=cfg.glove_fs_hz).start()
-            self.closers.append(self.sim_glove.stop)
-            self.source.on_glove = self.sim_glove.push
-        self.closers.append(self.source.close)
-        if opts.devices.labels.startswith("glove:"):
-            from neurohand.firmware_bridge.interface_link import GloveLink
 
-            port = self.sim_glove.port if self.sim_glove is not None else opts.devices.labels.split(":", 1)[1]
-            self.glove = GloveLink(port, stall_timeout_s=0.2)
-            self.closers.insert(0, self.glove.close)
-
-    def close(self) -> List[str]:
-        """Close everything (each even when one fails); returns what failed, one line each."""
-        failed = []
-        for close in self.closers:
-            try:
-                close()
-            except Exception as e:  # noqa: BLE001 - every device is closed; the failures are reported
-                failed.append("while closing {}: {}: {}".format(getattr(close, "__self__", close), type(e).__name__,
-                                                                  e))
-        return failed
+RECOVER_S = 10.0
+"""How long a session waits for a source that faulted (a malformed frame, a stall, a short unplug) before stopping."""
 
 
 # ---------------------------------------------------------------------- recording
@@ -188,11 +159,11 @@ def record_session(opts: CalibrateOptions, cue_protocol: Optional[CueProtocol], 
     if opts.resume:
         stored = read_recording(opts.resume)
         check_resume_matches(opts, stored.metadata, path)
-    devices = _Devices(opts)
+    devices = SessionDevices(opts)
     if stored is not None and (stored.fs_hz, stored.n_channels) != (devices.source.fs_hz, devices.source.n_channels):
         _report(devices.close(), console)
         raise InvalidValueError("{} was recorded at {:g} Hz with {} channels; the source gives {:g} Hz with {}: resume "
-                                "with the source it was recorded with".format(
+                                "with a source that delivers what it was recorded with".format(
                                     path, stored.fs_hz, stored.n_channels, devices.source.fs_hz,
                                     devices.source.n_channels))
     if opts.training.base is not None:  # before anything is recorded
@@ -209,9 +180,11 @@ def record_session(opts: CalibrateOptions, cue_protocol: Optional[CueProtocol], 
     controls = controls or KeyControls(read_terminal=opts.tui)
     screen = SessionScreen(console)
     session: Optional[CalibrationSession] = None
+    old_term = sigterm_as_interrupt()
     try:
         kw = dict(clinician=controls.clinician, on_trial=screen.on_trial, on_chunk=screen.on_chunk,
-                  on_event=screen.on_event, glove=devices.glove, interrupt=getattr(controls, "during", None))
+                  on_event=screen.on_event, glove=devices.glove, interrupt=getattr(controls, "during", None),
+                  recover_s=RECOVER_S, reopen=devices.reopen_source)
         write_marker(path, command)
         if opts.resume:
             session = resume(None, devices.source, path, **kw)
@@ -236,7 +209,17 @@ def record_session(opts: CalibrateOptions, cue_protocol: Optional[CueProtocol], 
                 live.update(view.render())
         else:
             session.run()
+    except KeyboardInterrupt:
+        if session is not None:
+            try:
+                session.writer.close()  # flushed: every sample read so far is kept
+            except Exception as e:  # noqa: BLE001 - the resume command matters more than this report
+                console.print("while closing {}: {}: {}".format(path, type(e).__name__, e))
+        kept = "what was recorded is kept in {}".format(path) if session is None else "{} complete trial(s) are " \
+            "kept in {}".format(len(session.completed), path)
+        raise CalibrationInterrupted("Interrupted; {}. Resume with: {}".format(kept, command)) from None
     finally:
+        restore_sigterm(old_term)
         controls.close()
         _report(devices.close(), console)
     if screen.live is not None:

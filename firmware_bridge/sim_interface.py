@@ -81,7 +81,10 @@ class SimInterface(PtyDevice):
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            ready, _, _ = select.select([self._master], [], [], 0)
+            try:
+                ready, _, _ = select.select([self._master], [], [], 0)
+            except (OSError, ValueError):  # stopped: the pseudo-terminal is closed
+                break
             if ready:
                 try:
                     incoming = os.read(self._master, 4096)

@@ -76,9 +76,12 @@ def test_a_resume_with_other_labels_source_or_mode_is_refused():
     with pytest.raises(InvalidValueError, match=r"s.h5 was recorded with glove labels \(--labels glove:/dev/ttyACM0\)"
                        r"; resume it with the same, not --labels cue"):
         check_resume_matches(changed(opts, labels="cue"), meta, "s.h5")
-    with pytest.raises(InvalidValueError, match="recorded with --source serial:/dev/ttyUSB0; resume it with the same, "
-                       "not sim"):
+    with pytest.raises(InvalidValueError, match=r"recorded with --source serial:/dev/ttyUSB0; resume it with a source "
+                       r"of the same kind \(serial:...\), not sim"):
         check_resume_matches(changed(opts, source="sim", labels="glove:sim"), meta, "s.h5")
+    # the interface re-enumerated under another name: the same kind of source is accepted (its rate and channels are
+    # checked once it is open)
+    check_resume_matches(changed(opts, source="serial:/dev/ttyUSB1"), meta, "s.h5")
     with pytest.raises(InvalidValueError, match="recorded with --recalibrate calibration"):
         check_resume_matches(replace(opts, recalibrate=True), meta, "s.h5")
 
@@ -181,12 +184,15 @@ def _protocol(path):
     return load_cue_protocol(str(path))
 
 
-@pytest.mark.parametrize("how", ["stalls", "unplugged", "malformed"])
-def test_an_interface_that_dies_mid_session_stops_it_cleanly(tmp_path, protocol_file, short_rec, how):
-    """A simulated interface on a real pseudo-terminal stops sending, disappears or sends a malformed message."""
+@pytest.mark.parametrize("how", ["stalls", "unplugged"])
+def test_an_interface_that_dies_mid_session_stops_it_cleanly(tmp_path, protocol_file, short_rec, how, monkeypatch):
+    """A simulated interface on a real pseudo-terminal stops sending or disappears, for longer than the session
+    waits for it (RECOVER_S, shortened here)."""
+    from neurohand.calibration import workflow
     from neurohand.firmware_bridge.protocol import Samples, encode
     from neurohand.firmware_bridge.sim_interface import SimInterface
 
+    monkeypatch.setattr(workflow, "RECOVER_S", 2.0)
     iface = SimInterface(short_rec).start()
     opts = flat(patient="P1", store=str(tmp_path / "store"), cue_protocol=protocol_file, tui=False,
                             source="serial:" + iface.port)
@@ -220,16 +226,73 @@ def test_an_interface_that_dies_mid_session_stops_it_cleanly(tmp_path, protocol_
     assert message.startswith("The recording stopped: the source failed (")
     # a vanished pseudo-terminal reads as pyserial's "device disconnected" or as the kernel's EIO, by timing
     assert re.search({"stalls": re.escape("no samples from {} for 1000 ms (SourceStalled)".format(iface.port)),
-                      "unplugged": r"device disconnected|\[Errno 5\] Input/output error",
-                      "malformed": re.escape("malformed SAMPLES from {}: 3 channels, the HELLO announced 4; dropped "
-                                             "(SourceFault)".format(iface.port))}[how], message)
+                      "unplugged": r"device disconnected|\[Errno 5\] Input/output error|cannot reopen the source: "
+                                   r"Cannot open the interface on " + re.escape(iface.port)}[how], message)
     assert "1 complete trial(s), 1 cut are kept in {}".format(path) in message
     assert parse(message.split("resume with: ", 1)[1]) == replace(opts, resume=path)
     rec = read_recording(path)
     assert [c["name"].decode() for c in rec.cues] == ["index_flexion@0", "power_grip@1", "cut@1"]
     assert rec.metadata["source_spec"] == "serial:" + iface.port
     assert "the source failed: trial 2 (power grip) cut" in buf.getvalue()
+    assert "waiting up to 2 s for the source to come back" in buf.getvalue()
     assert interrupted_sessions(ModelStore(opts.store, "P1")) == [path]
+
+
+@pytest.mark.parametrize("how", ["malformed", "unplugged and back"])
+def test_a_malformed_frame_or_a_short_unplug_pauses_the_trial_and_cues_it_again(tmp_path, protocol_file, short_rec,
+                                                                                how):
+    """The interface sends one malformed message, or vanishes for 0.3 s and comes back under the same name (a USB
+    device re-enumerated behind its udev link): the trial is cut and kept, the session waits for clean samples,
+    reopens the port when it vanished, cues the trial again and completes."""
+    from neurohand.firmware_bridge.protocol import Samples, encode
+    from neurohand.firmware_bridge.sim_interface import SimInterface
+
+    link = str(tmp_path / "neurohand-interface")  # the stable name, as a udev rule gives
+    devices = [SimInterface(short_rec).start()]
+    os.symlink(devices[0].port, link)
+    opts = flat(patient="P1", store=str(tmp_path / "store"), cue_protocol=protocol_file, tui=False,
+                source="serial:" + link)
+    path = os.path.join(ModelStore(opts.store, "P1").sessions_dir(), "s.h5")
+    buf = io.StringIO()
+
+    def replug():
+        devices[0].stop()
+        time.sleep(0.3)
+        devices.append(SimInterface(short_rec).start())
+        os.remove(link)
+        os.symlink(devices[-1].port, link)
+
+    def fault():
+        if how == "malformed":
+            devices[0].inject(encode(Samples(0, np.zeros((20, 3), np.int16)), 1))
+        else:
+            replug()
+
+    class FaultInTrial2:
+        stopped = fired = False
+
+        def clinician(self, trial):
+            if trial.index == 1 and not self.fired:  # once: the second time trial 2 is cued, nothing happens
+                self.fired = True
+                threading.Timer(0.5, fault).start()
+            return "continue"
+
+        def close(self):
+            pass
+
+    controls = FaultInTrial2()
+    try:
+        record_session(opts, _protocol(protocol_file), path, Console(file=buf, width=150), controls=controls)
+    finally:
+        for d in devices:
+            d.stop()
+    log = buf.getvalue()
+    assert "the source failed: trial 2 (power grip) cut" in log and "the source is back" in log, log
+    assert "trial 2 (power grip) is cued again" in log
+    rec = read_recording(path)
+    names = [c["name"].decode() for c in rec.cues]
+    assert names[:3] == ["index_flexion@0", "power_grip@1", "cut@1"] and names.count("power_grip@1") == 2, names
+    assert not os.path.exists(path + ".inprogress")  # complete: nothing to resume
 
 
 @pytest.mark.slow
@@ -275,3 +338,30 @@ def test_keys_act_within_100_ms_while_a_trial_records(tmp_path, monkeypatch):
                                                                  "paused", "resumed", "stopped"]
     took = sorted(t for _, t in acted)
     assert took[len(took) // 2] < 0.1 and took[-1] < 1.0, acted
+
+
+@pytest.mark.slow
+def test_ctrl_c_or_sigterm_while_recording_or_resuming_prints_the_resume_command(tmp_path, protocol_file):
+    """Every way out of a recording says how to resume: Ctrl-C (exit 130) and SIGTERM, during a first recording and
+    during a resume of it."""
+    import signal
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    store = str(tmp_path / "store")
+    argv = ["calibrate", "--patient", "P1", "--store", store, "--cue-protocol", protocol_file, "--no-tui", "--yes",
+            "--sim-channels", "4", "--sim-fs-hz", "4000"]
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGINT):
+        proc = subprocess.Popen([sys.executable, "-m", "neurohand"] + argv, cwd=root,
+                                env=dict(os.environ, PYTHONPATH=root), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        time.sleep(6.0)  # well into the recording (real time), or into the resumed one
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, (proc.returncode, out, err)
+        assert "Traceback" not in err and "Interrupted; " in err, err
+        command = err.split("Resume with: ", 1)[1].strip()
+        argv = shlex.split(command)[1:]  # the next round resumes with exactly what was printed
+        assert argv[-2] == "--resume" and os.path.isfile(argv[-1])
+    assert len(read_recording(argv[-1]).cues) >= 2
