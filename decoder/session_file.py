@@ -225,8 +225,14 @@ def _str_attr(f, key: str, default: str) -> str:
 
 # ---------------------------------------------------------------------- writing
 def write_recording(recording: Recording, path: str) -> None:
-    """Write a whole recording to a new session file (atomically: a temporary file, then a rename)."""
+    """Write a whole recording to a new session file (atomically: a temporary file, then a rename).
+
+    A ``PATH.partial`` left by a write that crashed is this function's own temporary file, never a recording: it is
+    replaced.
+    """
     tmp = str(path) + ".partial"
+    if os.path.isfile(tmp):
+        os.remove(tmp)
     with SessionWriter(
         tmp,
         fs_hz=recording.fs_hz,

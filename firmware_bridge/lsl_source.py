@@ -33,10 +33,7 @@ class LslSource(Source):
     """
 
     def __init__(self, name: str, *, resolve_timeout_s: float = 5.0, stall_timeout_s: float = 0.1) -> None:
-        try:
-            import pylsl
-        except ImportError as e:
-            raise ImportError("The LSL source needs pylsl: pip install 'neurohand[lsl]'") from e
+        import pylsl  # a missing pylsl is ModuleNotFoundError: the command line names the extra that installs it
         streams = pylsl.resolve_byprop("name", name, timeout=resolve_timeout_s)
         if not streams:
             raise InvalidValueError("No LSL stream named {!r} found within {:g} s".format(name, resolve_timeout_s))

@@ -1,6 +1,7 @@
 """Issue 19.14 (data side): every malformed input the red team tried is one line on stderr and exit 2."""
 
 import os
+import re
 
 import h5py
 import numpy as np
@@ -104,3 +105,53 @@ def test_tensorrt_where_it_is_not_installed_is_one_line(tmp_path, small_sim, cap
     rc, err = run_cli(capsys, "run", "--bundle", b, "--engine", "tensorrt", "--source", source, "--seconds", "0.1",
                       "--fast")
     assert rc == 2 and "TensorRT engine unavailable" in err
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("object", "array 'signals' of '.*' holds Python objects; expected numbers"),
+    ("random bytes", "is not a NumPy .npz archive of plain arrays"),
+    ("np.save", r"holds a single array \(np.save\); expected a .npz archive with a 'signals' array"),
+    ("all NaN", r"400 of 400 signal values are not finite \(NaN or infinity\), the first at sample 0, channel 0"),
+    ("no samples", r"the signals have shape \(0, 4\); expected \(n_samples, n_channels\) with at least one sample"),
+    ("strings", "array 'signals' of '.*' is of type <U1; expected numbers"),
+])
+def test_npz_files_that_are_not_recordings(tmp_path, capsys, kind, message):
+    path = str(tmp_path / "x.npz")
+    if kind == "object":
+        np.savez(path, signals=np.array([object(), 1], dtype=object))
+    elif kind == "random bytes":
+        with open(path, "wb") as f:
+            f.write(np.random.default_rng(0).bytes(5000))
+    elif kind == "np.save":
+        with open(path, "wb") as f:
+            np.save(f, np.zeros((10, 2)))
+    elif kind == "all NaN":
+        np.savez(path, signals=np.full((100, 4), np.nan))
+    elif kind == "no samples":
+        np.savez(path, signals=np.zeros((0, 4)))
+    else:
+        np.savez(path, signals=np.array([["a", "b"], ["c", "d"]]))
+    rc, err = run_cli(capsys, "import", "npz", path, "--out", str(tmp_path / "x.h5"), "--fs-hz", "1000")
+    assert rc == 2 and re.search(message, err), err
+    assert not os.path.exists(str(tmp_path / "x.h5"))
+
+
+def test_a_partial_file_left_by_a_crashed_import_does_not_block_the_retry(tmp_path, capsys):
+    path, out = str(tmp_path / "x.npz"), str(tmp_path / "x.h5")
+    np.savez(path, signals=np.random.default_rng(0).normal(size=(1000, 2)))
+    with open(out + ".partial", "wb") as f:  # what a killed import leaves
+        f.write(b"half an HDF5 file")
+    assert main(["import", "npz", path, "--out", out, "--fs-hz", "1000"]) == 0
+    assert os.path.isfile(out) and not os.path.exists(out + ".partial")
+
+
+def test_an_lsl_source_without_pylsl_names_the_extra(tmp_path, adapted_bundle):
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    hide = "import sys; sys.modules['pylsl'] = None; from neurohand.cli import main; sys.exit(main(sys.argv[1:]))"
+    r = subprocess.run([sys.executable, "-c", hide, "run", "--bundle", adapted_bundle.path, "--source", "lsl:x"],
+                       cwd=root, env=dict(os.environ, PYTHONPATH=root), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "pylsl is not installed; this command needs pip install 'neurohand[lsl]'" in r.stderr

@@ -21,6 +21,15 @@ def _build(signals: np.ndarray, *, fs_hz: float, signal_kind: str, labels: Optio
            metadata: Optional[dict] = None) -> Recording:
     check_positive("fs_hz", fs_hz)
     check_option("signal_kind", signal_kind, ("nerve", "emg", "envelope"))
+    if signals.ndim != 2 or signals.shape[0] == 0 or signals.shape[1] == 0:
+        raise InvalidValueError("{}: the signals have shape {}; expected (n_samples, n_channels) with at least one "
+                                "sample and one channel".format(source, signals.shape))
+    bad = ~np.isfinite(signals)
+    if bad.any():
+        i, c = np.argwhere(bad)[0]
+        raise InvalidValueError("{}: {} of {} signal values are not finite (NaN or infinity), the first at sample {}, "
+                                "channel {}; expected finite samples (cut or fill the gaps first)".format(
+                                    source, int(bad.sum()), bad.size, int(i), int(c)))
     if labels is not None:
         labels = int16_column("labels", labels).astype(np.int64)  # no wrap (65537 -> 1) or truncation (1.7 -> 1)
         names = tuple(class_names) if class_names else ("rest",) + tuple(
@@ -209,15 +218,33 @@ def import_npz(
     meta = _mains(mains_hz)
     if not os.path.exists(path):
         raise FileNotFoundError("No NPZ file at {!r}".format(path))
-    with np.load(path, allow_pickle=False) as z:
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise InvalidValueError("{!r} is not a NumPy .npz archive of plain arrays ({})".format(
+            path, str(e).split(". ")[0])) from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise InvalidValueError("{!r} holds a single array ({}); expected a .npz archive with a {!r} array".format(
+            path, "np.save" if isinstance(z, np.ndarray) else type(z).__name__, signals_key))
+    with z:
         keys = list(z.keys())
+        arrays = {}
         for k in [signals_key, labels_key, positions_key, repetitions_key]:
-            if k is not None and k not in z:
+            if k is None:
+                continue
+            if k not in z:
                 raise MissingKeyError("{!r} has no array {!r}; it has {}".format(path, k, keys))
+            try:
+                arrays[k] = z[k]
+            except ValueError:  # an object array: loading it would unpickle
+                raise InvalidValueError("array {!r} of {!r} holds Python objects; expected numbers (save it with a "
+                                        "numeric dtype)".format(k, path)) from None
+            if arrays[k].dtype.kind not in "biuf":
+                raise InvalidValueError("array {!r} of {!r} is of type {}; expected numbers".format(
+                    k, path, arrays[k].dtype))
         return _build(
-            np.asarray(z[signals_key], dtype=np.float32), fs_hz=fs_hz, signal_kind=signal_kind,
-            labels=None if labels_key is None else z[labels_key],
-            positions=None if positions_key is None else z[positions_key],
-            repetitions=None if repetitions_key is None else z[repetitions_key],
-            units=units, source=path, class_names=class_names, metadata=meta,
+            np.asarray(arrays[signals_key], dtype=np.float32), fs_hz=fs_hz, signal_kind=signal_kind,
+            labels=arrays.get(labels_key), positions=arrays.get(positions_key),
+            repetitions=arrays.get(repetitions_key), units=units, source=path, class_names=class_names,
+            metadata=meta,
         )
