@@ -236,7 +236,10 @@ def test_neurohand_run_stopped_for_a_second_sends_no_stale_burst(rec, bundle, tm
     assert [x["kind"] for x in faults][:1] == ["late"], faults  # a freeze is not mistaken for a stalled interface
     assert lines[-1]["summary"]["late_frames"] >= 1
     frames = [x for x in lines if "latency_ms" in x]
-    assert max(f["latency_ms"] for f in frames) < 50.0 + 15.0  # no command left older than the bound
+    # no command left older than the bound, but the one being written at the instant the process was stopped (its age
+    # was checked just before): the check and the write cannot be one step on an ordinary kernel
+    late = [f["latency_ms"] for f in frames if f["latency_ms"] >= 50.0 + 15.0]
+    assert len(late) <= 1, late
     assert largest_move_within(got, 0.100, safe=(0.1,) * 5) <= 0.40 + 1e-9
     after = [t for t, _ in got if t > t_resume]
     burst = [t for t in after if t < t_resume + 0.2]
