@@ -398,7 +398,9 @@ def _bench_soak(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out))
     else:
-        for k in ("hours", "frames", "memory_growth_mb_per_hour", "velocity_limit_violations", "faults_injected",
-                  "faults_cleared", "log_lines", "wall_s"):
+        for k in ("hours", "frames", "memory_growth_mb_per_hour", "velocity_limit_violations", "window_violations",
+                  "largest_move_within_100ms", "faults_injected", "faults_detected", "faults_cleared",
+                  "faults_by_kind", "late_frames", "paced", "log_lines", "wall_s"):
             print("{:28s} {}".format(k, out[k]))
-    return 0 if out["velocity_limit_violations"] == 0 and out["faults_cleared"] == out["faults_injected"] else 1
+    ok = out["velocity_limit_violations"] == 0 and out["window_violations"] == 0 and out["limit_clips"] == 0
+    return 0 if ok and out["faults_detected"] == out["faults_cleared"] == out["faults_injected"] else 1

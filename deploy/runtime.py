@@ -17,7 +17,7 @@ import collections
 import signal
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -184,8 +184,10 @@ class Runtime:
     def __init__(self, bundle: Bundle, source: Source, sink: Sink, *, engine: str = "auto",
                  post: Optional[PostConfig] = None, quality: Optional[QualityConfig] = None, log=None,
                  hop_budget_ms: Optional[float] = None, record_frames: bool = False, on_chunk=None,
-                 json_log: Optional[JsonLog] = None, max_age_ms: float = MAX_AGE_MS) -> None:
+                 json_log: Optional[JsonLog] = None, max_age_ms: float = MAX_AGE_MS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.on_chunk = on_chunk
+        self.clock = clock  # the monotonic clock sources date their chunks by (the soak's simulated one)
         self.max_age_s = check_positive("max_age_ms", max_age_ms) / 1000.0
         # a replay as fast as possible has no clock: its frames have no age and nothing paces them
         self.real_time = bool(source.real_time)
@@ -281,11 +283,11 @@ class Runtime:
     def _fault(self, kind: str, message: str) -> None:
         self.stats.faults[kind] = self.stats.faults.get(kind, 0) + 1
         if self.stats.state != SAFE:
-            detected = time.monotonic()
+            detected = self.clock()
             self.sink.safe()
-            self.last_sent_time = time.monotonic()
+            self.last_sent_time = self.clock()
             self.stats.state = SAFE
-            self.stats.safe_events.append({"time": detected, "safe_sent": time.monotonic(), "kind": kind,
+            self.stats.safe_events.append({"time": detected, "safe_sent": self.clock(), "kind": kind,
                                            "message": message})
             self._event({"event": "fault", "kind": kind,
                          "message": "fault ({}): {}; hand to safe posture".format(kind, message)})
@@ -326,8 +328,8 @@ class Runtime:
                 self.stats.chunks += 1
                 if self.on_chunk is not None:
                     self.on_chunk(self, chunk)
-                if self.real_time and time.monotonic() - arrival > self.max_age_s:
-                    self._late(time.monotonic() - arrival, "samples")
+                if self.real_time and self.clock() - arrival > self.max_age_s:
+                    self._late(self.clock() - arrival, "samples")
                     self.reset_stream()
                     continue
                 problems = self.quality.check(chunk)
@@ -348,7 +350,7 @@ class Runtime:
                                                out.frame_end_samples):
                     # the frame's last sample arrived before the chunk's last by the samples between them
                     frame_arrival = arrival - (self.stream_samples - 1 - int(end)) / self.bundle.fs_hz
-                    now = time.monotonic()
+                    now = self.clock()
                     if self.real_time and now - frame_arrival > self.max_age_s:
                         self._late(now - frame_arrival, "a frame")
                         if self.last_sent_time is None:
@@ -361,7 +363,7 @@ class Runtime:
                     cmd, clipped = self._guard(cmd, now, diverged)
                     diverged = diverged or clipped
                     ok = self.sink.write(cmd, prob)
-                    done = time.monotonic()
+                    done = self.clock()
                     self.last_command, self.last_probabilities = cmd, prob
                     if ok:
                         self.last_sent, self.last_sent_time = cmd, now

@@ -1,28 +1,38 @@
-"""``neurohand bench soak``: hours of simulated signal through the runtime, faults injected at random, fast.
+"""``neurohand bench soak``: hours of simulated signal through the runtime into a pty hand, faults injected at random.
 
 A simulated session loops through the real :class:`~neurohand.deploy.runtime.Runtime` (filters, features,
-adaptation, engine, post-processing, the runtime's guard, the ``--log`` writer) as fast as the CPU allows, with
-episodes of NaN bursts, a railed (full-scale square wave) signal, stalls, malformed SAMPLES messages and an
-unplugged hand injected at random times. A virtual hand receives the commands in-process (the pty path is what the
-tests exercise) and checks every one against the previous one it received. Torch-free.
+adaptation, engine, post-processing, the runtime's guards, the ``--log`` writer) as fast as the CPU allows, on a
+simulated clock, into the simulated hand's firmware on a real pseudo-terminal through the real
+:class:`~neurohand.deploy.runtime.HandSink` (HELLO, SET_POSITIONS, STATUS). Fault episodes are injected at random
+times: NaN bursts, a railed (full-scale square wave) signal, stalls, malformed SAMPLES messages, an unplugged hand
+(its port closed, reopened at the episode's end), a frozen runtime (the clock jumps 1 s: a backlog of old samples
+waits) and a starved one (each chunk read 0-150 ms late). The hand checks every command it receives against the
+previous one; the commands sent are checked against the velocity limit over every 100 ms of the simulated clock.
+Torch-free.
 """
 
+import collections
 import os
 import tempfile
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from neurohand.decoder.postprocess import SAFE_POSTURE, PostProcessor
+from neurohand.decoder.postprocess import PostProcessor
 from neurohand.firmware_bridge.devices import Sink
 from neurohand.firmware_bridge.interface_link import SourceFault
+from neurohand.firmware_bridge.protocol import SetPositions
+from neurohand.firmware_bridge.sim_hand import SimHand
 
 from .runlog import JsonLog
-from .runtime import Runtime, command_step_bound
+from .runtime import HandSink, Runtime, command_step_bound
 from .sources import RecordingSource
 
-KINDS = ("nan", "rail", "stall", "malformed", "unplug")
+KINDS = ("nan", "rail", "stall", "malformed", "unplug", "freeze", "starve")
+FREEZE_S = 1.0  # how long a frozen runtime stops
+STARVE_MAX_S = 0.15  # how late a starved runtime reads each chunk, at most
+WINDOW_S = 0.1  # the velocity limit's wall-clock check: never more than max_speed_per_s * WINDOW_S within it
 
 
 def rss_mb() -> float:
@@ -31,57 +41,15 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-class VirtualHand(Sink):
-    """A sink that checks the velocity limit on what it receives, and can be unplugged."""
+class SoakClock:
+    """The soak's monotonic clock: it follows the samples' schedule, and jumps or lags as a stalled machine does."""
 
-    name = "virtual-hand"
-    safe_posture = SAFE_POSTURE
+    def __init__(self) -> None:
+        self.t = 0.0
 
-    def __init__(self, max_step: float, episodes: Optional["Episodes"] = None) -> None:
-        self.max_step = max_step
-        self.episodes = episodes  # told when a command arrives (an episode cleared) or the safe posture (detected)
-        self.last = np.asarray(SAFE_POSTURE, float)
-        self.unplugged = False
-        self._replugged = False
-        self.violations = 0
-        self.received = 0
-        self.safe_calls = 0
-
-    def start_posture(self):
-        """Start from the safe posture (where the hand starts)."""
-        return self.safe_posture
-
-    def write(self, command, probabilities=None) -> bool:
-        """Receive a command unless unplugged; count a violation if it jumps past the limit."""
-        if self.unplugged:
-            self._replugged = True
-            return False
-        if self._replugged:  # as HandSink does: a re-established link is a link fault, the safe posture goes first
-            self._replugged = False
-            return False
-        c = np.asarray(command, float)
-        if np.max(np.abs(c - self.last)) > self.max_step + 1e-9:
-            self.violations += 1
-        self.last = c
-        self.received += 1
-        if self.episodes is not None:
-            self.episodes.commanded()
-        return True
-
-    def safe(self) -> bool:
-        """Go to the safe posture (the one command exempt from the limit: the hand's firmware ramps to it)."""
-        self.safe_calls += 1
-        if self.episodes is not None:
-            self.episodes.made_safe()
-        if self.unplugged:
-            self._replugged = True
-            return False
-        self._replugged = False
-        self.last = np.asarray(self.safe_posture, float)
-        return True
-
-    def close(self) -> None:
-        """Nothing to close."""
+    def __call__(self) -> float:
+        """Return the simulated time in seconds."""
+        return self.t
 
 
 class Episodes:
@@ -93,7 +61,7 @@ class Episodes:
         t = int(rng.uniform(2, every_s) * chunks_per_s)
         while t < n_chunks - 10 * chunks_per_s:
             kind = KINDS[int(rng.integers(len(KINDS)))]
-            length = 1 if kind == "malformed" else int(rng.uniform(0.05, 2.0) * chunks_per_s) + 1
+            length = 1 if kind in ("malformed", "freeze") else int(rng.uniform(0.05, 2.0) * chunks_per_s) + 1
             self.episodes.append({"kind": kind, "start": t, "end": t + length, "detected": False, "cleared": False})
             t += length + int(rng.uniform(5.0, every_s) * chunks_per_s)  # 5 s at least: time to recover
         self._i = 0
@@ -113,26 +81,50 @@ class Episodes:
         return self.episodes[self._i - 1] if self._i > 0 else None
 
     def commanded(self) -> None:
-        """Note that the hand received a command: the episode that ended last has cleared."""
+        """Note that the hand was sent a command: the episode that ended last has cleared."""
         prev = self.previous()
         if prev is not None and self.current(self.chunk) is None:
             prev["cleared"] = True
 
     def made_safe(self) -> None:
-        """Note that the hand was sent its safe posture: the episode under way was detected."""
+        """Note that the hand was sent its safe posture: the episode under way (or a freeze's backlog) was detected."""
         cur = self.current(self.chunk)
+        if cur is None:
+            prev = self.previous()  # a freeze lasts one chunk; its backlog is found on the chunks after it
+            cur = prev if prev is not None and prev["kind"] in ("freeze", "starve") and not prev["cleared"] else None
         if cur is not None:
             cur["detected"] = True
 
 
 class SoakSource(RecordingSource):
-    """A looping recording with the episodes' faults injected; ``malformed`` raises what the interface would."""
+    """A looping recording on the soak's clock, with the episodes' faults injected."""
 
-    def __init__(self, recording, *, chunk_samples: int, episodes: Episodes) -> None:
+    real_time = True  # dated by the soak's clock: the runtime checks ages and paces commands as on a device
+
+    def __init__(self, recording, *, chunk_samples: int, episodes: Episodes, clock: SoakClock, seed: int) -> None:
         super().__init__(recording, chunk_samples=chunk_samples, fast=True, loop=True, inject=self._inject)
+        self.real_time = True
         self.episodes = episodes
+        self.clock = clock
+        self.rng = np.random.default_rng(seed + 1)
         self.amplitude = float(np.abs(recording.signals).max()) * 20
-        self.hand: Optional[VirtualHand] = None
+        self.hand: Optional["SoakHand"] = None
+        self._frozen: Optional[int] = None
+
+    def read(self) -> Tuple[np.ndarray, float]:
+        """Return the next chunk and when its last sample arrived, on the soak's clock that the episodes move."""
+        index = self._index
+        chunk, _ = super().read()
+        due = (index * self.chunk + len(chunk)) / self.fs_hz
+        ep = self.episodes.current(index)
+        self.clock.t = max(self.clock.t + 1e-4, due)  # read as it arrives, 0.1 ms after the previous read at least
+        if ep is not None and ep["kind"] == "freeze" and self._frozen != ep["start"]:
+            self._frozen = ep["start"]
+            self.clock.t += FREEZE_S  # stopped for a second: what arrived meanwhile waits, and is read late
+        elif ep is not None and ep["kind"] == "starve":  # late by up to STARVE_MAX_S; the first read past the bound
+            low = 0.1 if index == ep["start"] else 0.0
+            self.clock.t = max(self.clock.t, due + self.rng.uniform(low, STARVE_MAX_S))
+        return chunk, due
 
     def _inject(self, i: int, x: np.ndarray):
         ep = self.episodes.current(i)
@@ -153,17 +145,104 @@ class SoakSource(RecordingSource):
         return x
 
 
+class CheckingHand(SimHand):
+    """The simulated hand's firmware on a pty, counting commands received past the velocity limit."""
+
+    def __init__(self, max_step: float) -> None:
+        super().__init__()
+        self.max_step_units = int(round(max_step * 1000))
+        self.safe_units = tuple(int(v) for v in self.config.safe_posture)
+        self.previous: Optional[Tuple[int, ...]] = None
+        self.violations = 0
+        self.received = 0
+
+    def _handle(self, msg, now: float) -> None:
+        if isinstance(msg.body, SetPositions):
+            c = tuple(msg.body.positions)
+            self.received += 1
+            if c == self.safe_units:  # the fault's response, exempt: the firmware ramps to it at its own speed
+                self.previous = None
+            elif self.previous is not None and max(abs(a - b) for a, b in zip(c, self.previous)) > \
+                    self.max_step_units:
+                self.violations += 1
+            if c != self.safe_units:
+                self.previous = c
+        super()._handle(msg, now)
+
+
+class SoakHand(Sink):
+    """The pty hand behind :class:`HandSink`, which an episode unplugs; it checks what is sent over each 100 ms."""
+
+    name = "soak-hand"
+
+    def __init__(self, sink: HandSink, episodes: Episodes, clock: SoakClock, max_speed_per_s: float) -> None:
+        self.sink, self.episodes, self.clock = sink, episodes, clock
+        self.safe_posture = sink.safe_posture
+        self.unplugged = False
+        self._pulled = False
+        self.window: Deque[Tuple[float, np.ndarray]] = collections.deque()
+        self.window_bound = max_speed_per_s * WINDOW_S + 1e-9
+        self.window_violations = 0
+        self.largest_window_move = 0.0
+
+    def start_posture(self):
+        """Where the hand reports it is."""
+        return self.sink.start_posture()
+
+    def write(self, command, probabilities=None) -> bool:
+        """Send unless unplugged; after an unplug the port is reopened (HELLO again) before anything moves."""
+        if self.unplugged:
+            self._pulled = True
+            return False
+        if self._pulled:
+            self._pulled = False
+            self.sink.link.close()  # the port went away: the link reopens it, with the hand's HELLO
+        if not self.sink.write(command, probabilities):
+            return False
+        now, c = self.clock(), np.asarray(command, float)
+        while self.window and now - self.window[0][0] > WINDOW_S:
+            self.window.popleft()
+        for _, old in self.window:
+            move = float(np.max(np.abs(c - old)))
+            self.largest_window_move = max(self.largest_window_move, move)
+            if move > self.window_bound:
+                self.window_violations += 1
+                break
+        self.window.append((now, c))
+        self.episodes.commanded()
+        return True
+
+    def safe(self) -> bool:
+        """Send the safe posture (a new stretch for the window check: the commands after it ramp from it)."""
+        self.episodes.made_safe()
+        self.window.clear()
+        if self.unplugged:
+            self._pulled = True
+            return False
+        return self.sink.safe()
+
+    def link_error(self) -> Optional[str]:
+        """Why the last write failed."""
+        return "unplugged (injected)" if self.unplugged or self._pulled else self.sink.link_error()
+
+    def close(self) -> None:
+        """Safe posture, then close the port."""
+        self.sink.close()
+
+
 def soak(bundle_dir: str, *, hours: float, seed: int = 0, engine: str = "numpy",
          log_dir: Optional[str] = None) -> Dict[str, Any]:
-    """Replay ``hours`` of simulated signal through the runtime with random faults; return the soak's figures.
+    """Replay ``hours`` of simulated signal through the runtime into a pty hand with random faults.
 
     Returns
     -------
     dict
         ``memory_growth_mb_per_hour`` (resident memory from the end of the first tenth to the end, per simulated
-        hour), ``velocity_limit_violations`` (commands the virtual hand received more than the limit from the
-        previous one, the safe posture exempt), ``faults_injected``, ``faults_cleared`` (episodes after which
-        decoding resumed and the hand received commands again), ``log_lines``, ``frames``, ``wall_s``.
+        hour), ``velocity_limit_violations`` (commands the hand received more than a frame's step from the previous
+        one, the safe posture exempt), ``window_violations`` (commands sent more than ``max_speed_per_s * 0.1`` from
+        one sent within the 100 ms before, on the simulated clock), ``faults_injected``, ``faults_detected`` (the
+        safe posture was sent), ``faults_cleared`` (decoding resumed and the hand was sent commands again),
+        ``log_lines``, ``frames``, ``wall_s``.
     """
     from neurohand.decoder.bundle import Bundle
     from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
@@ -174,12 +253,13 @@ def soak(bundle_dir: str, *, hours: float, seed: int = 0, engine: str = "numpy",
     chunks_per_s = rec.fs_hz / bundle.hop_samples
     n_chunks = int(hours * 3600 * chunks_per_s)
     episodes = Episodes(n_chunks, chunks_per_s, seed)
-    source = SoakSource(rec, chunk_samples=bundle.hop_samples, episodes=episodes)
+    clock = SoakClock()
+    source = SoakSource(rec, chunk_samples=bundle.hop_samples, episodes=episodes, clock=clock, seed=seed)
+    post = PostProcessor(bundle.post_config(), hop_ms=bundle.feature_config.hop_ms)
     # the hand checks what it receives against the bound the runtime guards, from the same owners
-    hand = VirtualHand(command_step_bound(PostProcessor(bundle.post_config(), hop_ms=bundle.feature_config.hop_ms)),
-                       episodes)
-    source.hand = hand
-    with tempfile.TemporaryDirectory() as tmp:
+    with CheckingHand(command_step_bound(post)) as device, tempfile.TemporaryDirectory() as tmp:
+        hand = SoakHand(HandSink(device.port), episodes, clock, post.config.max_speed_per_s)
+        source.hand = hand
         log = JsonLog(os.path.join(log_dir or tmp, "soak.jsonl"), max_bytes=20 * 10 ** 6, backups=1)
         marks = []
 
@@ -189,19 +269,22 @@ def soak(bundle_dir: str, *, hours: float, seed: int = 0, engine: str = "numpy",
             if runtime.stats.chunks in (n_chunks // 10, n_chunks - 1) or runtime.stats.chunks == 1:
                 marks.append((runtime.stats.chunks, rss_mb()))
 
-        rt = Runtime(bundle, source, hand, engine=engine, json_log=log, on_chunk=on_chunk)
+        rt = Runtime(bundle, source, hand, engine=engine, json_log=log, on_chunk=on_chunk, clock=clock)
         t0 = time.monotonic()
         stats = rt.run()
         wall = time.monotonic() - t0
+        time.sleep(0.05)  # the hand's firmware reads the last commands
         lines = log.lines
     injected = [e for e in episodes.episodes if e["start"] < stats.chunks]
     (c0, m0), (c1, m1) = marks[-2], marks[-1]
     sim_h = max(1e-9, (c1 - c0) / chunks_per_s / 3600.0)
     return {"benchmark": "soak", "hours": hours, "frames": stats.frames, "chunks": stats.chunks,
             "memory_growth_mb_per_hour": (m1 - m0) / sim_h, "rss_mb": m1,
-            "velocity_limit_violations": hand.violations, "limit_clips": stats.limit_clips,
+            "velocity_limit_violations": device.violations, "window_violations": hand.window_violations,
+            "largest_move_within_100ms": hand.largest_window_move, "hand_received": device.received,
+            "limit_clips": stats.limit_clips, "paced": stats.paced, "late_frames": stats.late_frames,
             "faults_injected": len(injected), "faults_detected": sum(e["detected"] for e in injected),
             "faults_cleared": sum(e["cleared"] for e in injected),
             "faults_by_kind": {k: sum(e["kind"] == k for e in injected) for k in KINDS},
-            "runtime_faults": dict(stats.faults), "log_lines": lines, "wall_s": wall,
-            "latency_ms": stats.summary()["latency_ms"]}
+            "undetected": [e for e in injected if not e["detected"]][:5],
+            "runtime_faults": dict(stats.faults), "log_lines": lines, "wall_s": wall}

@@ -387,9 +387,12 @@ def test_the_service_unit_decodes_the_patients_current_bundle_from_a_live_source
 def test_a_short_soak_keeps_the_limit_and_clears_every_fault(bundle):
     from neurohand.deploy.soak import soak
 
-    out = soak(bundle.path, hours=0.05, seed=3)  # three simulated minutes, random faults of every kind
-    assert out["faults_injected"] >= 5, out
+    out = soak(bundle.path, hours=0.1, seed=3)  # six simulated minutes into a pty hand, random faults of every kind
+    assert out["faults_injected"] >= 10 and {"freeze", "starve", "unplug"} <= {
+        k for k, n in out["faults_by_kind"].items() if n}, out
     assert out["velocity_limit_violations"] == 0 and out["limit_clips"] == 0, out
+    assert out["window_violations"] == 0 and out["largest_move_within_100ms"] <= 0.40 + 1e-9, out
+    assert out["late_frames"] > 0 and out["hand_received"] >= out["frames"] * 0.5, out
     assert out["faults_detected"] == out["faults_cleared"] == out["faults_injected"], out
     assert out["log_lines"] >= out["frames"]
 
