@@ -259,13 +259,11 @@ _PIPELINE_CHILD = """
 import json, resource, sys, time
 from neurohand.deploy.process_memory import peak_rss_mb
 from neurohand.decoder.bundle import Bundle
-from neurohand.decoder.session_file import read_recording
 from neurohand.deploy.runtime import HandSink, Runtime
-from neurohand.deploy.sources import RecordingSource
+from neurohand.deploy.sources import open_source
 from neurohand.firmware_bridge.sim_hand import SimHand
 import numpy as np
 bundle = Bundle(sys.argv[1])
-rec = read_recording(sys.argv[2])
 keys_profile = sys.argv[4] if len(sys.argv) > 4 else ""
 hop = bundle.hop_samples
 key_lat = []
@@ -275,7 +273,7 @@ with SimHand() as hand:
         from neurohand.deploy.keys_sink import KeysSink, MultiSink
         keys = KeysSink(keys_profile, bundle.class_names, start_enabled=True)
         sink = MultiSink([sink, keys])
-    rt = Runtime(bundle, RecordingSource(rec, chunk_samples=hop, loop=True), sink, engine="auto")
+    rt = Runtime(bundle, open_source("replay:" + sys.argv[2], chunk_samples=hop, loop=True), sink, engine="auto")
     if keys_profile:
         write = sink.write
         def timed(cmd, probs=None):

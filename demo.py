@@ -173,13 +173,14 @@ def _live_into_hand(args: argparse.Namespace, bundle, test_rec, console) -> dict
     from rich.table import Table
 
     from neurohand.deploy.runtime import HandSink, Runtime
-    from neurohand.deploy.sources import RecordingSource
+    from neurohand.deploy.sources import open_source
     from neurohand.firmware_bridge.sim_hand import SimHand, track_following
 
     console.rule("[bold]4. Live: the runtime drives the simulated hand over a serial pseudo-terminal")
     with SimHand() as hand:
         sink = HandSink(hand.port)
-        rt = Runtime(bundle, RecordingSource(test_rec, chunk_samples=bundle.hop_samples), sink, engine="auto")
+        source = open_source("replay:held-out repetition", recording=test_rec, chunk_samples=bundle.hop_samples)
+        rt = Runtime(bundle, source, sink, engine="auto")
         errors = track_following(sink, hand)
         stats = rt.run(seconds=args.live_seconds)
     s = stats.summary()

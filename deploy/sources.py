@@ -138,7 +138,8 @@ def source_for(spec: Optional[str], *, fs_hz: float, n_channels: int, model: str
 
 
 def open_source(spec: str, *, chunk_samples: int = 1, fast: bool = False, minutes: float = 2.0, seed: int = 0,
-                patient=None, stall_timeout_s: Optional[float] = None, allowed: Sequence[str] = SOURCE_KINDS):
+                patient=None, stall_timeout_s: Optional[float] = None, allowed: Sequence[str] = SOURCE_KINDS,
+                recording: Optional[Recording] = None, loop: bool = False):
     """Open a source: the one factory for the runtime, calibration, the soak, the demo and the benchmarks.
 
     Parameters
@@ -158,6 +159,11 @@ def open_source(spec: str, *, chunk_samples: int = 1, fast: bool = False, minute
         A serial interface's stall timeout (default: the link's own).
     allowed : sequence of str
         The kinds this caller accepts; another is refused naming them.
+    recording : Recording, optional
+        With ``replay:NAME``: replay this recording, already in memory (the demo's held-out repetition), instead of
+        reading the file; NAME only names it.
+    loop : bool
+        Replay the recording again from its start at its end.
     """
     kind, target = parse_device_spec("--source", spec, allowed)
     if kind == "sim" and patient is not None:
@@ -178,5 +184,5 @@ def open_source(spec: str, *, chunk_samples: int = 1, fast: bool = False, minute
 
         return InterfaceSource(target) if stall_timeout_s is None else InterfaceSource(
             target, stall_timeout_s=stall_timeout_s)
-    rec = read_recording(target)
-    return RecordingSource(rec, chunk_samples=chunk_samples, fast=fast)
+    rec = recording if recording is not None else read_recording(target)
+    return RecordingSource(rec, chunk_samples=chunk_samples, fast=fast, loop=loop)
