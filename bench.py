@@ -273,7 +273,7 @@ with SimHand() as hand:
         from neurohand.deploy.keys_sink import KeysSink, MultiSink
         keys = KeysSink(keys_profile, bundle.class_names, start_enabled=True)
         sink = MultiSink([sink, keys])
-    rt = Runtime(bundle, open_source("replay:" + sys.argv[2], chunk_samples=hop, loop=True), sink, engine="auto")
+    rt = Runtime(bundle, open_source("replay:" + sys.argv[2], chunk_samples=hop, loop=True), sink)
     if keys_profile:
         write = sink.write
         def timed(cmd, probs=None):

@@ -180,7 +180,7 @@ def _live_into_hand(args: argparse.Namespace, bundle, test_rec, console) -> dict
     with SimHand() as hand:
         sink = HandSink(hand.port)
         source = open_source("replay:held-out repetition", recording=test_rec, chunk_samples=bundle.hop_samples)
-        rt = Runtime(bundle, source, sink, engine="auto")
+        rt = Runtime(bundle, source, sink)
         errors = track_following(sink, hand)
         stats = rt.run(seconds=args.live_seconds)
     s = stats.summary()

@@ -8,7 +8,7 @@ from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.validation import check_positive
 
 from .runlog import JsonLog
-from .runtime import MAX_AGE_MS, HandSink, NoneSink, Runtime
+from .runtime import MAX_AGE_MS, HandSink, NoneSink, Runtime, RuntimeConfig
 
 
 def register(sub) -> None:
@@ -88,8 +88,9 @@ def _run(args) -> int:
                         drives_fingers=bool(bundle.contract["model"].get("positions", True))).__enter__()
     json_log = JsonLog(args.log, max_bytes=int(args.log_max_mb * 1e6)) if args.log else None
     try:
-        rt = Runtime(bundle, source, sink, engine=args.engine, log=lambda m: print(m, file=sys.stderr),
-                     on_chunk=view.on_chunk if view else None, json_log=json_log, max_age_ms=args.max_age_ms)
+        rt = Runtime(bundle, source, sink, log=lambda m: print(m, file=sys.stderr),
+                     on_chunk=view.on_chunk if view else None, json_log=json_log,
+                     config=RuntimeConfig(engine=args.engine, max_age_ms=args.max_age_ms))
         stats = rt.run(seconds=args.seconds)
     finally:
         if view is not None:
@@ -138,6 +139,6 @@ def _keys(args) -> int:
                       model="the model in {}".format(bundle.path))
     source = open_source(spec, chunk_samples=bundle.hop_samples, fast=args.fast)
     sink = KeysSink(args.profile, bundle.class_names, dry_run=True, start_enabled=True)
-    stats = Runtime(bundle, source, sink, engine="auto").run(seconds=args.seconds)
+    stats = Runtime(bundle, source, sink).run(seconds=args.seconds)
     print("{} frames, {} key events (dry run: nothing was pressed)".format(stats.frames, len(sink.sent)))
     return 0

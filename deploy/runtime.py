@@ -22,11 +22,12 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 import numpy as np
 
 from neurohand.decoder.bundle import Bundle
+from neurohand.decoder.engines import ENGINES
 from neurohand.decoder.errors import DeviceError
 from neurohand.decoder.postprocess import SAFE_POSTURE, PostConfig, PostProcessor, PostState
 from neurohand.decoder.signal_quality import QualityConfig, QualityMonitor
 from neurohand.decoder.stream import DecodeFault, StreamDecoder
-from neurohand.decoder.validation import check_positive
+from neurohand.decoder.validation import check_option, check_positive
 from neurohand.firmware_bridge.devices import Sink, Source
 from neurohand.firmware_bridge.protocol import grid_steps_within, on_position_grid
 
@@ -178,17 +179,65 @@ class RuntimeStats:
                 "state": self.state}
 
 
-class Runtime:
-    """The decoding loop over one bundle, one source and one sink."""
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How the loop decodes and what it holds to.
 
-    def __init__(self, bundle: Bundle, source: Source, sink: Sink, *, engine: str = "auto",
-                 post: Optional[PostConfig] = None, quality: Optional[QualityConfig] = None, log=None,
-                 hop_budget_ms: Optional[float] = None, record_frames: bool = False, on_chunk=None,
-                 json_log: Optional[JsonLog] = None, max_age_ms: float = MAX_AGE_MS,
+    Parameters
+    ----------
+    engine : {'auto', 'tensorrt', 'onnxruntime', 'numpy'}
+        Inference engine (:func:`decoder.engines.create_engine`).
+    post : PostConfig, optional
+        Post-processing of the commands (default: the bundle's, :meth:`Bundle.post_config`).
+    quality : QualityConfig, optional
+        Signal checks (default: saturation at the source's announced full scale, the rail detector always).
+    hop_budget_ms : float, optional
+        A frame whose latency exceeds this counts as an overrun (default: the bundle's hop).
+    max_age_ms : float
+        Frames older than this when their command would be sent are dropped with a ``late`` fault.
+    """
+
+    engine: str = "auto"
+    post: Optional[PostConfig] = None
+    quality: Optional[QualityConfig] = None
+    hop_budget_ms: Optional[float] = None
+    max_age_ms: float = MAX_AGE_MS
+
+    def __post_init__(self) -> None:
+        check_option("engine", self.engine, ENGINES)
+        check_positive("max_age_ms", self.max_age_ms)
+        if self.hop_budget_ms is not None:
+            check_positive("hop_budget_ms", self.hop_budget_ms)
+
+
+class Runtime:
+    """The decoding loop over one bundle, one source and one sink.
+
+    Parameters
+    ----------
+    bundle, source, sink
+        What to decode with, from and to.
+    config : RuntimeConfig
+    log : callable, optional
+        Called with each event's message (stderr for ``neurohand run``).
+    json_log : JsonLog, optional
+        Frames, events and the summary as JSON lines.
+    on_chunk : callable, optional
+        ``on_chunk(runtime, chunk)`` after each chunk read (the live view, the soak).
+    record_frames : bool
+        Keep every frame in :attr:`frames` (tests, benches).
+    clock : callable
+        The monotonic clock the source dates its chunks by (the soak's simulated one; default ``time.monotonic``).
+    """
+
+    def __init__(self, bundle: Bundle, source: Source, sink: Sink, *, config: RuntimeConfig = RuntimeConfig(),
+                 log=None, json_log: Optional[JsonLog] = None, on_chunk=None, record_frames: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        engine, post, quality, hop_budget_ms = config.engine, config.post, config.quality, config.hop_budget_ms
+        self.config = config
         self.on_chunk = on_chunk
-        self.clock = clock  # the monotonic clock sources date their chunks by (the soak's simulated one)
-        self.max_age_s = check_positive("max_age_ms", max_age_ms) / 1000.0
+        self.clock = clock
+        self.max_age_s = config.max_age_ms / 1000.0
         # a replay as fast as possible has no clock: its frames have no age and nothing paces them
         self.real_time = bool(source.real_time)
         # saturation by default: at the source's announced full scale where known (an interface's int16 range times

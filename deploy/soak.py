@@ -26,7 +26,7 @@ from neurohand.firmware_bridge.protocol import SetPositions
 from neurohand.firmware_bridge.sim_hand import SimHand
 
 from .runlog import JsonLog
-from .runtime import HandSink, Runtime, command_step_bound
+from .runtime import HandSink, Runtime, RuntimeConfig, command_step_bound
 from .sources import RecordingSource
 
 KINDS = ("nan", "rail", "stall", "malformed", "unplug", "freeze", "starve")
@@ -269,7 +269,8 @@ def soak(bundle_dir: str, *, hours: float, seed: int = 0, engine: str = "numpy",
             if runtime.stats.chunks in (n_chunks // 10, n_chunks - 1) or runtime.stats.chunks == 1:
                 marks.append((runtime.stats.chunks, rss_mb()))
 
-        rt = Runtime(bundle, source, hand, engine=engine, json_log=log, on_chunk=on_chunk, clock=clock)
+        rt = Runtime(bundle, source, hand, json_log=log, on_chunk=on_chunk, clock=clock,
+                     config=RuntimeConfig(engine=engine))
         t0 = time.monotonic()
         stats = rt.run()
         wall = time.monotonic() - t0

@@ -193,7 +193,7 @@ def test_runtime_decodes_without_importing_scipy_signal(tmp_path, small_sim):
         "b = Bundle(sys.argv[1]); rec = read_recording(sys.argv[2])\n"
         "ex = b.feature_extractor(); f, _ = ex.process(ex.new_state(), rec.signals[:5000])\n"
         "np.save(sys.argv[3], f)\n"
-        "rt = Runtime(b, RecordingSource(rec, chunk_samples=ex.hop_samples, fast=True), NoneSink(), engine='auto')\n"
+        "rt = Runtime(b, RecordingSource(rec, chunk_samples=ex.hop_samples, fast=True), NoneSink())\n"
         "s = rt.run(seconds=0.5)\n"
         "heavy = ('scipy.signal', 'scipy.stats', 'scipy.optimize', 'torch')\n"
         "print('loaded:' + ','.join(m for m in sys.modules if m.startswith(heavy) and m != 'scipy.signal._sosfilt'))\n")

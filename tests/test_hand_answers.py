@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from neurohand.decoder.errors import DeviceError
-from neurohand.deploy.runtime import HandSink, Runtime
+from neurohand.deploy.runtime import HandSink, Runtime, RuntimeConfig
 from neurohand.deploy.sources import RecordingSource
 from neurohand.firmware_bridge.pty_device import PtyDevice
 from neurohand.firmware_bridge.sim_hand import SimHand
@@ -97,7 +97,8 @@ def test_a_hand_that_stops_answering_mid_run_faults_within_a_second_and_recovers
     hop = int(round(adapted_bundle.fs_hz * adapted_bundle.feature_config.hop_ms / 1000.0))
     with MutableHand() as hand:
         sink = HandSink(hand.port)
-        rt = Runtime(adapted_bundle, RecordingSource(short_rec, chunk_samples=hop), sink, engine="numpy")
+        rt = Runtime(adapted_bundle, RecordingSource(short_rec, chunk_samples=hop), sink,
+                     config=RuntimeConfig(engine="numpy"))
         t_mode = {}
 
         def set_mode(m):

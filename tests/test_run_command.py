@@ -12,7 +12,7 @@ from neurohand.cli import main
 from neurohand.decoder.bundle import Bundle
 from neurohand.decoder.postprocess import SAFE_POSTURE
 from neurohand.deploy.runlog import JsonLog
-from neurohand.deploy.runtime import NoneSink, Runtime
+from neurohand.deploy.runtime import NoneSink, Runtime, RuntimeConfig
 from neurohand.deploy.sources import RecordingSource, source_for
 
 
@@ -63,7 +63,7 @@ def test_a_class_only_model_never_sends_its_untrained_positions(short_rec, adapt
     for name, b in (("trained", adapted_bundle), ("class-only", class_only_bundle)):
         sink = RecordingSink(start)
         rt = Runtime(b, RecordingSource(short_rec, chunk_samples=chunk(short_rec, b), fast=True), sink,
-                     engine="numpy", record_frames=True)
+                     record_frames=True, config=RuntimeConfig(engine="numpy"))
         rt.run()
         runs[name] = (np.array(sink.commands), np.array([f["positions"] for f in rt.frames]), rt)
     cmd, pos, rt = runs["class-only"]
@@ -82,7 +82,7 @@ def test_a_class_only_model_never_sends_its_untrained_positions(short_rec, adapt
 def test_the_run_log_carries_the_class_and_its_probability(short_rec, adapted_bundle, tmp_path):
     log = str(tmp_path / "run.jsonl")
     rt = Runtime(adapted_bundle, RecordingSource(short_rec, chunk_samples=chunk(short_rec, adapted_bundle), fast=True),
-                 NoneSink(), engine="numpy", json_log=JsonLog(log), record_frames=True)
+                 NoneSink(), json_log=JsonLog(log), record_frames=True, config=RuntimeConfig(engine="numpy"))
     rt.run()
     frames = [r for r in map(json.loads, open(log)) if "command" in r]
     assert len(frames) == rt.stats.frames > 0
@@ -110,7 +110,7 @@ def test_the_live_view_draws_in_its_own_process_with_named_channels_and_units(sh
     view = live_view.LiveView(adapted_bundle.class_names, channel_names=short_rec.channel_names, units="uV",
                               path=screen, refresh_hz=20)
     src = RecordingSource(short_rec, chunk_samples=chunk(short_rec, adapted_bundle), fast=False)
-    rt = Runtime(adapted_bundle, src, NoneSink(), engine="numpy", on_chunk=view.on_chunk)
+    rt = Runtime(adapted_bundle, src, NoneSink(), on_chunk=view.on_chunk, config=RuntimeConfig(engine="numpy"))
     with view:
         rt.run(seconds=1.5)
     pids = {int(p) for p in open(drawn_by).read().split()}

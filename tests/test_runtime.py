@@ -7,7 +7,7 @@ import pytest
 
 from neurohand.decoder.postprocess import PostConfig, PostProcessor
 from neurohand.decoder.signal_quality import QualityConfig, QualityMonitor
-from neurohand.deploy.runtime import SAFE, HandSink, NoneSink, Runtime
+from neurohand.deploy.runtime import SAFE, HandSink, NoneSink, Runtime, RuntimeConfig
 from neurohand.deploy.sources import RecordingSource
 from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 from neurohand.firmware_bridge.protocol import HandState
@@ -43,7 +43,8 @@ def chunk(rec, bundle):
 
 def test_replay_decodes_every_frame(rec, bundle):
     sink = RecordingSink()
-    rt = Runtime(bundle, RecordingSource(rec, chunk_samples=chunk(rec, bundle), fast=True), sink, engine="numpy")
+    rt = Runtime(bundle, RecordingSource(rec, chunk_samples=chunk(rec, bundle), fast=True), sink,
+                 config=RuntimeConfig(engine="numpy"))
     stats = rt.run()
     expected = len(bundle.feature_extractor().transform(rec.signals))
     assert stats.frames == expected == len(sink.commands)
@@ -57,8 +58,8 @@ def test_live_decoding_adapts_exactly_as_the_offline_path(rec, bundle):
     from neurohand.decoder.engines import create_engine
     from neurohand.training.data import adapt_frames, build_frames
 
-    rt = Runtime(bundle, RecordingSource(rec, chunk_samples=37, fast=True), NoneSink(), engine="numpy",
-                 record_frames=True)
+    rt = Runtime(bundle, RecordingSource(rec, chunk_samples=37, fast=True), NoneSink(), record_frames=True,
+                 config=RuntimeConfig(engine="numpy"))
     rt.run()
     live = np.array([f["positions"] for f in rt.frames])
     offline = adapt_frames(build_frames([rec], bundle.feature_config), bundle.feature_adapter()).features
@@ -81,14 +82,14 @@ def test_a_glitch_faults_and_decoding_resumes_with_the_adaptation_kept(rec, bund
 
     sink = RecordingSink()
     rt = Runtime(bundle, RecordingSource(rec, chunk_samples=chunk(rec, bundle), fast=True, inject=inject), sink,
-                 engine="numpy", record_frames=True)
+                 record_frames=True, config=RuntimeConfig(engine="numpy"))
     with np.errstate(over="ignore", invalid="ignore"):  # the features do overflow: that is the fault to catch
         stats = rt.run()
     assert stats.safe_events and stats.safe_events[0]["kind"] == "signal" and stats.state == "running"
     assert np.all(np.isfinite(rt.astate.mean)) and np.all(np.isfinite(rt.astate.var))
     assert rt.astate.n_frames >= stats.frames  # one running estimate across the fault, never restarted
     clean = Runtime(bundle, RecordingSource(rec, chunk_samples=chunk(rec, bundle), fast=True), NoneSink(),
-                    engine="numpy", record_frames=True)
+                    record_frames=True, config=RuntimeConfig(engine="numpy"))
     clean.run()
     last, last_clean = (np.array([f["positions"] for f in r.frames[-50:]]) for r in (rt, clean))
     assert np.all(np.isfinite(last))
@@ -127,7 +128,7 @@ def test_faults_go_safe_within_100ms_and_recover(rec, bundle, fault, monkeypatch
                           stall_s=0.15)
     sink = RecordingSink()
     q = QualityConfig(flat_window_s=0.05) if fault == "flat" else QualityConfig()
-    rt = Runtime(bundle, src, sink, engine="numpy", quality=q)
+    rt = Runtime(bundle, src, sink, config=RuntimeConfig(engine="numpy", quality=q))
     if fault == "engine":
         real = rt.engine.step
         calls = {"n": 0}
@@ -160,7 +161,7 @@ def test_hand_follows_decoded_commands_over_a_pty(rec, bundle):
     with SimHand() as hand:
         sink = HandSink(hand.port)
         rt = Runtime(bundle, RecordingSource(rec, chunk_samples=chunk(rec, bundle), fast=False), sink,
-                     engine="onnxruntime", post=PostConfig(rest_gate=1.0))
+                     config=RuntimeConfig(engine="onnxruntime", post=PostConfig(rest_gate=1.0)))
         seen = []
         orig_write = sink.write
 
@@ -183,7 +184,8 @@ def test_hand_follows_decoded_commands_over_a_pty(rec, bundle):
 
 def test_stop_request_sends_safe_posture_first(rec, bundle):
     sink = RecordingSink()
-    rt = Runtime(bundle, RecordingSource(rec, chunk_samples=chunk(rec, bundle), fast=False), sink, engine="numpy")
+    rt = Runtime(bundle, RecordingSource(rec, chunk_samples=chunk(rec, bundle), fast=False), sink,
+                 config=RuntimeConfig(engine="numpy"))
     rt.request_stop()  # what SIGTERM and Ctrl-C do
     stats = rt.run(seconds=2)
     assert stats.state == "stopped" and sink.safe_calls and not sink.commands
@@ -260,7 +262,7 @@ def test_end_to_end_interface_runtime_hand_over_two_ptys(rec, bundle):
         src = InterfaceSource(iface.port)
         assert src.fs_hz == rec.fs_hz and src.n_channels == rec.n_channels
         sink = HandSink(hand.port)
-        rt = Runtime(bundle, src, sink, engine="onnxruntime", post=PostConfig(rest_gate=1.0))
+        rt = Runtime(bundle, src, sink, config=RuntimeConfig(engine="onnxruntime", post=PostConfig(rest_gate=1.0)))
         track = track_following(sink, hand)
         stats = rt.run(seconds=2.5)
         src.close()
@@ -279,7 +281,7 @@ def test_interface_stall_goes_safe_and_recovers(rec, bundle):
     with SimInterface(rec) as iface:
         src = InterfaceSource(iface.port, stall_timeout_s=0.05)
         sink = RecordingSink()
-        rt = Runtime(bundle, src, sink, engine="numpy")
+        rt = Runtime(bundle, src, sink, config=RuntimeConfig(engine="numpy"))
         import threading
 
         def stall():
@@ -308,7 +310,7 @@ def test_live_view_renders_to_a_captured_console(rec, bundle):
     console = Console(file=buf, force_terminal=True, width=100)
     view = LiveView(bundle.class_names, channel_names=rec.channel_names, units="uV", console=console, refresh_hz=1000)
     rt = Runtime(bundle, RecordingSource(rec, chunk_samples=chunk(rec, bundle), fast=True), NoneSink(),
-                 engine="numpy", on_chunk=view.on_chunk)
+                 on_chunk=view.on_chunk, config=RuntimeConfig(engine="numpy"))
     with view:
         rt.run()
     text = buf.getvalue()
@@ -345,7 +347,7 @@ def test_lsl_source_against_a_real_outlet_on_loopback(rec, bundle):
         src = LslSource(name)
         assert src.fs_hz == rec.fs_hz and src.n_channels == rec.n_channels
         sink = RecordingSink()
-        stats = Runtime(bundle, src, sink, engine="numpy").run(seconds=1.5)
+        stats = Runtime(bundle, src, sink, config=RuntimeConfig(engine="numpy")).run(seconds=1.5)
         src.close()
     finally:
         stop.set()
@@ -397,8 +399,8 @@ def test_hand_link_closed_and_reopened_mid_run(rec, bundle):
 
     with SimHand() as hand:
         sink = HandSink(hand.port)
-        rt = Runtime(bundle, RecordingSource(rec, chunk_samples=chunk(rec, bundle)), sink, engine="numpy",
-                     post=PostConfig(rest_gate=1.0))
+        rt = Runtime(bundle, RecordingSource(rec, chunk_samples=chunk(rec, bundle)), sink,
+                     config=RuntimeConfig(engine="numpy", post=PostConfig(rest_gate=1.0)))
         threading.Timer(0.7, sink.link.close).start()  # the USB cable pulled and the port gone for a moment
         rt.run(seconds=2.0)
         assert sink.link.reconnects >= 2

@@ -14,7 +14,7 @@ import pytest
 
 from neurohand.decoder.postprocess import PostConfig
 from neurohand.decoder.signal_quality import QualityConfig, QualityMonitor
-from neurohand.deploy.runtime import HandSink, NoneSink, Runtime
+from neurohand.deploy.runtime import HandSink, NoneSink, Runtime, RuntimeConfig
 from neurohand.deploy.sources import RecordingSource
 from neurohand.firmware_bridge.protocol import (
     CRC,
@@ -79,7 +79,7 @@ def test_a_full_scale_square_wave_faults_to_safe_and_recovers(rec, bundle):
 
     sink = Recorder()
     rt = Runtime(bundle, RecordingSource(rec, chunk_samples=hop(rec, bundle), fast=True, inject=inject), sink,
-                 engine="numpy")
+                 config=RuntimeConfig(engine="numpy"))
     n_before = None
     stats = rt.run()
     assert stats.faults.get("signal", 0) >= 100, stats.faults
@@ -140,7 +140,7 @@ def test_velocity_limit_holds_across_start_fault_stall_and_reconnect_over_a_pty(
         received = hand_log(hand)
         sink = HandSink(hand.port)
         rt = Runtime(bundle, RecordingSource(rec, chunk_samples=hop(rec, bundle), inject=inject, stall_s=0.1), sink,
-                     engine="numpy", post=post)
+                     config=RuntimeConfig(engine="numpy", post=post))
         rng = np.random.default_rng(0)
         real = rt.engine.step
 
@@ -167,7 +167,7 @@ def interface_run(rec, bundle, events, seconds=2.5, **iface_kw):
     with SimInterface(rec, **iface_kw) as iface:
         src = InterfaceSource(iface.port)
         sink = Recorder()
-        rt = Runtime(bundle, src, sink, engine="numpy")
+        rt = Runtime(bundle, src, sink, config=RuntimeConfig(engine="numpy"))
         timers = [threading.Timer(t, iface.inject, args=(wire,)) for t, wire in events]
         for t in timers:
             t.start()

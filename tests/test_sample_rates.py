@@ -101,7 +101,7 @@ def test_import_train_export_and_decode_live_at_amplifier_rates(fs_hz, tmp_path,
     from neurohand.decoder.bundle import Bundle
     from neurohand.decoder.session_file import read_recording
     from neurohand.decoder.stream import StreamDecoder
-    from neurohand.deploy.runtime import NoneSink, Runtime
+    from neurohand.deploy.runtime import NoneSink, Runtime, RuntimeConfig
     from neurohand.deploy.sources import RecordingSource
 
     rng = np.random.default_rng(int(fs_hz))
@@ -149,8 +149,8 @@ def test_import_train_export_and_decode_live_at_amplifier_rates(fs_hz, tmp_path,
 
     rec = read_recording(session)
     assert rec.fs_hz == fs_hz
-    rt = Runtime(bundle, RecordingSource(rec, chunk_samples=hop, fast=True), NoneSink(), engine="numpy",
-                 record_frames=True)
+    rt = Runtime(bundle, RecordingSource(rec, chunk_samples=hop, fast=True), NoneSink(), record_frames=True,
+                 config=RuntimeConfig(engine="numpy"))
     stats = rt.run()
     assert stats.frames == len(extractor.transform(rec.signals)) > 0 and not stats.faults
     live = np.array([f["positions"] for f in rt.frames])

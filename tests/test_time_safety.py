@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from neurohand.decoder.postprocess import PostConfig
-from neurohand.deploy.runtime import NoneSink, Runtime
+from neurohand.deploy.runtime import NoneSink, Runtime, RuntimeConfig
 from neurohand.deploy.sources import RecordingSource
 from neurohand.firmware_bridge.sample_clock import SampleClock
 from neurohand.firmware_bridge.sim_hand import SimHand
@@ -127,11 +127,11 @@ def frozen_at(index, seconds):
 
 
 def test_after_a_freeze_the_backlog_is_dropped_as_late_and_decoding_resumes(rec, bundle, monkeypatch):
-    hop = int(round(bundle.fs_hz * bundle.feature_config.hop_ms / 1000.0))
+    hop = bundle.hop_samples
     sink = TimedSink()
     src = RecordingSource(rec, chunk_samples=hop, inject=frozen_at(100, 1.0))
-    rt = Runtime(bundle, src, sink, engine="numpy", post=PostConfig(smoothing_ms=0.0, deadband=0.0, rest_gate=1.0),
-                 record_frames=True)
+    rt = Runtime(bundle, src, sink, record_frames=True,
+                 config=RuntimeConfig(engine="numpy", post=PostConfig(smoothing_ms=0.0, deadband=0.0, rest_gate=1.0)))
     jumpy(rt, monkeypatch)
     stats = rt.run(seconds=3.0)
     assert stats.faults.get("late", 0) >= 1 and stats.late_frames >= 50, stats.summary()
@@ -147,11 +147,11 @@ def test_after_a_freeze_the_backlog_is_dropped_as_late_and_decoding_resumes(rec,
 
 def test_a_burst_of_fresh_frames_is_paced_by_the_wall_clock(rec, bundle, monkeypatch):
     # a 0.3 s hold-up under a 1 s age bound: the backlog is young enough to decode, and comes out in a burst
-    hop = int(round(bundle.fs_hz * bundle.feature_config.hop_ms / 1000.0))
+    hop = bundle.hop_samples
     sink = TimedSink()
     src = RecordingSource(rec, chunk_samples=hop, inject=frozen_at(100, 0.3))
-    rt = Runtime(bundle, src, sink, engine="numpy", post=PostConfig(smoothing_ms=0.0, deadband=0.0, rest_gate=1.0),
-                 max_age_ms=1000.0)
+    rt = Runtime(bundle, src, sink, config=RuntimeConfig(
+        engine="numpy", post=PostConfig(smoothing_ms=0.0, deadband=0.0, rest_gate=1.0), max_age_ms=1000.0))
     jumpy(rt, monkeypatch)
     stats = rt.run(seconds=2.0)
     assert not stats.faults.get("late") and stats.paced >= 10, stats.summary()
@@ -162,8 +162,9 @@ def test_a_burst_of_fresh_frames_is_paced_by_the_wall_clock(rec, bundle, monkeyp
 
 
 def test_a_replay_as_fast_as_possible_has_no_age(rec, bundle):
-    hop = int(round(bundle.fs_hz * bundle.feature_config.hop_ms / 1000.0))
-    stats = Runtime(bundle, RecordingSource(rec, chunk_samples=hop, fast=True), NoneSink(), engine="numpy").run()
+    hop = bundle.hop_samples
+    stats = Runtime(bundle, RecordingSource(rec, chunk_samples=hop, fast=True), NoneSink(),
+                    config=RuntimeConfig(engine="numpy")).run()
     assert stats.frames > 500 and not stats.faults and stats.late_frames == 0 and stats.paced == 0
 
 
@@ -186,7 +187,9 @@ def test_max_age_ms_is_checked(rec, bundle):
     from neurohand.decoder.errors import InvalidValueError
 
     with pytest.raises(InvalidValueError, match="Invalid value for 'max_age_ms': expected a finite number > 0"):
-        Runtime(bundle, RecordingSource(rec, chunk_samples=40), NoneSink(), engine="numpy", max_age_ms=0.0)
+        RuntimeConfig(max_age_ms=0.0)
+    with pytest.raises(InvalidValueError, match="Invalid value for 'engine': allowed 'auto', 'tensorrt', "):
+        RuntimeConfig(engine="cuda")
 
 
 def test_fast_never_drives_a_hand(rec, bundle, tmp_path):
