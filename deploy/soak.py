@@ -20,14 +20,14 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 import numpy as np
 
 from neurohand.decoder.postprocess import PostProcessor
-from neurohand.firmware_bridge.devices import Sink
-from neurohand.firmware_bridge.interface_link import SourceFault
+from neurohand.firmware_bridge.devices import Sink, Source
+from neurohand.firmware_bridge.interface_link import SourceFault, SourceStalled
 from neurohand.firmware_bridge.protocol import SetPositions
 from neurohand.firmware_bridge.sim_hand import SimHand
 
 from .runlog import JsonLog
 from .runtime import HandSink, Runtime, RuntimeConfig, command_step_bound
-from .sources import RecordingSource
+from .sources import open_source
 
 KINDS = ("nan", "rail", "stall", "malformed", "unplug", "freeze", "starve")
 FREEZE_S = 1.0  # how long a frozen runtime stops
@@ -96,53 +96,57 @@ class Episodes:
             cur["detected"] = True
 
 
-class SoakSource(RecordingSource):
-    """A looping recording on the soak's clock, with the episodes' faults injected."""
+class SoakSource(Source):
+    """A looping recording (opened through :func:`deploy.sources.open_source`) on the soak's clock, with faults."""
 
     real_time = True  # dated by the soak's clock: the runtime checks ages and paces commands as on a device
 
     def __init__(self, recording, *, chunk_samples: int, episodes: Episodes, clock: SoakClock, seed: int) -> None:
-        super().__init__(recording, chunk_samples=chunk_samples, fast=True, loop=True, inject=self._inject)
-        self.real_time = True
+        self.inner = open_source("replay:soak", recording=recording, chunk_samples=chunk_samples, fast=True, loop=True)
+        self.fs_hz, self.n_channels = self.inner.fs_hz, self.inner.n_channels
         self.episodes = episodes
         self.clock = clock
         self.rng = np.random.default_rng(seed + 1)
         self.amplitude = float(np.abs(recording.signals).max()) * 20
         self.hand: Optional["SoakHand"] = None
         self._frozen: Optional[int] = None
+        self._index = 0
+        self._samples = 0
 
     def read(self) -> Tuple[np.ndarray, float]:
         """Return the next chunk and when its last sample arrived, on the soak's clock that the episodes move."""
         index = self._index
-        chunk, _ = super().read()
-        due = (index * self.chunk + len(chunk)) / self.fs_hz
+        chunk, _ = self.inner.read()
+        self._index += 1
+        self._samples += len(chunk)
+        due = self._samples / self.fs_hz
         ep = self.episodes.current(index)
-        self.clock.t = max(self.clock.t + 1e-4, due)  # read as it arrives, 0.1 ms after the previous read at least
-        if ep is not None and ep["kind"] == "freeze" and self._frozen != ep["start"]:
-            self._frozen = ep["start"]
-            self.clock.t += FREEZE_S  # stopped for a second: what arrived meanwhile waits, and is read late
-        elif ep is not None and ep["kind"] == "starve":  # late by up to STARVE_MAX_S; the first read past the bound
-            low = 0.1 if index == ep["start"] else 0.0
-            self.clock.t = max(self.clock.t, due + self.rng.uniform(low, STARVE_MAX_S))
-        return chunk, due
-
-    def _inject(self, i: int, x: np.ndarray):
-        ep = self.episodes.current(i)
         if self.hand is not None:
             self.hand.unplugged = ep is not None and ep["kind"] == "unplug"
+        self.clock.t = max(self.clock.t + 1e-4, due)  # read as it arrives, 0.1 ms after the previous read at least
         if ep is None:
-            return x
-        if ep["kind"] == "nan":
-            x = x.copy()
-            x[::3, 0] = np.nan
+            return chunk, due
+        if ep["kind"] == "freeze" and self._frozen != ep["start"]:
+            self._frozen = ep["start"]
+            self.clock.t += FREEZE_S  # stopped for a second: what arrived meanwhile waits, and is read late
+        elif ep["kind"] == "starve":  # late by up to STARVE_MAX_S; the first read past the bound
+            low = 0.1 if index == ep["start"] else 0.0
+            self.clock.t = max(self.clock.t, due + self.rng.uniform(low, STARVE_MAX_S))
+        elif ep["kind"] == "nan":
+            chunk = chunk.copy()
+            chunk[::3, 0] = np.nan
         elif ep["kind"] == "rail":
-            x = np.full_like(x, self.amplitude)
-            x[1::2] = -self.amplitude
+            chunk = np.full_like(chunk, self.amplitude)
+            chunk[1::2] = -self.amplitude
         elif ep["kind"] == "stall":
-            return None
+            raise SourceStalled("no samples (injected)")
         elif ep["kind"] == "malformed":
             raise SourceFault("signal", "malformed SAMPLES (injected)")
-        return x
+        return chunk, due
+
+    def close(self) -> None:
+        """Close the replay."""
+        self.inner.close()
 
 
 class CheckingHand(SimHand):
