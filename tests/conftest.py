@@ -51,6 +51,18 @@ def adapted_bundle(tmp_path_factory, short_rec):
                                adapt=AdaptationConfig(prior_s=0.5, horizon_s=1.0)))
 
 
+@pytest.fixture
+def rec(short_rec):
+    """``short_rec`` under the name the runtime's tests use (a module may define its own)."""
+    return short_rec
+
+
+@pytest.fixture
+def bundle(adapted_bundle):
+    """``adapted_bundle`` under the name the runtime's tests use (a module may define its own)."""
+    return adapted_bundle
+
+
 @pytest.fixture(scope="session")
 def small_sim():
     from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording

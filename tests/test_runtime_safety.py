@@ -37,16 +37,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAFE = (100, 100, 100, 100, 100)
 
 
-@pytest.fixture
-def rec(short_rec):
-    return short_rec
-
-
-@pytest.fixture
-def bundle(adapted_bundle):
-    return adapted_bundle
-
-
 def hop(rec, bundle):
     return int(rec.fs_hz * bundle.feature_config.hop_ms / 1000)
 

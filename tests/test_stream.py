@@ -9,16 +9,6 @@ from neurohand.decoder.postprocess import PostConfig, PostProcessor
 from neurohand.decoder.stream import DecodeFault, StreamDecoder
 
 
-@pytest.fixture
-def rec(short_rec):
-    return short_rec
-
-
-@pytest.fixture
-def bundle(adapted_bundle):
-    return adapted_bundle
-
-
 def _chunked(decoder, stream, signals, sizes):
     outs, i = [], 0
     for n in sizes:

@@ -23,16 +23,6 @@ from neurohand.firmware_bridge.sim_hand import SimHand
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture
-def rec(short_rec):
-    return short_rec
-
-
-@pytest.fixture
-def bundle(adapted_bundle):
-    return adapted_bundle
-
-
 def timed_commands(hand):
     """Record ``(monotonic time, positions in 0..1)`` of every SET_POSITIONS the hand receives."""
     got = []
