@@ -23,7 +23,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     f.add_argument("--runs", type=int, default=5, help="runs per figure; the median is reported (default 5)")
     f.set_defaults(func=_bench_features)
     d = bsub.add_parser("decoder", help="per-step latency of every available engine on a bundle")
-    d.add_argument("bundle_dir")
+    d.add_argument("bundle_dir", help="bundle folder")
     d.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     d.add_argument("--steps", type=int, default=5000, help="timed steps per engine (default 5000)")
     d.set_defaults(func=_bench_decoder)
@@ -36,7 +36,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     so = bsub.add_parser("soak", help="hours of simulated signal through the runtime, fast, with random faults")
     so.add_argument("--hours", type=float, default=1.0, help="simulated hours (default 1)")
     so.add_argument("--bundle", default=None, help="bundle to use (default: make a small one from a simulation)")
-    so.add_argument("--seed", type=int, default=0)
+    so.add_argument("--seed", type=int, default=0, help="seed of the simulated signal and the fault episodes")
     so.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     so.set_defaults(func=_bench_soak)
     t = bsub.add_parser("train", help="wall time and peak memory to train the default model on a 10-minute "

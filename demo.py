@@ -27,7 +27,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--channels", type=int, default=16, help="simulated recording sites (default 16)")
     p.add_argument("--fs-hz", type=float, default=10000.0, help="simulated sample rate (default 10000)")
     p.add_argument("--live-seconds", type=float, default=10.0, help="live decoding into the hand (default 10)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated patient and the training")
     p.set_defaults(func=run_demo)
 
 

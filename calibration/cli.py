@@ -26,7 +26,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     c.set_defaults(func=_calibrate)
 
     m = sub.add_parser("models", help="list a patient's model versions, or roll back to one")
-    m.add_argument("--patient", required=True)
+    m.add_argument("--patient", required=True, help="patient id in the store")
     m.add_argument("--store", required=True, help="the model store folder")
     m.add_argument("--rollback", default=None, metavar="VERSION", help="make this version current")
     m.add_argument("--json", action="store_true", help="print the same listing as one JSON object")

@@ -197,8 +197,10 @@ CALIBRATE_ARGUMENTS = (
                                                                                       "quality check")),
     Argument("simulator.seed", ("--sim-seed",), dict(type=int, default=0, help="simulated patient")),
     Argument("simulator.day", ("--sim-day",), dict(type=int, default=1, help="simulated day (2+ drift from day 1)")),
-    Argument("simulator.channels", ("--sim-channels",), dict(type=int, default=16)),
-    Argument("simulator.fs_hz", ("--sim-fs-hz",), dict(type=float, default=10000.0)),
+    Argument("simulator.channels", ("--sim-channels",), dict(type=int, default=16,
+                                                             help="channels of the simulated patient (--source sim)")),
+    Argument("simulator.fs_hz", ("--sim-fs-hz",), dict(type=float, default=10000.0,
+                                                          help="sample rate of the simulated patient (--source sim)")),
 )
 
 

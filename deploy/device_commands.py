@@ -40,7 +40,7 @@ def register(sub) -> None:
                        description="Build BUNDLE's model.onnx into a TensorRT engine for this GPU and TensorRT, at "
                        "the precision asked for, and save it in the bundle folder with a JSON record. The runtime "
                        "only loads engines built this way.")
-    b.add_argument("bundle")
+    b.add_argument("bundle", help="bundle folder")
     b.add_argument("--precision", required=True, choices=["fp32", "fp16"],
                    help="fp32 (TF32 off: the reference precision) or fp16 (faster; needs fast FP16: sm_53, sm_62, "
                    "sm_70+)")
@@ -49,7 +49,7 @@ def register(sub) -> None:
     v = sub.add_parser("verify", help="compare every engine available here with the numpy reference on a session",
                        description="Decode SESSION's frames with every available engine and the numpy reference, "
                        "state carried; print the largest differences, step latencies and PASS/FAIL (exit 1 on FAIL).")
-    v.add_argument("bundle")
+    v.add_argument("bundle", help="bundle folder")
     v.add_argument("--session", required=True, help="a recorded session (.h5) matching the bundle's contract")
     v.add_argument("--seconds", type=float, default=30.0, help="length of the session to use (default 30 s)")
     v.set_defaults(func=_verify)

@@ -21,7 +21,8 @@ def register(sub) -> None:
     p.add_argument("--source", default=None, help="sim | replay:FILE.h5 | serial:PORT | lsl:NAME (default sim, "
                    "when the simulator's rate and channels fit the bundle; otherwise required)")
     p.add_argument("--hand", default="none", help="serial:PORT | none (default none)")
-    p.add_argument("--engine", default="auto", choices=["auto", "tensorrt", "onnxruntime", "numpy"])
+    p.add_argument("--engine", default="auto", choices=["auto", "tensorrt", "onnxruntime", "numpy"],
+                   help="inference engine (default auto: TensorRT where an engine is built, else onnxruntime)")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
     p.add_argument("--fast", action="store_true", help="replay as fast as possible instead of in real time")
     p.add_argument("--max-age-ms", type=float, default=MAX_AGE_MS,
@@ -108,13 +109,13 @@ def register_keys(sub) -> None:
                        description="--check validates a profile (with --bundle, its class names too) and exits "
                        "non-zero on any error. --dry-run decodes --source with --bundle and prints the key events "
                        "the profile would send (output enabled from the start), pressing nothing.")
-    p.add_argument("--profile", required=True)
-    p.add_argument("--check", action="store_true")
-    p.add_argument("--dry-run", action="store_true")
-    p.add_argument("--bundle", default=None)
+    p.add_argument("--profile", required=True, help="keyboard profile (TOML)")
+    p.add_argument("--check", action="store_true", help="validate the profile (with --bundle, its class names too)")
+    p.add_argument("--dry-run", action="store_true", help="decode --source and print the key events, pressing nothing")
+    p.add_argument("--bundle", default=None, help="the bundle whose classes the profile binds")
     p.add_argument("--source", default=None, help="as for 'neurohand run' (default sim when it fits the bundle)")
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--fast", action="store_true")
+    p.add_argument("--seconds", type=float, default=10.0, help="how long a dry run decodes (default 10)")
+    p.add_argument("--fast", action="store_true", help="replay as fast as possible instead of in real time")
     p.set_defaults(func=_keys)
 
 

@@ -38,7 +38,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
                        "real time, like a neural interface on USB serial.")
     i.add_argument("--replay", default=None, help="session file to stream (default: the simulator)")
     i.add_argument("--minutes", type=float, default=2.0, help="simulated length before looping (default 2)")
-    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--seed", type=int, default=0, help="seed of the simulated signal when no --replay is given")
     i.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
     i.set_defaults(func=_sim_interface)
 

@@ -197,3 +197,22 @@ def test_nonsense_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, argv, ex
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err, err
     assert not os.path.exists(str(tmp_path / "x.h5"))
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from neurohand.cli import build_parser
+
+    missing = []
+
+    def walk(parser, words):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, words + [name])
+            elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)) and not action.help:
+                missing.append(" ".join(words + [action.option_strings[-1] if action.option_strings else action.dest]))
+
+    walk(build_parser(), ["neurohand"])
+    assert not missing, "options without help: " + ", ".join(missing)

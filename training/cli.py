@@ -40,7 +40,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     b.set_defaults(func=_pretrain, init=None, no_baselines=True)
 
     e = sub.add_parser("evaluate", help="evaluate a model folder and its baselines on test sessions")
-    e.add_argument("model_dir")
+    e.add_argument("model_dir", help="model folder from 'neurohand train'")
     e.add_argument("sessions", nargs="+", help="test session files (.h5)")
     e.add_argument("--report", default=None, help="folder for report.html and plots")
     e.add_argument("--reps", default=None, metavar="SPEC", help=REPS_HELP)
@@ -56,8 +56,9 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 30)")
     p.add_argument("--seq-len", type=int, default=None,
                    help="frames per training window (default: 4 s, 400 frames at 10 ms hops, 200 at 20 ms)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                   help="where to train (default auto: a CUDA GPU when there is one)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the weights' initialisation and the batches")
     p.add_argument("--no-lda-front-end", action="store_true",
                    help="class-only sessions: feed the recurrent core all features, not the LDA projection")
     p.add_argument("--no-class-pool", action="store_true",

@@ -21,14 +21,14 @@ def register(sub: "argparse._SubParsersAction") -> None:
     n.set_defaults(func=_import_ninapro)
 
     t = isub.add_parser("3dc", help="3DC participant's train/ or test/ folder")
-    t.add_argument("folder")
-    t.add_argument("--out", required=True)
+    t.add_argument("folder", help="a 3DC participant's train/ or test/ folder")
+    t.add_argument("--out", required=True, help="session file to write (.h5)")
     t.set_defaults(func=_import_3dc)
 
     for fmt in ("csv", "npz"):
         g = isub.add_parser(fmt, help="generic {} file (one row per sample)".format(fmt.upper()))
-        g.add_argument("file")
-        g.add_argument("--out", required=True)
+        g.add_argument("file", help="the file to import")
+        g.add_argument("--out", required=True, help="session file to write (.h5)")
         g.add_argument("--fs-hz", type=float, required=True, help="sample rate (required)")
         g.add_argument("--kind", default="emg", choices=SIGNAL_KINDS,
                        help="signal kind, selects the feature configuration (default emg)")
@@ -50,7 +50,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
                                 "renumber 0, 1, ... as 1, 2, ...)")
             g.add_argument("--position-columns", default=None,
                            help="5 columns in 0..1 (thumb..little), numbers or names")
-            g.add_argument("--delimiter", default=",")
+            g.add_argument("--delimiter", default=",",
+                           help="the one character between columns (default ','; '\\t' for tabs)")
             g.add_argument("--skip-rows", type=int, default=0, help="lines to skip before the header row or data")
             hdr = g.add_mutually_exclusive_group()
             hdr.add_argument("--header", dest="header", action="store_const", const=True, default=None,
@@ -60,14 +61,14 @@ def register(sub: "argparse._SubParsersAction") -> None:
                              help="the first line is data")
             g.set_defaults(func=_import_csv)
         else:
-            g.add_argument("--signals-key", default="signals")
-            g.add_argument("--labels-key", default=None)
-            g.add_argument("--positions-key", default=None)
-            g.add_argument("--repetitions-key", default=None)
+            g.add_argument("--signals-key", default="signals", help="array of samples, (n_samples, n_channels)")
+            g.add_argument("--labels-key", default=None, help="array of class labels per sample, (n_samples,)")
+            g.add_argument("--positions-key", default=None, help="array of finger positions in 0..1, (n_samples, 5)")
+            g.add_argument("--repetitions-key", default=None, help="array of repetition numbers per sample")
             g.set_defaults(func=_import_npz)
 
     i = sub.add_parser("inspect", help="print the summary of a session file")
-    i.add_argument("file")
+    i.add_argument("file", help="session file (.h5)")
     i.add_argument("--json", action="store_true", help="print JSON")
     i.set_defaults(func=_inspect)
 

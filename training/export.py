@@ -219,7 +219,7 @@ def register(sub) -> None:
     p = sub.add_parser("export", help="export a trained model folder to a bundle (ONNX step graph + weights)",
                        description="Write BUNDLE_DIR with model.onnx (one step, explicit state, opset 13, "
                        "TorchScript exporter), weights.npz and bundle.json (contract + sha256 of each file).")
-    p.add_argument("model_dir")
+    p.add_argument("model_dir", help="model folder from 'neurohand train'")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--sign", default=None, metavar="KEY", help="sign the bundle with this private key (from "
                    "'neurohand keygen'): a device with --trusted-keys decodes only signed bundles")
