@@ -23,7 +23,8 @@ def register(sub) -> None:
     p.add_argument("--hand", default="none", help="serial:PORT | none (default none)")
     p.add_argument("--engine", default="auto", choices=["auto", "tensorrt", "onnxruntime", "numpy"],
                    help="inference engine (default auto: TensorRT where an engine is built, else onnxruntime)")
-    p.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="stop after this long (with --fast: after this much of the recording)")
     p.add_argument("--fast", action="store_true", help="replay as fast as possible instead of in real time")
     p.add_argument("--max-age-ms", type=float, default=MAX_AGE_MS,
                    help="drop frames older than this when their command would be sent, with a 'late' fault and "

@@ -350,16 +350,23 @@ class Runtime:
             self._event({"event": "cleared", "message": "fault cleared: decoding resumed"})
 
     def run(self, *, seconds: Optional[float] = None) -> RuntimeStats:
-        """Run until the source ends, ``seconds`` pass, or Ctrl-C/SIGTERM; the sink ends in its safe posture."""
+        """Run until the source ends, ``seconds`` pass, or Ctrl-C/SIGTERM; the sink ends in its safe posture.
+
+        ``seconds`` is wall-clock time for a real-time source and the signal's own time for a replay as fast as
+        possible (``--fast --seconds 20`` decodes the first 20 s of the file).
+        """
         old = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 old[sig] = signal.signal(sig, self.request_stop)
             except ValueError:  # not the main thread
                 pass
-        t_end = None if seconds is None else time.monotonic() + seconds
+        t_end = None if seconds is None or not self.real_time else time.monotonic() + seconds
+        samples_end = None if seconds is None or self.real_time else seconds * self.source.fs_hz
+        samples = 0
         try:
-            while not self._stop and (t_end is None or time.monotonic() < t_end):
+            while not self._stop and (t_end is None or time.monotonic() < t_end) and (
+                    samples_end is None or samples < samples_end - 0.5):
                 try:
                     chunk, arrival = self.source.read()
                     self.current_arrival = arrival
@@ -375,6 +382,7 @@ class Runtime:
                     if self.json_log is not None:
                         self.json_log.tick()
                 self.stats.chunks += 1
+                samples += len(chunk)
                 if self.on_chunk is not None:
                     self.on_chunk(self, chunk)
                 if self.real_time and self.clock() - arrival > self.max_age_s:

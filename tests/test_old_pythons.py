@@ -165,7 +165,7 @@ def test_run_decodes_the_session_as_the_desktop_does(venv, work, bundles, sessio
     neurohand = os.path.join(os.path.dirname(python), "neurohand")
     log = os.path.join(work, "run-{}-{}-{}.jsonl".format(name, kind, engine))
     r = run_in([neurohand, "run", "--bundle", bundles[kind], "--source", "replay:" + session[0],
-                           "--engine", engine, "--seconds", "5", "--fast", "--log", log], work)
+                           "--engine", engine, "--fast", "--log", log], work)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "engine {}:".format(engine) in r.stdout, r.stdout
     with open(log) as f:
@@ -176,8 +176,7 @@ def test_run_decodes_the_session_as_the_desktop_does(venv, work, bundles, sessio
     assert summary["faults"] == {} and summary["state"] != "safe", summary
     positions, commands = desktop_decoding[kind]
     n = len(frames)
-    # the replay runs faster than real time; 5 s is plenty for the whole session here, but a slow machine may stop
-    # early: every frame it decoded is compared
+    # the whole session, as fast as possible: every frame it decoded is compared
     assert n == summary["frames"] and n >= min(len(positions), 500), (n, len(positions))
     got_pos = np.array([f["positions"] for f in frames])
     got_cmd = np.array([f["command"] for f in frames])

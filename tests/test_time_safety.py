@@ -267,3 +267,10 @@ def test_neurohand_run_starved_of_cpu_sends_nothing_older_than_the_bound(rec, bu
     frames = [x for x in lines if "latency_ms" in x]
     assert frames and max(f["latency_ms"] for f in frames) < 50.0 + 15.0, lines[-1]["summary"]
     assert largest_move_within(got, 0.100, safe=(0.1,) * 5) <= 0.40 + 1e-9
+
+
+def test_seconds_of_a_fast_replay_are_the_recordings_own(rec, bundle):
+    """``run --fast --seconds 2`` decodes the first 2 s of the file (it used to be 2 s of wall time: the whole file)."""
+    stats = Runtime(bundle, RecordingSource(rec, chunk_samples=bundle.hop_samples, fast=True), NoneSink(),
+                    config=RuntimeConfig(engine="numpy")).run(seconds=2.0)
+    assert stats.chunks * bundle.hop_samples == pytest.approx(2.0 * rec.fs_hz, abs=bundle.hop_samples)
