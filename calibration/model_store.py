@@ -189,9 +189,10 @@ class ModelStore:
 
     def rollback(self, version: str) -> None:
         """Make an earlier (or any existing) version current."""
-        if version not in self.versions():
-            raise invalid_value("version", "allowed {}, got {!r}".format(
-                ", ".join(repr(v) for v in self.versions()) or "(none yet)", version))
+        if version not in self.versions():  # named as the clinician gives it: neurohand models --rollback VERSION
+            raise invalid_value("--rollback", "allowed {}, got {!r}".format(
+                ", ".join(repr(v) for v in self.versions()) or "(none: patient {} has no model yet)".format(
+                    self.patient_id), version))
         Bundle(self.bundle_path(version))
         self._set_current(version)
 

@@ -27,7 +27,7 @@ def test_accept_versions_and_rollback(tmp_path, bundle_dir, capsys):
     assert (v1, v2) == ("v001", "v002") and store.current() == "v002"
     store.rollback("v001")
     assert store.current() == "v001" and store.versions() == ["v001", "v002"]  # nothing deleted
-    with pytest.raises(ValueError, match="Invalid value for 'version'"):
+    with pytest.raises(ValueError, match="Invalid value for '--rollback': allowed 'v001', 'v002', got 'v009'"):
         store.rollback("v009")
     capsys.readouterr()
     assert main(["models", "--patient", "P001", "--store", str(tmp_path), "--json"]) == 0
