@@ -15,6 +15,7 @@ import argparse
 import importlib
 import os
 import platform
+import re
 import sys
 from typing import List, Optional
 
@@ -69,6 +70,20 @@ def build_parser(argv: Optional[List[str]] = None) -> argparse.ArgumentParser:
     return parser
 
 
+def in_users_terms(message: str, parser: argparse.ArgumentParser, command: str) -> str:
+    """Name settings as the command line spells them: ``'hop_ms'`` becomes ``'--hop-ms'`` where ``command`` has it."""
+    options = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            options = {o for a in action.choices[command]._actions for o in a.option_strings}
+
+    def option(m):
+        flag = "--" + m.group(1).replace("_", "-")
+        return "'{}'".format(flag) if flag in options else m.group(0)
+
+    return re.sub(r"'([a-z][a-z0-9]*(?:_[a-z0-9]+)+)'", option, message)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``neurohand`` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -77,7 +92,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         rc = args.func(args)
     except (NeurohandError, OSError) as e:  # expected: bad input, files, serial ports that won't open, no device
-        print("neurohand {}: error: {}".format(args.command, e), file=sys.stderr)
+        print("neurohand {}: error: {}".format(args.command, in_users_terms(str(e), parser, args.command)),
+              file=sys.stderr)
         return 2
     except ModuleNotFoundError as e:
         extra = OPTIONAL_MODULES.get((e.name or "").split(".")[0])

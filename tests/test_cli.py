@@ -34,7 +34,7 @@ def test_simulate_days_writes_one_file_per_day(tmp_path):
 
 def test_bad_arguments_give_clear_errors(tmp_path, capsys):
     assert main(["simulate", "--out", str(tmp_path / "x.h5"), "--fs-hz", "500", "--minutes", "0.01"]) == 2
-    assert "Invalid value for 'fs_hz'" in capsys.readouterr().err
+    assert "Invalid value for '--fs-hz'" in capsys.readouterr().err  # the user's option, not the setting's name
     assert main(["import", "ninapro", str(tmp_path / "missing.mat"), "--out", str(tmp_path / "y.h5")]) == 2
     assert "No NinaPro file" in capsys.readouterr().err
     with pytest.raises(SystemExit):

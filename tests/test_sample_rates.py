@@ -180,4 +180,4 @@ def test_train_window_hop_and_features_from_the_command_line(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", session, "--out", model_dir, "--hop-ms", "2.5", "--window-ms", "100", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "Invalid value for 'hop_ms': 2.5 ms at fs_hz=1000.0 is 2.5 samples" in err and "nearest valid: 2 ms" in err
+    assert "Invalid value for '--hop-ms': 2.5 ms at fs_hz=1000.0 is 2.5 samples" in err and "nearest valid: 2 ms" in err
