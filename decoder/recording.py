@@ -82,6 +82,8 @@ class Recording:
         Cue events shown to the patient.
     metadata : dict of str to str
         patient_id, session_id, device, date, source, notes, and any other string fields.
+    path : str, optional
+        The session file it was read from (:func:`decoder.session_file.read_recording`), for messages; not stored.
     """
 
     signals: np.ndarray
@@ -97,6 +99,7 @@ class Recording:
     segment_starts: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
     cues: np.ndarray = field(default_factory=lambda: np.zeros(0, CUE_DTYPE))
     metadata: Dict[str, str] = field(default_factory=dict)
+    path: Optional[str] = field(default=None, compare=False)  # the session file it was read from; never stored
 
     def __post_init__(self) -> None:
         sig = check_signal("signals", self.signals, allow_nonfinite=True)

@@ -206,6 +206,7 @@ def _read_open(f, path: str) -> Recording:
             segment_starts=seg,
             cues=cues[cues["sample"] < max(n, 1)] if len(cues) else np.zeros(0, CUE_DTYPE),
             metadata=meta,
+            path=str(path),
         )
     except (ValueError, TypeError, KeyError) as e:
         raise SessionFormatError("{!r} does not follow the session schema: {}".format(path, e)) from e

@@ -155,3 +155,18 @@ def test_an_lsl_source_without_pylsl_names_the_extra(tmp_path, adapted_bundle):
                        cwd=root, env=dict(os.environ, PYTHONPATH=root), capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "pylsl is not installed; this command needs pip install 'neurohand[lsl]'" in r.stderr
+
+
+def test_evaluate_names_the_file_it_was_given_not_the_one_imported_from(tmp_path, small_sim, capsys):
+    """A session imported from a CSV keeps the CSV as its source; a mismatch names the .h5 the user passed."""
+    from dataclasses import replace
+
+    from neurohand.decoder.session_file import read_recording, write_recording
+
+    path = str(tmp_path / "other.h5")
+    write_recording(replace(small_sim, metadata=dict(small_sim.metadata, source="/elsewhere/original.csv")), path)
+    assert read_recording(path).path == path
+    from neurohand.training.evaluate import check_contract
+
+    with pytest.raises(Exception, match=r"Test recording 0 \({}\) has 8 channels".format(re.escape(path))):
+        check_contract({"n_channels": 4, "channel_names": ["a", "b", "c", "d"]}, [read_recording(path)])

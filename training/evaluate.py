@@ -22,7 +22,8 @@ from .verdict import decide
 def check_contract(meta: Dict[str, Any], recordings: Sequence[Recording], *, what: str = "Test recording") -> None:
     """Refuse recordings whose rate, channel count, kind or class names differ from what the model was trained on."""
     for i, r in enumerate(recordings):
-        name = "{} {}{}".format(what, i, " ({})".format(r.metadata["source"]) if r.metadata.get("source") else "")
+        where = r.path or r.metadata.get("source")  # the file given, not the one it was once imported from
+        name = "{} {}{}".format(what, i, " ({})".format(where) if where else "")
         if r.n_channels != meta["n_channels"]:
             raise TrainingDataError("{} has {} channels; the model expects {} ({})".format(
                 name, r.n_channels, meta["n_channels"], ", ".join(meta["channel_names"])))
