@@ -294,7 +294,7 @@ def train_and_evaluate(opts: CalibrateOptions, rec, work: str, store: ModelStore
                   title="patient {} - {} - test repetition {}".format(
                       opts.patient, "recalibration" if opts.recalibrate else "calibration", test_reps[0]),
                   notes=["session: {}".format(rec.metadata.get("session_id", ""))], previous=previous,
-                  quality=quality)
+                  quality=quality, patient_id=opts.patient)
     results = dict(ev["decoders"])
     if previous is not None:
         results = dict({"{} (current)".format(current): previous[1]}, **results)

@@ -32,7 +32,7 @@ QUALITY = {"verdict": "warn", "summary": "usable, with warnings on ch3", "units"
                          "problems": ["mains interference 6.0x the signal"] if i == 3 else []} for i in range(6)]}
 
 
-def make(tmp_path, gru_r2, previous=None, quality=QUALITY, rng=None):
+def make(tmp_path, gru_r2, previous=None, quality=QUALITY, rng=None, patient_id="P1"):
     rng = rng or np.random.default_rng(0)
     truth = rng.uniform(size=(600, 5))
     res = results(gru_r2)
@@ -43,7 +43,7 @@ def make(tmp_path, gru_r2, previous=None, quality=QUALITY, rng=None):
                         history=[{"epoch": 1, "train_loss": 0.5, "val_score": 0.6},
                                  {"epoch": 2, "train_loss": 0.3, "val_score": 0.8}],
                         title="patient P1 - calibration", notes=["session: s1"], candidate="gru",
-                        previous=previous, quality=quality)
+                        previous=previous, quality=quality, patient_id=patient_id)
 
 
 def visible_text(doc):
@@ -56,7 +56,7 @@ def test_the_report_starts_with_the_verdict_and_names_the_deployed_decoder(tmp_p
     doc = open(make(tmp_path, [0.85, 0.9, 0.92, 0.91, 0.92], previous=prev), encoding="utf-8").read()
     assert visible_text(doc).startswith("ready: finger R^2 0.90, class accuracy 0.90; better than v002 by 0.03")
     assert "<title>ready: " in doc
-    assert "gru &#9664; deployed" in doc and html.escape("becomes the patient's model if accepted") in doc
+    assert "gru &#9664; deployed" in doc and html.escape("becomes patient P1's model if accepted") in doc
     assert "current version, on the same test data" in doc and "v002 R² (current)" in doc
     for header in ("Finger tracking R² (0-1, higher is better)", "Delay behind the movement (ms)",
                    "Movement class accuracy (%)", "Position error, RMS (% of full flexion)"):
@@ -148,3 +148,8 @@ def test_the_report_renders_at_1400_px_in_a_real_browser(tmp_path):
     layout = re.search(r"LAYOUT wide=(.*?) overlaps=(.*?) END", dom)
     assert layout is not None, dom[-2000:]
     assert layout.group(1) == "" and layout.group(2) == "", layout.group(0)
+
+
+def test_a_researchers_report_speaks_of_no_patient(tmp_path):
+    doc = open(make(tmp_path, [0.85, 0.9, 0.92, 0.91, 0.92], patient_id=None), encoding="utf-8").read()
+    assert "the model evaluated: the decoder a bundle exports" in doc and "if accepted" not in doc

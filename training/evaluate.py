@@ -61,12 +61,12 @@ def results_table(results: Dict[str, Dict[str, Any]], title: str):
 def evaluate(model_dir: str, recordings: Sequence[Recording], *, report_dir: Optional[str] = None,
              title: str = "neurohand evaluation", notes: Sequence[str] = (),
              previous: Optional[Tuple[str, Dict[str, Any]]] = None,
-             quality: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+             quality: Optional[Dict[str, Any]] = None, patient_id: Optional[str] = None) -> Dict[str, Any]:
     """Metrics of the recurrent decoder and every baseline on ``recordings``, and the verdict on the decoder.
 
     ``previous`` is the patient's current version as ``(name, its metrics on the same recordings)``, compared in the
     verdict and shown beside the new model in the report; ``quality`` the session's signal-quality verdict, shown in
-    the report.
+    the report; ``patient_id`` the patient a calibration's model is for (None: a researcher's evaluation).
 
     Returns
     -------
@@ -136,5 +136,5 @@ def evaluate(model_dir: str, recordings: Sequence[Recording], *, report_dir: Opt
             report_dir, results=results, descriptions=descriptions, truth=frames.positions if predictions else None,
             predictions=predictions, hop_ms=frames.hop_ms, confusion=confusion, class_names=meta["class_names"],
             history=meta.get("history", []), title=title, notes=notes, candidate=cell, previous=previous,
-            quality=quality, tradeoff=tradeoff)
+            quality=quality, tradeoff=tradeoff, patient_id=patient_id)
     return out

@@ -129,13 +129,15 @@ def write_report(report_dir: str, *, results: Dict[str, Dict[str, Any]], descrip
                  confusion: Optional[Dict[str, Any]], class_names: Sequence[str], history: List[Dict[str, float]],
                  title: str, notes: Sequence[str] = (), candidate: Optional[str] = None,
                  previous: Optional[Tuple[str, Dict[str, Any]]] = None, quality: Optional[Dict[str, Any]] = None,
-                 thresholds: Optional[Thresholds] = None, tradeoff: Optional[Dict[str, Any]] = None) -> str:
+                 thresholds: Optional[Thresholds] = None, tradeoff: Optional[Dict[str, Any]] = None,
+                 patient_id: Optional[str] = None) -> str:
     """Write the plots and ``report.html``, which starts with the verdict line; returns the HTML path.
 
     ``candidate`` is the decoder the bundle exports (default: the first of ``results``); ``previous`` the patient's
     current version as ``(name, metrics on the same test data)``; ``quality`` the session's signal-quality verdict
     (``calibration.quality.quality_summary``); ``tradeoff`` the candidate's delay against R^2 at each smoothing
-    (``{"points": latency_tradeoff.smoothing_tradeoff(...), "chosen_ms", "lead_ms", "window_ms"}``).
+    (``{"points": latency_tradeoff.smoothing_tradeoff(...), "chosen_ms", "lead_ms", "window_ms"}``);
+    ``patient_id`` the patient a calibration's model is for (None: a researcher's evaluation, no patient).
     """
     from . import report_html as rh
     from .verdict import decide
@@ -170,7 +172,7 @@ def write_report(report_dir: str, *, results: Dict[str, Dict[str, Any]], descrip
     sections = [rh.thresholds_note(thresholds)]
     sections += ["<p>{}</p>".format(html.escape(n)) for n in notes]
     sections.append("<h2>Decoders on the held-out test data</h2>")
-    sections.append(rh.decoders_table(results, descriptions, candidate, previous))
+    sections.append(rh.decoders_table(results, descriptions, candidate, previous, patient_id=patient_id))
     if results[candidate].get("r2_per_finger") is not None:
         sections.append("<h2>Each finger</h2>")
         sections.append(rh.hands_row(results, candidate, previous, thresholds))

@@ -91,11 +91,12 @@ COLUMNS = (("r2_mean", "Finger tracking R² (0-1, higher is better)", "{:.2f}", 
 
 
 def decoders_table(results: Mapping[str, Mapping[str, Any]], descriptions: Mapping[str, str], candidate: str,
-                   previous: Optional[Tuple[str, Mapping[str, Any]]]) -> str:
+                   previous: Optional[Tuple[str, Mapping[str, Any]]], *, patient_id: Optional[str] = None) -> str:
     """Tabulate every decoder's scores: the deployed one first and marked, the current version next."""
+    role = ("new model: becomes patient {}'s model if accepted".format(patient_id) if patient_id is not None else
+            "the model evaluated: the decoder a bundle exports")
     rows: List[Tuple[str, str, Mapping[str, Any], str, bool]] = [
-        (candidate, "new model: becomes the patient's model if accepted", results[candidate],
-         descriptions.get(candidate, ""), True)]
+        (candidate, role, results[candidate], descriptions.get(candidate, ""), True)]
     if previous is not None:
         rows.append((previous[0], "current version, on the same test data", previous[1], "", False))
     rows += [(n, "classic decoder, for comparison", r, descriptions.get(n, ""), False)
