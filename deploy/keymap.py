@@ -23,6 +23,7 @@ Profile format::
     retrigger_ms = 200
 """
 
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -119,12 +120,40 @@ def _string(value: object, name: str, line: int) -> str:
     return value
 
 
+PROFILES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles")
+"""The profiles that come with neurohand (installed with it): ``fps``, ``shooter``."""
+
+
+def packaged_profiles() -> List[str]:
+    """Return the names of the profiles that come with neurohand."""
+    return sorted(f[:-5] for f in os.listdir(PROFILES_DIR) if f.endswith(".toml"))
+
+
+def profile_path(name: str) -> str:
+    """Return the file of a profile given as a path, or by the name of one that comes with neurohand (``fps``).
+
+    Raises
+    ------
+    ProfileError
+        Neither a file nor a packaged profile's name: one line naming the packaged ones.
+    """
+    if os.path.isfile(name):
+        return name
+    stem = name[:-5] if name.endswith(".toml") else name
+    packaged = os.path.join(PROFILES_DIR, stem + ".toml")
+    if os.path.sep not in name and os.path.isfile(packaged):
+        return packaged
+    raise ProfileError("No keyboard profile {!r}: not a file, nor one of the profiles that come with neurohand ({}); "
+                       "give a TOML file's path or one of those names".format(name, ", ".join(packaged_profiles())))
+
+
 def load_profile(path: str, *, class_names: Optional[Sequence[str]] = None) -> Profile:
     """Read and validate a TOML profile.
 
     Parameters
     ----------
     path : str
+        A TOML file, or the name of a profile that comes with neurohand (:func:`profile_path`).
     class_names : sequence of str, optional
         The model's classes; class bindings naming anything else are an error (checked only when given).
 
@@ -135,6 +164,7 @@ def load_profile(path: str, *, class_names: Optional[Sequence[str]] = None) -> P
         a value of the wrong type or outside :data:`LIMITS`, overlapping thresholds (``release >= press``), unknown
         mode, no binding at all.
     """
+    path = profile_path(path)
     with open(path, "rb") as f:
         raw = f.read()
     try:

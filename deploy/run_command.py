@@ -33,7 +33,8 @@ def register(sub) -> None:
                    "flushed at least once a second")
     p.add_argument("--log-max-mb", type=float, default=100.0, help="rotate --log at this size (default 100; 5 kept)")
     p.add_argument("--live", action="store_true", help="terminal view: fingers, class, signal levels, latency")
-    p.add_argument("--keys", default=None, help="keyboard/game control profile (TOML), with or without a hand")
+    p.add_argument("--keys", default=None, help="keyboard/game control profile: a TOML file, or the name of one that "
+                   "comes with neurohand (fps, shooter); with or without a hand")
     p.add_argument("--trusted-keys", default=None, help="folder of public keys (.pub from 'neurohand keygen'): decode "
                    "only a bundle signed by one of them (the service unit sets /etc/neurohand/trusted-keys)")
     p.add_argument("--allow-replay-into-hand", action="store_true",
@@ -110,7 +111,8 @@ def register_keys(sub) -> None:
                        description="--check validates a profile (with --bundle, its class names too) and exits "
                        "non-zero on any error. --dry-run decodes --source with --bundle and prints the key events "
                        "the profile would send (output enabled from the start), pressing nothing.")
-    p.add_argument("--profile", required=True, help="keyboard profile (TOML)")
+    p.add_argument("--profile", required=True,
+                   help="keyboard profile: a TOML file, or the name of one that comes with neurohand (fps, shooter)")
     p.add_argument("--check", action="store_true", help="validate the profile (with --bundle, its class names too)")
     p.add_argument("--dry-run", action="store_true", help="decode --source and print the key events, pressing nothing")
     p.add_argument("--bundle", default=None, help="the bundle whose classes the profile binds")

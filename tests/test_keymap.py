@@ -189,3 +189,17 @@ def test_keys_without_pynput_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynput", None)  # import pynput -> ModuleNotFoundError
     with pytest.raises(DeviceError, match=r"pip install 'neurohand\[keys\]'"):
         KeysSink(os.path.join(ROOT, "deploy", "profiles", "fps.toml"), CLASSES)
+
+
+def test_profiles_that_come_with_neurohand_are_named_and_a_missing_one_is_one_line(capsys):
+    from neurohand.cli import main
+    from neurohand.deploy.keymap import packaged_profiles, profile_path
+
+    assert packaged_profiles() == ["fps", "shooter"]
+    assert profile_path("fps") == os.path.join(ROOT, "deploy", "profiles", "fps.toml")  # where the install put it
+    assert main(["keys", "--profile", "shooter", "--check"]) == 0
+    capsys.readouterr()
+    assert main(["keys", "--profile", "fsp", "--check"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No keyboard profile 'fsp': not a file, nor one of the profiles that come with " \
+                                    "neurohand (fps, shooter)" in err
