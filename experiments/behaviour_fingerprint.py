@@ -39,7 +39,7 @@ def run(out_dir: str) -> Dict[str, Any]:
     _neurohand("simulate", "--out", test, "--minutes", "1", "--seed", "3")
     model, bundle = os.path.join(d, "model"), os.path.join(d, "bundle")
     _neurohand("train", session, "--out", model, "--epochs", "4", "--hidden", "32", "--seed", "1", "--quiet")
-    _neurohand("export", model, "--out", bundle)
+    _neurohand("export", model, "--out", bundle, "--overwrite")  # the folder of an earlier run
     with open(os.path.join(model, "model.safetensors"), "rb") as f:
         out = {"experiment": "behaviour_fingerprint", "weights_sha256": hashlib.sha256(f.read()).hexdigest()}
     for engine in ENGINES:

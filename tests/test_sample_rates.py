@@ -142,6 +142,10 @@ def test_import_train_export_and_decode_live_at_amplifier_rates(fs_hz, tmp_path,
         assert (meta["refit_epochs"], meta["best_epoch"]) in counts
 
     assert main(["export", model_dir, "--out", bundle_dir]) == 0
+    capsys.readouterr()
+    assert main(["export", model_dir, "--out", bundle_dir]) == 2  # an existing bundle is never silently replaced
+    assert "already holds a bundle: export into a new folder, or give --overwrite" in capsys.readouterr().err
+    assert main(["export", model_dir, "--out", bundle_dir, "--overwrite"]) == 0
     bundle = Bundle(bundle_dir)
     assert bundle.contract["frame_timing"] == timing
     extractor = bundle.feature_extractor()

@@ -221,6 +221,8 @@ def register(sub) -> None:
                        "TorchScript exporter), weights.npz and bundle.json (contract + sha256 of each file).")
     p.add_argument("model_dir", help="model folder from 'neurohand train'")
     p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument("--overwrite", action="store_true", help="replace the bundle already in --out (without it an "
+                   "existing bundle is refused: a device may be decoding it)")
     p.add_argument("--sign", default=None, metavar="KEY", help="sign the bundle with this private key (from "
                    "'neurohand keygen'): a device with --trusted-keys decodes only signed bundles")
     p.add_argument("--smoothing-ms", type=float, default=None,
@@ -230,6 +232,9 @@ def register(sub) -> None:
 
 
 def _export(args) -> int:
+    if os.path.exists(os.path.join(args.out, "bundle.json")) and not args.overwrite:
+        raise InvalidValueError("{} already holds a bundle: export into a new folder, or give --overwrite to replace "
+                                "it".format(args.out))
     if args.sign is not None and not os.path.isfile(args.sign):
         raise InvalidValueError("--sign {}: no such key file (make one with: neurohand keygen --out NAME)".format(
             args.sign))
