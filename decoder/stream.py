@@ -77,6 +77,11 @@ class Stream:
     engine: Any
     post: PostState
 
+    @property
+    def n_samples(self) -> int:
+        """Samples decoded since the stream was made or last reset (``frame_end_samples`` count from the same)."""
+        return self.features.n_samples
+
 
 class StreamDecoder:
     """A bundle's model with its preprocessing and post-processing, shared by any number of streams.

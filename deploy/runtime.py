@@ -267,7 +267,6 @@ class Runtime:
         self.max_speed_per_s = float(self.decoder.post.config.max_speed_per_s)
         self.last_sent = on_position_grid(sink.start_posture())
         self.last_sent_time: Optional[float] = None  # when last_sent was sent (None: nothing yet)
-        self.stream_samples = 0  # samples the stream has decoded since its last reset
         self.stream.post = PostState(command=self.last_sent.copy())
         self.current_arrival = 0.0  # arrival time of the chunk being decoded
         self.last_probabilities: Optional[np.ndarray] = None
@@ -287,7 +286,6 @@ class Runtime:
         After a fault that is the safe posture: the first command after it is velocity-limited against it.
         """
         self.decoder.reset(self.stream, command=self.last_sent)
-        self.stream_samples = 0
 
     def _guard(self, command: np.ndarray, now: float, diverged: bool) -> Tuple[np.ndarray, bool]:
         """Put a command on the protocol's grid, within the velocity limit of the last one sent (its last line).
@@ -336,7 +334,7 @@ class Runtime:
             self.sink.safe()
             self.last_sent_time = self.clock()
             self.stats.state = SAFE
-            self.stats.safe_events.append({"time": detected, "safe_sent": self.clock(), "kind": kind,
+            self.stats.safe_events.append({"time": detected, "safe_sent": self.last_sent_time, "kind": kind,
                                            "message": message})
             self._event({"event": "fault", "kind": kind,
                          "message": "fault ({}): {}; hand to safe posture".format(kind, message)})
@@ -385,8 +383,9 @@ class Runtime:
                 samples += len(chunk)
                 if self.on_chunk is not None:
                     self.on_chunk(self, chunk)
-                if self.real_time and self.clock() - arrival > self.max_age_s:
-                    self._late(self.clock() - arrival, "samples")
+                age = self.clock() - arrival
+                if self.real_time and age > self.max_age_s:
+                    self._late(age, "samples")
                     self.reset_stream()
                     continue
                 problems = self.quality.check(chunk)
@@ -401,12 +400,12 @@ class Runtime:
                 except Exception as e:  # noqa: BLE001 - any engine/feature error: safe posture, keep running
                     self._fault("engine", "{}: {}".format(type(e).__name__, e))
                     continue
-                self.stream_samples += len(chunk)
+                chunk_end = self.stream.n_samples - 1  # the index of the chunk's last sample in the stream
                 diverged = False  # the post-processing ran ahead of what was sent (a clip, a frame skipped)
                 for pos, prob, cmd, end in zip(out.positions, out.class_probabilities, out.commands,
                                                out.frame_end_samples):
                     # the frame's last sample arrived before the chunk's last by the samples between them
-                    frame_arrival = arrival - (self.stream_samples - 1 - int(end)) / self.bundle.fs_hz
+                    frame_arrival = arrival - (chunk_end - int(end)) / self.bundle.fs_hz
                     now = self.clock()
                     if self.real_time and now - frame_arrival > self.max_age_s:
                         self._late(now - frame_arrival, "a frame")
@@ -432,9 +431,6 @@ class Runtime:
                     if lat > self.hop_budget_ms:
                         self.stats.overruns += 1
                     self.stats.frames += 1
-                    if diverged and self.stats.state == RUNNING:
-                        # the post-processing goes on from what was sent, not from what it asked for
-                        self.stream.post = replace(self.stream.post, command=self.last_sent.copy())
                     if self.record_frames or self.json_log is not None:
                         k = int(np.argmax(prob))
                         fr = {"t": done, "positions": pos.tolist(), "command": cmd.tolist(), "latency_ms": lat,
@@ -443,6 +439,9 @@ class Runtime:
                             self.frames.append(fr)
                         if self.json_log is not None:
                             self.json_log.write(fr)
+                if diverged and self.stats.state == RUNNING:
+                    # the post-processing goes on from what was sent, not from what it asked for
+                    self.stream.post = replace(self.stream.post, command=self.last_sent.copy())
         finally:
             self.stats.dropped_samples = int(self.source.dropped_samples)
             for action in (self.sink.safe, self.sink.close):
