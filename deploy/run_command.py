@@ -49,7 +49,7 @@ def _run(args) -> int:
 
     if args.seconds is not None:
         check_positive("--seconds", args.seconds)
-    check_positive("--max-age-ms", args.max_age_ms)
+    config = RuntimeConfig(engine=args.engine, max_age_ms=args.max_age_ms)  # checked before any device opens
     from .store_paths import resolve_bundle
 
     path = resolve_bundle(args.bundle)
@@ -93,7 +93,7 @@ def _run(args) -> int:
     try:
         rt = Runtime(bundle, source, sink, log=lambda m: print(m, file=sys.stderr),
                      on_chunk=view.on_chunk if view else None, json_log=json_log,
-                     config=RuntimeConfig(engine=args.engine, max_age_ms=args.max_age_ms))
+                     config=config)
         stats = rt.run(seconds=args.seconds)
     finally:
         if view is not None:
