@@ -72,12 +72,12 @@ class LslSource(Source):
     def _arrival(self, stamps, n: int) -> float:
         """Arrival time of the last of ``n`` samples just pulled, stamped ``stamps`` (gaps show in the stamps)."""
         t_read = time.monotonic()
-        last = float(stamps[-1]) if len(stamps) else None
-        if last is None or self._ts0 is None or last < self._last_stamp - 1.0:  # no stamps, or the sender restarted
+        last = float(stamps[-1])  # liblsl stamps every sample it hands out
+        if self._ts0 is None or last < self._last_stamp - 1.0:  # the first samples, or the sender restarted
             self._clock.reset()
-            self._ts0 = (last if last is not None else 0.0) - (n - 1) / self.fs_hz
-        self._last_stamp = last if last is not None else self._ts0 + (n - 1) / self.fs_hz
-        return self._clock.observe((self._last_stamp - self._ts0) * self.fs_hz + 1, t_read)
+            self._ts0 = last - (n - 1) / self.fs_hz
+        self._last_stamp = last
+        return self._clock.observe((last - self._ts0) * self.fs_hz + 1, t_read)
 
     def close(self) -> None:
         """Close the inlet."""
