@@ -134,6 +134,12 @@ def _cue_protocol_for(opts: CalibrateOptions) -> CueProtocol:
     return cue_protocol
 
 
+def _kept(session, path: str) -> str:
+    """Say what a stopped session keeps: ``'6 complete trial(s), 1 cut are kept in PATH'``."""
+    return "{} complete trial(s){} are kept in {}".format(
+        len(session.completed), ", {} cut".format(len(session.cut)) if session.cut else "", path)
+
+
 def record_session(opts: CalibrateOptions, cue_protocol: Optional[CueProtocol], path: str, console, *,
                    controls=None) -> str:
     """Record (or with ``opts.resume``, continue) a session into ``path``; returns ``path``.
@@ -215,8 +221,7 @@ def record_session(opts: CalibrateOptions, cue_protocol: Optional[CueProtocol], 
                 session.writer.close()  # flushed: every sample read so far is kept
             except Exception as e:  # noqa: BLE001 - the resume command matters more than this report
                 console.print("while closing {}: {}: {}".format(path, type(e).__name__, e))
-        kept = "what was recorded is kept in {}".format(path) if session is None else "{} complete trial(s) are " \
-            "kept in {}".format(len(session.completed), path)
+        kept = "what was recorded is kept in {}".format(path) if session is None else _kept(session, path)
         raise CalibrationInterrupted("Interrupted; {}. Resume with: {}".format(kept, command)) from None
     finally:
         restore_sigterm(old_term)
@@ -225,8 +230,7 @@ def record_session(opts: CalibrateOptions, cue_protocol: Optional[CueProtocol], 
     if screen.live is not None:
         for m in session.log:
             console.print("[dim]{}[/dim]".format(m))
-    kept = "{} complete trial(s){} are kept in {}".format(
-        len(session.completed), ", {} cut".format(len(session.cut)) if session.cut else "", path)
+    kept = _kept(session, path)
     if session.fault is not None:
         raise CalibrationStopped("The recording stopped: the source failed ({}). {}. Check the connection and the "
                                  "device, then resume with: {}".format(session.fault, kept, command))
