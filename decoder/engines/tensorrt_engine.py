@@ -303,12 +303,11 @@ class TensorRTEngine(Engine):
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         with open(self.path, "rb") as f:
             plan = f.read()
-        recorded = (plan_record(self.path) or {}).get("plan_sha256")
-        if hashlib.sha256(plan).hexdigest() != recorded:  # checked before TensorRT reads a byte of it
+        recorded, actual = (plan_record(self.path) or {}).get("plan_sha256"), hashlib.sha256(plan).hexdigest()
+        if actual != recorded:  # checked before TensorRT reads a byte of it
             raise DeviceError("{} is not the engine its record describes (sha256 {}, recorded {}): it was replaced "
                               "or damaged; delete it and run: neurohand build-engine {} --precision {}".format(
-                                  self.path, hashlib.sha256(plan).hexdigest()[:12], str(recorded)[:12], bundle.path,
-                                  precision))
+                                  self.path, actual[:12], str(recorded)[:12], bundle.path, precision))
         self.engine = runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
             raise DeviceError("TensorRT could not load {} (see its log above); delete it and run: neurohand "
