@@ -1,4 +1,4 @@
-"""The devices of a calibration session: its source and data glove, reopening a source that vanished, and SIGTERM.
+"""The devices of a calibration session: source, data glove, reopening a vanished source, the signals that stop it.
 
 Every source is opened through :func:`deploy.sources.open_source` (the runtime's one factory); whatever was opened is
 closed at the end, each even when another fails, and the failures are reported.
@@ -6,7 +6,7 @@ closed at the end, each even when another fails, and the failures are reported.
 
 from __future__ import annotations
 
-from typing import Callable, List
+from typing import Any, Callable, Dict, List, Optional
 
 from neurohand.deploy.sources import open_source
 
@@ -64,22 +64,44 @@ class SessionDevices:
         return failed
 
 
-def sigterm_as_interrupt():
-    """Make SIGTERM (a shutdown, ``kill``) end the recording as Ctrl-C does, so it too prints the resume command."""
-    import signal
+class StopSignals:
+    """Ctrl-C and SIGTERM (a shutdown, ``kill``) end a recording at the session's next poll, with the resume command.
 
-    def handler(*_):
-        raise KeyboardInterrupt
+    The first signal only sets :attr:`received`; :meth:`check`, polled by the session after every chunk it reads,
+    raises ``KeyboardInterrupt`` there. A handler that raised at once could land inside a finaliser, where Python
+    prints the exception and goes on (the recording then ran to its end), or between two writes of one chunk. A second
+    signal raises at once: the clinician insists.
+    """
 
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave it
-        return None
+    def __init__(self):
+        self.received: Optional[int] = None
+        self._old: Dict[int, Any] = {}
 
+    def install(self) -> "StopSignals":
+        """Take over SIGINT and SIGTERM (in the main thread; elsewhere this does nothing); returns itself."""
+        import signal
 
-def restore_sigterm(old) -> None:
-    """Put back the SIGTERM handler :func:`sigterm_as_interrupt` replaced."""
-    import signal
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread: leave them
+                break
+        return self
 
-    if old is not None:
-        signal.signal(signal.SIGTERM, old)
+    def _handler(self, signum, _frame) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def check(self) -> None:
+        """Raise ``KeyboardInterrupt`` when a signal came."""
+        if self.received is not None:
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        """Put back the handlers :meth:`install` replaced."""
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}

@@ -24,7 +24,7 @@ from neurohand.decoder.errors import InvalidValueError
 from neurohand.decoder.validation import invalid_value
 
 from .cue_protocol import DEFAULT_CUE_PROTOCOL, CueProtocol, load_cue_protocol
-from .devices import SessionDevices, restore_sigterm, sigterm_as_interrupt
+from .devices import SessionDevices, StopSignals
 from .interrupted import (
     MARKER,
     check_resume_matches,
@@ -186,10 +186,16 @@ def record_session(opts: CalibrateOptions, cue_protocol: Optional[CueProtocol], 
     controls = controls or KeyControls(read_terminal=opts.tui)
     screen = SessionScreen(console)
     session: Optional[CalibrationSession] = None
-    old_term = sigterm_as_interrupt()
+    signals = StopSignals().install()
+    during = getattr(controls, "during", None)
+
+    def interrupt():
+        signals.check()
+        return during() if during is not None else None
+
     try:
         kw = dict(clinician=controls.clinician, on_trial=screen.on_trial, on_chunk=screen.on_chunk,
-                  on_event=screen.on_event, glove=devices.glove, interrupt=getattr(controls, "during", None),
+                  on_event=screen.on_event, glove=devices.glove, interrupt=interrupt,
                   recover_s=RECOVER_S, reopen=devices.reopen_source)
         write_marker(path, command)
         if opts.resume:
@@ -215,6 +221,7 @@ def record_session(opts: CalibrateOptions, cue_protocol: Optional[CueProtocol], 
                 live.update(view.render())
         else:
             session.run()
+        signals.check()  # one that came after the last poll
     except KeyboardInterrupt:
         if session is not None:
             try:
@@ -224,7 +231,7 @@ def record_session(opts: CalibrateOptions, cue_protocol: Optional[CueProtocol], 
         kept = "what was recorded is kept in {}".format(path) if session is None else _kept(session, path)
         raise CalibrationInterrupted("Interrupted; {}. Resume with: {}".format(kept, command)) from None
     finally:
-        restore_sigterm(old_term)
+        signals.restore()
         controls.close()
         _report(devices.close(), console)
     if screen.live is not None:
