@@ -88,7 +88,7 @@ class HandSink(Sink):
 
         self.link = HandLink(port, answer_timeout_s=answer_timeout_s)
         if not self.link.ensure_open():
-            raise DeviceError("Cannot open the hand on {}: {}".format(port, self.link.last_error or "no such port"))
+            raise DeviceError("Cannot open the hand on {}: {}".format(port, self.link.open_error or "no such port"))
         t0 = time.monotonic()
         while self.link.hand_hello is None and self.link.wrong_role is None:
             if time.monotonic() - t0 > hello_timeout_s:

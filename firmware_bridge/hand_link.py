@@ -15,6 +15,7 @@ from typing import Optional
 
 import numpy as np
 
+from .port_errors import port_error_reason
 from .protocol import Estop, Heartbeat, Hello, Role, SetPositions, Status, StreamParser, encode
 
 
@@ -53,6 +54,7 @@ class HandLink:
         self.reconnects = 0
         self.write_errors = 0
         self.last_error: Optional[str] = None
+        self.open_error: Optional[str] = None  # why the port last failed to open, one phrase
         self.answer_timeout_s = answer_timeout_s
         self.hand_hello: Optional[Hello] = None  # the hand's HELLO since the port last opened
         self.wrong_role: Optional[str] = None  # the role a device announced that is not a hand
@@ -89,7 +91,8 @@ class HandLink:
             self._write(Hello(Role.HOST, 0, name="neurohand"))
             return self._ser is not None
         except (serial.SerialException, OSError) as e:
-            self.last_error = "cannot open {}: {}".format(self.port_name, e)
+            self.open_error = port_error_reason(e)
+            self.last_error = "cannot open {}: {}".format(self.port_name, self.open_error)
             self._next_try = now + self._backoff
             self._backoff = min(self._backoff * 2, self.max_backoff_s)
             return False

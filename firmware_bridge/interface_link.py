@@ -15,6 +15,7 @@ import numpy as np
 from neurohand.decoder.errors import DeviceError, InvalidValueError
 
 from .devices import Source
+from .port_errors import port_error_reason
 from .protocol import Hello, ProtocolError, Role, Samples, StreamParser, encode
 from .sample_clock import SampleClock
 
@@ -54,7 +55,7 @@ class InterfaceSource(Source):
         try:
             self._ser = serial.Serial(port, baud, timeout=stall_timeout_s)
         except (serial.SerialException, OSError, ValueError) as e:
-            raise DeviceError("Cannot open the {} on {}: {}".format(self.what, port, e)) from None
+            raise DeviceError("Cannot open the {} on {}: {}".format(self.what, port, port_error_reason(e))) from None
         self.port = port
         self.parser = StreamParser()
         self.stall_timeout_s = stall_timeout_s
