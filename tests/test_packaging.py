@@ -20,6 +20,7 @@ def wheel(tmp_path_factory):
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                         str(out), src], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+    assert "Warning" not in r.stderr, r.stderr  # setuptools' deprecations were 127 lines of every `make device-wheel`
     (whl,) = [os.path.join(out, f) for f in os.listdir(out) if f.endswith(".whl")]
     return whl
 
