@@ -28,7 +28,10 @@ def register(sub: "argparse._SubParsersAction") -> None:
     d.add_argument("--steps", type=int, default=5000, help="timed steps per engine (default 5000)")
     d.set_defaults(func=_bench_decoder)
     pl = bsub.add_parser("pipeline", help="latency, CPU and memory of the runtime replaying into a pty hand")
-    pl.add_argument("--bundle", default=None, help="bundle to use (default: make a small one from a simulation)")
+    pl.add_argument("--bundle", default=None, help="bundle to use (default: make a small one from a simulation; "
+                    "that needs the desktop side, so on the device give one)")
+    pl.add_argument("--session", default=None, help="recording to replay (.h5; default: a simulation at the "
+                    "bundle's rate and channels)")
     pl.add_argument("--seconds", type=float, default=20.0, help="replay length (default 20)")
     pl.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     pl.add_argument("--keys", default=None, help="also run the keyboard sink with this profile (needs DISPLAY)")
@@ -299,14 +302,16 @@ print(json.dumps(s))
 """
 
 
-def bench_pipeline(*, bundle_dir: Optional[str] = None, seconds: float = 20.0,
-                   keys_profile: Optional[str] = None) -> Dict[str, Any]:
+def bench_pipeline(*, bundle_dir: Optional[str] = None, seconds: float = 20.0, keys_profile: Optional[str] = None,
+                   session: Optional[str] = None) -> Dict[str, Any]:
     """Replay a simulated session through the runtime into a simulated hand on a pty, in real time.
 
     The runtime runs in its own process that imports no torch; its CPU time and peak resident memory are
     measured there (the simulated hand's thread shares that process, so both are upper bounds). With
-    ``keys_profile`` (and an X display in ``DISPLAY``), the keyboard sink runs too, enabled, and the keys row is
-    the time from the arrival of a frame's last chunk to its key event having been sent.
+    ``keys_profile`` (a file or a profile's name, and an X display in ``DISPLAY``), the keyboard sink runs too,
+    enabled, and the keys row is the time from the arrival of a frame's last chunk to its key event having been sent.
+    ``session`` replays that recording (looped) instead of a simulation at the bundle's rate and channels. Without
+    ``bundle_dir`` a small model is trained first, which needs the desktop side (Python 3.8+, the train extra).
 
     Returns
     -------
@@ -318,19 +323,38 @@ def bench_pipeline(*, bundle_dir: Optional[str] = None, seconds: float = 20.0,
     import sys
     import tempfile
 
-    from neurohand.decoder.session_file import write_recording
+    from neurohand.decoder.bundle import Bundle
+    from neurohand.decoder.errors import InvalidValueError
+    from neurohand.decoder.session_file import read_recording, write_recording
+    from neurohand.decoder.validation import check_positive
     from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 
+    check_positive("--seconds", seconds)
+    if bundle_dir is None and sys.version_info < (3, 8):
+        raise InvalidValueError("Invalid value for '--bundle': a bundle folder is needed on Python {}.{} (making a "
+                                "small one trains a model, which needs the desktop side: Python 3.8+)".format(
+                                    *sys.version_info[:2]))
+    if keys_profile:
+        from neurohand.deploy.keymap import profile_path
+
+        keys_profile = os.path.abspath(profile_path(keys_profile))
     with tempfile.TemporaryDirectory() as tmp:
-        rec = simulate_recording(SimulatorConfig(minutes=max(0.5, seconds / 60.0), seed=0))
-        session = os.path.join(tmp, "session.h5")
-        write_recording(rec, session)
         if bundle_dir is None:  # trained on another session of the same patient (2 repetitions: train, validate)
             bundle_dir = _small_bundle(simulate_recording(SimulatorConfig(minutes=1.5, seed=0, session=2)), tmp)
+        bundle = Bundle(bundle_dir)  # a bundle that is not one: one line here, not the child's traceback
+        if session is None:
+            session = os.path.join(tmp, "session.h5")
+            write_recording(simulate_recording(SimulatorConfig(minutes=max(0.5, seconds / 60.0), seed=0,
+                                                               n_channels=bundle.n_channels, fs_hz=bundle.fs_hz)),
+                            session)
+        else:
+            rec = read_recording(session)
+            bundle.check_source(fs_hz=rec.fs_hz, n_channels=rec.n_channels, channel_names=rec.channel_names)
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        argv = [sys.executable, "-c", _PIPELINE_CHILD, bundle_dir, session, str(seconds)]
+        argv = [sys.executable, "-c", _PIPELINE_CHILD, os.path.abspath(bundle_dir), os.path.abspath(session),
+                str(seconds)]
         if keys_profile:
-            argv.append(os.path.abspath(keys_profile))
+            argv.append(keys_profile)
         r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, cwd=root)
         if r.returncode != 0:
             raise RuntimeError("pipeline child failed:\n" + r.stderr[-3000:])
@@ -359,7 +383,7 @@ def _small_bundle(rec, tmp: str) -> str:
 
 
 def _bench_pipeline(args: argparse.Namespace) -> int:
-    out = bench_pipeline(bundle_dir=args.bundle, seconds=args.seconds, keys_profile=args.keys)
+    out = bench_pipeline(bundle_dir=args.bundle, seconds=args.seconds, keys_profile=args.keys, session=args.session)
     if args.json:
         print(json.dumps(out))
         return 0

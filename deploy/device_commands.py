@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -51,7 +51,8 @@ def register(sub) -> None:
                        "state carried; print the largest differences, step latencies and PASS/FAIL (exit 1 on FAIL).")
     v.add_argument("bundle", help="bundle folder")
     v.add_argument("--session", required=True, help="a recorded session (.h5) matching the bundle's contract")
-    v.add_argument("--seconds", type=float, default=30.0, help="length of the session to use (default 30 s)")
+    v.add_argument("--seconds", type=float, default=None, help="use only the first SECONDS of the session "
+                   "(default: all of it)")
     v.set_defaults(func=_verify)
     d = sub.add_parser("doctor", help="is this machine ready to decode on TensorRT? what is missing?",
                        description="Report Python and packages, onnxruntime providers, TensorRT, CUDA, GPU, power "
@@ -79,13 +80,16 @@ def _build_engine(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- verify
-def session_frames(bundle: Bundle, session: str, seconds: float) -> np.ndarray:
-    """Return the engine's input for the first ``seconds`` of ``session``: features, then the bundle's adaptation."""
+def session_frames(bundle: Bundle, session: str, seconds: Optional[float] = None) -> np.ndarray:
+    """Return the engine's input, shape (n_frames, n_features), for ``session`` (its first ``seconds``; all: None).
+
+    Features, then the bundle's feature adaptation.
+    """
     from neurohand.decoder.session_file import read_recording
 
     rec = read_recording(session)
     bundle.check_source(fs_hz=rec.fs_hz, n_channels=rec.n_channels)
-    n = min(rec.n_samples, int(seconds * rec.fs_hz))
+    n = rec.n_samples if seconds is None else min(rec.n_samples, int(seconds * rec.fs_hz))
     ex = bundle.feature_extractor()
     frames, _ = ex.process(ex.new_state(), rec.signals[:n])
     adapter = bundle.feature_adapter()
@@ -94,8 +98,13 @@ def session_frames(bundle: Bundle, session: str, seconds: float) -> np.ndarray:
     return np.asarray(frames, np.float32)
 
 
-def verify_engines(bundle: Bundle, frames: np.ndarray) -> Tuple[List[Dict[str, Any]], List[str]]:
+def verify_engines(bundle: Bundle, frames: np.ndarray, *, on_engine: Optional[Callable[[str], None]] = None,
+                   on_result: Optional[Callable[[Dict[str, Any]], None]] = None
+                   ) -> Tuple[List[Dict[str, Any]], List[str]]:
     """Step every available engine and the numpy reference over ``frames``, state carried.
+
+    ``on_engine(label)`` is called as each engine starts and ``on_result(result)`` as it ends (progress on a slow
+    device).
 
     Returns
     -------
@@ -127,6 +136,8 @@ def verify_engines(bundle: Bundle, frames: np.ndarray) -> Tuple[List[Dict[str, A
                 engines.append(("tensorrt", precision, create_engine(bundle, "tensorrt", precision=precision)))
     outs = []
     for name, precision, eng in engines:
+        if on_engine is not None:
+            on_engine(_label(name, precision))
         state = eng.new_state()
         out = np.empty((len(frames), 5 + len(bundle.class_names)))
         times = np.empty(len(frames))
@@ -147,28 +158,43 @@ def verify_engines(bundle: Bundle, frames: np.ndarray) -> Tuple[List[Dict[str, A
                      probabilities_diff=float(d[:, 5:].max()) if len(d) else 0.0, tolerance=tol,
                      ok=bool(np.all(np.isfinite(out)) and np.all(d <= tol)))
         outs.append((r, out))
+        if on_result is not None:
+            on_result(r)
     return [r for r, _ in outs], notes
 
 
+def _label(engine: str, precision: str) -> str:
+    return "{} {}".format(engine, precision) if engine == "tensorrt" else engine
+
+
 def _verify(args) -> int:
+    from neurohand.decoder.validation import check_positive
+
+    if args.seconds is not None:
+        check_positive("--seconds", args.seconds)
     bundle = Bundle(args.bundle)
+    print("computing the features of {}{} ...".format(
+        args.session, "" if args.seconds is None else " (its first {:g} s)".format(args.seconds)), flush=True)
     frames = session_frames(bundle, args.session, args.seconds)
     m = bundle.contract["model"]
-    print("{}: {} {}x{}{}, {} features, {} classes; {}: {} frames".format(
+    print("{}: {} {}x{}{}, {} features, {} classes; {}: {} frames ({:.0f} s)".format(
         bundle.path, m["cell"].upper(), m["layers"], m["hidden"], ", pooled class output" if m.get("class_pool")
-        else "", m["n_features"], m["n_classes"], args.session, len(frames)))
-    results, notes = verify_engines(bundle, frames)
+        else "", m["n_features"], m["n_classes"], args.session, len(frames),
+        len(frames) * bundle.hop_samples / bundle.fs_hz))
     print("{:<18} {:>14} {:>17} {:>10} {:>10} {:>9}  {}".format(
-        "engine", "positions |d|", "probabilities |d|", "tolerance", "median us", "p99 us", "result"))
-    for r in results:
-        label = "{} {}".format(r["engine"], r["precision"]) if r["engine"] == "tensorrt" else r["engine"]
+        "engine", "positions |d|", "probabilities |d|", "tolerance", "median us", "p99 us", "result"), flush=True)
+
+    def row(r):
+        label = _label(r["engine"], r["precision"])
         if "ok" not in r:
             print("{:<18} {:>14} {:>17} {:>10} {:>10.1f} {:>9.1f}  reference".format(
-                label, "-", "-", "-", r["median_us"], r["p99_us"]))
-            continue
+                label, "-", "-", "-", r["median_us"], r["p99_us"]), flush=True)
+            return
         print("{:<18} {:>14.2e} {:>17.2e} {:>10.0e} {:>10.1f} {:>9.1f}  {}".format(
             label, r["positions_diff"], r["probabilities_diff"], r["tolerance"], r["median_us"], r["p99_us"],
-            "PASS" if r["ok"] else "FAIL"))
+            "PASS" if r["ok"] else "FAIL"), flush=True)
+
+    results, notes = verify_engines(bundle, frames, on_result=row)
     for n in notes:
         print("note: " + n)
     compared = [r for r in results if "ok" in r]

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from neurohand.cli import main
@@ -124,6 +125,32 @@ def test_verify_here_compares_onnxruntime_with_numpy(no_gpu, bundle_and_session,
     assert rows["numpy"].endswith("reference") and rows["onnxruntime"].endswith("PASS")
     assert "note: tensorrt: cannot run here: the tensorrt Python package is not installed" in out
     assert "PASS: 1 engine(s) agree with the numpy reference" in out
+
+
+def test_verify_checks_the_whole_session_unless_told_and_says_what_it_does_first(no_gpu, bundle_and_session, capsys):
+    """It checked only the first 30 s, and printed nothing while it computed the features (20 s on a Nano)."""
+    from neurohand.decoder.bundle import Bundle
+    from neurohand.decoder.recording import Recording
+    from neurohand.decoder.session_file import read_recording, write_recording
+
+    bundle, short = bundle_and_session
+    rec, b = read_recording(short), Bundle(bundle)
+    session = short.replace(".h5", "-twice.h5")  # longer than the old 30 s
+    write_recording(Recording(np.concatenate([rec.signals, rec.signals]), rec.fs_hz, channel_names=rec.channel_names),
+                    session)
+    assert main(["verify", bundle, "--session", session]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "computing the features of {} ...".format(session)
+    ex = b.feature_extractor()
+    n = len(ex.process(ex.new_state(), np.concatenate([rec.signals, rec.signals]))[0])  # every frame of both halves
+    assert "{}: {} frames ({:.0f} s)".format(session, n, n * b.hop_samples / b.fs_hz) in lines[1], lines[1]
+    assert lines[-1] == "PASS: 1 engine(s) agree with the numpy reference over {} frames".format(n)
+    assert main(["verify", bundle, "--session", session, "--seconds", "1"]) == 0
+    out = capsys.readouterr().out
+    first = len(ex.process(ex.new_state(), rec.signals[:int(b.fs_hz)])[0])
+    assert "(its first 1 s)" in out and "over {} frames".format(first) in out
+    assert main(["verify", bundle, "--session", session, "--seconds", "0"]) == 2
+    assert "Invalid value for '--seconds'" in capsys.readouterr().err
 
 
 def test_verify_every_engine_under_the_fakes(use_fakes, bundle_dir, bundle_and_session, capsys, monkeypatch):

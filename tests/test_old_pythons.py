@@ -262,6 +262,23 @@ def test_doctor_and_verify_run_on_the_device_python(venv, work, bundles, session
     assert r.returncode == 0 and "PASS" in r.stdout and "FAIL" not in r.stdout, r.stdout + r.stderr
 
 
+def test_the_pipeline_bench_runs_on_the_device_python(venv, work, bundles, session):
+    """``neurohand bench pipeline`` times the loop where it runs: given a bundle (a relative path) and a recording,
+    on the device's Python; without a bundle it needs the desktop side and says so in one line."""
+    import json
+
+    name, python = venv
+    neurohand = os.path.join(os.path.dirname(python), "neurohand")
+    r = run_in([neurohand, "bench", "pipeline", "--bundle", os.path.basename(bundles["gru"]), "--session",
+                session[0], "--seconds", "2", "--json"], work)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    assert out["frames"] > 0 and out["torch_imported"] is False and out["engine"] == "onnxruntime", out
+    r = run_in([neurohand, "bench", "pipeline", "--seconds", "2"], work)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert ("a bundle folder is needed on Python 3.6" if name == "py36" else "neurohand[train]") in r.stderr
+
+
 def test_a_signed_bundle_is_verified_on_the_device_python(venv, work, bundles, session, tmp_path):
     """The device's cryptography (40.0.2 on 3.6) verifies a desktop signature; a change after signing is refused."""
     import shutil
