@@ -131,10 +131,44 @@ def test_a_wrong_delimiter_is_named(tmp_path, table, capsys):
     path = tmp_path / "semi.csv"
     np.savetxt(path, table, delimiter=";", header=HEADER.replace(",", ";"), comments="", fmt="%.6g")
     rc, err = run_cli(capsys, "import", "csv", str(path), "--out", str(tmp_path / "o.h5"), "--fs-hz", "100",
-                      "--signal-columns", "emg0")
-    assert rc == 2 and "is not ','-separated numbers: line 1 has no ','; pass --delimiter ';'" in err
+                      "--signal-columns", "emg0", "--delimiter", ",")
+    assert rc == 2 and ("is not ','-separated numbers: line 1 has no ','; it looks ';'-separated: pass --delimiter "
+                        "';' (or leave --delimiter out: it is detected)") in err
     rec = import_csv(str(path), fs_hz=100.0, signal_columns="emg0", delimiter=";")
     assert rec.channel_names == ("emg0",)
+
+
+@pytest.mark.parametrize("name, write, typed", [
+    ("comma", lambda t: "\n".join(",".join(r) for r in t), ["auto", ","]),
+    ("semicolon", lambda t: "\n".join(";".join(r) for r in t), ["auto", ";", "semicolon"]),
+    ("tab", lambda t: "\n".join("\t".join(r) for r in t), ["auto", "\\t", "\t", "tab"]),
+    # a researcher's data set: space-separated, no header, and here and there two spaces or a tab
+    ("spaces", lambda t: "\n".join(("  " if i % 3 else " \t").join(r) for i, r in enumerate(t)),
+     ["auto", " ", "whitespace", "space"]),
+])
+def test_the_delimiter_is_detected_or_read_as_typed(tmp_path, name, write, typed):
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(40, 3)).round(4)
+    path = tmp_path / (name + ".txt")
+    path.write_text(write([["{:g}".format(v) for v in row] for row in values]) + "\n")
+    for d in typed:
+        rec = import_csv(str(path), fs_hz=100.0, signal_columns="0-2", delimiter=d)
+        np.testing.assert_allclose(rec.signals, values, rtol=1e-5, err_msg=d)
+
+
+def test_a_space_separated_file_with_commas_typed_names_whitespace(tmp_path, capsys):
+    """It failed with a message that guessed a header and suggested --header/--skip-rows, not --delimiter."""
+    path = tmp_path / "S0_D1_C1.csv"
+    path.write_text("".join("{:g}  {:g} {:g}\n".format(i, -i, 2 * i) for i in range(30)))
+    rc, err = run_cli(capsys, "import", "csv", str(path), "--out", str(tmp_path / "o.h5"), "--fs-hz", "100",
+                      "--signal-columns", "0-2", "--delimiter", ",")
+    assert rc == 2 and "line 1 has no ','; it looks whitespace-separated: pass --delimiter whitespace" in err, err
+    assert "--header" not in err
+    path.write_text("1 2 3\n4 5 6\n7 8 x\n")
+    rc, err = run_cli(capsys, "import", "csv", str(path), "--out", str(tmp_path / "o.h5"), "--fs-hz", "100",
+                      "--signal-columns", "0-2")
+    assert rc == 2 and ("is not whitespace-separated numbers (the delimiter detected): line 3, column 2: 'x' is not a "
+                        "number") in err, err
 
 
 def test_repetition_zero_is_refused_unless_its_meaning_is_given(tmp_path, table, capsys):

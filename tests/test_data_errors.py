@@ -82,8 +82,10 @@ def csv_file(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--delimiter", ""], "Invalid value for '--delimiter': one character"),
     (["--delimiter", "\n"], "Invalid value for '--delimiter': one character"),
+    (["--delimiter", "::"], "Invalid value for '--delimiter': one character (e.g. ',', ';', '\\t'), 'whitespace'"),
     (["--signal-columns", "0-100000000"], "'--signal-columns': column 3 does not exist; "),
-    (["--delimiter", ";"], "is not ';'-separated numbers: line 1 has no ';'; pass --delimiter ','"),
+    (["--delimiter", ";"], "is not ';'-separated numbers: line 1 has no ';'; it looks ','-separated: pass "
+                           "--delimiter ',' (or leave --delimiter out: it is detected)"),
 ])
 def test_csv_options_that_cannot_work(tmp_path, csv_file, capsys, argv, message):
     args = ["import", "csv", csv_file, "--out", str(tmp_path / "o.h5"), "--fs-hz", "100", "--signal-columns", "1-2"]

@@ -50,8 +50,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
                                 "renumber 0, 1, ... as 1, 2, ...)")
             g.add_argument("--position-columns", default=None,
                            help="5 columns in 0..1 (thumb..little), numbers or names")
-            g.add_argument("--delimiter", default=",",
-                           help="the one character between columns (default ','; '\\t' for tabs)")
+            g.add_argument("--delimiter", default="auto",
+                           help="between columns: one character (',', ';', '\\t' or tab), whitespace (runs of "
+                                "spaces and tabs) or auto (default: detected from the first lines)")
             g.add_argument("--skip-rows", type=int, default=0, help="lines to skip before the header row or data")
             hdr = g.add_mutually_exclusive_group()
             hdr.add_argument("--header", dest="header", action="store_const", const=True, default=None,

@@ -5,6 +5,10 @@ count) that is wrong.
 
 A header row is the first line after the skipped ones when none of its fields is a number (``# a,b,c`` as
 ``numpy.savetxt(header=...)`` writes it counts too), or when forced with ``header=True``.
+
+The delimiter is one character, or ``None``: runs of spaces and tabs (``numpy.loadtxt``'s whitespace). ``'auto'``
+(the default) takes the one that splits the first lines into the same number of numbers: comma, tab, semicolon,
+pipe, then whitespace.
 """
 
 from __future__ import annotations
@@ -24,6 +28,55 @@ SKIP_HINT = ("if the file starts with a header or units row, pass --header (the 
              "columns) and/or --skip-rows N (lines to skip first)")
 
 
+AUTO = "auto"
+CANDIDATES = (",", "\t", ";", "|")
+SNIFF_LINES = 50
+
+
+def parse_delimiter(text: Optional[str]) -> Optional[str]:
+    r"""Return the delimiter a user typed: one character, ``None`` (whitespace) or ``'auto'``.
+
+    ``	`` (a backslash and a t, as a shell passes ``'	'``) and ``tab`` are a tab; ``' '``, ``space`` and
+    ``whitespace`` are runs of spaces and tabs; ``comma``, ``semicolon`` and ``pipe`` are what they say.
+    """
+    if text is None or text == AUTO:
+        return text
+    t = {"\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}.get(text, text)
+    if t in (" ", "space", "whitespace"):
+        return None
+    if len(t) != 1 or t in "\r\n\"#":
+        raise invalid_value("--delimiter", "one character (e.g. ',', ';', '\\t'), 'whitespace' (runs of spaces and "
+                            "tabs) or 'auto' (detected), not a newline, quote or '#', got {!r}".format(text))
+    return t
+
+
+def delimiter_name(delimiter: Optional[str]) -> str:
+    """``"','"``, ``"tab"``, ``"whitespace"``: how messages name a delimiter."""
+    return "whitespace" if delimiter is None else "tab" if delimiter == "\t" else repr(delimiter)
+
+
+def sniff_delimiter(path: str, *, skip_rows: int = 0) -> Optional[str]:
+    """Return the delimiter of a table (``None``: whitespace).
+
+    The first of :data:`CANDIDATES`, then whitespace, that splits the first lines (after ``skip_rows``; comments and
+    blank lines aside) into the same number of fields, more than one, the last line's all numbers; else the first
+    that splits them evenly (a bad cell: reading the table then says where); else ``','`` (one column).
+    """
+    lines = []
+    for i, line in _lines(path):
+        text = line.strip()
+        if i >= skip_rows and text and not text.startswith("#"):
+            lines.append(text)
+            if len(lines) == SNIFF_LINES:
+                break
+    if not lines:
+        return ","
+    even = [d for d in CANDIDATES + (None,) if len({len(_fields(t, d)) for t in lines}) == 1
+            and len(_fields(lines[0], d)) > 1]
+    numbers = [d for d in even if all(_is_number(f) for f in _fields(lines[-1], d))]
+    return (numbers or even or [","])[0]
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -32,7 +85,7 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _fields(line: str, delimiter: str) -> List[str]:
+def _fields(line: str, delimiter: Optional[str]) -> List[str]:
     return [f.strip().strip("\"'").strip() for f in line.split(delimiter)]
 
 
@@ -42,7 +95,7 @@ def _lines(path: str):
             yield i, line.rstrip("\r\n")
 
 
-def read_header(path: str, *, delimiter: str, skip_rows: int, header: Optional[bool]
+def read_header(path: str, *, delimiter: Optional[str], skip_rows: int, header: Optional[bool]
                 ) -> Tuple[Optional[List[str]], int]:
     """Return the column names (None without a header row) and how many lines to skip before the data.
 
@@ -64,7 +117,7 @@ def read_header(path: str, *, delimiter: str, skip_rows: int, header: Optional[b
         if text.startswith("#"):
             comment = (names, i + 1)
             continue
-        if len(names) == 1 and any(d in text for d in (",", ";", "\t") if d != delimiter):
+        if len(names) == 1 and (any(d in text for d in CANDIDATES if d != delimiter) or len(text.split()) > 1):
             return None, i  # another delimiter: reported by bad_cell_error, not taken for a header
         if not any(_is_number(n) for n in names):
             return names, i + 1
@@ -162,12 +215,14 @@ def resolve_column(flag: str, spec: Union[int, str, None], names: Optional[Seque
     return cols[0]
 
 
-def bad_cell_error(path: str, *, delimiter: str, first_data_line: int, names: Optional[Sequence[str]],
-                   reason: str) -> InvalidValueError:
+def bad_cell_error(path: str, *, delimiter: Optional[str], first_data_line: int, names: Optional[Sequence[str]],
+                   reason: str, detected: bool = False) -> InvalidValueError:
     """Return the error for a table ``numpy.loadtxt`` could not read.
 
-    It names the first line with a field that is not a number or with a different number of fields.
+    It names the delimiter (and whether it was detected), then the first line with a field that is not a number or
+    with a different number of fields.
     """
+    sep = "{}-separated numbers{}".format(delimiter_name(delimiter), " (the delimiter detected)" if detected else "")
     width = len(names) if names else None
     for i, line in _lines(path):
         text = line.split("#", 1)[0]
@@ -176,19 +231,19 @@ def bad_cell_error(path: str, *, delimiter: str, first_data_line: int, names: Op
         fields = _fields(text, delimiter)
         if width is None:
             width = len(fields)
-            if width == 1 and delimiter not in text:
-                other = [d for d in (",", ";", "\t", " ") if d != delimiter and d in text.strip()]
-                if other:
-                    return InvalidValueError("{!r} is not {!r}-separated numbers: line {} has no {!r}; pass "
-                                             "--delimiter {!r}".format(path, delimiter, i + 1, delimiter, other[0]))
+            if width == 1 and delimiter is not None and delimiter not in text:
+                seen = sniff_delimiter(path, skip_rows=first_data_line)
+                if seen != delimiter and len(_fields(text, seen)) > 1:
+                    return InvalidValueError("{!r} is not {}: line {} has no {}; it looks {}-separated: pass "
+                                             "--delimiter {} (or leave --delimiter out: it is detected)".format(
+                                                 path, sep, i + 1, delimiter_name(delimiter), delimiter_name(seen),
+                                                 "whitespace" if seen is None else repr(seen)))
         if len(fields) != width:
-            return InvalidValueError("{!r} is not {!r}-separated numbers: line {} has {} fields where {} {}".format(
-                path, delimiter, i + 1, len(fields), "the header names" if names else "the first data line has",
-                width))
+            return InvalidValueError("{!r} is not {}: line {} has {} fields where {} {}".format(
+                path, sep, i + 1, len(fields), "the header names" if names else "the first data line has", width))
         for c, value in enumerate(fields):
             if not _is_number(value):
                 hint = SKIP_HINT if i == first_data_line else "fix or remove that line"
-                return InvalidValueError("{!r} is not {!r}-separated numbers: line {}, {}: {!r} is not a number; "
-                                         "{}".format(path, delimiter, i + 1, column_label(c, names), value, hint))
-    return InvalidValueError("{!r} is not {!r}-separated numbers after {} line(s): {}".format(
-        path, delimiter, first_data_line, reason))
+                return InvalidValueError("{!r} is not {}: line {}, {}: {!r} is not a number; {}".format(
+                    path, sep, i + 1, column_label(c, names), value, hint))
+    return InvalidValueError("{!r} is not {} after {} line(s): {}".format(path, sep, first_data_line, reason))

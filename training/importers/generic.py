@@ -12,7 +12,18 @@ from neurohand.decoder.errors import InvalidValueError, MissingKeyError
 from neurohand.decoder.recording import INT16_MAX, Recording, first_bad_integer, int16_column
 from neurohand.decoder.validation import check_int, check_option, check_positive, invalid_value
 
-from .csv_table import SKIP_HINT, ColumnSpec, bad_cell_error, column_label, read_header, resolve_column, resolve_columns
+from .csv_table import (
+    AUTO,
+    SKIP_HINT,
+    ColumnSpec,
+    bad_cell_error,
+    column_label,
+    parse_delimiter,
+    read_header,
+    resolve_column,
+    resolve_columns,
+    sniff_delimiter,
+)
 
 
 def _build(signals: np.ndarray, *, fs_hz: float, signal_kind: str, labels: Optional[np.ndarray],
@@ -78,7 +89,7 @@ def import_csv(
     label_column: Union[int, str, None] = None,
     position_columns: Optional[ColumnSpec] = None,
     repetition_column: Union[int, str, None] = None,
-    delimiter: str = ",",
+    delimiter: Optional[str] = AUTO,
     skip_rows: int = 0,
     header: Optional[bool] = None,
     units: str = "",
@@ -100,6 +111,9 @@ def import_csv(
         Column of the movement class (0 = rest) and of the repetition (trial number, from 1).
     position_columns : str or sequence of 5 int or str, optional
         Columns of thumb..little positions already in 0..1.
+    delimiter : str or None
+        One character, None for runs of spaces and tabs, or ``'auto'`` (default): detected from the first lines
+        (:func:`~training.importers.csv_table.sniff_delimiter`); ``'tab'`` and ``'whitespace'`` are read too.
     skip_rows : int
         Lines skipped before the header row (if any) and the data.
     header : bool, optional
@@ -117,10 +131,11 @@ def import_csv(
     """
     if not os.path.exists(path):
         raise FileNotFoundError("No CSV file at {!r}".format(path))
-    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\r\n\"#":
-        raise invalid_value("--delimiter", "one character (e.g. ',', ';', '\\t'), not a newline, quote or '#', got "
-                            "{!r}".format(delimiter))
+    delimiter = parse_delimiter(delimiter)
     check_int("skip_rows", skip_rows, minimum=0)
+    detected = delimiter == AUTO
+    if detected:
+        delimiter = sniff_delimiter(path, skip_rows=skip_rows)
     check_option("repetition_zero", repetition_zero, REPETITION_ZERO)
     meta = _mains(mains_hz)
     names, first = read_header(path, delimiter=delimiter, skip_rows=skip_rows, header=header)
@@ -129,7 +144,8 @@ def import_csv(
             warnings.simplefilter("ignore", UserWarning)  # "Empty input file": refused below with the file named
             data = np.loadtxt(path, delimiter=delimiter, skiprows=first, ndmin=2)
     except ValueError as e:
-        raise bad_cell_error(path, delimiter=delimiter, first_data_line=first, names=names, reason=str(e)) from None
+        raise bad_cell_error(path, delimiter=delimiter, first_data_line=first, names=names, reason=str(e),
+                             detected=detected) from None
     if data.size == 0:
         raise InvalidValueError("{!r} has no data rows after line {}".format(path, first))
     ncol = data.shape[1]
