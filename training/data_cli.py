@@ -10,7 +10,7 @@ from neurohand.decoder.vocabulary import SIGNAL_KINDS
 def register(sub: "argparse._SubParsersAction") -> None:
     """Add ``import`` and ``inspect``."""
     p = sub.add_parser("import", help="import a real recording into a session file",
-                       description="Convert NinaPro DB1, 3DC, CSV or NPZ recordings into neurohand session files.")
+                       description="Convert NinaPro DB1, 3DC, CSV, NPZ or NPY recordings into neurohand session files.")
     isub = p.add_subparsers(dest="format", metavar="FORMAT")
     isub.required = True
 
@@ -25,10 +25,18 @@ def register(sub: "argparse._SubParsersAction") -> None:
     t.add_argument("--out", required=True, help="session file to write (.h5)")
     t.set_defaults(func=_import_3dc)
 
-    for fmt in ("csv", "npz"):
-        g = isub.add_parser(fmt, help="generic {} file (one row per sample)".format(fmt.upper()))
-        g.add_argument("file", help="the file to import")
-        g.add_argument("--out", required=True, help="session file to write (.h5)")
+    helps = {"csv": "delimited text, one row per sample", "npz": "NumPy archive of named arrays",
+             "npy": "NumPy array of samples (numpy.save)"}
+    for fmt in ("csv", "npz", "npy"):
+        g = isub.add_parser(fmt, help="{} file(s): {}".format(fmt.upper(), helps[fmt]), description=(
+            "Import one file, or every file a pattern names: 'DIR/S{subject}_D{session}_C{label}.%s' takes the "
+            "movement class, repetition, session and subject of each file from its name (fields {label}, "
+            "{repetition}, {session}, {subject}); each file becomes one segment. --out 'OUT/day{session}.h5' "
+            "writes one session file per session, a plain --out one with all." % fmt).replace("%", "%%"))
+        g.add_argument("file", help="the file to import, or a pattern with {label}, {repetition}, {session} or "
+                       "{subject} in the file names (quote it)")
+        g.add_argument("--out", required=True, help="session file to write (.h5); with a pattern it may name "
+                       "{session} or {subject}: one session file each")
         g.add_argument("--fs-hz", type=float, required=True, help="sample rate (required)")
         g.add_argument("--kind", default="emg", choices=SIGNAL_KINDS,
                        help="signal kind, selects the feature configuration (default emg)")
@@ -37,17 +45,21 @@ def register(sub: "argparse._SubParsersAction") -> None:
                             "session: EMG features notch it (default: not recorded, 50 assumed)")
         g.add_argument("--units", default="", help="unit of the samples")
         g.add_argument("--class-names", default=None, help="comma-separated class names, rest first")
+        g.add_argument("--label-map", default=None, help="with {label} in a pattern: VALUE=NAME pairs in class "
+                       "order, rest first, e.g. 1=rest,2=power,3=open (default: the values are class numbers, "
+                       "0 = rest)")
+        g.add_argument("--repetition-zero", default="error", choices=("error", "none", "shift"),
+                       help="a repetition 0 (in a column or a file name): error (default; neurohand reads 0 as no "
+                            "repetition, never held out), none (0 means no repetition) or shift (counted from 0: "
+                            "renumber 0, 1, ... as 1, 2, ...)")
         if fmt == "csv":
             # parsed by the handler: a bad list is one line (exit 2), not argparse's usage and a generic message
-            g.add_argument("--signal-columns", required=True,
-                           help="columns counted from 0 or named by the header row: 0-9, emg0,emg1 or emg0-emg7")
+            g.add_argument("--signal-columns", default=None,
+                           help="columns counted from 0 or named by the header row: 0-9, emg0,emg1 or emg0-emg7 "
+                                "(default: every column no other option names)")
             g.add_argument("--label-column", default=None, help="movement class column (0 = rest), number or name")
             g.add_argument("--repetition-column", default=None,
                            help="repetition (trial) column, number or name; repetitions count from 1")
-            g.add_argument("--repetition-zero", default="error", choices=("error", "none", "shift"),
-                           help="a 0 in the repetition column: error (default; neurohand reads 0 as no repetition, "
-                                "never held out), none (0 means no repetition) or shift (the file counts from 0: "
-                                "renumber 0, 1, ... as 1, 2, ...)")
             g.add_argument("--position-columns", default=None,
                            help="5 columns in 0..1 (thumb..little), numbers or names")
             g.add_argument("--delimiter", default="auto",
@@ -61,6 +73,10 @@ def register(sub: "argparse._SubParsersAction") -> None:
             hdr.add_argument("--no-header", dest="header", action="store_const", const=False,
                              help="the first line is data")
             g.set_defaults(func=_import_csv)
+        elif fmt == "npy":
+            g.add_argument("--channels-first", action="store_true",
+                           help="the array is (n_channels, n_samples) (default: (n_samples, n_channels))")
+            g.set_defaults(func=_import_npy)
         else:
             g.add_argument("--signals-key", default="signals", help="array of samples, (n_samples, n_channels)")
             g.add_argument("--labels-key", default=None, help="array of class labels per sample, (n_samples,)")
@@ -119,26 +135,62 @@ def _class_names(text):
     return [c.strip() for c in text.split(",")] if text else None
 
 
+def _import_files(args: argparse.Namespace, read) -> int:
+    """Import ``args.file``, or every file its pattern names; ``read(path, class_names)`` reads one."""
+    from neurohand.decoder.validation import invalid_value
+
+    from .importers.file_pattern import combine, groups, is_pattern, match_files, parse_label_map, pattern_fields
+
+    names = _class_names(args.class_names)
+    if not is_pattern(args.file):
+        if pattern_fields(args.out, flag="--out"):
+            raise invalid_value("--out", "one file name when FILE is one file (fields such as {{session}} need a "
+                                "pattern in FILE), got {!r}".format(args.out))
+        if args.label_map:
+            raise invalid_value("--label-map", "a pattern with {{label}} in FILE; {!r} is one file".format(args.file))
+        return _write(read(args.file, names), args.out)
+    files = match_files(args.file)
+    label_map = parse_label_map(args.label_map)
+    in_name = "label" in files[0].fields
+    if label_map is not None and not in_name:
+        raise invalid_value("--label-map", "a pattern with {{label}} in it, got {!r}".format(args.file))
+    split = groups(files, args.out)
+    print("{} files match {}".format(len(files), args.file))
+    for out, group in split:
+        rec = combine(group, lambda p: read(p, None if in_name else names), label_map=label_map,
+                      class_names=names, repetition_zero=args.repetition_zero, source=args.file)
+        _write(rec, out)
+    return 0
+
+
 def _import_csv(args: argparse.Namespace) -> int:
     from .importers import import_csv
 
-    rec = import_csv(args.file, fs_hz=_checked_fs(args.fs_hz), signal_columns=args.signal_columns,
-                     signal_kind=args.kind,
-                     label_column=args.label_column, position_columns=args.position_columns,
-                     repetition_column=args.repetition_column, repetition_zero=args.repetition_zero,
-                     delimiter=args.delimiter, skip_rows=args.skip_rows, header=args.header, units=args.units,
-                     class_names=_class_names(args.class_names), mains_hz=args.mains_hz)
-    return _write(rec, args.out)
+    fs_hz = _checked_fs(args.fs_hz)
+    return _import_files(args, lambda path, names: import_csv(
+        path, fs_hz=fs_hz, signal_columns=args.signal_columns, signal_kind=args.kind,
+        label_column=args.label_column, position_columns=args.position_columns,
+        repetition_column=args.repetition_column, repetition_zero=args.repetition_zero, delimiter=args.delimiter,
+        skip_rows=args.skip_rows, header=args.header, units=args.units, class_names=names, mains_hz=args.mains_hz))
 
 
 def _import_npz(args: argparse.Namespace) -> int:
     from .importers import import_npz
 
-    rec = import_npz(args.file, fs_hz=_checked_fs(args.fs_hz), signals_key=args.signals_key, signal_kind=args.kind,
-                     labels_key=args.labels_key, positions_key=args.positions_key,
-                     repetitions_key=args.repetitions_key, units=args.units,
-                     class_names=_class_names(args.class_names), mains_hz=args.mains_hz)
-    return _write(rec, args.out)
+    fs_hz = _checked_fs(args.fs_hz)
+    return _import_files(args, lambda path, names: import_npz(
+        path, fs_hz=fs_hz, signals_key=args.signals_key, signal_kind=args.kind, labels_key=args.labels_key,
+        positions_key=args.positions_key, repetitions_key=args.repetitions_key, units=args.units, class_names=names,
+        mains_hz=args.mains_hz))
+
+
+def _import_npy(args: argparse.Namespace) -> int:
+    from .importers import import_npy
+
+    fs_hz = _checked_fs(args.fs_hz)
+    return _import_files(args, lambda path, names: import_npy(
+        path, fs_hz=fs_hz, signal_kind=args.kind, channels_first=args.channels_first, units=args.units,
+        class_names=names, mains_hz=args.mains_hz))
 
 
 def _inspect(args: argparse.Namespace) -> int:

@@ -84,7 +84,7 @@ def import_csv(
     path: str,
     *,
     fs_hz: float,
-    signal_columns: ColumnSpec,
+    signal_columns: Optional[ColumnSpec] = None,
     signal_kind: str = "emg",
     label_column: Union[int, str, None] = None,
     position_columns: Optional[ColumnSpec] = None,
@@ -104,9 +104,9 @@ def import_csv(
     path : str
     fs_hz : float
         Sample rate (required: text files do not carry one).
-    signal_columns : str or sequence of int or str
+    signal_columns : str or sequence of int or str, optional
         Columns of the signal channels, counted from 0 or named by the header row: ``"0-9"``, ``"emg0,emg1"``,
-        ``"emg0-emg7"``, ``[0, 1]``.
+        ``"emg0-emg7"``, ``[0, 1]``. None (default): every column no other option names.
     label_column, repetition_column : int or str, optional
         Column of the movement class (0 = rest) and of the repetition (trial number, from 1).
     position_columns : str or sequence of 5 int or str, optional
@@ -152,11 +152,17 @@ def import_csv(
     if names is not None and len(names) != ncol:
         raise InvalidValueError("{!r}: the header row (line {}) names {} columns but the data rows have {}; {}".format(
             path, first, len(names), ncol, SKIP_HINT))
-    sig = resolve_columns("--signal-columns", signal_columns, names, ncol, path)
     lab = resolve_column("--label-column", label_column, names, ncol, path)
     rep = resolve_column("--repetition-column", repetition_column, names, ncol, path)
     pos = None if position_columns is None else resolve_columns("--position-columns", position_columns, names,
                                                                 ncol, path)
+    if signal_columns is None:
+        sig = [c for c in range(ncol) if c not in {lab, rep} | set(pos or ())]
+        if not sig:
+            raise invalid_value("--signal-columns", "at least one column; the other options name all {} of {!r}"
+                                .format(ncol, path))
+    else:
+        sig = resolve_columns("--signal-columns", signal_columns, names, ncol, path)
     if pos is not None and len(pos) != 5:
         raise invalid_value("--position-columns", "5 columns (thumb, index, middle, ring, little), got {} ({})".format(
             len(pos), ", ".join(column_label(c, names) for c in pos)))
@@ -264,3 +270,43 @@ def import_npz(
             repetitions=arrays.get(repetitions_key), units=units, source=path, class_names=class_names,
             metadata=meta,
         )
+
+
+def import_npy(
+    path: str,
+    *,
+    fs_hz: float,
+    signal_kind: str = "emg",
+    channels_first: bool = False,
+    units: str = "",
+    class_names: Optional[Sequence[str]] = None,
+    mains_hz: Optional[float] = None,
+) -> Recording:
+    """Import one array saved with ``numpy.save``: the samples, shape (n_samples, n_channels), or (n_samples,).
+
+    Parameters
+    ----------
+    channels_first : bool
+        The array is (n_channels, n_samples).
+    mains_hz : {50, 60}, optional
+        Mains frequency where it was recorded, recorded in the session.
+    """
+    meta = _mains(mains_hz)
+    if not os.path.exists(path):
+        raise FileNotFoundError("No .npy file at {!r}".format(path))
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise InvalidValueError("{!r} is not a NumPy .npy array of numbers ({})".format(
+            path, str(e).split(". ")[0])) from None
+    if not isinstance(x, np.ndarray):
+        raise InvalidValueError("{!r} is a .npz archive; import it with: neurohand import npz".format(path))
+    if x.dtype.kind not in "biuf":
+        raise InvalidValueError("{!r} holds {} values; expected numbers".format(path, x.dtype))
+    x = x[:, None] if x.ndim == 1 else (x.T if channels_first else x)
+    if x.ndim == 2 and x.shape[0] < x.shape[1]:
+        raise InvalidValueError("{!r} has shape {}: fewer samples than channels; if each row is a channel, pass "
+                                "--channels-first".format(path, x.shape[::-1] if channels_first else x.shape))
+    return _build(np.asarray(x, dtype=np.float32), fs_hz=fs_hz, signal_kind=signal_kind, labels=None,
+                  positions=None, repetitions=None, units=units, source=path, class_names=class_names,
+                  metadata=meta)
