@@ -12,9 +12,9 @@ Layout::
 The **contract** is what the model expects of its input and what it outputs: sample rate, channel count and names,
 signal kind, feature configuration and its frame timing at that rate (``frame_timing``: hop and window in samples and
 their exact milliseconds; bundles exported before it have none and still load), normalisation statistics, the running
-feature adaptation and its prior (:mod:`decoder.adaptation`; null for models trained without it), class names,
-recurrent cell and state shapes, model version and training metrics. :meth:`Bundle.check_source` refuses a signal
-source that does not match it.
+feature adaptation and its prior (:mod:`decoder.adaptation`; null for models trained without it), class names, a
+gesture model's grips (:mod:`decoder.grips`), recurrent cell and state shapes, model version and training metrics.
+:meth:`Bundle.check_source` refuses a signal source that does not match it.
 """
 
 import hashlib
@@ -29,6 +29,7 @@ from .adaptation import FeatureAdapter
 from .errors import InvalidValueError
 from .feature_config import FeatureConfig
 from .features import FeatureExtractor
+from .grips import GripTable, grip_table_from_contract
 from .postprocess import PostConfig, check_smoothing_ms
 
 SCHEMA_VERSION = 4
@@ -136,6 +137,7 @@ class Bundle:
             bundle_check.check_frame_timing(contract, extractor.hop_samples, extractor.window_samples)
             self._hop_samples = extractor.hop_samples
             self.post_config()  # a post-processing choice the device cannot apply is refused on loading
+            self._grips = self._load_grips()
         except BundleError:
             raise
         except (InvalidValueError, KeyError, TypeError, ValueError) as e:
@@ -187,6 +189,22 @@ class Bundle:
         if "smoothing_ms" not in post:
             return PostConfig()
         return PostConfig(smoothing_ms=check_smoothing_ms("post.smoothing_ms", post["smoothing_ms"]))
+
+    def grip_table(self) -> Optional[GripTable]:
+        """Return what each class does to the hand (:mod:`decoder.grips`), for a gesture model exported with grips.
+
+        None for a model that decodes finger positions, and for a gesture model exported before grips (it holds the
+        safe posture; re-export it to move the hand).
+        """
+        return self._grips
+
+    def _load_grips(self) -> Optional[GripTable]:
+        if "grips" not in self.contract:
+            return None
+        if self.contract["model"].get("positions", True):
+            raise InvalidValueError("the contract has 'grips' but the model decodes finger positions; grips are for "
+                                    "gesture (class-only) models")
+        return grip_table_from_contract(self.contract["grips"], self.class_names)
 
     def file(self, name: str) -> str:
         """Path of a file in the bundle."""

@@ -59,6 +59,9 @@ class DecodedFrames(NamedTuple):
         untrained head outputs.
     frame_end_samples : np.ndarray, shape (n_frames,), int64
         Index of each frame's last sample, counted from the stream's first sample since its last reset.
+    grip_classes : np.ndarray, shape (n_frames,), int64
+        A gesture model with grips: the class whose grip each command moves to (-1: none chose one yet, the hold
+        posture); -1 for every other model.
     """
 
     positions: np.ndarray
@@ -66,6 +69,7 @@ class DecodedFrames(NamedTuple):
     class_probabilities: np.ndarray
     commands: np.ndarray
     frame_end_samples: np.ndarray
+    grip_classes: np.ndarray
 
 
 @dataclass
@@ -76,6 +80,7 @@ class Stream:
     adaptation: Optional[AdaptationState]
     engine: Any
     post: PostState
+    grip_class: int = -1  # a gesture model's current grip (-1: none yet)
 
     @property
     def n_samples(self) -> int:
@@ -95,9 +100,10 @@ class StreamDecoder:
     post : PostConfig, optional
         Post-processing of the commands (default: the bundle's, :meth:`Bundle.post_config`).
     hold_posture : sequence of 5 float, optional
-        The commands of a class-only model (contract ``model.positions`` false): its position head is untrained, so
-        its positions never reach the hand (default :data:`~neurohand.decoder.postprocess.SAFE_POSTURE`; the
-        runtime passes its sink's safe posture).
+        Where a class-only model (contract ``model.positions`` false) holds the hand: its position head is
+        untrained, so its positions never reach the hand (default :data:`~neurohand.decoder.postprocess.SAFE_POSTURE`;
+        the runtime passes its sink's safe posture). With grips (:meth:`Bundle.grip_table`) it holds there until a
+        class confidently chooses a grip, then moves to each grip chosen.
     **engine_options
         Passed to the engine (``threads`` for onnxruntime, ``fp16`` for TensorRT).
     """
@@ -106,6 +112,7 @@ class StreamDecoder:
                  hold_posture: Optional[Any] = None, **engine_options: Any) -> None:
         self.bundle = bundle
         self.drives_fingers = bool(bundle.contract["model"].get("positions", True))
+        self.grips = None if self.drives_fingers else bundle.grip_table()
         self.hold_posture = np.asarray(SAFE_POSTURE if hold_posture is None else hold_posture, float)
         self.engine = create_engine(bundle, engine, **engine_options)
         self.extractor = bundle.feature_extractor()
@@ -133,6 +140,7 @@ class StreamDecoder:
         """
         stream.features = self.extractor.new_state()
         stream.engine = self.engine.new_state()
+        stream.grip_class = -1  # a grip is chosen again, from fresh decoding
         last = stream.post.command if command is None else np.array(command, float)
         stream.post = PostState(command=None if last is None else np.array(last, float))
 
@@ -165,13 +173,21 @@ class StreamDecoder:
         logits = np.empty((n, self.n_classes))
         probabilities = np.empty((n, self.n_classes))
         commands = np.empty((n, 5))
+        grip_classes = np.full(n, -1, np.int64)
         for i, f in enumerate(frames):
             out, stream.engine = self.engine.step(stream.engine, f)
             if not (np.all(np.isfinite(out.positions)) and np.all(np.isfinite(out.class_logits))):
                 raise DecodeFault("engine", "the decoder produced non-finite outputs")
             positions[i], logits[i] = out.positions, out.class_logits
             probabilities[i] = out.class_probabilities()
-            target = out.positions if self.drives_fingers else self.hold_posture
+            if self.drives_fingers:
+                target = out.positions
+            elif self.grips is None:
+                target = self.hold_posture
+            else:
+                stream.grip_class = self.grips.choose(probabilities[i], stream.grip_class)
+                grip_classes[i] = stream.grip_class
+                target = self.hold_posture if stream.grip_class < 0 else self.grips.postures[stream.grip_class]
             commands[i], stream.post = self.post.step(stream.post, target, float(rest_probability(probabilities[i])))
         return DecodedFrames(positions, logits, probabilities, commands,
-                             self.extractor.frame_end_samples(first, n))
+                             self.extractor.frame_end_samples(first, n), grip_classes)

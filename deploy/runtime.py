@@ -271,9 +271,29 @@ class Runtime:
         self.current_arrival = 0.0  # arrival time of the chunk being decoded
         self.last_probabilities: Optional[np.ndarray] = None
         self.class_names = bundle.class_names
-        if not self.decoder.drives_fingers:
-            self.log("class-only model (no finger positions were trained): the hand holds its safe posture; the "
-                     "classes drive keys and the log")
+        grips = self.decoder.grips
+        if not self.decoder.drives_fingers and grips is None:
+            self.log("class-only model exported without grips: the hand holds its safe posture (re-export it to give "
+                     "each class a grip); the classes drive keys and the log")
+        elif grips is not None:
+            self.log("gesture model: at probability {:g} or above a class moves the hand to its grip: {}".format(
+                grips.min_probability, "; ".join(grips.describe(self.class_names))))
+
+    def _frame_record(self, t: float, positions, probabilities, command, latency_ms: float, grip: int) -> dict:
+        """Return one frame of the log: the command, the most probable class, and the positions or the grip.
+
+        A model that decodes fingers logs its positions; a gesture model the grip its command moves to and the class
+        that chose it (``grip``: that class, -1: none yet, logged as null).
+        """
+        k = int(np.argmax(probabilities))
+        fr = {"t": t, "command": command.tolist(), "latency_ms": latency_ms, "class": self.class_names[k],
+              "probability": round(float(probabilities[k]), 4)}
+        if self.decoder.drives_fingers:
+            fr["positions"] = positions.tolist()
+        elif self.decoder.grips is not None:
+            fr["grip"] = None if grip < 0 else self.decoder.grips.grips[grip]
+            fr["grip_class"] = None if grip < 0 else self.class_names[grip]
+        return fr
 
     @property
     def astate(self):
@@ -402,8 +422,8 @@ class Runtime:
                     continue
                 chunk_end = self.stream.n_samples - 1  # the index of the chunk's last sample in the stream
                 diverged = False  # the post-processing ran ahead of what was sent (a clip, a frame skipped)
-                for pos, prob, cmd, end in zip(out.positions, out.class_probabilities, out.commands,
-                                               out.frame_end_samples):
+                for pos, prob, cmd, end, grip in zip(out.positions, out.class_probabilities, out.commands,
+                                                     out.frame_end_samples, out.grip_classes):
                     # the frame's last sample arrived before the chunk's last by the samples between them
                     frame_arrival = arrival - (chunk_end - int(end)) / self.bundle.fs_hz
                     now = self.clock()
@@ -432,9 +452,7 @@ class Runtime:
                         self.stats.overruns += 1
                     self.stats.frames += 1
                     if self.record_frames or self.json_log is not None:
-                        k = int(np.argmax(prob))
-                        fr = {"t": done, "positions": pos.tolist(), "command": cmd.tolist(), "latency_ms": lat,
-                              "class": self.class_names[k], "probability": round(float(prob[k]), 4)}
+                        fr = self._frame_record(done, pos, prob, cmd, lat, int(grip))
                         if self.record_frames:
                             self.frames.append(fr)
                         if self.json_log is not None:

@@ -65,10 +65,13 @@ def test_a_class_only_model_never_sends_its_untrained_positions(short_rec, adapt
         rt = Runtime(b, RecordingSource(short_rec, chunk_samples=chunk(short_rec, b), fast=True), sink,
                      record_frames=True, config=RuntimeConfig(engine="numpy"))
         rt.run()
-        runs[name] = (np.array(sink.commands), np.array([f["positions"] for f in rt.frames]), rt)
-    cmd, pos, rt = runs["class-only"]
-    assert not rt.decoder.drives_fingers and runs["trained"][2].decoder.drives_fingers
-    # the head's outputs are far from the safe posture, and a model with positions sends them
+        runs[name] = (np.array(sink.commands), rt)
+    cmd, rt = runs["class-only"]
+    assert not rt.decoder.drives_fingers and runs["trained"][1].decoder.drives_fingers
+    assert rt.decoder.grips is None  # exported before grips
+    assert all("positions" not in f and "grip" not in f for f in rt.frames)  # its untrained positions are not logged
+    # the head's outputs (the same weights) are far from the safe posture, and a model with positions sends them
+    pos = np.array([f["positions"] for f in runs["trained"][1].frames])
     assert np.max(np.abs(pos - np.asarray(SAFE_POSTURE))) > 0.1
     assert np.max(np.abs(runs["trained"][0] - np.asarray(SAFE_POSTURE))) > 0.1
     # the class-only model's commands go straight to the safe posture (within the velocity limit) and stay there

@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import warnings
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from neurohand.decoder.bundle_check import CONTRACT_KEY, SCHEMA_KEY, WEIGHTS_KEY
 from neurohand.decoder.errors import InvalidValueError, NeurohandError
 from neurohand.decoder.feature_config import FeatureConfig
 from neurohand.decoder.filters import design_sos
+from neurohand.decoder.grips import MIN_PROBABILITY, GripTable, grip_table
 from neurohand.decoder.latency_defaults import DEFAULT_SMOOTHING_MS
 from neurohand.decoder.postprocess import check_smoothing_ms
 from neurohand.decoder.signature import SIGNATURE_FILE, sign_bundle
@@ -60,13 +61,16 @@ def _step_module(model):
 
 
 def contract_from(meta: Dict[str, Any], model_config: Dict[str, Any], *,
-                  smoothing_ms: Optional[float] = None) -> Dict[str, Any]:
-    """Build the bundle contract from a model folder's ``model.json`` (``smoothing_ms``: the post-processing's)."""
+                  smoothing_ms: Optional[float] = None, grips: Optional[GripTable] = None) -> Dict[str, Any]:
+    """Build the bundle contract from a model folder's ``model.json``.
+
+    ``smoothing_ms`` is the post-processing's, ``grips`` a gesture model's.
+    """
     from neurohand.training.model_dir import lead_ms_of  # torch: only when exporting
 
     vm = meta.get("val_metrics", {})
     fcfg = FeatureConfig.from_dict(meta["feature_config"])
-    return {
+    contract = {
         "fs_hz": meta["fs_hz"],
         "n_channels": meta["n_channels"],
         "channel_names": meta["channel_names"],
@@ -89,14 +93,41 @@ def contract_from(meta: Dict[str, Any], model_config: Dict[str, Any], *,
             "target_lead_ms": lead_ms_of(meta),  # what the network was trained to output
         },
     }
+    if grips is not None:
+        contract["grips"] = grips.to_contract()
+    return contract
+
+
+def load_grips(path: str, class_names: Sequence[str]) -> GripTable:
+    """Read a grips TOML file (:mod:`decoder.grips`): ``min_probability`` and a ``[classes]`` table."""
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib  # novermin - only on 3.11+, tomli before
+    else:  # pragma: no cover - Python 3.8-3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except FileNotFoundError:
+        raise InvalidValueError("--grips {}: no such file".format(path)) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise InvalidValueError("--grips {}: {}".format(path, e)) from None
+    extra = set(doc) - {"min_probability", "classes"}
+    if extra or not isinstance(doc.get("classes", {}), dict):
+        raise InvalidValueError("--grips {}: expected 'min_probability' and a [classes] table, got {}".format(
+            path, ", ".join(sorted(extra)) or "classes = {!r}".format(doc.get("classes"))))
+    return grip_table(class_names, overrides=doc.get("classes", {}),
+                      min_probability=doc.get("min_probability", MIN_PROBABILITY))
 
 
 def export_bundle(model_dir: str, out_dir: str, *, parity_frames: int = 200, tolerance: float = 1e-4,
-                  smoothing_ms: Optional[float] = None) -> Bundle:
+                  smoothing_ms: Optional[float] = None, grips: Optional[str] = None) -> Bundle:
     """Export ``model_dir`` (from ``neurohand train``) to the bundle folder ``out_dir``.
 
     ``smoothing_ms`` is the commands' smoothing the device applies (the contract's ``post``; default
-    :data:`~neurohand.decoder.latency_defaults.DEFAULT_SMOOTHING_MS`, 0 to 1000 ms).
+    :data:`~neurohand.decoder.latency_defaults.DEFAULT_SMOOTHING_MS`, 0 to 1000 ms). ``grips``: a gesture model's
+    (no finger positions trained) grips TOML file (:mod:`decoder.grips`); default: each class read by its name.
 
     Raises
     ------
@@ -114,6 +145,13 @@ def export_bundle(model_dir: str, out_dir: str, *, parity_frames: int = 200, tol
         check_smoothing_ms("smoothing_ms", smoothing_ms)
     model, meta = load_model_dir(model_dir)
     cfg = model.config
+    if cfg.positions:
+        if grips is not None:
+            raise InvalidValueError("--grips is for a gesture model (classes only); {!r} decodes finger "
+                                    "positions".format(model_dir))
+        table = None
+    else:
+        table = grip_table(meta["class_names"]) if grips is None else load_grips(grips, meta["class_names"])
     weights = numpy_weights(model)
     bad = sorted(k for k, v in weights.items() if not np.all(np.isfinite(v)))
     if bad:  # before anything is written: such a model outputs NaN on every frame
@@ -147,7 +185,7 @@ def export_bundle(model_dir: str, out_dir: str, *, parity_frames: int = 200, tol
                           dynamo=False, do_constant_folding=True)
     proto = onnx.load(onnx_path)
     onnx.checker.check_model(proto)
-    contract = contract_from(meta, cfg.to_dict(), smoothing_ms=smoothing_ms)
+    contract = contract_from(meta, cfg.to_dict(), smoothing_ms=smoothing_ms, grips=table)
     np.savez(os.path.join(out_dir, "weights.npz"), **weights)
     # the seal (decoder/bundle_check.py): the contract, the schema and the weights' hash inside the hashed graph
     del proto.metadata_props[:]
@@ -225,6 +263,9 @@ def register(sub) -> None:
                    "existing bundle is refused: a device may be decoding it)")
     p.add_argument("--sign", default=None, metavar="KEY", help="sign the bundle with this private key (from "
                    "'neurohand keygen'): a device with --trusted-keys decodes only signed bundles")
+    p.add_argument("--grips", default=None, metavar="TOML", help="a gesture model's grips: what each class does "
+                   "to the hand (default: read from the class names: rest, open, power, pinch, key, point, tripod; "
+                   "any other class holds)")
     p.add_argument("--smoothing-ms", type=float, default=None,
                    help="time constant of the commands' smoothing on the device, 0 to 1000 ms (0: none; default "
                         "{:g}); the velocity limit stays the runtime's".format(DEFAULT_SMOOTHING_MS))
@@ -238,11 +279,19 @@ def _export(args) -> int:
     if args.sign is not None and not os.path.isfile(args.sign):
         raise InvalidValueError("--sign {}: no such key file (make one with: neurohand keygen --out NAME)".format(
             args.sign))
-    b = export_bundle(args.model_dir, args.out, smoothing_ms=args.smoothing_ms)
+    b = export_bundle(args.model_dir, args.out, smoothing_ms=args.smoothing_ms, grips=args.grips)
     if args.sign is not None:
         print("signed {} with key {}".format(args.out, sign_bundle(args.out, args.sign)))
     m = b.contract["model"]
     print("wrote {}: {} {}x{}, {} features, {} classes, {} ch at {:g} Hz; parity with PyTorch checked".format(
         args.out, m["cell"].upper(), m["layers"], m["hidden"], m["n_features"], m["n_classes"], b.n_channels,
         b.fs_hz))
+    table = b.grip_table()
+    if table is not None:
+        print("grips (a class switches the grip at probability {:g} or above):".format(table.min_probability))
+        for line in table.describe(b.class_names):
+            print("  " + line)
+        if all(p is None for p in table.postures):
+            print("note: no class name reads as a grip, so the hand holds its posture; give --grips FILE (see "
+                  "docs/decoder-design.md, Grips)")
     return 0
