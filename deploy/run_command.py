@@ -35,6 +35,8 @@ def register(sub) -> None:
     p.add_argument("--live", action="store_true", help="terminal view: fingers, class, signal levels, latency")
     p.add_argument("--keys", default=None, help="keyboard/game control profile: a TOML file, or the name of one that "
                    "comes with neurohand (fps, shooter); with or without a hand")
+    p.add_argument("--outlet", default="none", help="lsl | lsl:NAME | none: also publish the commands and class "
+                   "probabilities as a Lab Streaming Layer stream (default name neurohand)")
     p.add_argument("--trusted-keys", default=None, help="folder of public keys (.pub from 'neurohand keygen'): decode "
                    "only a bundle signed by one of them (the service unit sets /etc/neurohand/trusted-keys)")
     p.add_argument("--allow-replay-into-hand", action="store_true",
@@ -60,6 +62,7 @@ def _run(args) -> int:
         print("bundle {} signed by trusted key {}".format(path, key_id), file=sys.stderr)
     bundle = Bundle(path)
     hand = parse_device_spec("--hand", args.hand, ("serial", "none"))
+    outlet = parse_device_spec("--outlet", "lsl:neurohand" if args.outlet == "lsl" else args.outlet, ("lsl", "none"))
     src_kind = parse_device_spec("--source", args.source or "sim", ("sim", "replay", "serial", "lsl")).kind
     if hand.kind != "none" and src_kind in ("sim", "replay") and not args.allow_replay_into_hand:
         raise InvalidValueError("Refusing to drive the hand on {} from {!r}: a recording or the simulator only moves "
@@ -77,11 +80,28 @@ def _run(args) -> int:
         sink.close()
         raise
     source = open_source(spec, chunk_samples=bundle.hop_samples, fast=args.fast)
-    if args.keys:
-        from .keys_sink import KeysSink, MultiSink
+    extra = []
+    try:
+        if args.keys:
+            from .keys_sink import KeysSink
 
-        keys = KeysSink(args.keys, bundle.class_names)
-        sink = keys if args.hand == "none" else MultiSink([sink, keys])
+            extra.append(KeysSink(args.keys, bundle.class_names))
+        if outlet.kind == "lsl":
+            from .lsl_outlet import STREAM_TYPE, LslOutletSink
+
+            extra.append(LslOutletSink(outlet.target, class_names=bundle.class_names,
+                                       frame_rate_hz=1000.0 / bundle.feature_config.hop_ms))
+            extra[-1].safe_posture = sink.safe_posture  # it publishes what the hand is sent
+            print("publishing the LSL stream {!r} (type {}): 5 commands and {} class probabilities a frame".format(
+                outlet.target, STREAM_TYPE, len(bundle.class_names)), file=sys.stderr)
+    except BaseException:
+        for device in [sink, source] + extra:
+            device.close()
+        raise
+    if extra:
+        from .keys_sink import MultiSink
+
+        sink = MultiSink(extra if hand.kind == "none" and args.keys else [sink] + extra)
     view = None
     if args.live:  # drawn by its own process, forked here before any engine or decoding thread exists
         from .live_view import LiveView
