@@ -122,6 +122,9 @@ def _run(args) -> int:
     print("engine {}: {} frames, latency median {:.2f} ms, p99 {:.2f} ms, overruns {}, faults {}{}".format(
         rt.engine.name, s["frames"], s["latency_ms"]["median"], s["latency_ms"]["p99"], s["overruns"], s["faults"],
         "; log: {} lines dropped ({})".format(s["log_dropped_lines"], args.log) if s["log_dropped_lines"] else ""))
+    for device in getattr(sink, "sinks", [sink]):
+        if isinstance(device, HandSink):
+            print(device.report())
     return 0
 
 

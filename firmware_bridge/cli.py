@@ -27,10 +27,13 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--seed", type=int, default=0, help="the patient (default 0)")
     p.set_defaults(func=_simulate)
 
-    h = sub.add_parser("sim-hand", help="run a simulated hand on a pseudo-terminal (prints its port)",
+    h = sub.add_parser("sim-hand", help="run a simulated hand on a pseudo-terminal (prints its port, then shows it)",
                        description="Open a pseudo-terminal, print its path, and behave like the hand's firmware: "
-                       "protocol v1, speed-limited fingers, STATUS at 20 Hz, 200 ms watchdog to the safe posture.")
+                       "protocol v1, speed-limited fingers, STATUS at 20 Hz, 200 ms watchdog to the safe posture. "
+                       "On a terminal it then shows the fingers, its state and faults live; otherwise a line each "
+                       "time the state or the faults change.")
     h.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
+    h.add_argument("--quiet", action="store_true", help="print only the port")
     h.set_defaults(func=_sim_hand)
 
     i = sub.add_parser("sim-interface", help="stream the simulator or a recording as SAMPLES on a pseudo-terminal",
@@ -91,7 +94,7 @@ def _sim_hand(args: argparse.Namespace) -> int:
 
     if args.seconds is not None:
         check_positive("--seconds", args.seconds)
-    return main_sim_hand(args.seconds)
+    return main_sim_hand(args.seconds, view=not args.quiet)
 
 
 def _sim_interface(args: argparse.Namespace) -> int:

@@ -53,6 +53,9 @@ class HandLink:
         self.last_status_time = 0.0
         self.reconnects = 0
         self.write_errors = 0
+        self.commands_sent = 0  # SET_POSITIONS written
+        self.status_received = 0
+        self.last_command: Optional[np.ndarray] = None  # the last positions written (0..1, on the wire's grid)
         self.last_error: Optional[str] = None
         self.open_error: Optional[str] = None  # why the port last failed to open, one phrase
         self.answer_timeout_s = answer_timeout_s
@@ -118,7 +121,12 @@ class HandLink:
         """Command finger positions in 0..1 (clipped); False when the link is down."""
         if not self.ensure_open():
             return False
-        return self._write(SetPositions.from_unit(positions))
+        msg = SetPositions.from_unit(positions)
+        if not self._write(msg):
+            return False
+        self.commands_sent += 1
+        self.last_command = np.asarray(msg.positions, float) / 1000.0
+        return True
 
     def heartbeat(self) -> bool:
         """Tell the hand the host is alive without moving it."""
@@ -155,6 +163,7 @@ class HandLink:
             if isinstance(msg.body, Status):
                 self.last_status = msg.body
                 self.last_status_time = now
+                self.status_received += 1
             elif isinstance(msg.body, Hello):
                 if msg.body.role == Role.HAND:
                     self.hand_hello, self.wrong_role = msg.body, None

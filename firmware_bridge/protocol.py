@@ -83,6 +83,19 @@ class Fault:
     BAD_FRAMES = 1 << 4  # corrupted frames were received since the last STATUS
 
 
+def state_name(state: int) -> str:
+    """Return a STATUS state as a word: 'running', 'safe', 'stopped' (or 'state N')."""
+    return {HandState.RUNNING: "running", HandState.SAFE: "safe", HandState.STOPPED: "stopped"}.get(
+        state, "state {}".format(state))
+
+
+def fault_names(bits: int) -> List[str]:
+    """Return the fault bits of a STATUS as words: ``['watchdog', 'bad frames']`` (unknown bits as 'bit N')."""
+    names = {Fault.WATCHDOG: "watchdog", Fault.ESTOP: "emergency stop", Fault.OVERCURRENT: "overcurrent",
+             Fault.LOW_BATTERY: "low battery", Fault.BAD_FRAMES: "bad frames"}
+    return [names.get(1 << k, "bit {}".format(k)) for k in range(16) if bits & (1 << k)]
+
+
 class ProtocolError(InvalidValueError):
     """A message cannot be built or its payload is malformed."""
 

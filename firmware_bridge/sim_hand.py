@@ -132,16 +132,25 @@ class SimHand(PtyDevice):
             last = now
 
 
-def main_sim_hand(seconds: Optional[float] = None) -> int:
-    """``neurohand sim-hand``: print the port path and run until Ctrl-C (or ``seconds``)."""
+def main_sim_hand(seconds: Optional[float] = None, *, view: bool = True) -> int:
+    """``neurohand sim-hand``: print the port path, then show the hand until Ctrl-C (or ``seconds``).
+
+    The first line of the output is the port, whatever follows: a live view on a terminal, a line per change of state
+    or faults elsewhere, nothing with ``view=False``.
+    """
+    from .sim_hand_view import watch
+
     hand = SimHand()
     print(hand.port, flush=True)
     hand.start()
     try:
-        if seconds is None:
+        if view:
+            watch(hand, port=hand.port, seconds=seconds)
+        elif seconds is None:
             while True:
                 time.sleep(3600)
-        time.sleep(seconds)
+        else:
+            time.sleep(seconds)
     except KeyboardInterrupt:
         pass
     finally:
