@@ -33,6 +33,7 @@ COMMANDS = (
     ("neurohand.training.export", ("export",)),
     ("neurohand.deploy.device_commands", ("build-engine", "verify", "doctor")),
     ("neurohand.deploy.signing_commands", ("keygen", "sign")),
+    ("neurohand.deploy.service_command", ("service",)),
     ("neurohand.deploy.run_command", ("keys", "run")),
     ("neurohand.bench", ("bench",)),
 )

@@ -279,6 +279,19 @@ def test_the_pipeline_bench_runs_on_the_device_python(venv, work, bundles, sessi
     assert ("a bundle folder is needed on Python 3.6" if name == "py36" else "neurohand[train]") in r.stderr
 
 
+def test_the_service_unit_is_written_for_the_device_python(venv, work):
+    """``neurohand service install`` on the device: the unit starts this venv's neurohand."""
+    import shlex
+
+    name, python = venv
+    neurohand = os.path.join(os.path.dirname(python), "neurohand")
+    r = run_in([neurohand, "service", "install", "--patient", "P1", "--print"], work)
+    assert r.returncode == 0, r.stderr
+    (line,) = [ln for ln in r.stdout.splitlines() if ln.startswith("ExecStart=")]
+    argv = shlex.split(line[len("ExecStart="):])
+    assert argv[0] == neurohand and argv[1] == "run", argv
+
+
 def test_a_signed_bundle_is_verified_on_the_device_python(venv, work, bundles, session, tmp_path):
     """The device's cryptography (40.0.2 on 3.6) verifies a desktop signature; a change after signing is refused."""
     import shutil
