@@ -20,17 +20,7 @@ def quality_table(report: Dict[str, Any]):
 
 
 def metrics_table(results: Dict[str, Dict[str, Any]], title: str, *, deployed: Optional[str] = None):
-    """Return the decoders' metrics side by side as a rich table, in the report's words and units."""
-    from rich.table import Table
+    """Return the decoders' metrics side by side: the table every command prints (``training.summary``)."""
+    from neurohand.training.summary import scores_table
 
-    t = Table(title=title)
-    t.add_column("decoder", no_wrap=True)
-    for header in ("finger R² (0-1)", "Pearson r", "position error (% of flexion)", "delay (ms)",
-                   "class accuracy (%)", "class F1"):
-        t.add_column(header, justify="right")
-    formats = (("r2_mean", "{:.2f}", 1), ("pearson_r_mean", "{:.2f}", 1), ("rmse_mean", "{:.1f}", 100),
-               ("delay_ms", "{:.0f}", 1), ("accuracy", "{:.0f}", 100), ("macro_f1", "{:.2f}", 1))
-    for name, r in results.items():
-        t.add_row(name + (" (deployed)" if name == deployed else ""),
-                  *["-" if r.get(k) is None else f.format(r[k] * scale) for k, f, scale in formats])
-    return t
+    return scores_table(results, title=title, deployed=deployed)

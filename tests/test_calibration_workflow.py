@@ -147,15 +147,15 @@ def test_yes_rejects_a_model_worse_than_wiener_and_says_why(tmp_path, protocol_f
 def test_the_accept_default_follows_the_verdict(tmp_path, protocol_file):
     from neurohand.calibration.workflow import accept_default
 
-    ready = {"ready": True, "summary": "ready: finger R^2 0.91", "reasons": []}
-    worse = {"ready": False, "summary": "not ready: finger R^2 0.40 is worse than wiener's 0.89",
-             "reasons": ["finger R^2 0.40 is worse than wiener's 0.89"]}
+    ready = {"ready": True, "summary": "ready: finger R² 0.91", "reasons": []}
+    worse = {"ready": False, "summary": "not ready: finger R² 0.40 is worse than wiener's 0.89",
+             "reasons": ["finger R² 0.40 is worse than wiener's 0.89"]}
     console = quiet()
     assert accept_default(ready, options(tmp_path, protocol_file), console) == "accept"
     assert accept_default(worse, options(tmp_path, protocol_file), console, current="v002") == "reject"
     assert accept_default(worse, options(tmp_path, protocol_file, accept_worse=True), console) == "accept"
     text = console.file.getvalue()
-    assert "not ready: finger R^2 0.40 is worse than wiener's 0.89" in text
+    assert "not ready: finger R² 0.40 is worse than wiener's 0.89" in text
     assert "The default is to reject: the patient keeps v002" in text
 
 

@@ -44,7 +44,7 @@ def test_models_is_a_table_with_metrics_sessions_and_bundle_paths(tmp_path, bund
     store.accept(bundle_dir, metrics={"test_repetition_r2_mean": 0.812, "test_repetition_accuracy": 0.9,
                                       "wiener_r2_mean": 0.75, "kalman_r2_mean": 0.7},
                  sessions=[str(tmp_path / "20261201-101500.h5")], notes="calibrated from scratch", decoder="gru",
-                 verdict="ready: finger R^2 0.81, class accuracy 0.90")
+                 verdict="ready: finger R² 0.81, class accuracy 0.90")
     store.accept(bundle_dir, metrics={"test_repetition_r2_mean": 0.85}, sessions=[str(tmp_path / "day2-recal.h5")],
                  notes="recalibrated from v001")
     store.rollback("v001")

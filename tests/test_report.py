@@ -54,7 +54,7 @@ def visible_text(doc):
 def test_the_report_starts_with_the_verdict_and_names_the_deployed_decoder(tmp_path):
     prev = ("v002", {"r2_mean": 0.87, "r2_per_finger": [0.8, 0.9, 0.9, 0.85, 0.9], "accuracy": 0.86})
     doc = open(make(tmp_path, [0.85, 0.9, 0.92, 0.91, 0.92], previous=prev), encoding="utf-8").read()
-    assert visible_text(doc).startswith("ready: finger R^2 0.90, class accuracy 0.90; better than v002 by 0.03")
+    assert visible_text(doc).startswith("ready: finger R² 0.90, class accuracy 0.90; better than v002 by 0.03")
     assert "<title>ready: " in doc
     assert "gru &#9664; deployed" in doc and html.escape("becomes patient P1's model if accepted") in doc
     assert "current version, on the same test data" in doc and "v002 R² (current)" in doc
@@ -70,7 +70,7 @@ def test_the_report_starts_with_the_verdict_and_names_the_deployed_decoder(tmp_p
 def test_a_failing_finger_is_marked_and_coloured(tmp_path):
     doc = open(make(tmp_path, [0.2, 0.9, 0.92, 0.91, 0.92], quality=None), encoding="utf-8").read()
     text = visible_text(doc)
-    assert text.startswith("not ready: thumb below R^2 0.50 (0.20)")
+    assert text.startswith("not ready: thumb below R² 0.50 (0.20)")
     assert "<th>thumb</th><td>0.20</td><td class='fail'>FAIL</td>" in doc
     assert "<th>index</th><td>0.90</td><td class='pass'>pass</td>" in doc
     hand = doc[doc.index("<svg"):doc.index("</svg>")]

@@ -162,14 +162,37 @@ def test_the_evaluate_table_shows_only_columns_with_values():
     console.print(results_table(classes_only, "test frames: 10"))
     text = console.export_text()
     assert "accuracy" in text and "macro F1" in text and "0.812" in text
-    assert "R2" not in text and "RMSE" not in text and "…" not in text
+    assert "R²" not in text and "RMSE" not in text and "…" not in text
     both = dict(classes_only, wiener={"r2_mean": 0.5, "pearson_r_mean": 0.7, "rmse_mean": 0.2, "delay_ms": 30.0})
-    console = Console(width=80, record=True)
+    console = Console(width=80, record=True)  # narrow: headers wrap, values are never cut
     console.print(results_table(both, "t"))
     text = console.export_text()
-    for header in ("decoder", "R2", "Pearson r", "RMSE", "delay ms", "accuracy", "macro F1"):
+    assert "…" not in text and " 30 " in text and "30.000" not in text and "0.812" in text  # the delay in whole ms
+    console = Console(width=120, record=True)
+    console.print(results_table(both, "t"))
+    text = console.export_text()
+    for header in ("decoder", "finger R²", "Pearson r", "RMSE (0..1)", "delay (ms)", "class accuracy", "macro F1"):
         assert header in text
-    assert "…" not in text
+
+
+def test_every_command_prints_scores_in_one_table():
+    """train, evaluate and calibrate printed three tables: 'R^2 / class accuracy / delay (ms)', 'R2 / accuracy /
+    delay ms' with '20.000', and 'R²' in percent."""
+    from rich.console import Console
+
+    from neurohand.calibration.tables import metrics_table
+    from neurohand.training.evaluate import results_table
+    from neurohand.training.summary import scores_table
+
+    scores = {"gru": {"r2_mean": 0.81234, "delay_ms": 20.0, "accuracy": 0.9},
+              "wiener": {"r2_mean": 0.7, "delay_ms": 40.0}, "lda": {"accuracy": 0.95}}
+    texts = []
+    for table in (scores_table(scores, title="t"), results_table(scores, "t"), metrics_table(scores, "t")):
+        console = Console(width=120, record=True)
+        console.print(table)
+        texts.append(console.export_text())
+    assert texts[0] == texts[1] == texts[2]
+    assert "finger R²" in texts[0] and "0.812*" in texts[0] and " 20 " in texts[0] and "0.950*" in texts[0]
 
 
 def test_training_files_with_differing_class_names_say_how_to_agree(day1):

@@ -12,7 +12,7 @@ BASELINES = {"wiener": {"r2_mean": 0.80, "accuracy": None}, "kalman": {"r2_mean"
 def test_a_model_better_than_everything_is_ready():
     d = decide(GOOD, BASELINES, {"r2_mean": 0.87, "accuracy": 0.86}, current_name="v002")
     assert d.accept and d.reasons == ()
-    assert d.summary == "ready: finger R^2 0.90, class accuracy 0.90; better than v002 by 0.03"
+    assert d.summary == "ready: finger R² 0.90, class accuracy 0.90; better than v002 by 0.03"
     assert d.finger_pass == (True,) * 5
 
 
@@ -21,15 +21,15 @@ def test_a_poorly_trained_gru_is_rejected_for_wiener():
     d = decide(poor, {"wiener": {"r2_mean": 0.89}, "kalman": {"r2_mean": 0.81}})
     assert not d.accept
     assert d.summary.startswith("not ready: ")
-    assert "finger R^2 0.40 is worse than wiener's 0.89" in d.reason
-    assert "thumb, index, ring, little below R^2 0.50" in d.reason
+    assert "finger R² 0.40 is worse than wiener's 0.89" in d.reason
+    assert "thumb, index, ring, little below R² 0.50" in d.reason
     assert d.finger_pass == (False, False, True, False, False)
 
 
 def test_a_slightly_worse_recalibration_is_rejected_and_ties_are_not():
     worse = dict(GOOD, r2_mean=0.89)
     d = decide(worse, BASELINES, {"r2_mean": 0.90, "accuracy": 0.90}, current_name="v001")
-    assert not d.accept and d.reason == "finger R^2 0.89 is worse than v001's 0.90"
+    assert not d.accept and d.reason == "finger R² 0.89 is worse than v001's 0.90"
     tie = dict(GOOD, r2_mean=0.898)  # within the stated tolerance (0.005): equal
     d = decide(tie, BASELINES, {"r2_mean": 0.90, "accuracy": 0.90}, current_name="v001")
     assert d.accept and d.summary.endswith("as good as v001 by 0.00")

@@ -39,23 +39,11 @@ def check_contract(meta: Dict[str, Any], recordings: Sequence[Recording], *, wha
                 other="re-import the training data with --class-names {} and train again"))
 
 
-RESULT_COLUMNS = (("r2_mean", "R2"), ("pearson_r_mean", "Pearson r"), ("rmse_mean", "RMSE"),
-                  ("delay_ms", "delay ms"), ("accuracy", "accuracy"), ("macro_f1", "macro F1"))
-"""Metrics of :func:`evaluate`'s results and their column headers."""
-
-
 def results_table(results: Dict[str, Dict[str, Any]], title: str):
-    """Return a ``rich`` table of ``results`` (decoder -> metrics), only the columns some decoder has a value in."""
-    from rich.table import Table
+    """Return the ``rich`` table of ``results`` (decoder -> metrics): :func:`training.summary.scores_table`."""
+    from .summary import scores_table
 
-    cols = [(k, h) for k, h in RESULT_COLUMNS if any(r.get(k) is not None for r in results.values())]
-    t = Table(title=title)
-    t.add_column("decoder", min_width=max([7] + [len(n) for n in results]))
-    for _, header in cols:
-        t.add_column(header, justify="right", min_width=len(header), no_wrap=True)
-    for name, r in results.items():
-        t.add_row(name, *["-" if r.get(k) is None else "{:.3f}".format(r[k]) for k, _ in cols])
-    return t
+    return scores_table(results, title=title)
 
 
 def evaluate(model_dir: str, recordings: Sequence[Recording], *, report_dir: Optional[str] = None,

@@ -232,7 +232,7 @@ def fit(model: RecurrentDecoder, train_f: FrameSet, val_f: Optional[FrameSet], c
                     bad_epochs += 1
                 stop = bad_epochs >= schedule.patience and epoch >= schedule.min_epochs
                 bar.epoch_done("first phase, best val {} {:.3f} (epoch {})".format(
-                    "R2" if has_pos else "acc", best["score"], best["epoch"]))
+                    "finger R²" if has_pos else "class accuracy", best["score"], best["epoch"]))
             else:
                 bar.epoch_done()
             history.append(row)

@@ -155,8 +155,8 @@ class RecalibrationResult:
 
     @property
     def metric_label(self) -> str:
-        """The metric in words: ``'R^2'`` or ``'accuracy'``."""
-        return "R^2" if self.metric == "r2_mean" else "accuracy"
+        """The metric in words: ``'finger R²'`` or ``'class accuracy'``."""
+        return "finger R²" if self.metric == "r2_mean" else "class accuracy"
 
     def score_of(self, name: str) -> float:
         """Held-out score of ``'source'`` or a strategy."""

@@ -13,9 +13,11 @@ from .baselines import baseline_names
 from .data import FrameSet
 from .metrics import classification_metrics, decoder_summary, regression_metrics
 
-COLUMNS = (("r2_mean", "R^2"), ("pearson_r_mean", "Pearson r"), ("rmse_mean", "RMSE (0..1)"),
-           ("delay_ms", "delay (ms)"), ("accuracy", "class accuracy"), ("macro_f1", "macro F1"))
-"""The table's columns: the key in a decoder's record and its header."""
+COLUMNS = (("r2_mean", "finger R²", "{:.3f}"), ("pearson_r_mean", "Pearson r", "{:.3f}"),
+           ("rmse_mean", "RMSE (0..1)", "{:.3f}"), ("delay_ms", "delay (ms)", "{:.0f}"),
+           ("accuracy", "class accuracy", "{:.3f}"), ("macro_f1", "macro F1", "{:.3f}"))
+"""Every scores table's columns, for every command (train, evaluate, calibrate): the key in a decoder's record, its
+header and its format."""
 
 
 def validation_scores(cell: str, recurrent: Mapping[str, Any], baselines: Mapping[str, Any], val_f: FrameSet,
@@ -47,28 +49,30 @@ def validation_scores(cell: str, recurrent: Mapping[str, Any], baselines: Mappin
     return out
 
 
-def scores_table(scores: Mapping[str, Mapping[str, Any]], *, title: Optional[str] = None):
-    """Return a rich table of ``scores`` (decoder -> record), with only the columns some decoder has.
+def scores_table(scores: Mapping[str, Mapping[str, Any]], *, title: Optional[str] = None, mark_best: bool = True,
+                 deployed: Optional[str] = None):
+    """Return the rich table of ``scores`` (decoder -> record) that every command prints.
 
-    The best value of each column is marked with ``*`` (highest, lowest for RMSE; the delay is not ranked).
+    Only the columns some decoder has a value in (:data:`COLUMNS`); values are never cut. With ``mark_best`` the
+    best value of each column is marked ``*`` (highest, lowest for RMSE; the delay is not ranked); ``deployed`` names
+    the decoder that would run on the device.
     """
     from rich.table import Table
 
-    cols = [(k, h) for k, h in COLUMNS if any(r.get(k) is not None for r in scores.values())]
+    cols = [c for c in COLUMNS if any(r.get(c[0]) is not None for r in scores.values())]
     best: Dict[str, float] = {}
-    for k, _ in cols:
+    for k, _, _ in cols:
         values = [r[k] for r in scores.values() if r.get(k) is not None]
-        if k != "delay_ms" and len(values) > 1:
+        if mark_best and k != "delay_ms" and len(values) > 1:
             best[k] = min(values) if k == "rmse_mean" else max(values)
     t = Table(title=title)
-    t.add_column("decoder")
-    for _, header in cols:
-        t.add_column(header, justify="right")
+    t.add_column("decoder", no_wrap=True, min_width=7)
+    for _, header, _ in cols:
+        t.add_column(header, justify="right", min_width=6)  # a narrow terminal wraps the header, never a value
     for name, r in scores.items():
         cells: List[str] = []
-        for k, _ in cols:
+        for k, _, fmt in cols:
             v = r.get(k)
-            text = "-" if v is None else ("{:.0f}".format(v) if k == "delay_ms" else "{:.3f}".format(v))
-            cells.append(text + ("*" if v is not None and best.get(k) == v else ""))
-        t.add_row(name, *cells)
+            cells.append("-" if v is None else fmt.format(v) + ("*" if best.get(k) == v else ""))
+        t.add_row(name + (" (deployed)" if name == deployed else ""), *cells)
     return t

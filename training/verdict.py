@@ -21,10 +21,10 @@ CLASS_BASELINES = ("lda",)
 class Thresholds:
     """What "ready" means, on the held-out repetition.
 
-    ``finger_r2``: every finger's R^2 at least this (0.5: the decoded position explains half of the finger's
+    ``finger_r2``: every finger's R² at least this (0.5: the decoded position explains half of the finger's
     movement; the thumb of NinaPro DB1 reaches 0.58). ``class_accuracy``: the fraction of frames whose movement
     class is right (0.8; LDA reaches 0.79 on NinaPro DB1, the recurrent decoder 0.84). ``tolerance``: differences
-    below it, in R^2 or accuracy, count as equal.
+    below it, in R² or accuracy, count as equal.
     """
 
     finger_r2: float = 0.5
@@ -97,12 +97,12 @@ def decide(candidate: Mapping[str, Any], baselines: Mapping[str, Mapping[str, An
         finger_pass = tuple(float(v) >= thresholds.finger_r2 for v in per_finger)
         failing = [f for f, ok in zip(FINGERS, finger_pass) if not ok]
         if failing:
-            reasons.append("{} below R^2 {:.2f} ({})".format(
+            reasons.append("{} below R² {:.2f} ({})".format(
                 ", ".join(failing), thresholds.finger_r2,
                 ", ".join("{:.2f}".format(float(v)) for v, ok in zip(per_finger, finger_pass) if not ok)))
     if acc is not None and acc < thresholds.class_accuracy:
         reasons.append("class accuracy {:.2f} below {:.2f}".format(acc, thresholds.class_accuracy))
-    for key, names, label in (("r2_mean", REGRESSION_BASELINES, "finger R^2"),
+    for key, names, label in (("r2_mean", REGRESSION_BASELINES, "finger R²"),
                               ("accuracy", CLASS_BASELINES, "class accuracy")):
         mine = _score(candidate, key)
         best = _best(baselines, names, key)
@@ -111,7 +111,7 @@ def decide(candidate: Mapping[str, Any], baselines: Mapping[str, Mapping[str, An
     better_than = ""
     if current is not None:
         deltas = []
-        for key, label in (("r2_mean", "finger R^2"), ("accuracy", "class accuracy")):
+        for key, label in (("r2_mean", "finger R²"), ("accuracy", "class accuracy")):
             mine, theirs = _score(candidate, key), _score(current, key)
             if mine is None or theirs is None:
                 continue
@@ -121,7 +121,7 @@ def decide(candidate: Mapping[str, Any], baselines: Mapping[str, Mapping[str, An
         if deltas and min(deltas) >= -tol:
             better_than = "; {} {} by {:.2f}".format(
                 "better than" if min(deltas) > tol else "as good as", current_name, max(min(deltas), 0.0))
-    scores = ", ".join(s for s in (None if r2 is None else "finger R^2 {:.2f}".format(r2),
+    scores = ", ".join(s for s in (None if r2 is None else "finger R² {:.2f}".format(r2),
                                    None if acc is None else "class accuracy {:.2f}".format(acc)) if s)
     if reasons:
         return Decision(False, "not ready: " + "; ".join(reasons), tuple(reasons), finger_pass)
