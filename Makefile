@@ -31,13 +31,13 @@ $(VENV)/.installed-train: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -e ".[train]"
 	touch $@
 
-# Every extra a user needs: training and reports, the keyboard sink, Lab Streaming Layer sources.
+# Every extra a user needs: training and reports, the keyboard sink, Lab Streaming Layer, NWB files.
 $(VENV)/.installed-user: $(VENV)/.installed-train
-	$(BIN)/pip install -e ".[train,keys,lsl]"
+	$(BIN)/pip install -e ".[train,keys,lsl,nwb]"
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed-user
-	$(BIN)/pip install -e ".[train,keys,lsl,test]"
+	$(BIN)/pip install -e ".[train,keys,lsl,nwb,test]"
 	touch $@
 
 install: $(VENV)/.installed-user

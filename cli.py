@@ -26,7 +26,7 @@ from neurohand.decoder.errors import NeurohandError
 COMMANDS = (
     ("neurohand.demo", ("demo",)),
     ("neurohand.firmware_bridge.cli", ("simulate", "sim-hand", "sim-interface")),
-    ("neurohand.training.data_cli", ("import", "inspect")),
+    ("neurohand.training.data_cli", ("import", "inspect", "export-session")),
     ("neurohand.calibration.cli", ("calibrate", "models")),
     ("neurohand.training.cli", ("train", "pretrain", "evaluate")),
     ("neurohand.training.recal_cli", ("recalibrate",)),
@@ -41,7 +41,7 @@ COMMAND_MODULES = tuple(module for module, _ in COMMANDS)
 
 # Modules of the optional extras (pyproject.toml), and the extra that installs each.
 OPTIONAL_MODULES = {"torch": "train", "onnx": "train", "safetensors": "train", "sklearn": "train",
-                    "matplotlib": "train", "pynput": "keys", "pylsl": "lsl"}
+                    "matplotlib": "train", "pynput": "keys", "pylsl": "lsl", "pynwb": "nwb"}
 
 
 def module_of(command: str) -> Optional[str]:

@@ -1,4 +1,4 @@
-"""Subcommands for data sets: ``import`` (real recordings to session files) and ``inspect``."""
+"""Subcommands for data sets: ``import`` (recordings to session files), ``export-session`` (NWB) and ``inspect``."""
 
 import argparse
 import json
@@ -8,9 +8,10 @@ from neurohand.decoder.vocabulary import SIGNAL_KINDS
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
-    """Add ``import`` and ``inspect``."""
+    """Add ``import``, ``export-session`` and ``inspect``."""
     p = sub.add_parser("import", help="import a real recording into a session file",
-                       description="Convert NinaPro DB1, 3DC, CSV, NPZ or NPY recordings into neurohand session files.")
+                       description="Convert NinaPro DB1, 3DC, CSV, NPZ, NPY or NWB recordings into neurohand session "
+                       "files.")
     isub = p.add_subparsers(dest="format", metavar="FORMAT")
     isub.required = True
 
@@ -83,6 +84,35 @@ def register(sub: "argparse._SubParsersAction") -> None:
             g.add_argument("--positions-key", default=None, help="array of finger positions in 0..1, (n_samples, 5)")
             g.add_argument("--repetitions-key", default=None, help="array of repetition numbers per sample")
             g.set_defaults(func=_import_npz)
+
+    w = isub.add_parser("nwb", help="Neurodata Without Borders file (an ElectricalSeries, trials, behaviour)",
+                        description="Read an NWB file (the DANDI archive's format): an ElectricalSeries in "
+                        "acquisition (in microvolts), finger positions from a behaviour TimeSeries of 5 columns in "
+                        "0..1, movement labels from an intervals table; samples outside every interval are rest.")
+    w.add_argument("file", help="the .nwb file")
+    w.add_argument("--out", required=True, help="session file to write (.h5)")
+    w.add_argument("--series", default=None, help="the ElectricalSeries to read (needed when there are several)")
+    w.add_argument("--intervals", default="trials", help="the intervals table of labelled movements (default "
+                   "trials)")
+    w.add_argument("--label-column", default=None, help="its column naming the movement (default label, or its "
+                   "only other column)")
+    w.add_argument("--positions", default=None, help="the behaviour TimeSeries of finger positions (default "
+                   "finger_positions, when there)")
+    w.add_argument("--kind", default=None, choices=SIGNAL_KINDS, help="signal kind (default: what neurohand wrote, "
+                   "else emg)")
+    w.add_argument("--class-names", default=None, help="comma-separated class names in order, rest first (default: "
+                   "rest, then the labels as they first appear)")
+    w.add_argument("--mains-hz", type=float, default=None, choices=(50.0, 60.0), metavar="{50,60}",
+                   help="mains frequency where it was recorded, kept in the session")
+    w.set_defaults(func=_import_nwb)
+
+    e = sub.add_parser("export-session", help="write a session file in another format (NWB)",
+                       description="Write a session file as Neurodata Without Borders (NWB 2): the samples, the "
+                       "finger positions, labels as trials, repetitions, segments and cues; 'neurohand import nwb' "
+                       "reads it back exactly.")
+    e.add_argument("session", help="session file (.h5)")
+    e.add_argument("--nwb", required=True, help="the .nwb file to write")
+    e.set_defaults(func=_export_session)
 
     i = sub.add_parser("inspect", help="print the summary of a session file")
     i.add_argument("file", help="session file (.h5)")
@@ -191,6 +221,33 @@ def _import_npy(args: argparse.Namespace) -> int:
     return _import_files(args, lambda path, names: import_npy(
         path, fs_hz=fs_hz, signal_kind=args.kind, channels_first=args.channels_first, units=args.units,
         class_names=names, mains_hz=args.mains_hz))
+
+
+def _import_nwb(args: argparse.Namespace) -> int:
+    from .importers.nwb import import_nwb
+
+    return _write(import_nwb(args.file, series=args.series, intervals=args.intervals, label_column=args.label_column,
+                             positions=args.positions, signal_kind=args.kind,
+                             class_names=_class_names(args.class_names), mains_hz=args.mains_hz), args.out)
+
+
+def _export_session(args: argparse.Namespace) -> int:
+    from neurohand.decoder.session_file import read_recording
+
+    from .importers.nwb import export_nwb
+
+    rec = read_recording(args.session)
+    if os.path.exists(args.nwb):
+        from neurohand.decoder.errors import InvalidValueError
+
+        raise InvalidValueError("{} exists; give another --nwb file (nothing is overwritten)".format(args.nwb))
+    partial = args.nwb + ".partial.nwb"  # written whole, then renamed: a stop never leaves half a file under the name
+    export_nwb(rec, partial)
+    os.replace(partial, args.nwb)
+    print("wrote {}: {} samples x {} channels at {:g} Hz{}{}".format(
+        args.nwb, rec.n_samples, rec.n_channels, rec.fs_hz, ", finger positions" if rec.has_positions else "",
+        ", {} labelled movements".format(len(rec.class_names) - 1) if rec.labels is not None else ""))
+    return 0
 
 
 def _inspect(args: argparse.Namespace) -> int:
