@@ -42,6 +42,8 @@ COMMAND_MODULES = tuple(module for module, _ in COMMANDS)
 # Modules of the optional extras (pyproject.toml), and the extra that installs each.
 OPTIONAL_MODULES = {"torch": "train", "onnx": "train", "safetensors": "train", "sklearn": "train",
                     "matplotlib": "train", "pynput": "keys", "pylsl": "lsl", "pynwb": "nwb"}
+DESKTOP_EXTRAS = ("train", "nwb")
+"""Extras that need Python 3.8+ (torch, pynwb): on the device's Python a missing one names the desktop side."""
 
 
 def module_of(command: str) -> Optional[str]:
@@ -100,6 +102,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         extra = OPTIONAL_MODULES.get((e.name or "").split(".")[0])
         if extra is None:
             raise
+        if extra in DESKTOP_EXTRAS and sys.version_info < (3, 8):  # they do not install on the device's Python
+            print("neurohand {}: error: this command needs the desktop side: Python 3.8 or later with pip install "
+                  "'neurohand[{}]' ({} is missing; this is Python {}, the device's)".format(
+                      args.command, extra, e.name, platform.python_version()), file=sys.stderr)
+            return 2
         print("neurohand {}: error: {} is not installed; this command needs pip install 'neurohand[{}]'".format(
             args.command, e.name, extra), file=sys.stderr)
         return 2

@@ -156,6 +156,12 @@ def test_a_desktop_command_is_one_clear_line(venv, work, session):
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert ("needs Python 3.8 or later" if name == "py36" else "neurohand[train]") in r.stderr, r.stderr
+    # export imports nothing newer than 3.6 before onnx: on 3.6 the missing onnx must not send the user to an extra
+    # that cannot install there
+    r = run_in([neurohand, "export", os.path.join(work, "no-model"), "--out", os.path.join(work, "no-bundle")], work)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert ("needs the desktop side: Python 3.8 or later" if name == "py36" else "pip install 'neurohand[train]'") \
+        in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("engine", ["numpy", "onnxruntime"])
