@@ -68,3 +68,26 @@ def small_sim():
     from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 
     return simulate_recording(SimulatorConfig(minutes=0.5, n_channels=8, fs_hz=5000.0, seed=3))
+
+
+@pytest.fixture(scope="session")
+def c_hand_unbuildable():
+    """Why the reference firmware's pseudo-terminal hand cannot be built here ('' once it is built)."""
+    from tests.c_hand import build_c_hand
+
+    return build_c_hand()
+
+
+@pytest.fixture(params=["sim_hand.py", "C firmware"])
+def Hand(request, c_hand_unbuildable):  # noqa: N802 - a class, as SimHand is
+    """The hand the runtime's integration and safety tests drive: the Python simulator, then the reference firmware
+    in C (firmware_bridge/firmware) on its own pseudo-terminal; both must pass the same tests."""
+    if request.param == "sim_hand.py":
+        from neurohand.firmware_bridge.sim_hand import SimHand
+
+        return SimHand
+    if c_hand_unbuildable:
+        pytest.skip(c_hand_unbuildable)
+    from tests.c_hand import CHand
+
+    return CHand

@@ -69,10 +69,10 @@ def test_installed_wheel_imports_as_neurohand_outside_the_repository(wheel, tmp_
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make here")
 def test_make_install_sets_up_every_user_extra_without_running_anything(tmp_path):
-    """``make install`` (issue 20): a fresh machine's install installs train, keys and lsl and runs no demo."""
+    """``make install`` (issue 20): a fresh machine's install installs train, keys, lsl and nwb and runs no demo."""
     r = subprocess.run(["make", "-n", "-B", "install", "VENV={}".format(tmp_path / "venv")], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert any('pip install -e ".[train,keys,lsl]"' in ln for ln in lines), r.stdout
+    assert any('pip install -e ".[train,keys,lsl,nwb]"' in ln for ln in lines), r.stdout
     assert not any("neurohand demo" in ln or "-m pytest" in ln or "ruff" in ln for ln in lines), r.stdout

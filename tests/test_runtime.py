@@ -11,7 +11,7 @@ from neurohand.deploy.runtime import SAFE, HandSink, NoneSink, Runtime, RuntimeC
 from neurohand.deploy.sources import RecordingSource
 from neurohand.firmware_bridge.nerve_simulator import SimulatorConfig, simulate_recording
 from neurohand.firmware_bridge.protocol import HandState
-from neurohand.firmware_bridge.sim_hand import SimHand, track_following
+from neurohand.firmware_bridge.sim_hand import track_following
 
 
 @pytest.fixture
@@ -157,8 +157,8 @@ def test_faults_go_safe_within_100ms_and_recover(rec, bundle, fault, monkeypatch
     assert stats.state == "running"  # the cause cleared and the loop resumed by itself
 
 
-def test_hand_follows_decoded_commands_over_a_pty(rec, bundle):
-    with SimHand() as hand:
+def test_hand_follows_decoded_commands_over_a_pty(rec, bundle, Hand):
+    with Hand() as hand:
         sink = HandSink(hand.port)
         rt = Runtime(bundle, RecordingSource(rec, chunk_samples=chunk(rec, bundle), fast=False), sink,
                      config=RuntimeConfig(engine="onnxruntime", post=PostConfig(rest_gate=1.0)))
@@ -253,12 +253,12 @@ def test_flat_detector_matches_the_std_of_the_window_at_any_chunking(rng):
     assert flagged_at == 500  # 100 samples of a constant channel after it stopped at 400
 
 
-def test_end_to_end_interface_runtime_hand_over_two_ptys(rec, bundle):
+def test_end_to_end_interface_runtime_hand_over_two_ptys(rec, bundle, Hand):
     """Simulated interface -> runtime -> simulated hand, over pyserial on real pseudo-terminals."""
     from neurohand.firmware_bridge.interface_link import InterfaceSource
     from neurohand.firmware_bridge.sim_interface import SimInterface
 
-    with SimInterface(rec, corrupt_every=25) as iface, SimHand() as hand:
+    with SimInterface(rec, corrupt_every=25) as iface, Hand() as hand:
         src = InterfaceSource(iface.port)
         assert src.fs_hz == rec.fs_hz and src.n_channels == rec.n_channels
         sink = HandSink(hand.port)
@@ -373,10 +373,10 @@ def launch_run(rec, bundle, tmp_path, port):
                             stderr=subprocess.PIPE, text=True)
 
 
-def test_sigterm_to_neurohand_run_sends_the_safe_posture(rec, bundle, tmp_path):
+def test_sigterm_to_neurohand_run_sends_the_safe_posture(rec, bundle, tmp_path, Hand):
     import signal
 
-    with SimHand() as hand:
+    with Hand() as hand:
         proc = launch_run(rec, bundle, tmp_path, hand.port)
         try:
             wait = time.monotonic()
@@ -394,10 +394,10 @@ def test_sigterm_to_neurohand_run_sends_the_safe_posture(rec, bundle, tmp_path):
         assert "frames" in out
 
 
-def test_hand_link_closed_and_reopened_mid_run(rec, bundle):
+def test_hand_link_closed_and_reopened_mid_run(rec, bundle, Hand):
     import threading
 
-    with SimHand() as hand:
+    with Hand() as hand:
         sink = HandSink(hand.port)
         rt = Runtime(bundle, RecordingSource(rec, chunk_samples=chunk(rec, bundle)), sink,
                      config=RuntimeConfig(engine="numpy", post=PostConfig(rest_gate=1.0)))
@@ -407,10 +407,10 @@ def test_hand_link_closed_and_reopened_mid_run(rec, bundle):
         assert hand.commands_received > 150  # commands kept flowing after the reconnect
 
 
-def test_runtime_killed_with_sigkill_hand_watchdog_takes_over(rec, bundle, tmp_path):
+def test_runtime_killed_with_sigkill_hand_watchdog_takes_over(rec, bundle, tmp_path, Hand):
     import signal
 
-    with SimHand() as hand:
+    with Hand() as hand:
         proc = launch_run(rec, bundle, tmp_path, hand.port)
         try:
             t0 = time.monotonic()

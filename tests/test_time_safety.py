@@ -18,13 +18,14 @@ from neurohand.decoder.postprocess import PostConfig
 from neurohand.deploy.runtime import NoneSink, Runtime, RuntimeConfig
 from neurohand.deploy.sources import RecordingSource
 from neurohand.firmware_bridge.sample_clock import SampleClock
-from neurohand.firmware_bridge.sim_hand import SimHand
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def timed_commands(hand):
     """Record ``(monotonic time, positions in 0..1)`` of every SET_POSITIONS the hand receives."""
+    if hasattr(hand, "timed"):  # the C firmware's host build stamps them itself, on the same clock
+        return hand.timed
     got = []
     orig = hand._handle
 
@@ -182,12 +183,12 @@ def test_max_age_ms_is_checked(rec, bundle):
         RuntimeConfig(engine="cuda")
 
 
-def test_fast_never_drives_a_hand(rec, bundle, tmp_path):
+def test_fast_never_drives_a_hand(rec, bundle, tmp_path, Hand):
     from neurohand.decoder.session_file import write_recording
 
     session = str(tmp_path / "s.h5")
     write_recording(rec, session)
-    with SimHand() as hand:
+    with Hand() as hand:
         r = subprocess.run([sys.executable, "-m", "neurohand", "run", "--bundle", bundle.path, "--source",
                             "replay:" + session, "--hand", "serial:" + hand.port, "--allow-replay-into-hand",
                             "--fast"], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
@@ -198,11 +199,11 @@ def test_fast_never_drives_a_hand(rec, bundle, tmp_path):
 
 # ---------------------------------------------------------------- the issue's reproduction, by hand
 @pytest.mark.slow
-def test_neurohand_run_stopped_for_a_second_sends_no_stale_burst(rec, bundle, tmp_path):
+def test_neurohand_run_stopped_for_a_second_sends_no_stale_burst(rec, bundle, tmp_path, Hand):
     from neurohand.firmware_bridge.sim_interface import SimInterface
 
     log = str(tmp_path / "run.jsonl")
-    with SimInterface(rec, chunk_ms=5.0) as iface, SimHand() as hand:
+    with SimInterface(rec, chunk_ms=5.0) as iface, Hand() as hand:
         got = timed_commands(hand)
         proc = subprocess.Popen([sys.executable, "-m", "neurohand", "run", "--bundle", bundle.path, "--source",
                                  "serial:" + iface.port, "--hand", "serial:" + hand.port, "--engine", "numpy",
@@ -243,7 +244,7 @@ def test_neurohand_run_stopped_for_a_second_sends_no_stale_burst(rec, bundle, tm
 
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
-def test_neurohand_run_starved_of_cpu_sends_nothing_older_than_the_bound(rec, bundle, tmp_path):
+def test_neurohand_run_starved_of_cpu_sends_nothing_older_than_the_bound(rec, bundle, tmp_path, Hand):
     from neurohand.firmware_bridge.sim_interface import SimInterface
 
     core = sorted(os.sched_getaffinity(0))[0]
@@ -251,7 +252,7 @@ def test_neurohand_run_starved_of_cpu_sends_nothing_older_than_the_bound(rec, bu
     spin = "import os; os.sched_setaffinity(0, {%d})\nwhile True: pass" % core
     hogs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(3)]
     try:
-        with SimInterface(rec, chunk_ms=5.0) as iface, SimHand() as hand:
+        with SimInterface(rec, chunk_ms=5.0) as iface, Hand() as hand:
             got = timed_commands(hand)
             proc = subprocess.Popen(["taskset", "-c", str(core), sys.executable, "-m", "neurohand", "run", "--bundle",
                                      bundle.path, "--source", "serial:" + iface.port, "--hand", "serial:" + hand.port,
