@@ -26,7 +26,7 @@ static int failures, checks;
 /* ---- a HAL on buffers: bytes to read, bytes written, the last motor targets */
 static uint8_t rx[4096];
 static size_t rx_len, rx_pos;
-static uint8_t tx[16384];
+static uint8_t tx[4096];
 static size_t tx_len;
 static uint16_t motors[5];
 
