@@ -20,7 +20,7 @@ export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 DEVICE_VENVS := $(if $(wildcard $(PY36)),.venv-py36/.installed) $(if $(wildcard $(PY38)),.venv-py38/.installed)
 
-.PHONY: install demo test lint bench clean device-wheel device-venvs
+.PHONY: install demo test lint bench clean device-wheel device-venvs device-test-arm64
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -88,3 +88,8 @@ bench: $(VENV)/.installed-train
 
 clean:
 	rm -rf $(VENV) .venv-py36 .venv-py38 build dist *.egg-info demo_out
+
+# The device side on ARM64 (a Jetson's instruction set), emulated by qemu-user: a Debian 12 arm64 sysroot, a venv of
+# aarch64 wheels and the device wheel; the same decoding as here within 1e-5 (deploy/arm64/device_test.sh).
+device-test-arm64: $(DEVICE_WHEEL) $(VENV)/.installed-train
+	bash deploy/arm64/device_test.sh $(DEVICE_WHEEL) $(BIN)/python build/arm64
