@@ -137,6 +137,8 @@ def register_keys(sub) -> None:
     p.add_argument("--profile", required=True,
                    help="keyboard profile: a TOML file, or the name of one that comes with neurohand (fps, shooter)")
     p.add_argument("--check", action="store_true", help="validate the profile (with --bundle, its class names too)")
+    p.add_argument("--show", action="store_true", help="print the profile's TOML (a start for one of your own: "
+                   "neurohand keys --profile fps --show > mine.toml)")
     p.add_argument("--dry-run", action="store_true", help="decode --source and print the key events, pressing nothing")
     p.add_argument("--bundle", default=None, help="the bundle whose classes the profile binds")
     p.add_argument("--source", default=None, help="as for 'neurohand run' (default sim when it fits the bundle)")
@@ -150,6 +152,12 @@ def _keys(args) -> int:
 
     check_positive("--seconds", args.seconds)
 
+    if args.show:
+        from .keymap import profile_path
+
+        with open(profile_path(args.profile), encoding="utf-8") as f:
+            print(f.read(), end="")
+        return 0
     classes = Bundle(args.bundle).class_names if args.bundle else None
     prof = load_profile(args.profile, class_names=classes)
     if args.check or not args.dry_run:

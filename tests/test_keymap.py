@@ -203,3 +203,7 @@ def test_profiles_that_come_with_neurohand_are_named_and_a_missing_one_is_one_li
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No keyboard profile 'fsp': not a file, nor one of the profiles that come with " \
                                     "neurohand (fps, shooter)" in err
+    # a profile of one's own starts from a shipped one, wherever the install put it
+    assert main(["keys", "--profile", "fps", "--show"]) == 0
+    shown = capsys.readouterr().out
+    assert shown == open(profile_path("fps"), encoding="utf-8").read() and "[keys]" in shown
