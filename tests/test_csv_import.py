@@ -185,7 +185,9 @@ def test_repetition_zero_is_refused_unless_its_meaning_is_given(tmp_path, table,
     assert main(args + ["--repetition-zero", "shift"]) == 0
     rec = read_recording(str(tmp_path / "o.h5"))
     assert sorted(np.unique(rec.repetitions)) == [1, 2, 3] and "renumbered +1" in rec.metadata["notes"]
-    assert main(args + ["--repetition-zero", "none"]) == 0
+    assert main(args + ["--repetition-zero", "none"]) == 2  # a session file is never replaced unless told
+    assert "o.h5 already exists: import into a new file, or give --overwrite to replace it" in capsys.readouterr().err
+    assert main(args + ["--repetition-zero", "none", "--overwrite"]) == 0
     rec = read_recording(str(tmp_path / "o.h5"))
     assert sorted(np.unique(rec.repetitions)) == [0, 1, 2] and rec.summary()["repetitions"] == [1, 2]
 

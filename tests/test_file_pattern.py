@@ -105,8 +105,14 @@ def test_labels_that_are_words_need_a_map_and_repetitions_come_from_names(tmp_pa
             np.save(str(tmp_path / "{}_r{}.npy".format(g, rep)), np.full((100, 2), rep, np.float32))
     pattern = str(tmp_path / "{label}_r{repetition}.npy")
     rc, _, err = run(capsys, "import", "npy", pattern, "--fs-hz", "100", "--out", str(tmp_path / "o.h5"))
-    assert rc == 2 and "Invalid value for '--label-map': one when the file names' labels are not class numbers" in err
-    assert "'fist', 'open', 'rest'" in err
+    assert rc == 2 and "'--label-map': needed when the file names' labels are not class numbers" in err
+    assert "they are 'fist', 'open', 'rest'; list them in class order, rest first, e.g. --label-map rest,fist,open" \
+        in err
+    # class 0 is rest, where the decoder holds the hand: a map with rest elsewhere would hold it on a gesture
+    rc, _, err = run(capsys, "import", "npy", pattern, "--fs-hz", "100", "--out", str(tmp_path / "o.h5"),
+                     "--label-map", "fist,rest,open", "--repetition-zero", "shift")
+    assert rc == 2 and "Invalid value for '--label-map': rest first: class 0 is rest, where the decoder holds the " \
+                       "hand; 'rest' is class 1 in fist,rest,open" in err, err
     rc, _, err = run(capsys, "import", "npy", pattern, "--fs-hz", "100", "--out", str(tmp_path / "o.h5"),
                      "--label-map", "rest,fist,open")
     assert rc == 2 and "repetition 0 in the file name" in err and "--repetition-zero shift" in err
@@ -117,6 +123,31 @@ def test_labels_that_are_words_need_a_map_and_repetitions_come_from_names(tmp_pa
     assert rec.class_names == ("rest", "fist", "open")
     np.testing.assert_array_equal(rec.repetitions, np.repeat([1, 2], 300))
     np.testing.assert_array_equal(rec.labels, np.repeat([1, 2, 0, 1, 2, 0], 100))  # by repetition, then label
+
+
+def test_a_data_set_without_rest_gets_rest_as_class_0_and_out_names_only_sessions_or_subjects(tmp_path, capsys):
+    for g in ("fist", "open"):
+        np.save(str(tmp_path / "{}.npy".format(g)), np.ones((100, 2), np.float32))
+    pattern = str(tmp_path / "{label}.npy")
+    rc, _, err = run(capsys, "import", "npy", pattern, "--fs-hz", "100", "--out", str(tmp_path / "o.h5"),
+                     "--label-map", "fist,open")
+    assert rc == 0, err
+    rec = read_recording(str(tmp_path / "o.h5"))
+    assert rec.class_names == ("rest", "fist", "open")
+    np.testing.assert_array_equal(rec.labels, np.repeat([1, 2], 100))
+    rc, _, err = run(capsys, "import", "npy", pattern, "--fs-hz", "100", "--out", str(tmp_path / "o{label}.h5"),
+                     "--label-map", "fist,open")
+    assert rc == 2 and "Invalid value for '--out': {session} or {subject} (one session file each), got {label}" in err
+
+
+def test_a_bad_file_in_a_pattern_leaves_nothing_written(dataset, tmp_path, capsys):
+    raw, _ = dataset
+    with open(str(raw / "S0_D10_C2.csv"), "a") as f:
+        f.write("1 2\n")  # a short row in the last day's last file
+    rc, out, err = run(capsys, "import", "csv", str(raw / "S0_D{session}_C{label}.csv"), "--fs-hz", str(FS),
+                       "--out", str(tmp_path / "day{session}.h5"))
+    assert rc == 2 and "S0_D10_C2.csv" in err and "has 2 fields" in err, err
+    assert not [f for f in os.listdir(str(tmp_path)) if f.endswith(".h5")], out  # not even day 1 and day 2
 
 
 def test_files_of_one_session_must_agree(tmp_path, capsys):

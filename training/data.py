@@ -331,7 +331,9 @@ def validation_split(frames: FrameSet, *, fraction: float = 0.15) -> Tuple[Frame
     if len(reps) < 2:
         raise TrainingDataError(
             "Too little data for a validation split: found {} repetition(s) ({}); record at least 2 repetitions "
-            "of the protocol (3 or more recommended), or import the repetition column".format(len(reps), reps))
+            "of the protocol (3 or more recommended), or import the repetitions: a repetition column, {{repetition}} "
+            "in an import pattern, or several sessions imported into one file (each becomes a repetition)".format(
+                len(reps), reps))
     n_val = max(1, int(round(fraction * len(reps))))
     val_reps = reps[-n_val:]
     is_val = np.isin(frames.repetitions, val_reps)

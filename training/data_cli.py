@@ -18,12 +18,14 @@ def register(sub: "argparse._SubParsersAction") -> None:
     n = isub.add_parser("ninapro", help="NinaPro DB1 exercise .mat file")
     n.add_argument("file", help="e.g. S2_A1_E1.mat")
     n.add_argument("--out", required=True, help="session file to write (.h5)")
+    _overwrite_option(n)
     n.add_argument("--reps", default=None, help="repetitions to keep, e.g. 1-7 or 8,9,10 (default all)")
     n.set_defaults(func=_import_ninapro)
 
     t = isub.add_parser("3dc", help="3DC participant's train/ or test/ folder")
     t.add_argument("folder", help="a 3DC participant's train/ or test/ folder")
     t.add_argument("--out", required=True, help="session file to write (.h5)")
+    _overwrite_option(t)
     t.set_defaults(func=_import_3dc)
 
     helps = {"csv": "delimited text, one row per sample", "npz": "NumPy archive of named arrays",
@@ -38,6 +40,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
                        "{subject} in the file names (quote it)")
         g.add_argument("--out", required=True, help="session file to write (.h5); with a pattern it may name "
                        "{session} or {subject}: one session file each")
+        _overwrite_option(g)
         g.add_argument("--fs-hz", type=float, required=True, help="sample rate (required)")
         g.add_argument("--kind", default="emg", choices=SIGNAL_KINDS,
                        help="signal kind, selects the feature configuration (default emg)")
@@ -46,9 +49,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
                             "session: EMG features notch it (default: not recorded, 50 assumed)")
         g.add_argument("--units", default="", help="unit of the samples")
         g.add_argument("--class-names", default=None, help="comma-separated class names, rest first")
-        g.add_argument("--label-map", default=None, help="with {label} in a pattern: VALUE=NAME pairs in class "
-                       "order, rest first, e.g. 1=rest,2=power,3=open (default: the values are class numbers, "
-                       "0 = rest)")
+        g.add_argument("--label-map", default=None, help="with {label} in a pattern: the labels in class order, "
+                       "rest first: the names themselves (rest,fist,open) or VALUE=NAME pairs (1=rest,2=fist); "
+                       "without rest, rest becomes class 0 (default: the labels are class numbers, 0 = rest)")
         g.add_argument("--repetition-zero", default="error", choices=("error", "none", "shift"),
                        help="a repetition 0 (in a column or a file name): error (default; neurohand reads 0 as no "
                             "repetition, never held out), none (0 means no repetition) or shift (counted from 0: "
@@ -91,6 +94,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
                         "0..1, movement labels from an intervals table; samples outside every interval are rest.")
     w.add_argument("file", help="the .nwb file")
     w.add_argument("--out", required=True, help="session file to write (.h5)")
+    _overwrite_option(w)
     w.add_argument("--series", default=None, help="the ElectricalSeries to read (needed when there are several)")
     w.add_argument("--intervals", default="trials", help="the intervals table of labelled movements (default "
                    "trials)")
@@ -121,6 +125,21 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 
+def _overwrite_option(parser) -> None:
+    parser.add_argument("--overwrite", action="store_true", help="replace session files already there (without it "
+                        "an existing file is refused)")
+
+
+def _check_new(outs, overwrite: bool) -> None:
+    """Refuse to replace a session file unless told: nothing recorded is replaced by mistake."""
+    from neurohand.decoder.errors import InvalidValueError
+
+    there = [o for o in outs if os.path.exists(o)]
+    if there and not overwrite:
+        raise InvalidValueError("{} already exists: import into a new file, or give --overwrite to replace it".format(
+            there[0] if len(there) == 1 else "{} and {} more".format(there[0], len(there) - 1)))
+
+
 def _write(rec, out: str) -> int:
     from neurohand.decoder.session_file import write_recording
 
@@ -140,12 +159,14 @@ def _import_ninapro(args: argparse.Namespace) -> int:
     from .importers import import_ninapro
 
     reps = parse_index_ranges("--reps", args.reps) if args.reps else None
+    _check_new([args.out], args.overwrite)
     return _write(import_ninapro(args.file, reps=reps), args.out)
 
 
 def _import_3dc(args: argparse.Namespace) -> int:
     from .importers import import_3dc
 
+    _check_new([args.out], args.overwrite)
     return _write(import_3dc(args.folder), args.out)
 
 
@@ -178,6 +199,7 @@ def _import_files(args: argparse.Namespace, read) -> int:
                                 "pattern in FILE), got {!r}".format(args.out))
         if args.label_map:
             raise invalid_value("--label-map", "a pattern with {{label}} in FILE; {!r} is one file".format(args.file))
+        _check_new([args.out], args.overwrite)
         return _write(read(args.file, names), args.out)
     files = match_files(args.file)
     label_map = parse_label_map(args.label_map)
@@ -185,10 +207,12 @@ def _import_files(args: argparse.Namespace, read) -> int:
     if label_map is not None and not in_name:
         raise invalid_value("--label-map", "a pattern with {{label}} in it, got {!r}".format(args.file))
     split = groups(files, args.out)
+    _check_new([out for out, _ in split], args.overwrite)
     print("{} files match {}".format(len(files), args.file))
-    for out, group in split:
-        rec = combine(group, lambda p: read(p, None if in_name else names), label_map=label_map,
-                      class_names=names, repetition_zero=args.repetition_zero, source=args.file)
+    recs = [(out, combine(group, lambda p: read(p, None if in_name else names), label_map=label_map,
+                          class_names=names, repetition_zero=args.repetition_zero, source=args.file))
+            for out, group in split]  # every file read before any is written: a bad one leaves nothing half done
+    for out, rec in recs:
         _write(rec, out)
     return 0
 
@@ -226,6 +250,7 @@ def _import_npy(args: argparse.Namespace) -> int:
 def _import_nwb(args: argparse.Namespace) -> int:
     from .importers.nwb import import_nwb
 
+    _check_new([args.out], args.overwrite)
     return _write(import_nwb(args.file, series=args.series, intervals=args.intervals, label_column=args.label_column,
                              positions=args.positions, signal_kind=args.kind,
                              class_names=_class_names(args.class_names), mains_hz=args.mains_hz), args.out)
@@ -246,7 +271,11 @@ def _export_session(args: argparse.Namespace) -> int:
     os.replace(partial, args.nwb)
     print("wrote {}: {} samples x {} channels at {:g} Hz{}{}".format(
         args.nwb, rec.n_samples, rec.n_channels, rec.fs_hz, ", finger positions" if rec.has_positions else "",
-        ", {} labelled movements".format(len(rec.class_names) - 1) if rec.labels is not None else ""))
+        ", labels of {} classes besides rest".format(len(rec.class_names) - 1) if rec.labels is not None else ""))
+    if rec.units not in ("uV", "mV", "V"):
+        print("note: the samples are in {!r}, not volts: the ElectricalSeries says volts with conversion 1.0 (NWB "
+              "has no other unit for it); 'neurohand import nwb' reads them back as {!r}, other tools as volts".format(
+                  rec.units or "unknown units", rec.units))
     return 0
 
 

@@ -17,6 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from neurohand.decoder.errors import InvalidValueError
+from neurohand.decoder.grips import grip_for_name
 from neurohand.decoder.recording import CUE_DTYPE, INT16_MAX, Recording
 from neurohand.decoder.validation import invalid_value
 
@@ -116,18 +117,24 @@ def parse_label_map(text: Optional[str]) -> Optional[List[Tuple[str, str]]]:
 def _class_index(files: Sequence[MatchedFile], label_map, class_names) -> Tuple[Dict[str, int], Tuple[str, ...]]:
     values = sorted({f.fields["label"] for f in files}, key=_natural)
     if label_map is not None:
-        index = {v: i for i, (v, _) in enumerate(label_map)}
+        names = [n for _, n in label_map]
+        rest_at = [i for i, n in enumerate(names) if grip_for_name(n) == "rest"]
+        if rest_at and rest_at[0] != 0:
+            raise invalid_value("--label-map", "rest first: class 0 is rest, where the decoder holds the hand; {!r} "
+                                "is class {} in {}".format(names[rest_at[0]], rest_at[0], ",".join(names)))
+        first = 0 if rest_at else 1  # no rest in the data: class 0 is rest all the same, with no samples
+        index = {v: first + i for i, (v, _) in enumerate(label_map)}
         missing = [v for v in values if v not in index]
         if missing:
             raise invalid_value("--label-map", "a class for every label in the file names; {} {} not in it (it maps "
                                 "{})".format(", ".join(repr(v) for v in missing), "is" if len(missing) == 1 else
                                              "are", ", ".join(repr(v) for v, _ in label_map)))
-        return index, tuple(n for _, n in label_map)
+        return index, ("rest",) * first + tuple(names)
     if not all(v.isdigit() for v in values):
-        raise invalid_value("--label-map", "one when the file names' labels are not class numbers (0 = rest): they "
-                            "are {}; e.g. --label-map {}".format(", ".join(repr(v) for v in values[:8]),
-                                                                 ",".join("{}=NAME{}".format(v, i) for i, v in
-                                                                          enumerate(values[:3]))))
+        example = sorted(values, key=lambda v: grip_for_name(v) != "rest")  # rest first
+        raise invalid_value("--label-map", "needed when the file names' labels are not class numbers (0 = rest): "
+                            "they are {}; list them in class order, rest first, e.g. --label-map {}".format(
+                                ", ".join(repr(v) for v in values[:8]), ",".join(example[:8])))
     index = {v: int(v) for v in values}
     top = max(index.values())
     if top >= INT16_MAX:
@@ -236,6 +243,10 @@ def groups(files: Sequence[MatchedFile], out: str) -> List[Tuple[str, List[Match
     ``'day{session}.h5'``: one session file per session; ``out`` without a field: one file with all.
     """
     fields = pattern_fields(out, flag="--out")
+    wrong = [f for f in fields if f not in ("session", "subject")]
+    if wrong:
+        raise invalid_value("--out", "{{session}} or {{subject}} (one session file each), got {}: a session file holds "
+                            "every class and repetition".format(", ".join("{" + f + "}" for f in wrong)))
     missing = [f for f in fields if f not in files[0].fields]
     if missing:
         raise invalid_value("--out", "fields the file pattern has ({}), got {}".format(
