@@ -376,6 +376,7 @@ class Runtime:
                     self.stats.frames += 1
                     if self.record_frames or self.json_log is not None:
                         fr = self._frame_record(done, pos, prob, cmd, lat, int(grip))
+                        fr["sample"] = samples - 1 - (chunk_end - int(end))  # its last sample, counted as read
                         if self.record_frames:
                             self.frames.append(fr)
                         if self.json_log is not None:

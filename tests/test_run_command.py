@@ -94,6 +94,11 @@ def test_the_run_log_carries_the_class_and_its_probability(short_rec, adapted_bu
     # the class is the most probable one, its probability at least 1 / n_classes
     assert all(f["probability"] >= 1.0 / len(names) - 1e-4 for f in frames)
     assert len({f["class"] for f in frames}) >= 1 and len({f["probability"] for f in frames}) > 1
+    # each frame says which sample of the recording it ended at: the log lines up with the session
+    samples = [f["sample"] for f in frames]
+    hop, first = adapted_bundle.hop_samples, adapted_bundle.feature_extractor().window_samples - 1
+    assert samples[0] >= first and all(b - a == hop for a, b in zip(samples, samples[1:])), samples[:5]
+    assert samples[-1] < short_rec.n_samples
 
 
 def test_the_live_view_draws_in_its_own_process_with_named_channels_and_units(short_rec, adapted_bundle, tmp_path,
