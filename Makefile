@@ -14,7 +14,8 @@ VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' __init__.py)
 # The pure-Python wheel the Jetson installs (the same wheel serves every Python >= 3.6).
 DEVICE_WHEEL := dist/neurohand-$(VERSION)-py3-none-any.whl
 WHEEL_SOURCES := pyproject.toml $(wildcard *.py) \
-	$(shell find decoder firmware_bridge deploy training calibration -type f -not -path '*/__pycache__/*' 2>/dev/null)
+	$(shell find decoder firmware_bridge deploy training calibration -type f -not -path '*/__pycache__/*' \
+		-not -path 'firmware_bridge/firmware/*' -not -path 'deploy/arm64/*' 2>/dev/null)
 # One wheel cache for every venv (pip's default location, made explicit); quiet about old pips.
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1

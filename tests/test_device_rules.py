@@ -52,6 +52,8 @@ def runtime_files():
     out = []
     for pkg in DEVICE_PACKAGES:
         for dirpath, _, files in os.walk(os.path.join(ROOT, pkg)):
+            if "__init__.py" not in files:
+                continue  # not a package (firmware_bridge/firmware: the C firmware's tools): not in the wheel
             out += [os.path.relpath(os.path.join(dirpath, f), ROOT) for f in sorted(files) if f.endswith(".py")]
     out += [os.path.join("deploy", m + ".py") for m in DEVICE_DEPLOY_MODULES]
     return sorted(out)
