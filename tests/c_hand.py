@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import threading
 import time
+from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
@@ -46,6 +47,7 @@ class CHand:
         self.last_command = None
         self.received = []  # every SET_POSITIONS that arrived, as positions (0..1000)
         self.timed = []  # the same as (time.monotonic() when it arrived, positions in 0..1)
+        self.parser = SimpleNamespace(stats=SimpleNamespace(frames_bad=0))  # as SimHand's parser counts them
         self._lock = threading.Lock()
         self._lines = 0
         self._proc = None
@@ -68,13 +70,14 @@ class CHand:
                 self.received.append(positions)
                 self.timed.append((float(w[1]), np.asarray(positions, float) / 1000.0))
                 continue
-            if len(w) != 24 or w[0] != "state":
+            if len(w) != 26 or w[0] != "state":
                 continue
             with self._lock:
                 self.state, self.faults, self.commands_received = int(w[1]), int(w[3]), int(w[5])
                 self.positions = np.array([float(v) for v in w[7:12]])
                 self.target = np.array([float(v) for v in w[13:18]])
                 self.last_command = tuple(int(v) for v in w[19:24]) if self.commands_received else None
+                self.parser.stats.frames_bad = int(w[25])
                 self._lines += 1
 
     def reset_estop(self) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from neurohand.firmware_bridge.hand_link import HandLink
 from neurohand.firmware_bridge.protocol import Fault, HandState, SetPositions, encode
-from neurohand.firmware_bridge.sim_hand import SimHand, SimHandConfig
+from neurohand.firmware_bridge.sim_hand import SimHandConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,8 +34,8 @@ def drive(link, pos, seconds):
         time.sleep(0.01)
 
 
-def test_hand_follows_commands_with_a_speed_limit():
-    with SimHand(SimHandConfig(speed_per_s=1000.0)) as hand:
+def test_hand_follows_commands_with_a_speed_limit(Hand):
+    with Hand(SimHandConfig(speed_per_s=1000.0)) as hand:
         link = HandLink(hand.port)
         assert link.ensure_open()
         t0 = time.monotonic()
@@ -49,8 +49,8 @@ def test_hand_follows_commands_with_a_speed_limit():
         link.close()
 
 
-def test_watchdog_goes_to_safe_posture_when_commands_stop():
-    with SimHand() as hand:
+def test_watchdog_goes_to_safe_posture_when_commands_stop(Hand):
+    with Hand() as hand:
         link = HandLink(hand.port)
         drive(link, [0.9] * 5, 0.8)
         assert hand.state == HandState.RUNNING
@@ -64,8 +64,8 @@ def test_watchdog_goes_to_safe_posture_when_commands_stop():
         assert hand.state == HandState.RUNNING and np.allclose(hand.positions, 500, atol=1)
 
 
-def test_estop_holds_until_a_person_resets():
-    with SimHand() as hand:
+def test_estop_holds_until_a_person_resets(Hand):
+    with Hand() as hand:
         link = HandLink(hand.port)
         drive(link, [0.9] * 5, 0.3)
         link.estop()
@@ -77,8 +77,8 @@ def test_estop_holds_until_a_person_resets():
         assert hand.state == HandState.RUNNING
 
 
-def test_corrupted_bytes_are_ignored_and_reported():
-    with SimHand() as hand:
+def test_corrupted_bytes_are_ignored_and_reported(Hand):
+    with Hand() as hand:
         link = HandLink(hand.port)
         drive(link, [0.3] * 5, 0.5)
         bad = bytearray(encode(SetPositions((1000,) * 5), 1))
@@ -89,8 +89,8 @@ def test_corrupted_bytes_are_ignored_and_reported():
         assert np.allclose(hand.target, 300)  # the corrupted command never moved the hand
 
 
-def test_link_reconnects_after_the_port_closes():
-    with SimHand() as hand:
+def test_link_reconnects_after_the_port_closes(Hand):
+    with Hand() as hand:
         link = HandLink(hand.port, backoff_s=0.05)
         drive(link, [0.4] * 5, 0.2)
         link.close()  # e.g. USB unplugged
@@ -121,8 +121,8 @@ HOST_SCRIPT = textwrap.dedent(
 )
 
 
-def test_host_killed_with_sigkill_hand_watchdog_takes_over():
-    with SimHand() as hand:
+def test_host_killed_with_sigkill_hand_watchdog_takes_over(Hand):
+    with Hand() as hand:
         proc = subprocess.Popen([sys.executable, "-c", HOST_SCRIPT, hand.port], stdout=subprocess.PIPE, text=True,
                                 cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
         try:

@@ -1,7 +1,7 @@
 /* The firmware as a hand on a pseudo-terminal (Linux, POSIX): the host build the runtime's tests drive.
  *
  * Prints the port to open on its first line, then every 10 ms a line of its state for a test to read:
- *   state S faults F commands N positions P0..P4 target T0..T4 last L0..L4
+ *   state S faults F commands N positions P0..P4 target T0..T4 last L0..L4 bad B (frames dropped)
  * and a line "cmd SECONDS P0..P4" for every SET_POSITIONS that arrives, stamped by CLOCK_MONOTONIC when read (what
  * a test's hook on the Python hand records).
  * Reads commands on stdin: "reset" (a person presses reset after an ESTOP), "quit" (or end of input).
@@ -144,10 +144,10 @@ int main(int argc, char **argv)
         if ((int32_t)(now_ms() - next_report) >= 0) {
             nh_hand_positions(&hand, pos);
             printf("state %u faults %u commands %lu positions %u %u %u %u %u target %u %u %u %u %u last %u %u %u %u "
-                   "%u\n", hand.state, hand.faults, (unsigned long)hand.commands_received, pos[0], pos[1], pos[2],
-                   pos[3], pos[4], hand.target[0], hand.target[1], hand.target[2], hand.target[3], hand.target[4],
-                   hand.last_command[0], hand.last_command[1], hand.last_command[2], hand.last_command[3],
-                   hand.last_command[4]);
+                   "%u bad %lu\n", hand.state, hand.faults, (unsigned long)hand.commands_received, pos[0], pos[1],
+                   pos[2], pos[3], pos[4], hand.target[0], hand.target[1], hand.target[2], hand.target[3],
+                   hand.target[4], hand.last_command[0], hand.last_command[1], hand.last_command[2],
+                   hand.last_command[3], hand.last_command[4], (unsigned long)hand.parser.frames_bad);
             fflush(stdout);
             next_report += 10;
         }
