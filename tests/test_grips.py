@@ -137,20 +137,18 @@ def gesture_bundle(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_a_gesture_bundle_drives_the_simulated_hand_through_its_grips(gesture_bundle, tmp_path):
+def test_a_gesture_bundle_drives_the_simulated_hand_through_its_grips(gesture_bundle, tmp_path, Hand):
     from neurohand.decoder.session_file import write_recording
     from neurohand.deploy.runlog import JsonLog
     from neurohand.deploy.runtime import HandSink, Runtime, RuntimeConfig
     from neurohand.deploy.sources import open_source
-    from neurohand.firmware_bridge.sim_hand import SimHand
-
     bundle, rec = gesture_bundle
     table = bundle.grip_table()
     assert table is not None and {table.grips[k] for k in range(len(table.grips))} >= {"rest", "power", "pinch"}
     session = str(tmp_path / "s.h5")
     write_recording(rec, session)
     seen = []
-    with SimHand() as hand:
+    with Hand() as hand:
         stop = threading.Event()
 
         def watch():  # what the hand did, not what was sent
