@@ -213,6 +213,16 @@ def _line_of(path: str, first: int, row: int) -> int:
     return first + row + 1
 
 
+def _np_load(path: str, what: str, expected: str):
+    """``numpy.load`` without pickle; a missing file or one numpy cannot read is one line naming ``expected``."""
+    if not os.path.exists(path):
+        raise FileNotFoundError("No {} at {!r}".format(what, path))
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise InvalidValueError("{!r} is not {} ({})".format(path, expected, str(e).split(". ")[0])) from None
+
+
 def import_npz(
     path: str,
     *,
@@ -238,13 +248,7 @@ def import_npz(
         Mains frequency where it was recorded, recorded in the session.
     """
     meta = _mains(mains_hz)
-    if not os.path.exists(path):
-        raise FileNotFoundError("No NPZ file at {!r}".format(path))
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise InvalidValueError("{!r} is not a NumPy .npz archive of plain arrays ({})".format(
-            path, str(e).split(". ")[0])) from None
+    z = _np_load(path, "NPZ file", "a NumPy .npz archive of plain arrays")
     if not isinstance(z, np.lib.npyio.NpzFile):
         raise InvalidValueError("{!r} holds a single array ({}); expected a .npz archive with a {!r} array".format(
             path, "np.save" if isinstance(z, np.ndarray) else type(z).__name__, signals_key))
@@ -292,13 +296,7 @@ def import_npy(
         Mains frequency where it was recorded, recorded in the session.
     """
     meta = _mains(mains_hz)
-    if not os.path.exists(path):
-        raise FileNotFoundError("No .npy file at {!r}".format(path))
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise InvalidValueError("{!r} is not a NumPy .npy array of numbers ({})".format(
-            path, str(e).split(". ")[0])) from None
+    x = _np_load(path, ".npy file", "a NumPy .npy array of numbers")
     if not isinstance(x, np.ndarray):
         raise InvalidValueError("{!r} is a .npz archive; import it with: neurohand import npz".format(path))
     if x.dtype.kind not in "biuf":
